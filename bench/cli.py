@@ -1,0 +1,129 @@
+"""`python -m bench`: a thin command line over the library modules."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+import sys
+
+from .errors import BenchError, UsageError
+
+#: Modules that add their own subcommands through register_cli(subparsers).
+PLUGINS = ("bench.kernel", "bench.vm", "bench.rfc", "bench.report")
+
+
+class Parser(argparse.ArgumentParser):
+    """Bad input is one line and exit status 2, never a usage dump."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _list_of(kind, choices=None):
+    def parse(text: str):
+        try:
+            items = [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a comma-separated list of {kind.__name__}: {text!r}")
+        bad = [x for x in items if (choices and x not in choices) or (kind is int and x < 0)]
+        if bad or not items:
+            allowed = f" (choose from {', '.join(choices)})" if choices else ""
+            raise argparse.ArgumentTypeError(f"invalid value {bad[0] if bad else text!r}{allowed}")
+        return items
+    return parse
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier() or not value.strip():
+        raise argparse.ArgumentTypeError(f"tags are KEY=VALUE, not {text!r}")
+    return key, value
+
+
+def _cmd_list(args) -> int:
+    import tracers
+
+    for b in tracers.all_backends():
+        why = b.unavailable()
+        state = "available" if why is None else f"unavailable: {why}"
+        kind = "in-process" if b.in_process else "tracer"
+        print(f"{b.name:24} {kind:10} {state}\n{'':24} {b.description}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from . import runner, summary
+
+    if args.scaling:
+        args.pages = sorted(set(args.pages) | {0, 1, 16, 256, 4096})
+        args.parallel = sorted(set(args.parallel) | {1, 2, 4})
+    if args.cpus and len(args.cpus) != 2:
+        raise UsageError("--cpus takes two CPUs: TRACER,TRACEE for cross-CPU pinning")
+    opts = runner.RunOptions(
+        backends=args.backends, pins=list(dict.fromkeys(args.pin)), pages=args.pages,
+        parallel=args.parallel, cpus=tuple(args.cpus) if args.cpus else None,
+        mode="fast" if args.fast else "rigorous" if args.rigorous else "normal",
+        output=args.output, tags=dict(args.tag), processes=args.processes, values=args.values,
+        keep_going=not args.stop_on_failure)
+    try:
+        path = runner.run(opts)
+    finally:
+        sys.stdout.flush()
+    print(summary.table(path))
+    print(f"results: {path}")
+    return 0
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("list", help="show every backend and whether it can run here")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("run", help="time every available backend with pyperf")
+    p.add_argument("--backends", type=_list_of(str), help="comma-separated names (default: all)")
+    p.add_argument("--pin", type=_list_of(str, ("same", "cross", "none")), default=["same", "cross"],
+                   help="tracer/tracee placement: same CPU, different CPUs, or unpinned (default: same,cross)")
+    p.add_argument("--cpus", type=_list_of(int), help="the two CPUs to use, TRACER,TRACEE (default: first two)")
+    p.add_argument("--pages", type=_list_of(int), default=[0],
+                   help="pages the tracee writes between syscalls, e.g. 0,1,16,256,4096")
+    p.add_argument("--parallel", type=_list_of(int), default=[1],
+                   help="tracer/tracee pairs at once, e.g. 1,2,4 (throughput)")
+    p.add_argument("--scaling", action="store_true", help="shortcut: --pages 0,1,16,256,4096 --parallel 1,2,4")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--fast", action="store_true", help="pyperf --fast: rough answers quickly")
+    mode.add_argument("--rigorous", action="store_true", help="pyperf --rigorous: more worker processes")
+    p.add_argument("--processes", type=int, help="pyperf worker processes per case (overrides the mode)")
+    p.add_argument("--values", type=int, help="pyperf values per worker process")
+    p.add_argument("--output", type=pathlib.Path, help="results file (default: results/HOST-TIME.json)")
+    p.add_argument("--tag", type=_tag, action="append", default=[], help="KEY=VALUE recorded in the metadata")
+    p.add_argument("--stop-on-failure", action="store_true",
+                   help="measure nothing if any case fails its check (default: measure the others)")
+    p.set_defaults(func=_cmd_run)
+
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "processes", None) is not None and args.processes < 1:
+            raise UsageError("--processes must be >= 1")
+        if getattr(args, "values", None) is not None and args.values < 1:
+            raise UsageError("--values must be >= 1")
+        return args.func(args)
+    except BenchError as e:
+        print(f"bench: {'error' if e.exit_status == 2 else 'failed'}: {e}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,78 @@
+"""What the machine is: recorded with every run, so a number is never without its context."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import subprocess
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+VULNERABILITIES = pathlib.Path("/sys/devices/system/cpu/vulnerabilities")
+
+
+def _read(path: str | pathlib.Path) -> str:
+    try:
+        return pathlib.Path(path).read_text(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def cpu_model() -> str:
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def mitigations() -> dict[str, str]:
+    if not VULNERABILITIES.is_dir():
+        return {}
+    return {p.name: _read(p) for p in sorted(VULNERABILITIES.iterdir())}
+
+
+def accelerator() -> str:
+    """How this kernel's CPU is provided: bare metal, or which hypervisor.
+
+    Inside our own QEMU guest `bench vm run` tags the run with the exact
+    accelerator; this is the best a process can tell from the inside.
+    """
+    model = cpu_model()
+    if "QEMU TCG" in model or "TCG" in _read("/sys/firmware/qemu_fw_cfg/rev"):
+        return "tcg"
+    flags = next((line for line in _read("/proc/cpuinfo").splitlines() if line.startswith("flags")), "")
+    if " hypervisor" not in flags:
+        return "bare-metal"
+    try:
+        virt = subprocess.run(["systemd-detect-virt"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        virt = ""
+    vendor = _read("/sys/class/dmi/id/sys_vendor") or _read("/sys/hypervisor/type")
+    return f"virtualized ({virt or vendor or 'unknown hypervisor'})"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def usable_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def run_metadata() -> dict[str, str | int]:
+    """Run-wide metadata (pyperf adds python, platform, hostname, cpu_count ...)."""
+    uname = os.uname()
+    return {
+        "vmexec_kernel": uname.release,
+        "vmexec_kernel_version": uname.version,
+        "vmexec_cpu_model": cpu_model(),
+        "vmexec_cpus": len(usable_cpus()),
+        "vmexec_accelerator": accelerator(),
+        "vmexec_mitigations": json.dumps(mitigations(), sort_keys=True),
+        "vmexec_commit": git_commit(),
+    }

@@ -1,0 +1,205 @@
+"""`bench run`: time every case with pyperf and write one suite to results/.
+
+The main process validates each case with a short checked run, then lets
+pyperf spawn worker processes (bench.worker) that register the same cases and
+time the one they are asked for.  The suite is written to a hidden temporary
+file and renamed into place only when complete, so an interrupted run leaves
+no half-written result and never touches an earlier one.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import signal
+import socket
+import sys
+
+import pyperf
+
+import tracers
+from tracers import BackendFailed, BackendUnavailable
+
+from . import environment, plan
+from .errors import BenchError, UsageError
+
+RESULTS = environment.REPO / "results"
+#: Short checked run that validates each case before it is timed.
+PREFLIGHT_SYSCALLS = 2000
+#: Whole-run watchdog for one backend run inside a worker (seconds).
+RUN_TIMEOUT = 600.0
+
+
+def pyperf_parser() -> argparse.ArgumentParser:
+    """pyperf's own options plus the plan, parsed alike by manager and workers."""
+    parser = argparse.ArgumentParser(prog="python -m bench.worker")
+    parser.add_argument("--plan", required=True, help=argparse.SUPPRESS)
+    return parser
+
+
+def make_runner() -> pyperf.Runner:
+    def forward_plan(cmd: list[str], args: argparse.Namespace) -> None:
+        cmd.extend(["--plan", args.plan])
+
+    return pyperf.Runner(_argparser=pyperf_parser(),
+                         program_args=("-m", "bench.worker"), add_cmdline_args=forward_plan)
+
+
+def time_case(loops: int, case: plan.Case) -> float:
+    """pyperf's time function: seconds for `loops` syscalls of each tracee."""
+    result = tracers.get_backend(case.backend).run(case.spec(loops, RUN_TIMEOUT))
+    return result.elapsed_ns / 1e9
+
+
+def register(runner: pyperf.Runner, cases: list[plan.Case], on_failure=None) -> None:
+    for case in cases:
+        try:
+            # inner_loops: with P pairs, each loop is P syscalls (throughput).
+            runner.bench_time_func(case.name, time_case, case, inner_loops=case.parallel,
+                                   metadata=case.metadata())
+        except RuntimeError as e:       # a worker died: pyperf names only its exit code
+            if on_failure is None:
+                raise
+            on_failure(case, f"worker failed during measurement ({e})")
+            runner._worker_task += 1     # pyperf skips this when a benchmark raises
+
+
+@dataclasses.dataclass
+class RunOptions:
+    backends: list[str] | None
+    pins: list[str]
+    pages: list[int]
+    parallel: list[int]
+    cpus: tuple[int, int] | None
+    mode: str                       # fast | normal | rigorous
+    output: pathlib.Path | None
+    tags: dict[str, str]
+    processes: int | None = None
+    values: int | None = None
+    keep_going: bool = True
+
+
+def output_path(requested: pathlib.Path | None) -> pathlib.Path:
+    if requested is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = RESULTS / f"{socket.gethostname()}-{stamp}.json"
+    else:
+        path = requested
+    if path.exists():
+        raise UsageError(f"{path} exists: results are never overwritten; choose another --output")
+    if not path.parent.is_dir():
+        raise UsageError(f"output directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise UsageError(f"output directory {path.parent} is not writable")
+    return path
+
+
+def choose_cpus(requested: tuple[int, int] | None) -> tuple[int, int]:
+    usable = environment.usable_cpus()
+    if requested is None:
+        return (usable[0], usable[1]) if len(usable) > 1 else (usable[0], usable[0])
+    for cpu in requested:
+        if cpu not in usable:
+            raise UsageError(f"CPU {cpu} does not exist or is not usable here (usable: {usable})")
+    return requested
+
+
+def select_backends(names: list[str] | None) -> list[tracers.Backend]:
+    known = tracers.all_backends()
+    if not names:
+        return known
+    by_name = {b.name: b for b in known}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise UsageError(f"unknown backend {unknown[0]!r} (known: {', '.join(by_name)})")
+    return [by_name[n] for n in names]
+
+
+def preflight(cases: list[plan.Case], log) -> tuple[list[plan.Case], dict[str, str], dict[str, str]]:
+    """Run each case once, checked; split into runnable, unavailable and failed."""
+    ok, unavailable, failed = [], {}, {}
+    for case in cases:
+        backend = tracers.get_backend(case.backend)
+        try:
+            backend.run(case.spec(PREFLIGHT_SYSCALLS, 120))
+        except BackendUnavailable as e:
+            unavailable[case.name] = str(e)
+            log(f"  {case.name}: unavailable: {e}")
+        except BackendFailed as e:
+            failed[case.name] = str(e)
+            log(f"  {case.name}: FAILED: {e}")
+        else:
+            ok.append(case)
+    return ok, unavailable, failed
+
+
+def _raise_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(opts: RunOptions, log=print) -> pathlib.Path:
+    backends = select_backends(opts.backends)
+    cpus = choose_cpus(opts.cpus)
+    final = output_path(opts.output)
+    cases = plan.build_plan(backends, opts.pins, opts.pages, opts.parallel, cpus)
+
+    log(f"checking {len(cases)} cases ({PREFLIGHT_SYSCALLS} syscalls each) ...")
+    runnable, unavailable, failed = preflight(cases, log)
+    if not runnable:
+        raise BenchError("no case could be measured: " + "; ".join(
+            f"{k}: {v}" for k, v in {**unavailable, **failed}.items()))
+    if failed and not opts.keep_going:
+        raise BenchError(f"{len(failed)} case(s) failed their check; not measuring (--stop-on-failure)")
+
+    metadata = environment.run_metadata()
+    metadata.update({f"vmexec_tag_{k}": v for k, v in opts.tags.items()})
+    metadata["vmexec_cpus_used"] = f"{cpus[0]},{cpus[1]}"
+    metadata["vmexec_command"] = " ".join(sys.argv) or "bench run"
+    tmp = final.with_name(f".{final.name}.tmp")
+    argv = ["--output", str(tmp), "--plan", plan.dumps(runnable), "--timeout", str(int(RUN_TIMEOUT * 2))]
+    if opts.mode != "normal":
+        argv.append(f"--{opts.mode}")
+    if opts.processes:
+        argv += ["--processes", str(opts.processes)]
+    if opts.values:
+        argv += ["--values", str(opts.values)]
+
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        runner = make_runner()
+        runner.parse_args(argv)
+        log(f"measuring {len(runnable)} cases with pyperf ({opts.mode}) ...")
+
+        def on_failure(case, reason):
+            failed[case.name] = reason
+            log(f"  {case.name}: FAILED: {reason}")
+        register(runner, runnable, on_failure)
+        if not tmp.exists():
+            raise BenchError("every case failed during measurement: " + "; ".join(failed.values()))
+        finish(tmp, final, {**metadata, "vmexec_unavailable": json.dumps(unavailable, sort_keys=True),
+                            "vmexec_failed": json.dumps(failed, sort_keys=True)})
+    except KeyboardInterrupt:
+        raise BenchError("interrupted: no results written") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        tmp.unlink(missing_ok=True)
+    if failed:
+        raise BenchError(f"{len(failed)} case(s) failed (recorded in {final}): "
+                         + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    return final
+
+
+def finish(tmp: pathlib.Path, final: pathlib.Path, metadata: dict) -> None:
+    """Add the run's metadata (and what could not be measured) to every benchmark, then publish atomically."""
+    suite = pyperf.BenchmarkSuite.load(str(tmp))
+    for bench in suite.get_benchmarks():
+        bench.update_metadata(metadata)
+    staged = final.with_name(f".{final.name}.staged.tmp")
+    try:
+        suite.dump(str(staged))
+        os.replace(staged, final)       # never clobbers: output_path() checked
+    finally:
+        staged.unlink(missing_ok=True)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up everything this project needs (idempotently, every time), then
+#   ./run.sh [bench run options]   the main job: benchmark on this kernel,
+#                                  then in a VM on the patched kernel, then the report
+#   ./run.sh test [pytest options] the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Debian packages: compiler for the C driver, Python venv, and the kernel
+# build + QEMU for the patched-kernel VM.
+APT_PACKAGES=(
+    gcc make git python3 python3-venv python3-dev
+    linux-source-6.12 flex bison bc libelf-dev libssl-dev cpio xz-utils ccache
+    qemu-system-x86
+)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# Editable install: builds the C driver (tracers/vmexec) in place, every time.
+.venv/bin/python -m pip install -q -e '.[test]'
+PY=.venv/bin/python
+
+case "${1:-}" in
+test)
+    shift
+    exec "$PY" -m pytest "$@"
+    ;;
+*)
+    "$PY" -m bench run "$@"
+    "$PY" -m bench vm run --timing icount -- --fast
+    "$PY" -m bench report
+    ;;
+esac

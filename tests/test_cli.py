@@ -1,0 +1,60 @@
+"""The command line: results readable by pyperf's own tools, bad input is one line and exit 2."""
+import subprocess
+import sys
+
+import pyperf
+import pytest
+
+from conftest import run_bench
+
+
+def test_results_load_with_pyperf_and_carry_metadata(tiny_results):
+    suite = pyperf.BenchmarkSuite.load(str(tiny_results))
+    names = set(suite.get_benchmark_names())
+    assert {"native:pin=in-process", "ptrace-sysemu:pin=same", "ptrace-sysemu:pin=cross"} <= names
+    meta = suite.get_benchmark("ptrace-sysemu:pin=same").get_metadata()
+    assert meta["vmexec_backend"] == "ptrace-sysemu" and meta["vmexec_pin"] == "same"
+    for key in ("vmexec_kernel", "vmexec_cpu_model", "vmexec_mitigations", "vmexec_accelerator",
+                "vmexec_commit", "vmexec_unavailable"):
+        assert meta[key], key
+
+
+@pytest.mark.parametrize("tool", [["stats"], ["compare_to", "{0}"]])
+def test_pyperf_tools_read_the_results(tiny_results, tool):
+    args = [a.format(tiny_results) for a in tool]
+    proc = subprocess.run([sys.executable, "-m", "pyperf", *args, str(tiny_results)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_results_are_never_overwritten(tiny_results):
+    before = tiny_results.read_bytes()
+    proc = run_bench("run", "--backends", "native", "--output", str(tiny_results))
+    assert proc.returncode == 2 and "exists" in proc.stderr
+    assert tiny_results.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--backends", "no-such-backend"], "unknown backend"),
+    (["run", "--pin", "diagonal"], "--pin"),
+    (["run", "--pages", "-3"], "--pages"),
+    (["run", "--parallel", "two"], "--parallel"),
+    (["run", "--processes", "0"], "--processes"),
+    (["run", "--cpus", "0,4096"], "CPU 4096"),
+    (["run", "--output", "/nonexistent-dir/x.json"], "does not exist"),
+    (["run", "--tag", "novalue"], "KEY=VALUE"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    proc = run_bench(*args)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_list_shows_every_backend_with_its_state():
+    proc = run_bench("list")
+    assert proc.returncode == 0
+    for name in ("native", "ptrace-sysemu", "python-ptrace-sysemu"):
+        assert name in proc.stdout

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The syscall loop, and `vmexec tracee`: the loop run on its own, untraced,
+ * as the native baseline (it then checks the real getppid() value).
+ *
+ * This file is built with -fno-stack-protector: syscall_loop() must not read
+ * the stack canary through %fs, which is another process's TLS when the loop
+ * runs on a borrowed thread.
+ */
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tracee.h"
+#include "../tracers/vmexec.h"
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+long syscall_loop(struct loop_state *st)
+{
+	const long n = st->syscalls, expect = st->expect, pages = st->pages;
+	volatile char *buf = st->page_buf;
+	long matched = 0, first_bad = 0;
+
+	if (st->self_timed)
+		st->t0_ns = monotonic_ns();
+	LOOP_MARK_BEGIN();
+	for (long i = 0; i < n; i++) {
+		long ret;
+
+		for (long p = 0; p < pages; p++)
+			buf[p * PAGE_BYTES]++;
+		ret = raw_syscall1(LOOP_SYSCALL, LOOP_ARG);
+		if (ret == expect)
+			matched++;
+		else if (matched == i)
+			first_bad = ret;	/* the first mismatch */
+	}
+	LOOP_MARK_END();
+	if (st->self_timed)
+		st->t1_ns = monotonic_ns();
+	st->calls = n;
+	st->matched = matched;
+	st->first_bad = first_bad;
+	raw_syscall1(LOOP_SYSCALL, LOOP_END_ARG);
+	return n - matched;
+}
+
+void syscall_loop_borrowed(struct loop_state *st)
+{
+	syscall_loop(st);
+	/* Nothing to return to: keep reporting the end until the borrower stops. */
+	for (;;)
+		raw_syscall1(LOOP_SYSCALL, LOOP_END_ARG);
+}
+
+/*
+ * `vmexec tracee -n N [-e EXPECT] [-s]`: the loop in a process of its own.
+ * Untraced it checks the real getppid(); with -s it first makes its parent
+ * its tracer and stops, for tracers written outside the driver (python-ptrace).
+ */
+int tracee_main(int argc, char **argv)
+{
+	struct loop_state st = { .self_timed = 1 };
+	int opt, traced = 0, have_expect = 0;
+
+	while ((opt = getopt(argc, argv, "n:e:s")) != -1) {
+		switch (opt) {
+		case 'n': st.syscalls = parse_count(optarg, "-n"); break;
+		case 'e': st.expect = parse_long(optarg, "-e", LONG_MIN); have_expect = 1; break;
+		case 's': traced = 1; break;
+		default: return usage_error("usage: vmexec tracee -n SYSCALLS [-e EXPECT] [-s]");
+		}
+	}
+	if (st.syscalls <= 0 || optind != argc)
+		return usage_error("vmexec tracee: -n SYSCALLS (>= 1) is required");
+	if (!have_expect)
+		st.expect = getppid();
+	if (traced && (ptrace(PTRACE_TRACEME, 0, 0, 0) || kill(getpid(), SIGSTOP))) {
+		perror("vmexec tracee: ptrace(PTRACE_TRACEME)");
+		return 2;
+	}
+	syscall_loop(&st);
+	printf("{\"calls\": %ld, \"matched\": %ld, \"first_bad\": %ld, \"elapsed_ns\": %llu}\n",
+	       st.calls, st.matched, st.first_bad, (unsigned long long)(st.t1_ns - st.t0_ns));
+	return st.matched == st.calls ? 0 : 1;
+}

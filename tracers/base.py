@@ -1,0 +1,63 @@
+"""The one interface every interception backend implements.
+
+A backend runs the tracee's syscall loop under its mechanism and returns what
+it measured; fork, exec and attach are set-up and are not timed.  Plain data
+goes in (RunSpec) and comes out (RunResult), as in pyperf.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+#: Return value the backends emulate, and the tracee expects (the RFC's).
+DEFAULT_INJECT = 555
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    syscalls: int                      # measured syscalls per tracee
+    cpu_tracer: int | None = None      # None: not pinned
+    cpu_tracee: int | None = None
+    pages: int = 0                     # pages the tracee writes between two syscalls
+    parallel: int = 1                  # tracer/tracee pairs at once
+    inject: int = DEFAULT_INJECT
+    expect: int = DEFAULT_INJECT
+    timeout: float = 600.0             # seconds, whole run
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    backend: str
+    syscalls: int                      # per tracee
+    parallel: int
+    calls: int                         # made, summed over tracees
+    matched: int                       # returned the expected value
+    elapsed_ns: int                    # the interception loop only
+
+    @property
+    def ns_per_syscall(self) -> float:
+        """Inverse throughput: wall time over every call of every tracee."""
+        return self.elapsed_ns / (self.syscalls * self.parallel)
+
+
+class BackendFailed(Exception):
+    """The run did not produce a valid measurement (mismatch, crash, timeout)."""
+
+
+class BackendUnavailable(BackendFailed):
+    """The mechanism cannot run on this kernel or with these privileges."""
+
+
+class Backend(abc.ABC):
+    name: str
+    description: str
+    #: True when the tracee intercepts its own syscalls (no second process).
+    in_process: bool
+
+    @abc.abstractmethod
+    def unavailable(self) -> str | None:
+        """None when usable here, else the reason, e.g. 'ENOSYS: ...'."""
+
+    @abc.abstractmethod
+    def run(self, spec: RunSpec) -> RunResult:
+        """Run the loop once; raise BackendFailed/BackendUnavailable."""

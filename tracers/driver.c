@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vmexec: the driver that runs one backend on the syscall loop and prints one
+ * JSON object with what it measured.
+ *
+ *   vmexec list                       backends, and why any is unavailable
+ *   vmexec run BACKEND -n N [opts]    one measured run
+ *   vmexec tracee -n N                the loop alone (native, untraced)
+ *
+ * Exit status: 0 ok, 1 the run failed (mismatch, crash), 2 bad usage,
+ * 3 backend unavailable, 4 watchdog timeout.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmexec.h"
+
+enum { EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_TIMEOUT };
+
+int tracee_main(int argc, char **argv);
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+int fail(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->error[0])	/* keep the first, root-cause message */
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(s->error, sizeof(s->error), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int fail_errno(struct session *s, const char *what)
+{
+	return fail(s, "%s: %s (%s)", what, strerrorname_np(errno) ?: "?", strerror(errno));
+}
+
+int pin_to_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return 0;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set);
+}
+
+int usage_error(const char *msg)
+{
+	fprintf(stderr, "%s\n", msg);
+	return EXIT_USAGE;
+}
+
+/* An integer that fits a long; exits with a one-line error otherwise. */
+long parse_long(const char *text, const char *option, long min)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(text, &end, 0);
+	if (errno || *end || end == text || v < min) {
+		fprintf(stderr, "vmexec: %s takes an integer >= %ld, not '%s'\n", option, min, text);
+		exit(EXIT_USAGE);
+	}
+	return v;
+}
+
+long parse_count(const char *text, const char *option)
+{
+	return parse_long(text, option, 0);
+}
+
+static const struct backend *find_backend(const char *name)
+{
+	for (int i = 0; backends[i]; i++)
+		if (!strcmp(backends[i]->name, name))
+			return backends[i];
+	return NULL;
+}
+
+static void json_string(const char *text)
+{
+	putchar('"');
+	for (const char *p = text; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if ((unsigned char)*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
+static int cmd_list(void)
+{
+	printf("[");
+	for (int i = 0; backends[i]; i++) {
+		const struct backend *b = backends[i];
+		const char *why = b->unavailable ? b->unavailable() : NULL;
+
+		printf("%s\n {\"name\": ", i ? "," : "");
+		json_string(b->name);
+		printf(", \"description\": ");
+		json_string(b->description);
+		printf(", \"in_process\": %s, \"available\": %s, \"reason\": ",
+		       b->trace ? "false" : "true", why ? "false" : "true");
+		json_string(why ? why : "");
+		printf("}");
+	}
+	printf("\n]\n");
+	return EXIT_OK;
+}
+
+/* Sessions live in one shared mapping; `start` releases them all at once. */
+static struct {
+	volatile int start;
+	struct session sessions[];
+} *shared;
+
+static void wait_for_start(void)
+{
+	while (!shared->start)
+		sched_yield();
+}
+
+/* The tracee: set up by the backend, then run the loop. Never returns. */
+static void tracee_child(const struct backend *b, struct session *s)
+{
+	long mismatches;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (pin_to_cpu(s->cfg->cpu_tracee)) {
+		fail_errno(s, "sched_setaffinity(tracee)");
+		_exit(2);
+	}
+	/* Fault the pages in now, so the loop measures touching, not faulting. */
+	for (long p = 0; p < s->loop.pages; p++)
+		s->loop.page_buf[p * PAGE_BYTES] = 1;
+	if (!b->trace)
+		wait_for_start();
+	if (b->tracee_setup && b->tracee_setup(s))
+		_exit(2);
+	mismatches = syscall_loop(&s->loop);
+	_exit(mismatches ? 1 : 0);
+}
+
+static void describe_exit(struct session *s, int status)
+{
+	if (WIFSIGNALED(status))
+		fail(s, "tracee killed by signal %s", sigabbrev_np(WTERMSIG(status)) ?: "?");
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
+		fail(s, "tracee saw %ld wrong return values of %ld (first: %ld, expected %ld)",
+		     s->loop.calls - s->loop.matched, s->loop.calls, s->loop.first_bad,
+		     s->loop.expect);
+	else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		fail(s, "tracee set-up failed (exit status %d)", WEXITSTATUS(status));
+}
+
+/* One tracer/tracee pair; fills s->error on failure. */
+static void run_session(const struct backend *b, struct session *s)
+{
+	int status;
+	/* s is shared: only the parent may store the pid in it. */
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		fail_errno(s, "fork");
+		return;
+	}
+	if (pid == 0)
+		tracee_child(b, s);
+	s->tracee = pid;
+
+	if (b->trace) {
+		wait_for_start();
+		b->trace(s);
+		if (b->tracee_lends_mm || s->error[0])
+			kill(s->tracee, SIGKILL);
+	}
+	if (waitpid(s->tracee, &status, __WALL) < 0)
+		fail_errno(s, "waitpid(tracee)");
+	else if (!(b->tracee_lends_mm && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+		describe_exit(s, status);
+	if (!b->trace) {
+		s->t0_ns = s->loop.t0_ns;
+		s->t1_ns = s->loop.t1_ns;
+	}
+	if (!s->error[0] && s->loop.calls != s->cfg->syscalls)
+		fail(s, "the tracee's loop did not finish (%ld of %ld calls)", s->loop.calls, s->cfg->syscalls);
+	else if (!s->error[0] && s->loop.matched != s->loop.calls)
+		describe_exit(s, 1 << 8);	/* borrowed loops have no exit status */
+}
+
+static void on_watchdog(int sig)
+{
+	static const char msg[] = "{\"ok\": false, \"error\": \"timeout: watchdog expired\"}\n";
+
+	(void)sig;
+	fflush(NULL);
+	(void)!write(STDOUT_FILENO, msg, sizeof(msg) - 1);
+	signal(SIGTERM, SIG_IGN);
+	kill(0, SIGKILL);	/* our process group: tracers and tracees */
+}
+
+static void print_result(const struct backend *b, const struct run_config *cfg)
+{
+	uint64_t t0 = UINT64_MAX, t1 = 0;
+	long calls = 0, matched = 0;
+	const char *error = "";
+
+	for (int i = 0; i < cfg->parallel; i++) {
+		struct session *s = &shared->sessions[i];
+
+		if (s->error[0] && !error[0])
+			error = s->error;
+		t0 = s->t0_ns < t0 ? s->t0_ns : t0;
+		t1 = s->t1_ns > t1 ? s->t1_ns : t1;
+		calls += s->loop.calls;
+		matched += s->loop.matched;
+	}
+	printf("{\"backend\": ");
+	json_string(b->name);
+	printf(", \"ok\": %s, \"syscalls\": %ld, \"parallel\": %d, \"pages\": %ld,"
+	       " \"calls\": %ld, \"matched\": %ld, \"elapsed_ns\": %llu, \"error\": ",
+	       error[0] ? "false" : "true", cfg->syscalls, cfg->parallel, cfg->pages,
+	       calls, matched, (unsigned long long)(t1 > t0 ? t1 - t0 : 0));
+	json_string(error);
+	printf("}\n");
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	struct run_config cfg = { .inject = 555, .expect = 555, .cpu_tracer = -1,
+				  .cpu_tracee = -1, .parallel = 1, .timeout_s = 600 };
+	const struct backend *b;
+	const char *why;
+	size_t size;
+	char *pages = NULL;
+	int opt, failed = 0;
+
+	while ((opt = getopt(argc, argv, "n:i:e:k:t:T:P:w:")) != -1) {
+		switch (opt) {
+		case 'n': cfg.syscalls = parse_count(optarg, "-n"); break;
+		case 'i': cfg.inject = parse_long(optarg, "-i", LONG_MIN); break;
+		case 'e': cfg.expect = parse_long(optarg, "-e", LONG_MIN); break;
+		case 'k': cfg.pages = parse_count(optarg, "-k"); break;
+		case 't': cfg.cpu_tracer = (int)parse_count(optarg, "-t"); break;
+		case 'T': cfg.cpu_tracee = (int)parse_count(optarg, "-T"); break;
+		case 'P': cfg.parallel = (int)parse_count(optarg, "-P"); break;
+		case 'w': cfg.timeout_s = (int)parse_count(optarg, "-w"); break;
+		default: return usage_error("usage: vmexec run BACKEND -n SYSCALLS [-i INJECT] [-e EXPECT] "
+					    "[-k PAGES] [-t TRACER_CPU] [-T TRACEE_CPU] [-P PAIRS] [-w TIMEOUT_S]");
+		}
+	}
+	if (optind != argc - 1)
+		return usage_error("vmexec run: exactly one BACKEND is required (see 'vmexec list')");
+	b = find_backend(argv[optind]);
+	if (!b) {
+		fprintf(stderr, "vmexec: unknown backend '%s' (see 'vmexec list')\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (cfg.syscalls < 1 || cfg.parallel < 1 || cfg.parallel > 64 || cfg.timeout_s < 1)
+		return usage_error("vmexec run: -n must be >= 1, -P between 1 and 64, -w >= 1");
+	if (cfg.pages > (1L << 20))
+		return usage_error("vmexec run: -k is at most 1048576 pages");
+	why = b->unavailable ? b->unavailable() : NULL;
+	if (why) {
+		printf("{\"backend\": ");
+		json_string(b->name);
+		printf(", \"ok\": false, \"unavailable\": true, \"error\": ");
+		json_string(why);
+		printf("}\n");
+		return EXIT_UNAVAILABLE;
+	}
+
+	size = sizeof(*shared) + cfg.parallel * sizeof(struct session);
+	shared = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	/* Private and untouched: each forked tracee faults in its own copy. */
+	if (cfg.pages)
+		pages = mmap(NULL, cfg.pages * PAGE_BYTES, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (shared == MAP_FAILED || pages == MAP_FAILED) {
+		perror("vmexec: mmap");
+		return EXIT_FAILED;
+	}
+
+	setpgid(0, 0);
+	signal(SIGALRM, on_watchdog);
+	alarm(cfg.timeout_s);
+	if (cfg.parallel == 1 && pin_to_cpu(cfg.cpu_tracer)) {
+		fprintf(stderr, "vmexec: cannot pin to CPU %d: %s\n", cfg.cpu_tracer, strerror(errno));
+		return EXIT_USAGE;
+	}
+
+	for (int i = 0; i < cfg.parallel; i++) {
+		struct session *s = &shared->sessions[i];
+
+		s->cfg = &cfg;
+		s->loop.syscalls = cfg.syscalls;
+		s->loop.expect = cfg.expect;
+		s->loop.pages = cfg.pages;
+		s->loop.page_buf = pages;
+		s->loop.self_timed = !b->trace;
+	}
+	if (cfg.parallel == 1) {
+		shared->start = 1;
+		run_session(b, &shared->sessions[0]);
+	} else {
+		/* One tracer process per pair, released together. */
+		for (int i = 0; i < cfg.parallel; i++) {
+			pid_t pid = fork();
+
+			if (pid == 0) {
+				prctl(PR_SET_PDEATHSIG, SIGKILL);
+				run_session(b, &shared->sessions[i]);
+				_exit(0);
+			}
+			if (pid < 0)
+				failed = fail_errno(&shared->sessions[i], "fork");
+		}
+		shared->start = 1;
+		while (wait(NULL) > 0)
+			;
+	}
+	alarm(0);
+	print_result(b, &cfg);
+	for (int i = 0; i < cfg.parallel; i++)
+		failed |= shared->sessions[i].error[0];
+	return failed ? EXIT_FAILED : EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc >= 2 && !strcmp(argv[1], "list"))
+		return cmd_list();
+	if (argc >= 2 && !strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "tracee"))
+		return tracee_main(argc - 1, argv + 1);
+	return usage_error("usage: vmexec list | vmexec run BACKEND -n SYSCALLS [...] | vmexec tracee -n SYSCALLS");
+}

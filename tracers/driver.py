@@ -1,0 +1,78 @@
+"""Backends implemented in C by the `vmexec` driver (one per tracers/*.c)."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pathlib
+import signal
+import subprocess
+
+from .base import Backend, BackendFailed, BackendUnavailable, RunResult, RunSpec
+
+VMEXEC = pathlib.Path(__file__).with_name("vmexec")
+EXIT_UNAVAILABLE = 3
+
+
+def _run_driver(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    if not VMEXEC.exists():
+        raise BackendUnavailable(f"{VMEXEC} is not built: reinstall the package (pip install -e .)")
+    # A session of its own, so a timeout can take the whole process group
+    # (tracers and tracees) down, leaving nothing stopped behind.
+    proc = subprocess.Popen([str(VMEXEC), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        _kill_group(proc)
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+@functools.cache
+def driver_backends() -> tuple[DriverBackend, ...]:
+    """Every backend the driver was built with, in its registry's order."""
+    out = _run_driver(["list"], timeout=60).stdout
+    return tuple(DriverBackend(b["name"], b["description"], b["in_process"], b["reason"] or None)
+                 for b in json.loads(out))
+
+
+class DriverBackend(Backend):
+    def __init__(self, name: str, description: str, in_process: bool, reason: str | None):
+        self.name, self.description, self.in_process = name, description, in_process
+        self._reason = reason
+
+    def unavailable(self) -> str | None:
+        return self._reason
+
+    def run(self, spec: RunSpec) -> RunResult:
+        args = ["run", self.name, "-n", str(spec.syscalls), "-i", str(spec.inject),
+                "-e", str(spec.expect), "-k", str(spec.pages), "-P", str(spec.parallel),
+                "-w", str(max(1, int(spec.timeout)))]
+        if spec.cpu_tracer is not None:
+            args += ["-t", str(spec.cpu_tracer)]
+        if spec.cpu_tracee is not None:
+            args += ["-T", str(spec.cpu_tracee)]
+        try:
+            proc = _run_driver(args, timeout=spec.timeout + 30)
+        except subprocess.TimeoutExpired:
+            raise BackendFailed(f"{self.name}: timeout after {spec.timeout + 30:.0f} s") from None
+        try:
+            report = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            detail = (proc.stderr.strip() or f"exit status {proc.returncode}").splitlines()[-1]
+            raise BackendFailed(f"{self.name}: driver gave no result ({detail})") from None
+        if proc.returncode == EXIT_UNAVAILABLE:
+            raise BackendUnavailable(report["error"])
+        if proc.returncode != 0 or not report["ok"]:
+            raise BackendFailed(f"{self.name}: {report['error']}")
+        return RunResult(self.name, report["syscalls"], report["parallel"], report["calls"],
+                         report["matched"], report["elapsed_ns"])

@@ -1,0 +1,95 @@
+"""PTRACE_SYSEMU driven from Python through python-ptrace.
+
+The same per-call work as the C `ptrace-sysemu` (wait, GETREGS, set rax,
+SETREGS, SYSEMU), to show what writing the tracer in Python costs.  The
+tracee is `vmexec tracee -s`, which makes this process its tracer and stops.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import time
+
+from ptrace import PtraceError
+from ptrace.binding import func as ptrace
+
+from .base import Backend, BackendFailed, BackendUnavailable, RunResult, RunSpec
+from .driver import VMEXEC, driver_backends
+
+PTRACE_SYSEMU = 31          # x86 uapi; python-ptrace has no name for it
+GETPPID = 110               # x86_64
+LOOP_ARG, LOOP_END_ARG = 0x5CA1AB1E, 0xE0D0E0D0   # tracee/tracee.h
+
+
+class PythonPtraceSysemu(Backend):
+    name = "python-ptrace-sysemu"
+    description = "PTRACE_SYSEMU loop written in Python with python-ptrace"
+    in_process = False
+
+    def unavailable(self) -> str | None:
+        # Same mechanism as the C backend: same verdict on ptrace permission.
+        return next(b.unavailable() for b in driver_backends() if b.name == "ptrace-sysemu")
+
+    def run(self, spec: RunSpec) -> RunResult:
+        if spec.parallel != 1:
+            raise BackendUnavailable("EINVAL: python-ptrace-sysemu traces one tracee at a time")
+        reason = self.unavailable()
+        if reason:
+            raise BackendUnavailable(reason)
+        if spec.cpu_tracer is not None:
+            os.sched_setaffinity(0, {spec.cpu_tracer})
+        tracee = subprocess.Popen(
+            [str(VMEXEC), "tracee", "-s", "-n", str(spec.syscalls), "-e", str(spec.expect)],
+            stdout=subprocess.PIPE, text=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, {spec.cpu_tracee}))
+            if spec.cpu_tracee is not None else None)
+        try:
+            elapsed_ns = self._trace(tracee.pid, spec)
+            out = tracee.stdout.read()
+            _, status = os.waitpid(tracee.pid, 0)
+            tracee.returncode = os.waitstatus_to_exitcode(status)
+        except PtraceError as e:
+            raise BackendFailed(f"{self.name}: {e}") from None
+        finally:
+            if tracee.returncode is None:
+                tracee.kill()
+                os.waitpid(tracee.pid, 0)
+                tracee.returncode = -signal.SIGKILL
+            tracee.stdout.close()
+        report = json.loads(out) if out.strip() else {}
+        if tracee.returncode != 0 or report.get("matched") != spec.syscalls:
+            raise BackendFailed(
+                f"{self.name}: tracee exit {tracee.returncode}, "
+                f"{report.get('matched', 0)} of {spec.syscalls} return values matched "
+                f"(first wrong: {report.get('first_bad')}, expected {spec.expect})")
+        return RunResult(self.name, spec.syscalls, 1, report["calls"], report["matched"], elapsed_ns)
+
+    def _trace(self, pid: int, spec: RunSpec) -> int:
+        _, status = os.waitpid(pid, 0)
+        if not os.WIFSTOPPED(status) or os.WSTOPSIG(status) != signal.SIGSTOP:
+            raise BackendFailed(f"{self.name}: tracee did not stop (status {status:#x})")
+        ptrace.ptrace_setoptions(pid, ptrace.PTRACE_O_EXITKILL if hasattr(ptrace, "PTRACE_O_EXITKILL")
+                                 else 0x100000)
+        deadline = time.monotonic() + spec.timeout
+        t0 = time.perf_counter_ns()
+        ptrace.ptrace(PTRACE_SYSEMU, pid)
+        while True:
+            _, status = os.waitpid(pid, 0)
+            if not os.WIFSTOPPED(status):
+                raise BackendFailed(f"{self.name}: tracee ended during the loop (status {status:#x})")
+            regs = ptrace.ptrace_getregs(pid)
+            if regs.orig_rax != GETPPID or regs.rdi not in (LOOP_ARG, LOOP_END_ARG):
+                raise BackendFailed(f"{self.name}: intercepted a foreign syscall {regs.orig_rax}")
+            if regs.rdi == LOOP_END_ARG:
+                elapsed = time.perf_counter_ns() - t0
+                break
+            if time.monotonic() > deadline:
+                raise BackendFailed(f"{self.name}: timeout after {spec.timeout:.0f} s")
+            regs.rax = spec.inject
+            ptrace.ptrace_setregs(pid, regs)
+            ptrace.ptrace(PTRACE_SYSEMU, pid)
+        ptrace.ptrace_detach(pid)
+        return elapsed

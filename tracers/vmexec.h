@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The backend interface of the `vmexec` driver.
+ *
+ * One backend per interception mechanism, in one file each, listed once in
+ * registry.c.  The driver forks the tracee (a child running syscall_loop()),
+ * calls the backend's tracee_setup() in the child and its trace() in the
+ * parent.  A backend with no trace() is in-process: the tracee intercepts
+ * its own syscalls and times its own loop.
+ */
+#ifndef VMEXEC_H
+#define VMEXEC_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../tracee/tracee.h"
+
+/* What one run of the driver is asked to do. */
+struct run_config {
+	long syscalls;     /* measured syscalls per tracee */
+	long inject;       /* return value the backend emulates */
+	long expect;       /* return value the tracee checks for */
+	long pages;        /* pages the tracee writes between two syscalls */
+	int cpu_tracer;    /* CPU to pin the tracer to, -1 for none */
+	int cpu_tracee;    /* CPU to pin the tracee to, -1 for none */
+	int parallel;      /* tracer/tracee pairs run at once */
+	int timeout_s;     /* whole-run watchdog */
+};
+
+/* Memory shared between a tracer and its tracee (MAP_SHARED, before fork). */
+struct session {
+	struct loop_state loop;
+	const struct run_config *cfg;
+	pid_t tracee;
+	/* Scratch space a backend passes from its tracee_setup() to its trace(). */
+	union {
+		long words[16];
+		char bytes[128];
+	} backend;
+	/* Timestamps the tracer takes around the loop (cross-process backends). */
+	uint64_t t0_ns, t1_ns;
+	/* A tracer's error message, empty when it succeeded. */
+	char error[256];
+};
+
+struct backend {
+	const char *name;
+	const char *description;
+	/* NULL when the mechanism is usable here, else why not ("ENOSYS: ..."). */
+	const char *(*unavailable)(void);
+	/*
+	 * Runs in the tracee after fork, before syscall_loop().  Returns 0 to
+	 * run the loop, or -1 after setting s->error.
+	 */
+	int (*tracee_setup)(struct session *s);
+	/*
+	 * Runs in the tracer: intercept the tracee's loop until its end call,
+	 * stamping s->t0_ns/t1_ns around it.  Returns 0, or -1 after setting
+	 * s->error.  NULL for in-process backends.
+	 */
+	int (*trace)(struct session *s);
+	/* Extra flags: the tracee must not exit after the loop (it lends its mm). */
+	int tracee_lends_mm;
+};
+
+extern const struct backend *const backends[];
+
+/* Helpers shared by backends (driver.c). */
+uint64_t now_ns(void);
+int fail(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int fail_errno(struct session *s, const char *what);
+int pin_to_cpu(int cpu);
+int usage_error(const char *msg);
+long parse_count(const char *text, const char *option);
+long parse_long(const char *text, const char *option, long min);
+
+/* ptrace helpers shared by the ptrace-based backends (ptrace_common.c). */
+struct user_regs_struct;
+int ptrace_traceme_and_stop(struct session *s);
+int ptrace_wait_stop(struct session *s, int *status);
+int ptrace_first_stop(struct session *s, long options);
+int loop_call_kind(struct session *s, const struct user_regs_struct *regs);
+const char *ptrace_unavailable(void);
+
+/* loop_call_kind() results. */
+enum { CALL_MEASURED, CALL_END, CALL_FOREIGN };
+
+/* Helpers shared by the seccomp and syscall-user-dispatch backends (seccomp_common.c). */
+int seccomp_filter_getppid(uint32_t action, unsigned int flags);
+int probe_in_child(int (*probe)(long), long arg);
+const char *unavailable_reason(int err, const char *what);
+const char *seccomp_unavailable(uint32_t action, const char *name, const char *since);
+void fail_async(struct session *s, const char *msg, long n);
+
+#endif
