@@ -5,11 +5,17 @@
 #include "vmexec.h"
 
 extern const struct backend native, ptrace_sysemu, ptrace_sysemu_poke, ptrace_syscall;
+extern const struct backend seccomp_trace, seccomp_unotify, seccomp_unotify_sync, seccomp_trap, syscall_user_dispatch;
 
 const struct backend *const backends[] = {
 	&native,
 	&ptrace_sysemu,
 	&ptrace_sysemu_poke,
 	&ptrace_syscall,
+	&seccomp_trace,
+	&seccomp_unotify,
+	&seccomp_unotify_sync,
+	&seccomp_trap,
+	&syscall_user_dispatch,
 	NULL,
 };
