@@ -135,6 +135,22 @@ static int cmd_list(void)
 	return EXIT_OK;
 }
 
+/*
+ * Faults the reliability tests inject (-F): a tracee that segfaults inside
+ * its loop, a tracer that crashes, a tracer that hangs.
+ */
+static enum { FAULT_NONE, FAULT_TRACEE_SEGV, FAULT_TRACER_CRASH, FAULT_HANG } fault;
+static const char *const fault_names[] = { "none", "tracee-segv", "tracer-crash", "hang", NULL };
+
+static int parse_fault(const char *text)
+{
+	for (int i = 0; fault_names[i]; i++)
+		if (!strcmp(text, fault_names[i]))
+			return i;
+	fprintf(stderr, "vmexec: -F takes none, tracee-segv, tracer-crash or hang, not '%s'\n", text);
+	exit(EXIT_USAGE);
+}
+
 /* Sessions live in one shared mapping; `start` releases them all at once. */
 static struct {
 	volatile int start;
@@ -148,11 +164,13 @@ static void wait_for_start(void)
 }
 
 /* The tracee: set up by the backend, then run the loop. Never returns. */
-static void tracee_child(const struct backend *b, struct session *s)
+static void tracee_child(const struct backend *b, struct session *s, pid_t tracer)
 {
 	long mismatches;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != tracer)	/* the tracer died before prctl() took effect */
+		_exit(2);
 	if (pin_to_cpu(s->cfg->cpu_tracee)) {
 		fail_errno(s, "sched_setaffinity(tracee)");
 		_exit(2);
@@ -164,6 +182,11 @@ static void tracee_child(const struct backend *b, struct session *s)
 		wait_for_start();
 	if (b->tracee_setup && b->tracee_setup(s))
 		_exit(2);
+	if (fault == FAULT_TRACEE_SEGV) {
+		/* The loop's first page write hits an unmapped page: a real fault mid-loop. */
+		s->loop.pages = 1;
+		s->loop.page_buf = (volatile char *)PAGE_BYTES;
+	}
 	mismatches = syscall_loop(&s->loop);
 	_exit(mismatches ? 1 : 0);
 }
@@ -171,7 +194,7 @@ static void tracee_child(const struct backend *b, struct session *s)
 static void describe_exit(struct session *s, int status)
 {
 	if (WIFSIGNALED(status))
-		fail(s, "tracee killed by signal %s", sigabbrev_np(WTERMSIG(status)) ?: "?");
+		fail(s, "tracee killed by signal SIG%s", sigabbrev_np(WTERMSIG(status)) ?: "?");
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
 		fail(s, "tracee saw %ld wrong return values of %ld (first: %ld, expected %ld)",
 		     s->loop.calls - s->loop.matched, s->loop.calls, s->loop.first_bad,
@@ -184,6 +207,7 @@ static void describe_exit(struct session *s, int status)
 static void run_session(const struct backend *b, struct session *s)
 {
 	int status;
+	pid_t tracer = getpid();
 	/* s is shared: only the parent may store the pid in it. */
 	pid_t pid = fork();
 
@@ -192,8 +216,13 @@ static void run_session(const struct backend *b, struct session *s)
 		return;
 	}
 	if (pid == 0)
-		tracee_child(b, s);
+		tracee_child(b, s, tracer);
 	s->tracee = pid;
+	if (fault == FAULT_TRACER_CRASH)
+		raise(SIGSEGV);
+	if (fault == FAULT_HANG)
+		for (;;)
+			pause();
 
 	if (b->trace) {
 		wait_for_start();
@@ -262,7 +291,7 @@ static int cmd_run(int argc, char **argv)
 	char *pages = NULL;
 	int opt, failed = 0;
 
-	while ((opt = getopt(argc, argv, "n:i:e:k:t:T:P:w:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:i:e:k:t:T:P:w:F:")) != -1) {
 		switch (opt) {
 		case 'n': cfg.syscalls = parse_count(optarg, "-n"); break;
 		case 'i': cfg.inject = parse_long(optarg, "-i", LONG_MIN); break;
@@ -272,8 +301,9 @@ static int cmd_run(int argc, char **argv)
 		case 'T': cfg.cpu_tracee = (int)parse_count(optarg, "-T"); break;
 		case 'P': cfg.parallel = (int)parse_count(optarg, "-P"); break;
 		case 'w': cfg.timeout_s = (int)parse_count(optarg, "-w"); break;
+		case 'F': fault = parse_fault(optarg); break;
 		default: return usage_error("usage: vmexec run BACKEND -n SYSCALLS [-i INJECT] [-e EXPECT] "
-					    "[-k PAGES] [-t TRACER_CPU] [-T TRACEE_CPU] [-P PAIRS] [-w TIMEOUT_S]");
+					    "[-k PAGES] [-t TRACER_CPU] [-T TRACEE_CPU] [-P PAIRS] [-w TIMEOUT_S] [-F FAULT]");
 		}
 	}
 	if (optind != argc - 1)
@@ -345,6 +375,12 @@ static int cmd_run(int argc, char **argv)
 		shared->start = 1;
 		while (wait(NULL) > 0)
 			;
+		for (int i = 0; i < cfg.parallel; i++) {
+			struct session *s = &shared->sessions[i];
+
+			if (s->loop.calls != cfg.syscalls)	/* its tracer died */
+				fail(s, "pair %d ended after %ld of %ld calls", i, s->loop.calls, cfg.syscalls);
+		}
 	}
 	alarm(0);
 	print_result(b, &cfg);
@@ -355,6 +391,12 @@ static int cmd_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* Die with whoever started us (a pyperf worker), so nothing outlives a killed run. */
+	pid_t parent = getppid();
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		return EXIT_FAILED;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc >= 2 && !strcmp(argv[1], "list"))
 		return cmd_list();

@@ -30,8 +30,12 @@ int ptrace_wait_stop(struct session *s, int *status)
 	if (WIFEXITED(*status))
 		return fail(s, "tracee exited with status %d during the loop", WEXITSTATUS(*status));
 	if (WIFSIGNALED(*status))
-		return fail(s, "tracee killed by signal %s during the loop",
+		return fail(s, "tracee killed by signal SIG%s during the loop",
 			    sigabbrev_np(WTERMSIG(*status)) ?: "?");
+	if (WIFSTOPPED(*status) && WSTOPSIG(*status) != SIGTRAP &&
+	    WSTOPSIG(*status) != (SIGTRAP | 0x80) && WSTOPSIG(*status) != SIGSTOP)
+		return fail(s, "tracee got signal SIG%s during the loop",
+			    sigabbrev_np(WSTOPSIG(*status)) ?: "?");
 	return 0;
 }
 
