@@ -64,13 +64,15 @@ def _cmd_run(args) -> int:
         parallel=args.parallel, cpus=tuple(args.cpus) if args.cpus else None,
         mode="fast" if args.fast else "rigorous" if args.rigorous else "normal",
         output=args.output, tags=dict(args.tag), processes=args.processes, values=args.values,
-        keep_going=not args.stop_on_failure)
-    try:
-        path = runner.run(opts)
-    finally:
-        sys.stdout.flush()
-    print(summary.table(path))
-    print(f"results: {path}")
+        keep_going=not args.stop_on_failure, timeout=args.timeout)
+    outcome = runner.run(opts)
+    print(summary.table(outcome.path))
+    for case, reason in outcome.unavailable.items():
+        print(f"{case}: unavailable: {reason}")
+    print(f"results: {outcome.path}")
+    if outcome.failed:
+        raise BenchError(f"{len(outcome.failed)} case(s) failed (recorded in the results' metadata): "
+                         + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
     return 0
 
 
@@ -98,6 +100,8 @@ def build_parser() -> Parser:
     p.add_argument("--values", type=int, help="pyperf values per worker process")
     p.add_argument("--output", type=pathlib.Path, help="results file (default: results/HOST-TIME.json)")
     p.add_argument("--tag", type=_tag, action="append", default=[], help="KEY=VALUE recorded in the metadata")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds one backend run may take before it is killed and reported (default: 600)")
     p.add_argument("--stop-on-failure", action="store_true",
                    help="measure nothing if any case fails its check (default: measure the others)")
     p.set_defaults(func=_cmd_run)
@@ -109,7 +113,8 @@ def build_parser() -> Parser:
             if e.name != name:
                 raise
             continue
-        module.register_cli(sub)
+        if hasattr(module, "register_cli"):
+            module.register_cli(sub)
     return parser
 
 
@@ -120,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--processes must be >= 1")
         if getattr(args, "values", None) is not None and args.values < 1:
             raise UsageError("--values must be >= 1")
+        if getattr(args, "timeout", 1) <= 0:
+            raise UsageError("--timeout must be > 0")
         return args.func(args)
     except BenchError as e:
         print(f"bench: {'error' if e.exit_status == 2 else 'failed'}: {e}", file=sys.stderr)

@@ -22,6 +22,7 @@ class Case:
     cpu_tracee: int | None
     pages: int = 0
     parallel: int = 1
+    timeout: float = 600.0      # seconds for one backend run
 
     @property
     def name(self) -> str:
@@ -32,9 +33,9 @@ class Case:
             parts.append(f"parallel={self.parallel}")
         return ":".join(parts)
 
-    def spec(self, syscalls: int, timeout: float) -> RunSpec:
+    def spec(self, syscalls: int) -> RunSpec:
         return RunSpec(syscalls=syscalls, cpu_tracer=self.cpu_tracer, cpu_tracee=self.cpu_tracee,
-                       pages=self.pages, parallel=self.parallel, timeout=timeout)
+                       pages=self.pages, parallel=self.parallel, timeout=self.timeout)
 
     def metadata(self) -> dict[str, str | int]:
         return {"vmexec_backend": self.backend, "vmexec_pin": self.pin,
@@ -49,7 +50,7 @@ def _cpus_for(pin: str, cpus: tuple[int, int]) -> tuple[int | None, int | None]:
 
 
 def build_plan(backends: list[Backend], pins: list[str], pages: list[int],
-               parallel: list[int], cpus: tuple[int, int]) -> list[Case]:
+               parallel: list[int], cpus: tuple[int, int], timeout: float = 600.0) -> list[Case]:
     """Every backend at every pinning; then the pages and parallel sweeps.
 
     In-process backends have no second process to place: they run once,
@@ -58,7 +59,7 @@ def build_plan(backends: list[Backend], pins: list[str], pages: list[int],
     """
     def case(b: Backend, pin: str, **kw) -> Case:
         pin = IN_PROCESS if b.in_process else pin
-        return Case(b.name, pin, *_cpus_for(pin, cpus), **kw)
+        return Case(b.name, pin, *_cpus_for(pin, cpus), timeout=timeout, **kw)
 
     cases: list[Case] = []
     for b in backends:

@@ -14,14 +14,17 @@ import datetime
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 
 import pyperf
 
 import tracers
 from tracers import BackendFailed, BackendUnavailable
+from tracers.driver import FAULT_ENV
 
 from . import environment, plan
 from .errors import BenchError, UsageError
@@ -29,8 +32,6 @@ from .errors import BenchError, UsageError
 RESULTS = environment.REPO / "results"
 #: Short checked run that validates each case before it is timed.
 PREFLIGHT_SYSCALLS = 2000
-#: Whole-run watchdog for one backend run inside a worker (seconds).
-RUN_TIMEOUT = 600.0
 
 
 def pyperf_parser() -> argparse.ArgumentParser:
@@ -50,7 +51,7 @@ def make_runner() -> pyperf.Runner:
 
 def time_case(loops: int, case: plan.Case) -> float:
     """pyperf's time function: seconds for `loops` syscalls of each tracee."""
-    result = tracers.get_backend(case.backend).run(case.spec(loops, RUN_TIMEOUT))
+    result = tracers.get_backend(case.backend).run(case.spec(loops))
     return result.elapsed_ns / 1e9
 
 
@@ -80,6 +81,7 @@ class RunOptions:
     processes: int | None = None
     values: int | None = None
     keep_going: bool = True
+    timeout: float = 600.0          # seconds for one backend run
 
 
 def output_path(requested: pathlib.Path | None) -> pathlib.Path:
@@ -92,8 +94,10 @@ def output_path(requested: pathlib.Path | None) -> pathlib.Path:
         raise UsageError(f"{path} exists: results are never overwritten; choose another --output")
     if not path.parent.is_dir():
         raise UsageError(f"output directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise UsageError(f"output directory {path.parent} is not writable")
+    try:    # tried for real: root passes access() checks on read-only mounts
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as e:
+        raise UsageError(f"output directory {path.parent} is not writable ({e.strerror})") from None
     return path
 
 
@@ -124,7 +128,7 @@ def preflight(cases: list[plan.Case], log) -> tuple[list[plan.Case], dict[str, s
     for case in cases:
         backend = tracers.get_backend(case.backend)
         try:
-            backend.run(case.spec(PREFLIGHT_SYSCALLS, 120))
+            backend.run(case.spec(PREFLIGHT_SYSCALLS))
         except BackendUnavailable as e:
             unavailable[case.name] = str(e)
             log(f"  {case.name}: unavailable: {e}")
@@ -140,11 +144,18 @@ def _raise_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def run(opts: RunOptions, log=print) -> pathlib.Path:
+@dataclasses.dataclass
+class RunOutcome:
+    path: pathlib.Path
+    unavailable: dict[str, str]     # case name -> reason
+    failed: dict[str, str]
+
+
+def run(opts: RunOptions, log=print) -> RunOutcome:
     backends = select_backends(opts.backends)
     cpus = choose_cpus(opts.cpus)
     final = output_path(opts.output)
-    cases = plan.build_plan(backends, opts.pins, opts.pages, opts.parallel, cpus)
+    cases = plan.build_plan(backends, opts.pins, opts.pages, opts.parallel, cpus, opts.timeout)
 
     log(f"checking {len(cases)} cases ({PREFLIGHT_SYSCALLS} syscalls each) ...")
     runnable, unavailable, failed = preflight(cases, log)
@@ -158,8 +169,12 @@ def run(opts: RunOptions, log=print) -> pathlib.Path:
     metadata.update({f"vmexec_tag_{k}": v for k, v in opts.tags.items()})
     metadata["vmexec_cpus_used"] = f"{cpus[0]},{cpus[1]}"
     metadata["vmexec_command"] = " ".join(sys.argv) or "bench run"
-    tmp = final.with_name(f".{final.name}.tmp")
-    argv = ["--output", str(tmp), "--plan", plan.dumps(runnable), "--timeout", str(int(RUN_TIMEOUT * 2))]
+    # In progress outside results/: even a SIGKILLed run leaves nothing half-written there.
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="vmexec-bench-"))
+    tmp = workdir / "suite.json"
+    # pyperf kills a worker that outlives every backend run it could make.
+    argv = ["--output", str(tmp), "--plan", plan.dumps(runnable), "--timeout", str(int(opts.timeout * 2 + 60)),
+            "--inherit-environ", FAULT_ENV]
     if opts.mode != "normal":
         argv.append(f"--{opts.mode}")
     if opts.processes:
@@ -185,11 +200,8 @@ def run(opts: RunOptions, log=print) -> pathlib.Path:
         raise BenchError("interrupted: no results written") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-        tmp.unlink(missing_ok=True)
-    if failed:
-        raise BenchError(f"{len(failed)} case(s) failed (recorded in {final}): "
-                         + "; ".join(f"{k}: {v}" for k, v in failed.items()))
-    return final
+        shutil.rmtree(workdir, ignore_errors=True)
+    return RunOutcome(final, unavailable, failed)
 
 
 def finish(tmp: pathlib.Path, final: pathlib.Path, metadata: dict) -> None:

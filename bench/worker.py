@@ -1,4 +1,7 @@
 """Entry point of the pyperf worker processes (`python -m bench.worker`)."""
+import ctypes
+import os
+import signal
 import sys
 
 from tracers import BackendFailed
@@ -6,7 +9,19 @@ from tracers import BackendFailed
 from . import plan, runner
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """A killed `bench run` takes its worker, and so the driver and tracees, with it."""
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        sys.exit(1)
+
+
 def main() -> None:
+    die_with_parent()
     pyperf_runner = runner.make_runner()
     args = pyperf_runner.parse_args()
     try:

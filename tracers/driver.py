@@ -12,6 +12,17 @@ from .base import Backend, BackendFailed, BackendUnavailable, RunResult, RunSpec
 
 VMEXEC = pathlib.Path(__file__).with_name("vmexec")
 EXIT_UNAVAILABLE = 3
+#: Fault injection for the reliability tests: "BACKEND=FAULT[,...]", FAULT one
+#: of the driver's -F values (tracee-segv, tracer-crash, hang).
+FAULT_ENV = "VMEXEC_FAULT"
+
+
+def injected_fault(backend: str) -> str | None:
+    for item in os.environ.get(FAULT_ENV, "").split(","):
+        name, _, fault = item.partition("=")
+        if name == backend and fault:
+            return fault
+    return None
 
 
 def _run_driver(args: list[str], timeout: float) -> subprocess.CompletedProcess:
@@ -61,6 +72,8 @@ class DriverBackend(Backend):
             args += ["-t", str(spec.cpu_tracer)]
         if spec.cpu_tracee is not None:
             args += ["-T", str(spec.cpu_tracee)]
+        if injected_fault(self.name):
+            args += ["-F", injected_fault(self.name)]
         try:
             proc = _run_driver(args, timeout=spec.timeout + 30)
         except subprocess.TimeoutExpired:
@@ -68,7 +81,9 @@ class DriverBackend(Backend):
         try:
             report = json.loads(proc.stdout.strip().splitlines()[-1])
         except (json.JSONDecodeError, IndexError):
-            detail = (proc.stderr.strip() or f"exit status {proc.returncode}").splitlines()[-1]
+            detail = (proc.stderr.strip().splitlines() or [
+                f"killed by signal {signal.Signals(-proc.returncode).name}" if proc.returncode < 0
+                else f"exit status {proc.returncode}"])[-1]
             raise BackendFailed(f"{self.name}: driver gave no result ({detail})") from None
         if proc.returncode == EXIT_UNAVAILABLE:
             raise BackendUnavailable(report["error"])
