@@ -53,6 +53,18 @@ int ptrace_first_stop(struct session *s, long options)
 	return 0;
 }
 
+/*
+ * At the tracee's end call: stamp the loop's end and detach, so the tracee
+ * runs on untraced and exits by itself.
+ */
+int ptrace_end_loop(struct session *s)
+{
+	s->t1_ns = now_ns();
+	if (ptrace(PTRACE_DETACH, s->tracee, 0, 0))
+		return fail_errno(s, "ptrace(PTRACE_DETACH)");
+	return 0;
+}
+
 /* Is this syscall one of the loop's measured calls, its end call, or neither? */
 int loop_call_kind(struct session *s, const struct user_regs_struct *regs)
 {

@@ -53,10 +53,7 @@ static int trace_syscall(struct session *s)
 		if (ptrace(PTRACE_SETREGS, s->tracee, 0, &regs))
 			return fail_errno(s, "ptrace(PTRACE_SETREGS)");
 	}
-	s->t1_ns = now_ns();
-	if (ptrace(PTRACE_DETACH, s->tracee, 0, 0))	/* the end call runs for real */
-		return fail_errno(s, "ptrace(PTRACE_DETACH)");
-	return 0;
+	return ptrace_end_loop(s);	/* the end call runs for real */
 }
 
 const struct backend ptrace_syscall = {

@@ -64,11 +64,7 @@ static int trace_getregs(struct session *s)
 		if (resume(s))
 			return -1;
 	}
-	s->t1_ns = now_ns();
-	/* The end call is skipped by SYSEMU; let the tracee run on and exit. */
-	if (ptrace(PTRACE_DETACH, s->tracee, 0, 0))
-		return fail_errno(s, "ptrace(PTRACE_DETACH)");
-	return 0;
+	return ptrace_end_loop(s);	/* SYSEMU skips the end call */
 }
 
 static int trace_poke(struct session *s)
@@ -91,14 +87,11 @@ static int trace_poke(struct session *s)
 	}
 	if (wait_syscall_stop(s))
 		return -1;
-	s->t1_ns = now_ns();
 	if (ptrace(PTRACE_GETREGS, s->tracee, 0, &regs))
 		return fail_errno(s, "ptrace(PTRACE_GETREGS)");
 	if (loop_call_kind(s, &regs) != CALL_END)
 		return fail(s, "the tracee made more syscalls than the loop's");
-	if (ptrace(PTRACE_DETACH, s->tracee, 0, 0))
-		return fail_errno(s, "ptrace(PTRACE_DETACH)");
-	return 0;
+	return ptrace_end_loop(s);
 }
 
 const struct backend ptrace_sysemu = {

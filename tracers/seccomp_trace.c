@@ -56,11 +56,7 @@ static int trace_seccomp(struct session *s)
 		if (ptrace(PTRACE_SETREGS, s->tracee, 0, &regs))
 			return fail_errno(s, "ptrace(PTRACE_SETREGS)");
 	}
-	s->t1_ns = now_ns();
-	/* The end call runs for real; the tracee then exits untraced. */
-	if (ptrace(PTRACE_DETACH, s->tracee, 0, 0))
-		return fail_errno(s, "ptrace(PTRACE_DETACH)");
-	return 0;
+	return ptrace_end_loop(s);	/* the end call runs for real */
 }
 
 const struct backend seccomp_trace = {

@@ -80,6 +80,7 @@ struct user_regs_struct;
 int ptrace_traceme_and_stop(struct session *s);
 int ptrace_wait_stop(struct session *s, int *status);
 int ptrace_first_stop(struct session *s, long options);
+int ptrace_end_loop(struct session *s);
 int loop_call_kind(struct session *s, const struct user_regs_struct *regs);
 const char *ptrace_unavailable(void);
 
