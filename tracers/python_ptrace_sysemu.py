@@ -6,7 +6,6 @@ tracee is `vmexec tracee -s`, which makes this process its tracer and stops.
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal

@@ -1,0 +1,489 @@
+"""Results as data: load pyperf suites into one tidy frame, and the statistics that answer the question.
+
+Everything here is plain data in, plain data out (pandas frames, dicts,
+strings); bench.report and the notebooks only arrange and draw it.
+
+Conventions, used everywhere:
+
+* ``ratio`` of backend X to backend B is ``median(X) / median(B)``: the cost
+  of X in units of B (below 1: X is cheaper).
+* ``speedup`` of X over B is ``median(B) / median(X)`` = 1 / ratio: the RFC's
+  "process_vm_exec is N times faster than PTRACE_SYSEMU" is the speed-up of
+  ``process-vm-exec`` over ``ptrace-sysemu``.
+* A ratio only ever compares two cases of the *same run* (one results file),
+  so host and VM figures, or two kernels, are never mixed in one number.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import pathlib
+
+import numpy as np
+import pandas as pd
+import pyperf
+
+from .errors import UsageError
+
+BASELINE = "ptrace-sysemu"
+CANDIDATE = "process-vm-exec"
+NATIVE = "native"
+IN_PROCESS = "in-process"
+#: The RFC's claim: "more than 5 times faster".
+CLAIM = 5.0
+#: Bootstrap resamples and seed: fixed, so a report is reproducible to the digit.
+BOOTSTRAP = 2000
+SEED = 20210413            # the RFC cover letter's date
+#: Pinning preferred for the headline figure: the RFC's process_vm_exec runs
+#: the guest on the caller's own CPU, so "same" is the like-for-like baseline.
+PIN_PREFERENCE = ("same", "none", "cross")
+
+#: The RFC's published figures (cover letter; patch 4/4 log differs slightly).
+#: Its programs loop for TEST_TIMEOUT = 5 s but print 1e9 / iterations, so the
+#: printed ns/syscall is one fifth of the true per-iteration cost.
+RFC_PUBLISHED_NS = {"ptrace_vm_exec": 1446.0, "process_vm_exec": 289.0}
+RFC_LOOP_SECONDS = 5
+RFC_PROGRAM_BACKEND = {"ptrace_vm_exec": BASELINE, "process_vm_exec": CANDIDATE}
+
+#: Run-level metadata copied into every row of the tidy frame (besides the
+#: benchmark-level columns); missing keys become "".
+_RUN_KEYS = ("vmexec_kernel", "vmexec_kernel_version", "vmexec_cpu_model", "vmexec_cpus",
+             "vmexec_accelerator", "vmexec_mitigations", "vmexec_commit", "vmexec_command",
+             "vmexec_cpus_used", "vmexec_unavailable", "vmexec_failed", "vmexec_tag_vm",
+             "vmexec_tag_accelerator", "vmexec_tag_timing", "vmexec_tag_guest_kernel",
+             "hostname", "cpu_model_name", "platform", "python_version", "perf_version")
+
+
+# --------------------------------------------------------------------------- loading
+
+def read_json(path: str | pathlib.Path) -> dict:
+    """The JSON object in a results file, or a one-line UsageError saying what is wrong with it."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such results file")
+    if not path.is_file():
+        raise UsageError(f"{path}: not a file")
+    try:
+        raw = path.read_bytes()
+        text = gzip.decompress(raw).decode() if path.suffix == ".gz" else raw.decode()
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise UsageError(f"{path}: unreadable: {e}") from None
+    if not text.strip():
+        raise UsageError(f"{path}: empty file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        # A decoder error at the very end means the writer stopped half-way.
+        if e.pos >= len(text.rstrip()) - 1:
+            raise UsageError(f"{path}: truncated JSON (ends at byte {len(raw)})") from None
+        raise UsageError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: JSON {type(data).__name__}, not a results object")
+    return data
+
+
+def is_rfc_replica(data: dict) -> bool:
+    return data.get("kind") == "rfc-replica"
+
+
+def _suite(path: pathlib.Path, data: dict) -> pyperf.BenchmarkSuite:
+    if is_rfc_replica(data):
+        raise UsageError(f"{path}: an RFC-replica file, not a pyperf suite (use load_rfc)")
+    if "benchmarks" not in data or "version" not in data:
+        raise UsageError(f"{path}: JSON but not a pyperf suite (no 'benchmarks'/'version')")
+    try:
+        suite = pyperf.BenchmarkSuite.loads(json.dumps(data))
+    except Exception as e:      # pyperf's loader has no error type of its own: any failure is bad input
+        raise UsageError(f"{path}: malformed pyperf suite: {type(e).__name__}: {e}") from None
+    foreign = [b.get_name() for b in suite.get_benchmarks() if "vmexec_backend" not in b.get_metadata()]
+    if foreign:
+        raise UsageError(f"{path}: not a vmexec-bench suite (benchmark {foreign[0]!r} "
+                         "has no vmexec_backend metadata)")
+    return suite
+
+
+def _case_fields(name: str, meta: dict) -> dict:
+    """backend/pin/pages/parallel from the metadata, falling back to the case name."""
+    parts = name.split(":")
+    named = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+    return {"backend": meta.get("vmexec_backend", parts[0]),
+            "pin": str(meta.get("vmexec_pin", named.get("pin", ""))),
+            "pages": int(meta.get("vmexec_pages", named.get("pages", 0))),
+            "parallel": int(meta.get("vmexec_parallel", named.get("parallel", 1)))}
+
+
+def _rows(run_id: str, suite: pyperf.BenchmarkSuite):
+    for bench in suite.get_benchmarks():
+        meta = bench.get_metadata()
+        fields = _case_fields(bench.get_name(), meta)
+        vm = str(meta.get("vmexec_tag_vm", "")) == "1"
+        base = {"run_id": run_id, "case": bench.get_name(), **fields,
+                "kernel": str(meta.get("vmexec_kernel", "")),
+                "accelerator": str(meta.get("vmexec_tag_accelerator") or meta.get("vmexec_accelerator", "")),
+                "timing": str(meta.get("vmexec_tag_timing") or "wall"),
+                "vm": vm, "host": str(meta.get("hostname", ""))}
+        base.update({k: meta.get(k, "") for k in _RUN_KEYS})
+        for worker, run in enumerate(bench.get_runs()):
+            for value in run.values:        # run.values excludes warm-ups
+                yield {**base, "worker": worker, "value_ns": value * 1e9}
+
+
+def _run_ids(paths: list[pathlib.Path]) -> list[str]:
+    """File stems; a stem seen twice is qualified by its directory so run ids stay unique."""
+    stems = [p.name.removesuffix(".gz").removesuffix(".json") for p in paths]
+    return [f"{p.parent.name}/{s}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
+
+
+COLUMNS = ["run_id", "case", "backend", "pin", "pages", "parallel", "kernel", "accelerator",
+           "timing", "vm", "host", "worker", "value_ns", *_RUN_KEYS]
+
+
+def load(paths) -> pd.DataFrame:
+    """Tidy frame of every value (warm-ups skipped) in the given pyperf suites, one row per value."""
+    paths = [pathlib.Path(p) for p in ([paths] if isinstance(paths, (str, pathlib.Path)) else paths)]
+    if not paths:
+        raise UsageError("no results files given")
+    rows = []
+    for path, run_id in zip(paths, _run_ids(paths)):
+        rows.extend(_rows(run_id, _suite(path, read_json(path))))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def load_rfc(path) -> dict:
+    """An RFC-replica file (written by `bench rfc`), validated."""
+    path = pathlib.Path(path)
+    data = read_json(path)
+    if not is_rfc_replica(data) or not isinstance(data.get("programs"), list):
+        raise UsageError(f"{path}: not an RFC-replica file (kind {data.get('kind')!r})")
+    for prog in data["programs"]:
+        if not isinstance(prog, dict) or "program" not in prog or "available" not in prog:
+            raise UsageError(f"{path}: malformed program entry {prog!r:.60}")
+    return {"run_id": path.stem, **data}
+
+
+def split_paths(paths) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
+    """(pyperf suites, RFC-replica files) among the given paths, by content."""
+    suites, rfc = [], []
+    for p in map(pathlib.Path, paths):
+        (rfc if is_rfc_replica(read_json(p)) else suites).append(p)
+    return suites, rfc
+
+
+# --------------------------------------------------------------------------- statistics
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng(SEED)
+
+
+def bootstrap_medians(values, rng: np.random.Generator) -> np.ndarray:
+    """BOOTSTRAP medians of resamples (with replacement) of the values."""
+    values = np.asarray(values, dtype=float)
+    return np.median(values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))], axis=1)
+
+
+def _ci(samples: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return float(low), float(high)
+
+
+#: Columns that describe a case and are the same for every value of it.
+_CASE_KEYS = ["run_id", "case", "backend", "pin", "pages", "parallel", "kernel", "accelerator",
+              "timing", "vm", "host"]
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run x case: median ns/syscall, its 95% bootstrap CI, n and relative std dev."""
+    out = []
+    for keys, group in df.groupby(_CASE_KEYS, sort=False):
+        values = group["value_ns"].to_numpy()
+        low, high = _ci(bootstrap_medians(values, _rng()))
+        mean = values.mean()
+        out.append({**dict(zip(_CASE_KEYS, keys)), "median_ns": float(np.median(values)),
+                    "ci_low": low, "ci_high": high, "n": len(values),
+                    "rel_std": float(values.std(ddof=1) / mean) if len(values) > 1 else 0.0})
+    return pd.DataFrame(out, columns=[*_CASE_KEYS, "median_ns", "ci_low", "ci_high", "n", "rel_std"])
+
+
+def _pairs(run: pd.DataFrame, numerator: str, denominator: str, pages: int, parallel: int):
+    """(pin, numerator values, denominator values) for every like-for-like pairing in one run."""
+    sel = run[(run["pages"] == pages) & (run["parallel"] == parallel)]
+    num = {pin: g["value_ns"].to_numpy() for pin, g in sel[sel["backend"] == numerator].groupby("pin")}
+    den = {pin: g["value_ns"].to_numpy() for pin, g in sel[sel["backend"] == denominator].groupby("pin")}
+    num_pin = {pin: pin for pin in num}
+    den_pin = {pin: pin for pin in den}
+    # An in-process backend has no placement: it pairs with every pinning of the other.
+    if IN_PROCESS in num and IN_PROCESS not in den:
+        num, num_pin = {pin: num[IN_PROCESS] for pin in den}, {pin: IN_PROCESS for pin in den}
+    if IN_PROCESS in den and IN_PROCESS not in num:
+        den, den_pin = {pin: den[IN_PROCESS] for pin in num}, {pin: IN_PROCESS for pin in num}
+    for pin in sorted(set(num) & set(den), key=_pin_order):
+        yield pin, num_pin[pin], den_pin[pin], num[pin], den[pin]
+
+
+def _pin_order(pin: str) -> int:
+    order = (*PIN_PREFERENCE, IN_PROCESS)
+    return order.index(pin) if pin in order else len(order)
+
+
+RATIO_COLUMNS = ["run_id", "pin", "numerator_pin", "denominator_pin", "numerator", "denominator", "ratio", "ratio_low", "ratio_high",
+                 "speedup", "speedup_low", "speedup_high", "n_numerator", "n_denominator",
+                 "kernel", "accelerator", "timing", "vm", "host"]
+
+
+def ratios(df: pd.DataFrame, numerator: str, denominator: str = BASELINE, *,
+           pages: int = 0, parallel: int = 1) -> pd.DataFrame:
+    """median(numerator) / median(denominator) inside each run, per pinning, with 95% bootstrap CIs.
+
+    ``pin`` is the pinning compared; ``numerator_pin``/``denominator_pin`` say
+    which case of each side was used (``in-process`` for a side without one).
+
+    ``speedup`` is the inverse, median(denominator) / median(numerator): how
+    many times faster the numerator backend is.  Both medians are resampled
+    independently; the CI is the 2.5-97.5 percentile of the resampled ratios.
+    """
+    out = []
+    for run_id, run in df.groupby("run_id", sort=True):
+        if run["vm"].nunique() > 1:     # cannot happen for one file; guard the invariant anyway
+            raise ValueError(f"run {run_id} mixes host and VM values")
+        first = run.iloc[0]
+        for pin, num_pin, den_pin, num, den in _pairs(run, numerator, denominator, pages, parallel):
+            rng = _rng()
+            boot = bootstrap_medians(num, rng) / bootstrap_medians(den, rng)
+            ratio = float(np.median(num) / np.median(den))
+            low, high = _ci(boot)
+            out.append({"run_id": run_id, "pin": pin, "numerator_pin": num_pin, "denominator_pin": den_pin,
+                        "numerator": numerator, "denominator": denominator,
+                        "ratio": ratio, "ratio_low": low, "ratio_high": high,
+                        "speedup": 1 / ratio, "speedup_low": 1 / high, "speedup_high": 1 / low,
+                        "n_numerator": len(num), "n_denominator": len(den),
+                        **{k: first[k] for k in ("kernel", "accelerator", "timing", "vm", "host")}})
+    return pd.DataFrame(out, columns=RATIO_COLUMNS)
+
+
+def all_ratios(df: pd.DataFrame, denominator: str = BASELINE) -> pd.DataFrame:
+    """ratios() of every other backend to the denominator, at pages=0, parallel=1.
+
+    An in-process backend is compared with the denominator at its preferred
+    pinning only (PIN_PREFERENCE), so each case appears once.
+    """
+    frames = [_preferred_only(ratios(df, b, denominator)) for b in df["backend"].unique() if b != denominator]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RATIO_COLUMNS)
+
+
+def _preferred_only(r: pd.DataFrame) -> pd.DataFrame:
+    """Drop the extra pairings of an in-process side: keep its first pin per run (rows come sorted)."""
+    placed = r["numerator_pin"] != IN_PROCESS
+    return pd.concat([r[placed], r[~placed].drop_duplicates("run_id")]).sort_index()
+
+
+def _matching_ratio(r: pd.DataFrame, run_id: str, backend: str, pin: str):
+    """The ratio row for a case: its own pinning, or for in-process cases the preferred pinning."""
+    rows = r[(r["run_id"] == run_id) & (r["numerator"] == backend)]
+    if rows.empty:
+        return None
+    own = rows[rows["pin"] == pin]
+    return (own if not own.empty else rows.sort_values("pin", key=lambda s: s.map(_pin_order))).iloc[0]
+
+
+def backend_table(df: pd.DataFrame) -> pd.DataFrame:
+    """summarize() plus, per case, its cost relative to native and its speed-up over PTRACE_SYSEMU.
+
+    ``x_native`` = median(case) / median(native) (how many native syscalls it
+    costs); ``speedup_vs_sysemu`` = median(SYSEMU) / median(case), both at the
+    case's own pinning, pages and parallelism (in-process cases: against the
+    preferred pinning of the other side, see PIN_PREFERENCE).
+    """
+    s = summarize(df)
+    extra = {k: [] for k in ("x_native", "speedup_vs_sysemu", "speedup_low", "speedup_high", "sysemu_pin")}
+    cache: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    for _, row in s.iterrows():
+        key = (row["backend"], row["pages"], row["parallel"])
+        if key not in cache:
+            cache[key] = tuple(ratios(df, row["backend"], den, pages=row["pages"], parallel=row["parallel"])
+                               for den in (NATIVE, BASELINE))
+        nat, sys_ = (_matching_ratio(r, row["run_id"], row["backend"], row["pin"]) for r in cache[key])
+        same = row["backend"] == BASELINE
+        extra["x_native"].append(1.0 if row["backend"] == NATIVE else nat["ratio"] if nat is not None else np.nan)
+        extra["speedup_vs_sysemu"].append(1.0 if same else sys_["speedup"] if sys_ is not None else np.nan)
+        extra["speedup_low"].append(1.0 if same else sys_["speedup_low"] if sys_ is not None else np.nan)
+        extra["speedup_high"].append(1.0 if same else sys_["speedup_high"] if sys_ is not None else np.nan)
+        extra["sysemu_pin"].append(row["pin"] if same else sys_["pin"] if sys_ is not None else "")
+    return s.assign(**extra)
+
+
+# --------------------------------------------------------------------------- the answer
+
+VERDICT_RULE = (f"Rule: the >{CLAIM:g}x claim is *reproduced* when the whole 95% CI of the speed-up "
+                f"(median PTRACE_SYSEMU ns/syscall / median process_vm_exec ns/syscall, same run, "
+                f"same pinning) lies at or above {CLAIM:g}; *not reproduced* when it lies wholly below "
+                f"{CLAIM:g}; otherwise the data neither confirm nor refute it. The headline prefers KVM "
+                f"over TCG, icount over wall timing under TCG, and same-CPU pinning.")
+
+
+def _environment_phrase(row) -> str:
+    accel = {"kvm": "KVM", "tcg": "TCG"}.get(row["accelerator"], row["accelerator"] or "unknown accelerator")
+    where = f"under {accel}" if row["vm"] else f"on the host ({accel})"
+    pin = {"same": "same CPU", "cross": "tracer and tracee on different CPUs",
+           "none": "unpinned", IN_PROCESS: "in-process"}.get(row["pin"], row["pin"])
+    return f"on Linux {row['kernel']} {where}, {row['timing']} timing, {pin}"
+
+
+def _headline(r: pd.DataFrame) -> pd.Series:
+    """The most trustworthy pairing: KVM, then TCG with icount, then anything; same CPU; newest run."""
+    def rank(row):
+        accel = 0 if row["accelerator"] == "kvm" else 1 if row["timing"] == "icount" else 2
+        return (accel, _pin_order(row["pin"]))
+    keyed = r.assign(_rank=r.apply(rank, axis=1)).sort_values("run_id", ascending=False, kind="stable")
+    return keyed.sort_values("_rank", kind="stable").iloc[0]
+
+
+def judge(low: float, high: float, claim: float = CLAIM) -> str:
+    if low >= claim:
+        return f"the >{claim:g}x claim is reproduced"
+    if high < claim:
+        return f"the >{claim:g}x claim is not reproduced"
+    return f"the >{claim:g}x claim is neither confirmed nor refuted (the CI contains {claim:g})"
+
+
+def verdict(df: pd.DataFrame) -> str:
+    """One sentence, computed from the data, answering the project's question (rule: VERDICT_RULE)."""
+    r = ratios(df, CANDIDATE, BASELINE)
+    if r.empty:
+        if CANDIDATE in set(df["backend"]):
+            return "cannot be judged: no PTRACE_SYSEMU results in the same run as process_vm_exec"
+        why = "; ".join(f"{case}: {reason}" for case, reason in reasons(df, CANDIDATE).items())
+        return "cannot be judged: no process_vm_exec results" + (f" ({why})" if why else "")
+    h = _headline(r)
+    return (f"process_vm_exec is {h['speedup']:.2f}x faster than PTRACE_SYSEMU "
+            f"(95% CI {h['speedup_low']:.2f}–{h['speedup_high']:.2f}) {_environment_phrase(h)}: "
+            f"{judge(h['speedup_low'], h['speedup_high'])}")
+
+
+def reasons(df: pd.DataFrame, backend: str | None = None) -> dict[str, str]:
+    """{case: 'unavailable: why' | 'failed: why'} recorded by the runs (optionally for one backend)."""
+    out = {}
+    several = df["run_id"].nunique() > 1
+    for run_id, run in df.groupby("run_id", sort=True):
+        first = run.iloc[0]
+        for key, state in (("vmexec_unavailable", "unavailable"), ("vmexec_failed", "failed")):
+            try:
+                recorded = json.loads(first[key] or "{}")
+            except (TypeError, json.JSONDecodeError):
+                recorded = {}
+            for case, why in recorded.items():
+                if backend is None or case.split(":")[0] == backend:
+                    out[f"{run_id}: {case}" if several else case] = f"{state}: {why}"
+    return out
+
+
+def host_vs_guest(df: pd.DataFrame, denominator: str = BASELINE) -> pd.DataFrame:
+    """Each backend's speed-up over the baseline on the host beside the same figure in each guest run.
+
+    Shows how the VM (and its timing mode) distorts relative costs: a
+    distortion of 1 means the guest preserves the host's ratio.  The host side
+    is the newest host run that has the backend at that pinning.
+    """
+    r = all_ratios(df, denominator)
+    host, guest = r[~r["vm"].astype(bool)], r[r["vm"].astype(bool)]
+    rows = []
+    for _, g in guest.iterrows():
+        h = host[(host["numerator"] == g["numerator"]) & (host["pin"] == g["pin"])]
+        if h.empty:
+            continue
+        h = h.sort_values("run_id").iloc[-1]
+        rows.append({"backend": g["numerator"], "pin": g["pin"], "backend_pin": g["numerator_pin"],
+                     "host_run": h["run_id"], "host_speedup": h["speedup"],
+                     "host_low": h["speedup_low"], "host_high": h["speedup_high"],
+                     "guest_run": g["run_id"], "accelerator": g["accelerator"], "timing": g["timing"],
+                     "guest_speedup": g["speedup"], "guest_low": g["speedup_low"],
+                     "guest_high": g["speedup_high"], "distortion": g["speedup"] / h["speedup"]})
+    return pd.DataFrame(rows, columns=["backend", "pin", "backend_pin", "host_run", "host_speedup", "host_low", "host_high",
+                                       "guest_run", "accelerator", "timing", "guest_speedup", "guest_low",
+                                       "guest_high", "distortion"])
+
+
+def significant(a, b) -> tuple[bool | None, float | None]:
+    """(significant?, t score) with pyperf compare_to's test; None when either side has one value.
+
+    pyperf's is_significant is Student's two-sample t-test and needs equal
+    sample sizes; for unequal ones this is Welch's t-test with pyperf's own
+    95% critical values (Welch-Satterthwaite degrees of freedom).
+    """
+    from pyperf._utils import is_significant, tdist95conf_level
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return None, None
+    if len(a) == len(b):
+        sig, t = is_significant(list(a), list(b))
+        return bool(sig), float(t)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return bool(a.mean() != b.mean()), None
+    t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return bool(abs(t) >= tdist95conf_level(dof)), float(t)
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Per case in both runs: median before/after, change (b / a) and significance."""
+    rows = []
+    for case in [c for c in a["case"].unique() if c in set(b["case"])]:
+        va = a.loc[a["case"] == case, "value_ns"].to_numpy()
+        vb = b.loc[b["case"] == case, "value_ns"].to_numpy()
+        sig, t = significant(va, vb)
+        rows.append({"case": case, "median_a_ns": float(np.median(va)), "median_b_ns": float(np.median(vb)),
+                     "change": float(np.median(vb) / np.median(va)), "significant": sig, "t_score": t})
+    return pd.DataFrame(rows, columns=["case", "median_a_ns", "median_b_ns", "change", "significant", "t_score"])
+
+
+# --------------------------------------------------------------------------- context
+
+def environment(df: pd.DataFrame) -> list[dict]:
+    """What each run was measured on, one dict per run, from its metadata."""
+    out = []
+    for run_id, run in df.groupby("run_id", sort=True):
+        first = run.iloc[0]
+        try:
+            mitigations = json.loads(first["vmexec_mitigations"] or "{}")
+        except (TypeError, json.JSONDecodeError):
+            mitigations = {}
+        out.append({"run": run_id, "kind": "VM guest" if first["vm"] else "host", "host": first["host"],
+                    "cpu": first["vmexec_cpu_model"] or first["cpu_model_name"], "cpus": first["vmexec_cpus"],
+                    "cpus used": first["vmexec_cpus_used"],
+                    "kernel": f"{first['kernel']} {first['vmexec_kernel_version']}".strip(),
+                    "accelerator": first["accelerator"], "timing": first["timing"],
+                    "mitigations": mitigations, "python": first["python_version"],
+                    "pyperf": first["perf_version"], "command": first["vmexec_command"],
+                    "commit": first["vmexec_commit"]})
+    return out
+
+
+def rfc_table(records: list[dict]) -> pd.DataFrame:
+    """The RFC's published ns/syscall beside each replica's, printed-as-the-RFC and true per iteration."""
+    rows = []
+    for program, published in RFC_PUBLISHED_NS.items():
+        rows.append({"source": "RFC cover letter (published)", "program": program, "available": True,
+                     "printed_ns": published, "true_ns": published * RFC_LOOP_SECONDS, "reason": ""})
+        for rec in records:
+            prog = next((p for p in rec["programs"] if p["program"] == program), None)
+            if prog is None:
+                continue
+            where = f"{rec['run_id']} ({rec.get('kernel', '?')}, {rec.get('accelerator', '?')}, " \
+                    f"{rec.get('timing', '?')})"
+            rows.append({"source": where, "program": program, "available": bool(prog["available"]),
+                         "printed_ns": prog.get("rfc_printed_ns", np.nan) if prog["available"] else np.nan,
+                         "true_ns": prog.get("true_ns_per_iteration", np.nan) if prog["available"] else np.nan,
+                         "reason": prog.get("reason", "")})
+    return pd.DataFrame(rows, columns=["source", "program", "available", "printed_ns", "true_ns", "reason"])
+
+
+def rfc_speedups(records: list[dict]) -> dict[str, float]:
+    """{source: ptrace_vm_exec / process_vm_exec} where both programs ran (the RFC's own: 5.00)."""
+    out = {"RFC cover letter (published)": RFC_PUBLISHED_NS["ptrace_vm_exec"] / RFC_PUBLISHED_NS["process_vm_exec"]}
+    for rec in records:
+        ns = {p["program"]: p.get("true_ns_per_iteration") for p in rec["programs"] if p.get("available")}
+        if ns.get("ptrace_vm_exec") and ns.get("process_vm_exec"):
+            out[rec["run_id"]] = ns["ptrace_vm_exec"] / ns["process_vm_exec"]
+    return out

@@ -1,0 +1,187 @@
+"""bench.analysis on synthetic pyperf suites with known answers (no timing involved)."""
+
+import numpy as np
+import pyperf
+import pytest
+
+from bench import analysis as A
+from bench.errors import UsageError
+from data.synthetic import GUEST, HOST, HOST_UNAVAILABLE, write_rfc, write_suite
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("results")
+    return {"host": write_suite(d / "testhost-20260101-000000.json", HOST, unavailable=HOST_UNAVAILABLE),
+            "guest": write_suite(d / "vm-tcg-icount-20260101-000100.json", GUEST, vm=True),
+            "rfc": write_rfc(d / "rfc-testhost-20260101-000200.json")}
+
+
+@pytest.fixture(scope="module")
+def df(files):
+    return A.load([files["host"], files["guest"]])
+
+
+def test_load_is_tidy_one_row_per_value_without_warmups(df, files):
+    for column in ("run_id", "case", "backend", "pin", "pages", "parallel", "kernel", "accelerator",
+                   "timing", "vm", "host", "value_ns", "vmexec_mitigations", "vmexec_unavailable"):
+        assert column in df.columns, column
+    assert set(df["run_id"]) == {files["host"].stem, files["guest"].stem}
+    counts = df.groupby(["run_id", "case"]).size()
+    assert (counts == 20 * 3).all()                 # 20 workers x 3 values; warm-ups not counted
+    # the synthetic warm-ups are 50x the median: none may leak into the values
+    assert (df.groupby("case")["value_ns"].max() / df.groupby("case")["value_ns"].median()).max() < 2
+    guest = df[df["vm"]]
+    assert set(guest["accelerator"]) == {"tcg"} and set(guest["timing"]) == {"icount"}
+    host = df[~df["vm"]]
+    assert set(host["timing"]) == {"wall"} and set(host["accelerator"]) == {"bare-metal"}
+    row = df[df["case"] == "seccomp-trap:pin=in-process:pages=16"].iloc[0]
+    assert (row["backend"], row["pin"], row["pages"], row["parallel"]) == ("seccomp-trap", "in-process", 16, 1)
+
+
+def test_summarize_recovers_medians_with_ci(df):
+    s = A.summarize(df).set_index(["run_id", "case"])
+    for case, true in HOST.items():
+        row = s.loc[("testhost-20260101-000000", case)]
+        assert row["ci_low"] <= row["median_ns"] <= row["ci_high"]
+        assert abs(row["median_ns"] / true - 1) < 0.03, case
+        assert row["n"] == 60 and 0.02 < row["rel_std"] < 0.08
+
+
+def test_speedup_of_5_is_recovered_within_the_ci(df):
+    r = A.ratios(df, A.CANDIDATE).set_index("pin")
+    same = r.loc["same"]
+    assert same["speedup_low"] <= 5.0 <= same["speedup_high"]
+    assert same["speedup"] == pytest.approx(1 / same["ratio"])
+    assert same["speedup_low"] == pytest.approx(1 / same["ratio_high"])
+    assert same["vm"] and same["denominator"] == A.BASELINE
+
+
+def test_verdict_states_figure_ci_and_environment(df):
+    text = A.verdict(df)
+    assert text.startswith("process_vm_exec is 5.")
+    assert "95% CI" in text and "6.12.57-vmexec" in text and "TCG" in text and "icount" in text
+    assert "same CPU" in text and "neither confirmed nor refuted" in text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize("pvm_ns, expected", [(1_000.0, "claim is reproduced"),
+                                              (3_300.0, "claim is not reproduced")])
+def test_verdict_rule(tmp_path, pvm_ns, expected):
+    path = write_suite(tmp_path / "vm-kvm-wall-20260101-000000.json",
+                       {**GUEST, "process-vm-exec:pin=same": pvm_ns}, vm=True, accelerator="kvm", timing="wall")
+    text = A.verdict(A.load([path]))
+    assert expected in text and "KVM" in text
+
+
+def test_without_process_vm_exec_it_cannot_be_judged(files):
+    text = A.verdict(A.load([files["host"]]))
+    assert text.startswith("cannot be judged: no process_vm_exec results")
+    assert "ENOSYS" in text
+
+
+def test_host_and_vm_values_are_never_mixed_in_a_ratio(tmp_path, files):
+    # process_vm_exec only in the guest, PTRACE_SYSEMU only on the host: no ratio may exist
+    guest = write_suite(tmp_path / "vm-tcg-icount-20260101-000000.json",
+                        {"process-vm-exec:pin=same": 2000.0, "native:pin=in-process": 900.0}, vm=True)
+    df = A.load([files["host"], guest])
+    assert A.ratios(df, A.CANDIDATE).empty
+    assert A.verdict(df).startswith("cannot be judged")
+    r = A.all_ratios(A.load([files["host"], files["guest"]]))
+    for run_id, g in r.groupby("run_id"):
+        assert g["vm"].nunique() == 1
+
+
+def test_in_process_backends_pair_with_every_pinning(df):
+    r = A.ratios(df[~df["vm"]], "seccomp-trap")
+    assert list(r["pin"]) == ["same", "cross"]
+    assert set(r["numerator_pin"]) == {"in-process"}
+    assert r.set_index("pin").loc["cross", "speedup"] == pytest.approx(40_000 / 1_500, rel=0.05)
+    # all_ratios keeps one row per case: the preferred pinning
+    a = A.all_ratios(df[~df["vm"]])
+    assert list(a.loc[a["numerator"] == "seccomp-trap", "pin"]) == ["same"]
+
+
+def test_backend_table_ratios_to_native_and_sysemu(df):
+    t = A.backend_table(df).set_index(["run_id", "case"])
+    row = t.loc[("testhost-20260101-000000", "ptrace-syscall:pin=same")]
+    assert row["x_native"] == pytest.approx(18_000 / 300, rel=0.05)
+    assert row["speedup_vs_sysemu"] == pytest.approx(10_000 / 18_000, rel=0.05)
+    assert t.loc[("testhost-20260101-000000", "ptrace-sysemu:pin=same"), "speedup_vs_sysemu"] == 1.0
+
+
+def test_host_vs_guest_shows_the_distortion(df):
+    hg = A.host_vs_guest(df).set_index(["backend", "pin"])
+    row = hg.loc[("ptrace-syscall", "same")]
+    assert row["host_speedup"] == pytest.approx(10 / 18, rel=0.05)
+    assert row["guest_speedup"] == pytest.approx(0.5, rel=0.05)
+    assert row["distortion"] == pytest.approx(0.9, rel=0.07)
+    assert A.CANDIDATE not in hg.index.get_level_values(0)      # never measured on the host
+
+
+def test_compare_flags_real_changes_only(tmp_path):
+    a = A.load([write_suite(tmp_path / "a.json", {"x:pin=same": 1000.0, "y:pin=same": 1000.0}, seed=1)])
+    b = A.load([write_suite(tmp_path / "b.json", {"x:pin=same": 1200.0, "y:pin=same": 1000.0}, seed=2)])
+    c = A.compare(a, b).set_index("case")
+    assert c.loc["x:pin=same", "significant"] and c.loc["x:pin=same", "change"] == pytest.approx(1.2, rel=0.03)
+    assert not c.loc["y:pin=same", "significant"]
+
+
+def test_significance_handles_unequal_sizes_and_single_values():
+    rng = np.random.default_rng(0)
+    assert A.significant(rng.normal(10, 1, 30), rng.normal(12, 1, 50))[0] is True
+    assert A.significant(rng.normal(10, 1, 30), rng.normal(10, 1, 50))[0] is False
+    assert A.significant([1.0], [2.0]) == (None, None)
+
+
+def _unrelated_suite(path):
+    run = pyperf.Run([0.1, 0.2], metadata={"name": "json_dumps"}, collect_metadata=False)
+    pyperf.BenchmarkSuite([pyperf.Benchmark([run])]).dump(str(path))
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such results file"),
+    ("", "empty file"),
+    ("TRUNCATE", "truncated"),
+    ("hello, world", "not JSON"),
+    ("[1, 2, 3]", "not a results object"),
+    ('{"benchmarks": 3}', "not a pyperf suite"),
+    ('{"version": "1.0", "benchmarks": [{"runs": "x"}]}', "malformed pyperf suite"),
+    ("UNRELATED", "not a vmexec-bench suite"),
+    ("RFC", "RFC-replica"),
+])
+def test_bad_files_are_one_line_usage_errors(tmp_path, files, content, message):
+    path = tmp_path / "bad.json"
+    if content == "TRUNCATE":
+        text = files["host"].read_text()
+        path.write_text(text[: len(text) // 2])
+    elif content == "UNRELATED":
+        _unrelated_suite(path)
+    elif content == "RFC":
+        path = files["rfc"]
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError) as e:
+        A.load([path])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_rfc_replica_beside_the_published_figures(files):
+    rec = A.load_rfc(files["rfc"])
+    t = A.rfc_table([rec])
+    published = t[t["source"].str.startswith("RFC")].set_index("program")
+    assert published.loc["ptrace_vm_exec", "printed_ns"] == 1446
+    assert published.loc["ptrace_vm_exec", "true_ns"] == 1446 * 5       # the RFC divided 1 s by a 5 s count
+    replica = t[t["source"].str.startswith(rec["run_id"])].set_index("program")
+    assert replica.loc["process_vm_exec", "true_ns"] == pytest.approx(1400)
+    assert A.rfc_speedups([rec])[rec["run_id"]] == pytest.approx(5.0)
+    with pytest.raises(UsageError, match="not an RFC-replica"):
+        A.load_rfc(files["host"])
+
+
+def test_unavailable_rfc_program_is_reported_not_crashed(tmp_path):
+    rec = A.load_rfc(write_rfc(tmp_path / "rfc-x.json", pvm_available=False))
+    t = A.rfc_table([rec])
+    row = t[(t["program"] == "process_vm_exec") & ~t["available"]].iloc[0]
+    assert "ENOSYS" in row["reason"]
+    assert rec["run_id"] not in A.rfc_speedups([rec])

@@ -1,0 +1,106 @@
+"""bench.report and the report/compare/check commands, on synthetic results."""
+import os
+
+import pytest
+
+from bench import report
+from conftest import run_bench
+from data.synthetic import GUEST, HOST, HOST_UNAVAILABLE, write_rfc, write_suite
+
+PLOTS = ("cost", "speedup", "pinning", "distribution", "pages", "parallel")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("results")
+    return {"host": write_suite(d / "testhost-20260101-000000.json", HOST, unavailable=HOST_UNAVAILABLE),
+            "guest": write_suite(d / "vm-tcg-icount-20260101-000100.json", GUEST, vm=True),
+            "rfc": write_rfc(d / "rfc-testhost-20260101-000200.json")}
+
+
+def test_report_writes_markdown_html_and_plots(files, tmp_path):
+    out = tmp_path / "report"
+    proc = run_bench("report", str(files["host"]), str(files["guest"]), str(files["rfc"]), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    for stem in PLOTS:
+        for fmt in ("png", "svg"):
+            assert (out / f"{stem}.{fmt}").stat().st_size > 1000, (stem, fmt)
+    md = (out / "report.md").read_text()
+    first = md.splitlines()[0]
+    assert first.startswith("**Verdict: process_vm_exec is 5.") and "95% CI" in first
+    assert first.strip("*").removeprefix("Verdict: ") in proc.stdout
+    for text in ("Every backend", "Host vs guest", "1,446", "7,230", "ENOSYS", "Environment",
+                 "Mitigation: Retpolines", "`python -m bench run --fast`", "(cost.png)"):
+        assert text in md, text
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(PLOTS)
+    assert 'src="cost.png"' not in html and "<table>" in html
+
+
+def test_report_on_a_host_run_alone_cannot_judge(files, tmp_path):
+    out = tmp_path / "r"
+    written = report.write_report([files["host"]], out)
+    md = written["report.md"].read_text()
+    assert md.startswith("**Verdict: cannot be judged: no process_vm_exec results")
+    assert "Host vs guest" not in md
+    assert "process-vm-exec:pin=same`: unavailable: ENOSYS" in md
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report", "/nonexistent/results.json"], "no such results file"),
+    (["compare", "/nonexistent/a.json", "/nonexistent/b.json"], "no such results file"),
+    (["check", "/nonexistent/a.json", "--backend", "native", "--max-ratio", "1"], "no such results file"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    proc = run_bench(*args)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_report_rejects_a_non_json_file(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("not json")
+    proc = run_bench("report", str(bad), "--output", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "not JSON" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_default_inputs_are_the_newest_host_vm_and_rfc_files(tmp_path):
+    older = write_suite(tmp_path / "testhost-20250101-000000.json", {"native:pin=in-process": 300.0})
+    newer = write_suite(tmp_path / "testhost-20260101-000000.json", {"native:pin=in-process": 300.0})
+    vm = write_suite(tmp_path / "vm-tcg-icount-20260101-000000.json", {"native:pin=in-process": 900.0}, vm=True)
+    rfc = write_rfc(tmp_path / "rfc-testhost-20260101-000000.json")
+    for i, path in enumerate((older, newer, vm, rfc)):
+        os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
+    assert report.default_inputs(tmp_path) == [newer, vm, rfc]
+    with pytest.raises(report.UsageError, match="no results"):
+        report.default_inputs(tmp_path / "nothing-here")
+
+
+def test_compare_prints_change_and_significance(tmp_path):
+    a = write_suite(tmp_path / "a.json", {"x:pin=same": 1000.0, "y:pin=same": 1000.0}, seed=1)
+    b = write_suite(tmp_path / "b.json", {"x:pin=same": 1200.0, "y:pin=same": 1000.0}, seed=2)
+    proc = run_bench("compare", str(a), str(b))
+    assert proc.returncode == 0, proc.stderr
+    x = next(line for line in proc.stdout.splitlines() if line.startswith("x:pin=same"))
+    assert "slower" in x and "yes" in x
+    y = next(line for line in proc.stdout.splitlines() if line.startswith("y:pin=same"))
+    assert "no" in y.split()[-2:] or y.rstrip().endswith(")") and " no " in y
+
+
+def test_check_judges_a_ratio_within_one_run(files):
+    ok = run_bench("check", str(files["guest"]), "--backend", "process-vm-exec", "--max-ratio", "0.5", "--pin", "same")
+    assert ok.returncode == 0, ok.stderr
+    assert "ok" in ok.stdout
+    bad = run_bench("check", str(files["guest"]), "--backend", "process-vm-exec", "--max-ratio", "0.1")
+    assert bad.returncode == 1 and "FAIL" in bad.stdout
+    missing = run_bench("check", str(files["host"]), "--backend", "process-vm-exec", "--max-ratio", "0.5")
+    assert missing.returncode == 2 and "no 'process-vm-exec' results" in missing.stderr
+
+
+def test_markdown_and_html_render_the_same_blocks():
+    doc = [("p", "**bold** and `code`"), ("table", ["a|b", "c"], [["1", "x|y"]]), ("list", ["one"])]
+    md = report.to_markdown(doc)
+    assert "a\\|b" in md and "x\\|y" in md and "- one" in md
+    html = report.to_html(doc, {})
+    assert "<strong>bold</strong>" in html and "<code>code</code>" in html and "<li>one</li>" in html
