@@ -43,12 +43,13 @@ def accelerator() -> str:
     flags = next((line for line in _read("/proc/cpuinfo").splitlines() if line.startswith("flags")), "")
     if " hypervisor" not in flags:
         return "bare-metal"
-    try:
-        virt = subprocess.run(["systemd-detect-virt"], capture_output=True, text=True, timeout=10).stdout.strip()
+    try:    # --vm: the hypervisor, even from inside a container running on it
+        virt = subprocess.run(["systemd-detect-virt", "--vm"], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         virt = ""
     vendor = _read("/sys/class/dmi/id/sys_vendor") or _read("/sys/hypervisor/type")
-    return f"virtualized ({virt or vendor or 'unknown hypervisor'})"
+    return f"virtualized ({virt if virt not in ('', 'none') else vendor or 'unknown hypervisor'})"
 
 
 def git_commit() -> str:
