@@ -64,6 +64,7 @@ def _cmd_run(args) -> int:
         parallel=args.parallel, cpus=tuple(args.cpus) if args.cpus else None,
         mode="fast" if args.fast else "rigorous" if args.rigorous else "normal",
         output=args.output, tags=dict(args.tag), processes=args.processes, values=args.values,
+        min_time=args.min_time,
         keep_going=not args.stop_on_failure, timeout=args.timeout)
     outcome = runner.run(opts)
     print(summary.table(outcome.path))
@@ -98,6 +99,8 @@ def build_parser() -> Parser:
     mode.add_argument("--rigorous", action="store_true", help="pyperf --rigorous: more worker processes")
     p.add_argument("--processes", type=int, help="pyperf worker processes per case (overrides the mode)")
     p.add_argument("--values", type=int, help="pyperf values per worker process")
+    p.add_argument("--min-time", type=float, help="pyperf: seconds each value lasts at least (default 0.1); "
+                   "longer values average out a noisy host")
     p.add_argument("--output", type=pathlib.Path, help="results file (default: results/HOST-TIME.json)")
     p.add_argument("--tag", type=_tag, action="append", default=[], help="KEY=VALUE recorded in the metadata")
     p.add_argument("--timeout", type=float, default=600.0,
@@ -125,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--processes must be >= 1")
         if getattr(args, "values", None) is not None and args.values < 1:
             raise UsageError("--values must be >= 1")
+        if getattr(args, "min_time", None) is not None and not 0 < args.min_time <= 60:
+            raise UsageError("--min-time must be > 0 and <= 60 seconds")
         if getattr(args, "timeout", 1) <= 0:
             raise UsageError("--timeout must be > 0")
         return args.func(args)

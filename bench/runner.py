@@ -80,6 +80,7 @@ class RunOptions:
     tags: dict[str, str]
     processes: int | None = None
     values: int | None = None
+    min_time: float | None = None    # seconds per pyperf value
     keep_going: bool = True
     timeout: float = 600.0          # seconds for one backend run
 
@@ -181,6 +182,8 @@ def run(opts: RunOptions, log=print) -> RunOutcome:
         argv += ["--processes", str(opts.processes)]
     if opts.values:
         argv += ["--values", str(opts.values)]
+    if opts.min_time:
+        argv += ["--min-time", str(opts.min_time)]
 
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
