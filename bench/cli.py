@@ -33,7 +33,7 @@ def _list_of(kind, choices=None):
     return parse
 
 
-def _tag(text: str) -> tuple[str, str]:
+def parse_tag(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier() or not value.strip():
         raise argparse.ArgumentTypeError(f"tags are KEY=VALUE, not {text!r}")
@@ -102,7 +102,7 @@ def build_parser() -> Parser:
     p.add_argument("--min-time", type=float, help="pyperf: seconds each value lasts at least (default 0.1); "
                    "longer values average out a noisy host")
     p.add_argument("--output", type=pathlib.Path, help="results file (default: results/HOST-TIME.json)")
-    p.add_argument("--tag", type=_tag, action="append", default=[], help="KEY=VALUE recorded in the metadata")
+    p.add_argument("--tag", type=parse_tag, action="append", default=[], help="KEY=VALUE recorded in the metadata")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds one backend run may take before it is killed and reported (default: 600)")
     p.add_argument("--stop-on-failure", action="store_true",

@@ -4,7 +4,7 @@
 
 #include "vmexec.h"
 
-extern const struct backend native, ptrace_sysemu, ptrace_sysemu_poke, ptrace_syscall;
+extern const struct backend native, ptrace_sysemu, ptrace_sysemu_poke, ptrace_syscall, process_vm_exec;
 extern const struct backend seccomp_trace, seccomp_unotify, seccomp_unotify_sync, seccomp_trap, syscall_user_dispatch;
 
 const struct backend *const backends[] = {
@@ -12,6 +12,7 @@ const struct backend *const backends[] = {
 	&ptrace_sysemu,
 	&ptrace_sysemu_poke,
 	&ptrace_syscall,
+	&process_vm_exec,
 	&seccomp_trace,
 	&seccomp_unotify,
 	&seccomp_unotify_sync,

@@ -1,0 +1,205 @@
+"""Build the guest kernel: linux-source-6.12 + kernel/patches + kernel/config.fragment.
+
+Everything happens under ${XDG_CACHE_HOME:-~/.cache}/vmexec-bench/kernel/<key>/,
+where the key hashes every input, so a second build() with the same inputs
+returns the cached bzImage at once.  Object files go through ccache (shared by
+all keys), which makes a rebuild after a patch change take about a minute.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from bench.errors import BenchError
+
+REPO = Path(__file__).resolve().parent.parent
+KERNEL_DIR = REPO / "kernel"
+SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
+SOURCE_PACKAGE = "linux-source-6.12"
+LOCALVERSION = "-vmexec"
+#: Bump when the build steps below change what they produce.
+BUILD_SCRIPT_VERSION = "1"
+#: Host tools the build runs, and the Debian packages that provide them.
+TOOLS = {"make": "make", "gcc": "gcc", "patch": "patch", "tar": "tar", "xz": "xz-utils",
+         "flex": "flex", "bison": "bison", "bc": "bc", "perl": "perl", "cpio": "cpio"}
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelBuild:
+    bzimage: Path
+    release: str      # e.g. '6.12.117-vmexec'
+    cache_key: str
+    seconds: float    # how long this call took
+    cached: bool
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "vmexec-bench"
+
+
+def patches() -> list[Path]:
+    """The patches named in kernel/patches/series, in order."""
+    series = KERNEL_DIR / "patches" / "series"
+    names = [line.strip() for line in series.read_text().splitlines()]
+    return [series.parent / n for n in names if n and not n.startswith("#")]
+
+
+def fragment_options() -> dict[str, str]:
+    """CONFIG_X -> value ('n' for '# CONFIG_X is not set') from config.fragment."""
+    options = {}
+    for line in (KERNEL_DIR / "config.fragment").read_text().splitlines():
+        line = line.strip()
+        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            options[line[2:-len(" is not set")]] = "n"
+        elif line.startswith("CONFIG_"):
+            name, _, value = line.partition("=")
+            options[name] = value
+    return options
+
+
+def _source_version() -> str:
+    """The installed package version, if dpkg knows it, plus the tarball's size and mtime."""
+    st = SOURCE_TARBALL.stat()
+    try:
+        version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", SOURCE_PACKAGE],
+                                 capture_output=True, text=True, timeout=30).stdout
+    except OSError:
+        version = ""
+    return f"{version} {st.st_size} {st.st_mtime_ns}"
+
+
+def cache_key() -> str:
+    h = hashlib.sha256()
+    h.update(f"script {BUILD_SCRIPT_VERSION}\nsource {_source_version()}\n".encode())
+    for p in patches():
+        h.update(f"patch {p.name}\n".encode() + p.read_bytes())
+    h.update(b"fragment\n" + (KERNEL_DIR / "config.fragment").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _check_prerequisites() -> None:
+    if not SOURCE_TARBALL.exists():
+        raise BenchError(f"no kernel source: {SOURCE_TARBALL} is missing; "
+                         f"install it with 'apt-get install {SOURCE_PACKAGE}'")
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if not shutil.which(tool)})
+    if missing:
+        raise BenchError(f"the kernel build needs more tools: apt-get install {' '.join(missing)} "
+                         "libelf-dev libssl-dev")
+
+
+class _Log:
+    """Runs build steps with their output appended to build.log."""
+
+    def __init__(self, path: Path, env: dict[str, str]):
+        self.path = path
+        self.env = env
+
+    def run(self, step: str, cmd: list[str], cwd: Path) -> None:
+        with self.path.open("a") as f:
+            f.write(f"\n=== {step}: {' '.join(cmd)}\n")
+            f.flush()
+            proc = subprocess.run(cmd, cwd=cwd, env=self.env, stdout=f, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL)
+        if proc.returncode:
+            self.fail(f"{step} failed (exit status {proc.returncode})")
+
+    def fail(self, what: str):
+        lines = self.path.read_text(errors="replace").splitlines()[-12:]
+        raise BenchError(f"kernel build: {what}; log: {self.path}; last lines: "
+                         + " | ".join(line.strip() for line in lines))
+
+
+def _check_config(config: Path, log: _Log) -> None:
+    """olddefconfig drops options with unmet dependencies: insist on every requested one."""
+    final = {}
+    for line in config.read_text().splitlines():
+        if line.startswith("CONFIG_"):
+            name, _, value = line.partition("=")
+            final[name] = value
+    wrong = [f"{name}={want} (got {final.get(name, 'n')})"
+             for name, want in fragment_options().items() if final.get(name, "n") != want]
+    if wrong:
+        with log.path.open("a") as f:
+            f.write("options not set as requested: " + ", ".join(wrong) + "\n")
+        log.fail("the final .config lacks requested options (unmet dependencies?): " + ", ".join(wrong))
+
+
+def _build_into(work: Path, log: _Log, say) -> str:
+    """Unpack, patch, configure and build in `work`; returns the kernel release."""
+    src, obj = work / "src", work / "obj"
+    src.mkdir(parents=True)
+    obj.mkdir()
+    say(f"unpacking {SOURCE_TARBALL.name}")
+    log.run("unpack", ["tar", "-xf", str(SOURCE_TARBALL), "--strip-components=1", "-C", str(src)], work)
+    for p in patches():
+        say(f"applying {p.name}")
+        log.run(f"patch {p.name}", ["patch", "-p1", "--forward", "--batch", "-i", str(p)], src)
+    make = ["make", f"O={obj}", f"LOCALVERSION={LOCALVERSION}", "CC=" + log.env["VMEXEC_CC"]]
+    say("configuring: tinyconfig + config.fragment + olddefconfig")
+    log.run("tinyconfig", make + ["tinyconfig"], src)
+    with (obj / ".config").open("a") as f:
+        f.write((KERNEL_DIR / "config.fragment").read_text())
+    log.run("olddefconfig", make + ["olddefconfig"], src)
+    _check_config(obj / ".config", log)
+    jobs = len(os.sched_getaffinity(0))
+    say(f"building bzImage with {jobs} jobs (log: {log.path})")
+    log.run("make bzImage", make + [f"-j{jobs}", "bzImage"], src)
+    return subprocess.run(make + ["-s", "kernelrelease"], cwd=src, env=log.env, text=True,
+                          capture_output=True, check=True).stdout.strip()
+
+
+def build(force: bool = False, log=print) -> KernelBuild:
+    """The patched kernel's bzImage, built once per set of inputs."""
+    start = time.monotonic()
+    _check_prerequisites()
+    key = cache_key()
+    home = cache_root() / "kernel" / key
+    home.mkdir(parents=True, exist_ok=True)
+    meta_path, bzimage = home / "build.json", home / "bzImage"
+    with (home / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)    # one build per key at a time
+        if not force and meta_path.exists() and bzimage.exists():
+            meta = json.loads(meta_path.read_text())
+            return KernelBuild(bzimage, meta["release"], key, time.monotonic() - start, True)
+
+        meta_path.unlink(missing_ok=True)
+        work = home / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        # CCACHE_BASEDIR: relative paths, so objects are shared across keys' work dirs.
+        env = dict(os.environ, CCACHE_DIR=str(cache_root() / "ccache"), CCACHE_BASEDIR=str(work),
+                   VMEXEC_CC="ccache gcc" if shutil.which("ccache") else "gcc",
+                   KBUILD_BUILD_USER="vmexec-bench", KBUILD_BUILD_HOST="vmexec-bench")
+        build_log = _Log(home / "build.log", env)
+        build_log.path.write_text(f"vmexec-bench kernel build, key {key}\n")
+        release = _build_into(work, build_log, log)
+        shutil.copyfile(work / "obj" / "arch" / "x86" / "boot" / "bzImage", bzimage)
+        shutil.copyfile(work / "obj" / ".config", home / "config")
+        seconds = time.monotonic() - start
+        # Written last: its presence marks a complete build.
+        meta_path.write_text(json.dumps({"release": release, "seconds": round(seconds, 1)}) + "\n")
+        shutil.rmtree(work)     # ~2 GB of sources and objects; ccache keeps what matters
+    log(f"kernel {release} built in {seconds:.0f} s: {bzimage}")
+    return KernelBuild(bzimage, release, key, seconds, False)
+
+
+def _cmd_build(args) -> int:
+    kb = build(force=args.force)
+    print(f"bzImage: {kb.bzimage}\nrelease: {kb.release}\ncached: {str(kb.cached).lower()}\n"
+          f"seconds: {kb.seconds:.1f}")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser("kernel", help="the patched guest kernel (process_vm_exec)")
+    sub = p.add_subparsers(dest="kernel_command", required=True, parser_class=type(p))
+    b = sub.add_parser("build", help="build (or find in the cache) the patched bzImage")
+    b.add_argument("--force", action="store_true", help="rebuild even if a cached build exists")
+    b.set_defaults(func=_cmd_build)

@@ -1,0 +1,114 @@
+"""`bench rfc`: the RFC's two benchmark programs (rfc/*.c), re-implemented, compiled and run.
+
+Each loops for a span of CLOCK_MONOTONIC (5 s, as in the RFC) and prints the
+RFC's figure, 1e9 / iterations, which for a 5-second loop is one fifth of the
+real cost, next to the true cost per iteration.  On a kernel without
+process_vm_exec that program reports itself unavailable.  The figures go to
+results/rfc-HOST-TIME.json (kind "rfc-replica"), which `bench report` reads.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from bench import environment
+from bench.errors import BenchError, UsageError
+from bench.cli import parse_tag
+from bench.kernel import cache_root
+
+REPO = Path(__file__).resolve().parent.parent
+PROGRAMS = ("ptrace_vm_exec", "process_vm_exec")
+SOURCES = [*(REPO / "rfc" / f"{p}.c" for p in PROGRAMS),
+           REPO / "rfc" / "replica.h", REPO / "tracers" / "process_vm_exec.h"]
+CFLAGS = ["-O2", "-Wall", "-Wextra", "-fno-stack-protector"]
+EXIT_UNAVAILABLE = 3
+
+
+def compile_programs() -> dict[str, Path]:
+    """The built programs, compiled once per source content."""
+    h = hashlib.sha256(" ".join(CFLAGS).encode())
+    for src in SOURCES:
+        h.update(src.read_bytes())
+    out = cache_root() / "rfc" / h.hexdigest()[:16]
+    out.mkdir(parents=True, exist_ok=True)
+    built = {}
+    for name in PROGRAMS:
+        exe = out / name
+        if not exe.exists():
+            tmp = out / f".{name}.{os.getpid()}"
+            proc = subprocess.run(["gcc", *CFLAGS, "-o", str(tmp), str(REPO / "rfc" / f"{name}.c")],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                raise BenchError(f"compiling rfc/{name}.c failed: {proc.stderr.strip()[-500:]}")
+            tmp.rename(exe)
+        built[name] = exe
+    return built
+
+
+def run(seconds: float = 5.0) -> list[dict]:
+    """One result per program: its JSON line ({'program', 'available', ...})."""
+    results = []
+    for name, exe in compile_programs().items():
+        proc = subprocess.run([str(exe), str(seconds)], capture_output=True, text=True,
+                              timeout=seconds + 60)
+        if proc.returncode not in (0, EXIT_UNAVAILABLE) or not proc.stdout.strip():
+            raise BenchError(f"rfc/{name} failed (exit status {proc.returncode}): "
+                             f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def table(results: list[dict]) -> str:
+    lines = [f"{'program':18} {'iterations':>11} {'RFC ns/syscall':>15} {'true ns/syscall':>16}"]
+    for r in results:
+        if not r["available"]:
+            lines.append(f"{r['program']:18} unavailable: {r['reason']}")
+        else:
+            lines.append(f"{r['program']:18} {r['iterations']:>11} {r['rfc_printed_ns']:>15.1f} "
+                         f"{r['true_ns_per_iteration']:>16.1f}")
+    timed = {r["program"]: r for r in results if r["available"]}
+    if len(timed) == 2:
+        ratio = (timed["ptrace_vm_exec"]["true_ns_per_iteration"]
+                 / timed["process_vm_exec"]["true_ns_per_iteration"])
+        lines.append(f"ptrace_vm_exec / process_vm_exec = {ratio:.2f}x (the RFC printed 5.00x)")
+    lines.append("RFC figure = 1e9 / iterations, as the RFC printed it; for a 5 s loop it is 1/5 of the true cost.")
+    return "\n".join(lines)
+
+
+def write(results: list[dict], output: Path, tags: dict[str, str]) -> None:
+    """The replica's record, published atomically (the schema bench.analysis.load_rfc reads)."""
+    record = {"kind": "rfc-replica", "kernel": os.uname().release,
+              "accelerator": tags.get("accelerator", environment.accelerator()),
+              "timing": tags.get("timing", "wall"), "commit": environment.git_commit(),
+              "programs": results}
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, output)
+
+
+def _cmd_rfc(args) -> int:
+    from bench.runner import output_path
+
+    if args.seconds <= 0:
+        raise UsageError("--seconds must be > 0")
+    output = output_path(args.output or REPO / "results" / (
+        f"rfc-{socket.gethostname()}-{time.strftime('%Y%m%d-%H%M%S')}.json"))
+    results = run(args.seconds)
+    print(table(results))
+    write(results, output, dict(args.tag))
+    print(f"results: {output}")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser("rfc", help="the RFC's own two benchmark programs, re-implemented")
+    p.add_argument("--seconds", type=float, default=5.0, help="loop length (the RFC: 5)")
+    p.add_argument("--output", type=Path, help="results file (default: results/rfc-HOST-TIME.json)")
+    p.add_argument("--tag", type=parse_tag, action="append", default=[],
+                   help="KEY=VALUE; accelerator= and timing= describe a VM run")
+    p.set_defaults(func=_cmd_rfc)

@@ -1,0 +1,341 @@
+"""Boot the patched kernel in QEMU over the host's root file system and run one command.
+
+The guest sees the host's / read-only over virtio-9p (so the repository,
+Python and the built driver are there at the same paths, /tmp included),
+tmpfs on /run (/run/tmp is TMPDIR and HOME), and one writable 9p share: the
+output directory, mounted at its host path.  kernel/guest-init.sh is PID 1; it runs the command and prints
+an end marker with its exit status on the serial console, then reboots,
+which ends QEMU (-no-reboot).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from bench.errors import BenchError, UsageError
+
+REPO = Path(__file__).resolve().parent.parent
+GUEST_INIT = REPO / "kernel" / "guest-init.sh"
+QEMU = "qemu-system-x86_64"
+GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TAIL_LINES = 25
+#: How long a KVM probe boot may take before KVM counts as unusable.
+KVM_PROBE_TIMEOUT = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class GuestRun:
+    exit_status: int
+    output: str             # what the command printed on the console
+    accel: str              # 'kvm' or 'tcg'
+    timing: str             # 'wall' or 'icount'
+    boot_seconds: float     # QEMU start to the command's start
+    qemu_cmdline: list[str]
+    console: str            # the whole console log, for diagnosis
+
+    def check(self) -> GuestRun:
+        """This run, or BenchError with the console's tail if the command failed."""
+        if self.exit_status:
+            raise BenchError(f"the guest command exited with status {self.exit_status}; "
+                             f"console tail: {_tail(self.console)}")
+        return self
+
+
+def _tail(console: str) -> str:
+    lines = [line for line in console.splitlines() if line.strip()][-TAIL_LINES:]
+    return " | ".join(lines) if lines else "(empty)"
+
+
+def _kvm_usable() -> str | None:
+    """None if /dev/kvm can be opened for use, else why not."""
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
+    except OSError as e:
+        return f"/dev/kvm: {e.strerror}"
+    return None
+
+
+_accel_cache: dict[Path, tuple[str, str]] = {}
+
+
+def detect_accel(kernel: Path | None = None) -> tuple[str, str]:
+    """('kvm' or 'tcg', why): KVM only if a probe boot under it really runs a command."""
+    if kernel is None:
+        from bench import kernel as kbuild
+        kernel = kbuild.build(log=lambda *_: None).bzimage
+    if kernel in _accel_cache:
+        return _accel_cache[kernel]
+    why_not = _kvm_usable()
+    if why_not is None:
+        with tempfile.TemporaryDirectory(prefix="vmexec-kvm-probe-") as out:
+            try:
+                run_in_guest(["true"], kernel=kernel, accel="kvm", output_dir=Path(out),
+                             boot_timeout=KVM_PROBE_TIMEOUT, run_timeout=KVM_PROBE_TIMEOUT).check()
+            except BenchError as e:
+                why_not = f"a probe boot under KVM failed ({str(e)[:300]})"
+    result = ("tcg", f"TCG: {why_not}") if why_not else ("kvm", "KVM: /dev/kvm works and a probe boot ran")
+    _accel_cache[kernel] = result
+    return result
+
+
+def _accel_args(accel: str, timing: str) -> list[str]:
+    if accel == "kvm":
+        return ["-accel", "kvm", "-cpu", "host"]
+    # icount: one instruction = 2^0 ns of virtual time, so guest timings are deterministic.
+    return ["-accel", "tcg", "-cpu", "max"] + (["-icount", "shift=0"] if timing == "icount" else [])
+
+
+def qemu_command(kernel: Path, output_dir: Path, nonce: str, accel: str, timing: str,
+                 cpus: int, memory_mb: int) -> list[str]:
+    append = " ".join([
+        "console=ttyS0", "panic=-1", "loglevel=4", "ro",
+        "root=/dev/root", "rootfstype=9p",
+        "rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose",
+        f"init={GUEST_INIT}", f"vmexec_out={output_dir}", f"vmexec_nonce={nonce}",
+    ])
+    return [
+        QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-serial", "stdio", "-monitor", "none",
+        *_accel_args(accel, timing),
+        # Tinyconfig has no ACPI: only sockets make QEMU list every CPU in the MP table.
+        "-smp", f"{cpus},sockets={cpus}", "-m", str(memory_mb),
+        "-kernel", str(kernel), "-append", append,
+        "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device", "virtio-9p-pci,fsdev=root,mount_tag=/dev/root",
+        "-fsdev", f"local,id=out,path={output_dir},security_model=none",
+        "-device", "virtio-9p-pci,fsdev=out,mount_tag=out",
+    ]
+
+
+class _Console:
+    """Collects QEMU's serial output and notices the markers."""
+
+    def __init__(self, stream, nonce: str, echo: Callable[[str], None] | None):
+        self.lines: list[str] = []
+        self.begin_line: int | None = None
+        self.status: int | None = None
+        self.begun = threading.Event()
+        self.ended = threading.Event()
+        self._nonce, self._echo = nonce, echo
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for raw in stream:
+            line = raw.decode(errors="replace").rstrip("\r\n").replace("\r", "")
+            if line == f"VMEXEC-BEGIN {self._nonce}":
+                self.begin_line = len(self.lines)
+                self.begun.set()
+            elif line.startswith(f"VMEXEC-END {self._nonce} status="):
+                self.status = int(line.rpartition("=")[2])
+                self.ended.set()
+            elif self.begun.is_set() and not self.ended.is_set() and self._echo:
+                self._echo(line)
+            self.lines.append(line)
+        self.begun.set()    # EOF: QEMU is gone; wake up the waiter
+        self.ended.set()
+
+    def join(self) -> None:
+        self._thread.join(timeout=5)
+
+    def output(self) -> str:
+        end = next((i for i, line in enumerate(self.lines)
+                    if line.startswith(f"VMEXEC-END {self._nonce} ")), len(self.lines))
+        return "\n".join(self.lines[(self.begin_line or 0) + 1:end])
+
+
+def _hidden_in_guest(path: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to("/run")
+
+
+def _write_command(output_dir: Path, nonce: str, command: list[str], cwd: Path) -> Path:
+    env = {"PATH": GUEST_PATH, "HOME": "/run/tmp", "TMPDIR": "/run/tmp", "PYTHONDONTWRITEBYTECODE": "1",
+           "LANG": "C.UTF-8", "TERM": "dumb"}
+    script = output_dir / f".vmexec-command-{nonce}.sh"
+    script.write_text(
+        f"cd {shlex.quote(str(cwd))} || exit 125\n"
+        + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+        + "exec " + shlex.join(command) + "\n")
+    return script
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)    # QEMU leads its own session
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timing: str = "wall",
+                 cpus: int = 2, memory_mb: int = 2048, output_dir: Path, boot_timeout: float = 120,
+                 run_timeout: float = 3600, cwd: Path = REPO,
+                 echo: Callable[[str], None] | None = None) -> GuestRun:
+    """Boot `kernel`, run `command` as root in the guest, and return its status and output.
+
+    Raises BenchError (with the console's tail) if the guest does not boot, panics, hangs
+    or does not finish the command within the timeouts; a command that fails is not an
+    error here (see GuestRun.check).
+    """
+    if not command:
+        raise UsageError("no command to run in the guest")
+    if timing not in ("wall", "icount"):
+        raise UsageError(f"timing must be 'wall' or 'icount', not {timing!r}")
+    if accel not in ("auto", "kvm", "tcg"):
+        raise UsageError(f"accel must be 'auto', 'kvm' or 'tcg', not {accel!r}")
+    if timing == "icount" and accel == "kvm":
+        raise UsageError("icount timing needs TCG: use --accel tcg (or auto)")
+    if accel == "auto":
+        accel = "tcg" if timing == "icount" else detect_accel(kernel)[0]
+    for needed in (GUEST_INIT, Path(cwd)):
+        if _hidden_in_guest(needed):
+            raise UsageError(f"{needed} is under /run, which the guest replaces with tmpfs")
+    if not shutil.which(QEMU):
+        raise BenchError(f"{QEMU} not found: apt-get install qemu-system-x86")
+    output_dir = Path(output_dir).resolve()
+    if any(c in str(output_dir) for c in " ,\t\n"):
+        raise UsageError(f"the output directory's path may not contain blanks or commas: {output_dir}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    nonce = secrets.token_hex(8)
+    script = _write_command(output_dir, nonce, command, cwd)
+    cmdline = qemu_command(Path(kernel), output_dir, nonce, accel, timing, cpus, memory_mb)
+
+    start = time.monotonic()
+    proc = subprocess.Popen(cmdline, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        console = _Console(proc.stdout, nonce, echo)
+        failure = None
+        if not console.begun.wait(boot_timeout):
+            failure = f"the guest did not start the command within {boot_timeout:g} s (boot hang?)"
+        elif console.begin_line is None:
+            failure = f"QEMU exited (status {proc.wait()}) before the guest started the command"
+        else:
+            boot_seconds = time.monotonic() - start
+            if not console.ended.wait(run_timeout):
+                failure = f"the guest command did not finish within {run_timeout:g} s"
+            elif console.status is None:
+                failure = f"QEMU exited (status {proc.wait()}) before the guest command finished"
+        if failure is None:
+            try:    # the guest reboots right after the marker
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        _kill(proc)
+        script.unlink(missing_ok=True)
+    console.join()
+    text = "\n".join(console.lines)
+    if failure:
+        if "Kernel panic" in text:
+            failure += " (the guest kernel panicked)"
+        raise BenchError(f"{failure} [{accel}]; console tail: {_tail(text)}")
+    return GuestRun(console.status, console.output(), accel, timing, round(boot_seconds, 2),
+                    cmdline, text)
+
+
+def _add_vm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timing", choices=("wall", "icount"), default="wall",
+                   help="wall: real time; icount: 1 guest ns per instruction, deterministic (TCG)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="auto: KVM if a probe boot works, else TCG")
+    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    p.add_argument("--memory", type=int, default=2048, help="guest memory in MiB (default 2048)")
+    p.add_argument("--boot-timeout", type=float, default=120, metavar="S")
+    p.add_argument("--run-timeout", type=float, default=3600, metavar="S")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the arguments")
+
+
+def _prepare(args) -> tuple[object, str]:
+    from bench import kernel
+    if args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    if args.cpus < 1:
+        raise UsageError("--cpus must be >= 1")
+    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr))
+    accel = args.accel
+    if accel == "auto" and args.timing == "wall":
+        accel, why = detect_accel(kb.bzimage)
+        print(f"vm: {why}", file=sys.stderr)
+    elif accel == "auto":
+        accel = "tcg"
+    return kb, accel
+
+
+def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun:
+    return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
+                        cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
+                        boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
+                        echo=lambda line: print(line, flush=True))
+
+
+def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
+    """`python -m bench SUBCOMMAND --output ... ARGS` in the guest; its results file lands in --results."""
+    if _hidden_in_guest(Path(sys.executable)):
+        raise UsageError(f"{sys.executable} is under /run, which the guest replaces "
+                         "with tmpfs: use a Python (virtual environment) elsewhere")
+    kb, accel = _prepare(args)
+    results = args.results.resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    name = f"{prefix}-{accel}-{args.timing}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
+        guest_result = Path(share) / name
+        tags += [f"accelerator={accel}", f"timing={args.timing}", f"guest_kernel={kb.release}"]
+        command = [sys.executable, "-m", "bench", subcommand, "--output", str(guest_result),
+                   *(a for t in tags for a in ("--tag", t)), *args.command]
+        run = _run(args, command, kb, accel, Path(share)).check()
+        if not guest_result.exists():
+            raise BenchError(f"the guest run wrote no {name}; console tail: {_tail(run.console)}")
+        final = results / name
+        shutil.move(guest_result, final)
+    print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s; results: {final}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    return _guest_bench(args, "run", "vm", ["vm=1"])
+
+
+def _cmd_rfc(args) -> int:
+    return _guest_bench(args, "rfc", "rfc-vm", [])
+
+
+def _cmd_shell(args) -> int:
+    kb, accel = _prepare(args)
+    if not args.command:
+        raise UsageError("vm shell: give the command after --")
+    with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
+        run = _run(args, args.command, kb, accel, Path(share))
+    print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s, exit status {run.exit_status}",
+          file=sys.stderr)
+    return run.exit_status
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser("vm", help="run in a QEMU guest on the patched kernel")
+    sub = p.add_subparsers(dest="vm_command", required=True, parser_class=type(p))
+    r = sub.add_parser("run", help="`bench run ARGS` inside the guest; results land in --results")
+    _add_vm_options(r)
+    r.add_argument("--results", type=Path, default=REPO / "results",
+                   help="directory for the results file (default: results/)")
+    r.set_defaults(func=_cmd_run)
+    f = sub.add_parser("rfc", help="`bench rfc ARGS` inside the guest; results land in --results")
+    _add_vm_options(f)
+    f.add_argument("--results", type=Path, default=REPO / "results",
+                   help="directory for the results file (default: results/)")
+    f.set_defaults(func=_cmd_rfc)
+    s = sub.add_parser("shell", help="run any command inside the guest (exit status: the command's)")
+    _add_vm_options(s)
+    s.set_defaults(func=_cmd_shell)

@@ -1,0 +1,178 @@
+"""The patched kernel boots in QEMU and process_vm_exec works there (slow: marked vm).
+
+The guest sees the host's root, so it runs the package's own driver binary.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyperf
+import pytest
+
+from bench import kernel, vm
+from bench.errors import BenchError
+from tracers.driver import VMEXEC
+
+REPO = Path(__file__).resolve().parent.parent
+GCC = ["gcc", "-O2", "-Wall", "-Wextra", "-fno-stack-protector"]
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="session")
+def share(tmp_path_factory):
+    """The guest's writable directory (mounted at the same path inside)."""
+    return tmp_path_factory.mktemp("vm-share")
+
+
+@pytest.fixture(scope="session")
+def vmexec_bin():
+    return VMEXEC
+
+
+@pytest.fixture(scope="session")
+def selftest_bin(share):
+    out = share / "process_vm_exec_test"
+    subprocess.run([*GCC, "-pthread", "-o", str(out),
+                    str(REPO / "kernel" / "selftest" / "process_vm_exec_test.c")], check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bzimage():
+    return kernel.build(log=lambda *_: None).bzimage
+
+
+def guest(command, bzimage, share, **kw):
+    kw.setdefault("accel", "tcg")
+    return vm.run_in_guest([str(c) for c in command], kernel=bzimage, output_dir=share,
+                           boot_timeout=kw.pop("boot_timeout", 180), **kw)
+
+
+def last_json(output: str) -> dict:
+    return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
+
+
+def qemu_processes(bzimage) -> list[str]:
+    """Command lines of live QEMU processes booting this kernel."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"qemu-system-x86_64") and str(bzimage).encode() in args:
+            found.append(b" ".join(args).decode(errors="replace"))
+    return found
+
+
+def test_cached_build_is_instant():
+    kb = kernel.build(log=lambda *_: None)
+    assert kb.cached and kb.seconds < 5
+    assert kb.release.endswith("-vmexec")
+
+
+@pytest.mark.parametrize("timing", ["wall", "icount"])
+def test_process_vm_exec_runs_in_guest(timing, bzimage, share, vmexec_bin):
+    run = guest([vmexec_bin, "run", "process-vm-exec", "-n", "20000"], bzimage, share, timing=timing)
+    assert run.exit_status == 0, run.console[-3000:]
+    report = last_json(run.output)
+    assert report["ok"] and report["calls"] == report["matched"] == 20000
+    assert run.boot_seconds > 0 and run.timing == timing
+
+
+def test_guest_kernel_exposes_the_syscall(bzimage, share):
+    run = guest(["sh", "-c", "uname -r; grep -c ' __x64_sys_process_vm_exec$' /proc/kallsyms"],
+                bzimage, share)
+    assert run.exit_status == 0
+    release, count = run.output.split()[-2:]
+    assert release.endswith("-vmexec") and count == "1"
+
+
+def test_kernel_semantics_selftest(bzimage, share, selftest_bin):
+    """Errors, SIGSYS trap, faults, signals in and outside the mask, FS base, rseq."""
+    run = guest([selftest_bin], bzimage, share)
+    assert run.exit_status == 0 and run.output.rstrip().endswith("0 failed"), run.output
+    assert "FAIL" not in run.output
+
+
+@pytest.mark.parametrize("timing", ["wall", "icount"])
+def test_guest_clock_is_not_jiffies(timing, bzimage, share):
+    """refined-jiffies (no TSC calibration, no HPET) would quantise every timing to 4 ms."""
+    run = guest(["cat", "/sys/devices/system/clocksource/clocksource0/current_clocksource"],
+                bzimage, share, timing=timing)
+    assert run.exit_status == 0 and run.output.strip() and "jiffies" not in run.output
+
+
+def test_wrong_injected_value_is_detected_in_guest(bzimage, share, vmexec_bin):
+    run = guest([vmexec_bin, "run", "process-vm-exec", "-n", "1000", "-i", "556", "-e", "555"],
+                bzimage, share)
+    assert run.exit_status != 0
+    report = last_json(run.output)
+    assert report["ok"] is False and report["matched"] == 0
+
+
+def test_host_reports_unavailable(vmexec_bin):
+    proc = subprocess.run([str(vmexec_bin), "run", "process-vm-exec", "-n", "10"],
+                          capture_output=True, text=True, timeout=60)
+    if "-vmexec" in os.uname().release:
+        pytest.skip("the host itself runs the patched kernel")
+    assert proc.returncode == 3
+    report = last_json(proc.stdout)
+    assert report["unavailable"] and report["error"].startswith("ENOSYS")
+
+
+def test_failing_command_gives_bench_error_with_console_tail(bzimage, share):
+    run = guest(["sh", "-c", "echo about-to-fail; exit 7"], bzimage, share)
+    assert run.exit_status == 7 and "about-to-fail" in run.output
+    with pytest.raises(BenchError, match="status 7.*about-to-fail"):
+        run.check()
+    assert not qemu_processes(bzimage)
+
+
+def test_timeout_gives_bench_error_and_leaves_no_qemu(bzimage, share):
+    with pytest.raises(BenchError, match="did not finish within 3 s.*console tail:.*VMEXEC-BEGIN"):
+        guest(["sleep", "600"], bzimage, share, run_timeout=3)
+    assert not qemu_processes(bzimage)
+
+
+def test_boot_failure_is_bounded_and_names_the_reason(bzimage, tmp_path):
+    not_a_kernel = tmp_path / "bzImage"
+    not_a_kernel.write_bytes(b"\0" * 4096)
+    with pytest.raises(BenchError, match="QEMU exited|did not start"):
+        vm.run_in_guest(["true"], kernel=not_a_kernel, accel="tcg", output_dir=tmp_path / "out",
+                        boot_timeout=30)
+    assert not qemu_processes(not_a_kernel)
+
+
+def test_vm_shell_cli_returns_the_guest_status(bzimage):
+    proc = subprocess.run([sys.executable, "-m", "bench", "vm", "shell", "--accel", "tcg", "--",
+                           "sh", "-c", "exit 5"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 5, proc.stderr
+
+
+def test_vm_run_measures_both_backends_in_one_guest_run(bzimage, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "vm", "run", "--accel", "tcg", "--timing", "icount",
+                           "--results", str(tmp_path), "--", "--backends", "process-vm-exec,ptrace-sysemu",
+                           "--pin", "same", "--processes", "1", "--values", "2"],
+                          cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    [result] = tmp_path.glob("vm-tcg-icount-*.json")
+    suite = pyperf.BenchmarkSuite.load(str(result))
+    assert set(suite.get_benchmark_names()) == {"process-vm-exec:pin=same", "ptrace-sysemu:pin=same"}
+    meta = suite.get_benchmarks()[0].get_metadata()
+    assert meta["vmexec_tag_guest_kernel"].endswith("-vmexec") and meta["vmexec_tag_timing"] == "icount"
+    assert json.loads(meta["vmexec_failed"]) == {}
+
+
+def test_vm_rfc_runs_both_rfc_programs(bzimage, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "vm", "rfc", "--accel", "tcg", "--results", str(tmp_path),
+                           "--", "--seconds", "1"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [result] = tmp_path.glob("rfc-vm-tcg-wall-*.json")
+    record = json.loads(result.read_text())
+    assert record["kind"] == "rfc-replica" and record["kernel"].endswith("-vmexec")
+    assert all(p["available"] and p["iterations"] > 0 for p in record["programs"])
