@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 # build + QEMU for the patched-kernel VM.
 APT_PACKAGES=(
     gcc make git python3 python3-venv python3-dev
-    linux-source-6.12 flex bison bc libelf-dev libssl-dev cpio xz-utils ccache
+    linux-source-6.12 patch perl flex bison bc libelf-dev libssl-dev cpio xz-utils ccache
     qemu-system-x86
 )
 missing=()
@@ -35,8 +35,13 @@ test)
     exec "$PY" -m pytest "$@"
     ;;
 *)
-    "$PY" -m bench run "$@"
-    "$PY" -m bench vm run --timing icount -- --fast
+    # Host: every backend, both pinnings, both scaling sweeps.
+    "$PY" -m bench run --scaling "$@"
+    # Guest on the patched kernel (built and cached on first use): the same
+    # harness with process-vm-exec, in deterministic icount time; then the
+    # RFC's own two programs.  icount repeats itself, so few workers suffice.
+    "$PY" -m bench vm run --timing icount -- --processes 4 --values 3
+    "$PY" -m bench vm rfc --timing icount
     "$PY" -m bench report
     ;;
 esac
