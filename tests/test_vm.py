@@ -55,15 +55,15 @@ def last_json(output: str) -> dict:
     return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
 
 
-def qemu_processes(bzimage) -> list[str]:
-    """Command lines of live QEMU processes booting this kernel."""
+def qemu_processes(share) -> list[str]:
+    """Command lines of live QEMU processes sharing this directory (this test's guests only)."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if args and args[0].endswith(b"qemu-system-x86_64") and str(bzimage).encode() in args:
+        if args and args[0].endswith(b"qemu-system-x86_64") and str(share).encode() in b" ".join(args):
             found.append(b" ".join(args).decode(errors="replace"))
     return found
 
@@ -129,13 +129,13 @@ def test_failing_command_gives_bench_error_with_console_tail(bzimage, share):
     assert run.exit_status == 7 and "about-to-fail" in run.output
     with pytest.raises(BenchError, match="status 7.*about-to-fail"):
         run.check()
-    assert not qemu_processes(bzimage)
+    assert not qemu_processes(share)
 
 
 def test_timeout_gives_bench_error_and_leaves_no_qemu(bzimage, share):
     with pytest.raises(BenchError, match="did not finish within 3 s.*console tail:.*VMEXEC-BEGIN"):
         guest(["sleep", "600"], bzimage, share, run_timeout=3)
-    assert not qemu_processes(bzimage)
+    assert not qemu_processes(share)
 
 
 def test_boot_failure_is_bounded_and_names_the_reason(bzimage, tmp_path):
@@ -144,7 +144,7 @@ def test_boot_failure_is_bounded_and_names_the_reason(bzimage, tmp_path):
     with pytest.raises(BenchError, match="QEMU exited|did not start"):
         vm.run_in_guest(["true"], kernel=not_a_kernel, accel="tcg", output_dir=tmp_path / "out",
                         boot_timeout=30)
-    assert not qemu_processes(not_a_kernel)
+    assert not qemu_processes(tmp_path / "out")
 
 
 def test_vm_shell_cli_returns_the_guest_status(bzimage):
