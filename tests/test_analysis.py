@@ -6,15 +6,13 @@ import pytest
 
 from bench import analysis as A
 from bench.errors import UsageError
-from data.synthetic import GUEST, HOST, HOST_UNAVAILABLE, write_rfc, write_suite
+from data.synthetic import GUEST, HOST, write_reference_set, write_rfc, write_suite
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("results")
-    return {"host": write_suite(d / "testhost-20260101-000000.json", HOST, unavailable=HOST_UNAVAILABLE),
-            "guest": write_suite(d / "vm-tcg-icount-20260101-000100.json", GUEST, vm=True),
-            "rfc": write_rfc(d / "rfc-testhost-20260101-000200.json")}
+    return write_reference_set(d)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 
 from bench import report
 from conftest import run_bench
-from data.synthetic import GUEST, HOST, HOST_UNAVAILABLE, write_rfc, write_suite
+from data.synthetic import write_reference_set, write_rfc, write_suite
 
 PLOTS = ("cost", "speedup", "pinning", "distribution", "pages", "parallel")
 
@@ -13,9 +13,7 @@ PLOTS = ("cost", "speedup", "pinning", "distribution", "pages", "parallel")
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("results")
-    return {"host": write_suite(d / "testhost-20260101-000000.json", HOST, unavailable=HOST_UNAVAILABLE),
-            "guest": write_suite(d / "vm-tcg-icount-20260101-000100.json", GUEST, vm=True),
-            "rfc": write_rfc(d / "rfc-testhost-20260101-000200.json")}
+    return write_reference_set(d)
 
 
 def test_report_writes_markdown_html_and_plots(files, tmp_path):

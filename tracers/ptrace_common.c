@@ -65,6 +65,16 @@ int ptrace_end_loop(struct session *s)
 	return 0;
 }
 
+/* Read the stopped tracee's registers and classify its syscall (CALL_FOREIGN: s->error is set). */
+int ptrace_read_call(struct session *s, struct user_regs_struct *regs)
+{
+	if (ptrace(PTRACE_GETREGS, s->tracee, 0, regs)) {
+		fail_errno(s, "ptrace(PTRACE_GETREGS)");
+		return CALL_FOREIGN;
+	}
+	return loop_call_kind(s, regs);
+}
+
 /* Is this syscall one of the loop's measured calls, its end call, or neither? */
 int loop_call_kind(struct session *s, const struct user_regs_struct *regs)
 {

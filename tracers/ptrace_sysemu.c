@@ -51,9 +51,7 @@ static int trace_getregs(struct session *s)
 
 		if (wait_syscall_stop(s))
 			return -1;
-		if (ptrace(PTRACE_GETREGS, s->tracee, 0, &regs))
-			return fail_errno(s, "ptrace(PTRACE_GETREGS)");
-		kind = loop_call_kind(s, &regs);
+		kind = ptrace_read_call(s, &regs);
 		if (kind == CALL_FOREIGN)
 			return -1;
 		if (kind == CALL_END)
@@ -87,9 +85,7 @@ static int trace_poke(struct session *s)
 	}
 	if (wait_syscall_stop(s))
 		return -1;
-	if (ptrace(PTRACE_GETREGS, s->tracee, 0, &regs))
-		return fail_errno(s, "ptrace(PTRACE_GETREGS)");
-	if (loop_call_kind(s, &regs) != CALL_END)
+	if (ptrace_read_call(s, &regs) != CALL_END)
 		return fail(s, "the tracee made more syscalls than the loop's");
 	return ptrace_end_loop(s);
 }

@@ -44,9 +44,7 @@ static int trace_seccomp(struct session *s)
 			return -1;
 		if (status >> 8 != (SIGTRAP | PTRACE_EVENT_SECCOMP << 8))
 			return fail(s, "expected a seccomp stop, got status 0x%x", status);
-		if (ptrace(PTRACE_GETREGS, s->tracee, 0, &regs))
-			return fail_errno(s, "ptrace(PTRACE_GETREGS)");
-		kind = loop_call_kind(s, &regs);
+		kind = ptrace_read_call(s, &regs);
 		if (kind == CALL_FOREIGN)
 			return -1;
 		if (kind == CALL_END)

@@ -82,6 +82,7 @@ int ptrace_wait_stop(struct session *s, int *status);
 int ptrace_first_stop(struct session *s, long options);
 int ptrace_end_loop(struct session *s);
 int loop_call_kind(struct session *s, const struct user_regs_struct *regs);
+int ptrace_read_call(struct session *s, struct user_regs_struct *regs);
 const char *ptrace_unavailable(void);
 
 /* loop_call_kind() results. */

@@ -90,3 +90,10 @@ GUEST = {"native:pin=in-process": 900.0,
          "ptrace-sysemu:pin=same": 10_000.0, "ptrace-sysemu:pin=cross": 30_000.0,
          "process-vm-exec:pin=same": 2_000.0, "process-vm-exec:pin=cross": 2_100.0,
          "ptrace-syscall:pin=same": 20_000.0, "seccomp-trap:pin=in-process": 2_500.0}
+
+
+def write_reference_set(d: pathlib.Path) -> dict[str, pathlib.Path]:
+    """A host run, a VM run and an RFC replica, as `bench report` finds them in results/."""
+    return {"host": write_suite(d / "testhost-20260101-000000.json", HOST, unavailable=HOST_UNAVAILABLE),
+            "guest": write_suite(d / "vm-tcg-icount-20260101-000100.json", GUEST, vm=True),
+            "rfc": write_rfc(d / "rfc-testhost-20260101-000200.json")}
