@@ -239,6 +239,14 @@ def _sweep_panels(lines: pd.DataFrame, title: str):
     return fig, list(zip(axes, runs))
 
 
+def _label_sweep(ax, lines: pd.DataFrame, run_id: str, xlabel: str, ylabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(run_title(lines[lines["run_id"] == run_id].iloc[0]), fontsize=10)
+    ax.grid(which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot_pages(s: pd.DataFrame) -> Figure | None:
     """ns/syscall against pages written by the tracee between syscalls (the pages sweep)."""
     swept = s[(s["pages"] > 0) & (s["parallel"] == 1)]
@@ -254,11 +262,8 @@ def plot_pages(s: pd.DataFrame) -> Figure | None:
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xticks(sorted(lines["pages"].unique()), [f"{p:g}" for p in sorted(lines["pages"].unique())])
         _maybe_log(ax, lines["median_ns"], axis="y")
-        ax.set_xlabel("pages written between syscalls (4 KiB each; symlog)")
-        ax.set_ylabel("ns per syscall (median, 95% CI)")
-        ax.set_title(run_title(lines[lines["run_id"] == run_id].iloc[0]), fontsize=10)
-        ax.grid(which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _label_sweep(ax, lines, run_id, "pages written between syscalls (4 KiB each; symlog)",
+                     "ns per syscall (median, 95% CI)")
     return fig
 
 
@@ -267,10 +272,9 @@ def plot_parallel(s: pd.DataFrame) -> Figure | None:
     swept = s[(s["parallel"] > 1) & (s["pages"] == 0)]
     if swept.empty:
         return None
-    rows = []
+    rows, base = [], _base(s)
     for (run_id, backend, pin), g in swept.groupby(["run_id", "backend", "pin"]):
         # The sweep is unpinned; its parallel=1 point is the unpinned case, else the best other placement.
-        base = _base(s)
         ones = base[(base["run_id"] == run_id) & (base["backend"] == backend)]
         ones = ones.sort_values("pin", key=lambda p: p.map(lambda x: 0 if x == pin else 1 + A._pin_order(x)))
         one = ones.head(1)
@@ -285,11 +289,8 @@ def plot_parallel(s: pd.DataFrame) -> Figure | None:
             ax.errorbar(g["parallel"], rate, yerr=[rate - slow, fast - rate], marker="o", capsize=3, label=line)
         ax.set_xticks(sorted(lines["parallel"].unique()))
         _maybe_log(ax, 1e3 / lines["median_ns"], axis="y", fmt=lambda v: f"{v:.3g}")
-        ax.set_xlabel("tracer/tracee pairs running at once")
-        ax.set_ylabel("million intercepted syscalls per second (95% CI)")
-        ax.set_title(run_title(lines[lines["run_id"] == run_id].iloc[0]), fontsize=10)
-        ax.grid(which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _label_sweep(ax, lines, run_id, "tracer/tracee pairs running at once",
+                     "million intercepted syscalls per second (95% CI)")
     return fig
 
 
