@@ -10,6 +10,8 @@ from .errors import BenchError, UsageError
 
 #: Modules that add their own subcommands through register_cli(subparsers).
 PLUGINS = ("bench.kernel", "bench.vm", "bench.rfc", "bench.report_cli")
+#: The driver runs at most this many tracer/tracee pairs at once (tracers/driver.c).
+MAX_PARALLEL = 64
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,6 +59,8 @@ def _cmd_run(args) -> int:
     if args.scaling:
         args.pages = sorted(set(args.pages) | {0, 1, 16, 256, 4096})
         args.parallel = sorted(set(args.parallel) | {1, 2, 4})
+    if not all(1 <= m <= MAX_PARALLEL for m in args.parallel):
+        raise UsageError(f"--parallel takes pair counts from 1 to {MAX_PARALLEL}")
     if args.cpus and len(args.cpus) != 2:
         raise UsageError("--cpus takes two CPUs: TRACER,TRACEE for cross-CPU pinning")
     opts = runner.RunOptions(

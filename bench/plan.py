@@ -55,7 +55,8 @@ def build_plan(backends: list[Backend], pins: list[str], pages: list[int],
 
     In-process backends have no second process to place: they run once,
     with the tracee on the first CPU.  The pages sweep uses the first pinning
-    asked for; the parallel sweep leaves placement to the scheduler.
+    asked for.  The parallel sweep leaves placement to the scheduler for every
+    backend, in-process ones included, so M pairs can use every CPU.
     """
     def case(b: Backend, pin: str, **kw) -> Case:
         pin = IN_PROCESS if b.in_process else pin
@@ -68,7 +69,7 @@ def build_plan(backends: list[Backend], pins: list[str], pages: list[int],
     for k in (k for k in pages if k):
         cases += [case(b, pins[0], pages=k) for b in backends]
     for m in (m for m in parallel if m > 1):
-        cases += [case(b, "none", parallel=m) for b in backends]
+        cases += [Case(b.name, "none", None, None, parallel=m, timeout=timeout) for b in backends]
     return list(dict.fromkeys(cases))
 
 

@@ -1,4 +1,5 @@
 """The command line: results readable by pyperf's own tools, bad input is one line and exit 2."""
+import os
 import subprocess
 import sys
 
@@ -39,6 +40,8 @@ def test_results_are_never_overwritten(tiny_results):
     (["run", "--pin", "diagonal"], "--pin"),
     (["run", "--pages", "-3"], "--pages"),
     (["run", "--parallel", "two"], "--parallel"),
+    (["run", "--parallel", "0"], "--parallel"),
+    (["run", "--parallel", "1,65"], "--parallel"),
     (["run", "--processes", "0"], "--processes"),
     (["run", "--cpus", "0,4096"], "CPU 4096"),
     (["run", "--output", "/nonexistent-dir/x.json"], "does not exist"),
@@ -58,3 +61,21 @@ def test_list_shows_every_backend_with_its_state():
     assert proc.returncode == 0
     for name in ("native", "ptrace-sysemu", "python-ptrace-sysemu"):
         assert name in proc.stdout
+
+
+def test_the_whole_run_keeps_every_cpu_of_the_machine(tmp_path):
+    """A pinned case (here the Python tracer's) must not confine the run, its workers or later cases."""
+    out = tmp_path / "r.json"
+    proc = run_bench("run", "--backends", "python-ptrace-sysemu,native", "--pin", "same", "--parallel", "1,2",
+                     "--processes", "1", "--values", "1", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    cpus = len(os.sched_getaffinity(0))
+    suite = pyperf.BenchmarkSuite.load(str(out))
+    for bench in suite.get_benchmarks():
+        meta = bench.get_metadata()
+        assert int(meta["vmexec_cpus"]) == cpus, bench.get_name()
+        # pyperf records cpu_affinity only when a worker was confined to fewer CPUs than the machine has
+        if cpus == os.cpu_count():
+            assert "cpu_affinity" not in meta, (bench.get_name(), meta.get("cpu_affinity"))
+    unpinned = suite.get_benchmark("native:pin=none:parallel=2").get_metadata()
+    assert (unpinned["vmexec_cpu_tracer"], unpinned["vmexec_cpu_tracee"]) == ("none", "none")

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,25 +67,43 @@ void syscall_loop_borrowed(struct loop_state *st)
 }
 
 /*
- * `vmexec tracee -n N [-e EXPECT] [-s]`: the loop in a process of its own.
- * Untraced it checks the real getppid(); with -s it first makes its parent
- * its tracer and stops, for tracers written outside the driver (python-ptrace).
+ * `vmexec tracee -n N [-e EXPECT] [-k PAGES] [-s]`: the loop in a process of
+ * its own.  Untraced it checks the real getppid(); with -s it first makes its
+ * parent its tracer and stops, for tracers written outside the driver
+ * (python-ptrace).  -k writes PAGES distinct pages between two calls, as the
+ * driver's tracees do.
  */
 int tracee_main(int argc, char **argv)
 {
 	struct loop_state st = { .self_timed = 1 };
 	int opt, traced = 0, have_expect = 0;
 
-	while ((opt = getopt(argc, argv, "n:e:s")) != -1) {
+	while ((opt = getopt(argc, argv, "n:e:k:s")) != -1) {
 		switch (opt) {
 		case 'n': st.syscalls = parse_count(optarg, "-n"); break;
 		case 'e': st.expect = parse_long(optarg, "-e", LONG_MIN); have_expect = 1; break;
+		case 'k': st.pages = parse_count(optarg, "-k"); break;
 		case 's': traced = 1; break;
-		default: return usage_error("usage: vmexec tracee -n SYSCALLS [-e EXPECT] [-s]");
+		default: return usage_error("usage: vmexec tracee -n SYSCALLS [-e EXPECT] [-k PAGES] [-s]");
 		}
 	}
 	if (st.syscalls <= 0 || optind != argc)
 		return usage_error("vmexec tracee: -n SYSCALLS (>= 1) is required");
+	if (st.pages > (1L << 20))
+		return usage_error("vmexec tracee: -k is at most 1048576 pages");
+	if (st.pages) {
+		void *buf = mmap(NULL, st.pages * PAGE_BYTES, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (buf == MAP_FAILED) {
+			perror("vmexec tracee: mmap(pages)");
+			return 2;
+		}
+		st.page_buf = buf;
+		/* Fault the pages in now, so the loop measures touching, not faulting. */
+		for (long p = 0; p < st.pages; p++)
+			st.page_buf[p * PAGE_BYTES] = 1;
+	}
 	if (!have_expect)
 		st.expect = getppid();
 	/* A tracer times itself; reading the clock could be a syscall it intercepts. */
@@ -94,7 +113,7 @@ int tracee_main(int argc, char **argv)
 		return 2;
 	}
 	syscall_loop(&st);
-	printf("{\"calls\": %ld, \"matched\": %ld, \"first_bad\": %ld, \"elapsed_ns\": %llu}\n",
-	       st.calls, st.matched, st.first_bad, (unsigned long long)(st.t1_ns - st.t0_ns));
+	printf("{\"calls\": %ld, \"matched\": %ld, \"first_bad\": %ld, \"pages\": %ld, \"elapsed_ns\": %llu}\n",
+	       st.calls, st.matched, st.first_bad, st.pages, (unsigned long long)(st.t1_ns - st.t0_ns));
 	return st.matched == st.calls ? 0 : 1;
 }

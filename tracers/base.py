@@ -33,6 +33,7 @@ class RunResult:
     calls: int                         # made, summed over tracees
     matched: int                       # returned the expected value
     elapsed_ns: int                    # the interception loop only
+    pages: int                         # pages the tracee really wrote between two syscalls
 
     @property
     def ns_per_syscall(self) -> float:

@@ -90,4 +90,4 @@ class DriverBackend(Backend):
         if proc.returncode != 0 or not report["ok"]:
             raise BackendFailed(f"{self.name}: {report['error']}")
         return RunResult(self.name, report["syscalls"], report["parallel"], report["calls"],
-                         report["matched"], report["elapsed_ns"])
+                         report["matched"], report["elapsed_ns"], report["pages"])

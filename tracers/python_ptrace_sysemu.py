@@ -38,10 +38,20 @@ class PythonPtraceSysemu(Backend):
         reason = self.unavailable()
         if reason:
             raise BackendUnavailable(reason)
-        if spec.cpu_tracer is not None:
-            os.sched_setaffinity(0, {spec.cpu_tracer})
+        # The tracer is this process: pin it for the run only, so the caller
+        # (bench run's main process, whose workers inherit its affinity) keeps its CPUs.
+        affinity = os.sched_getaffinity(0)
+        try:
+            if spec.cpu_tracer is not None:
+                os.sched_setaffinity(0, {spec.cpu_tracer})
+            return self._run_pinned(spec)
+        finally:
+            os.sched_setaffinity(0, affinity)
+
+    def _run_pinned(self, spec: RunSpec) -> RunResult:
         tracee = subprocess.Popen(
-            [str(VMEXEC), "tracee", "-s", "-n", str(spec.syscalls), "-e", str(spec.expect)],
+            [str(VMEXEC), "tracee", "-s", "-n", str(spec.syscalls), "-e", str(spec.expect),
+             "-k", str(spec.pages)],
             stdout=subprocess.PIPE, text=True,
             preexec_fn=(lambda: os.sched_setaffinity(0, {spec.cpu_tracee}))
             if spec.cpu_tracee is not None else None)
@@ -64,7 +74,8 @@ class PythonPtraceSysemu(Backend):
                 f"{self.name}: tracee exit {tracee.returncode}, "
                 f"{report.get('matched', 0)} of {spec.syscalls} return values matched "
                 f"(first wrong: {report.get('first_bad')}, expected {spec.expect})")
-        return RunResult(self.name, spec.syscalls, 1, report["calls"], report["matched"], elapsed_ns)
+        return RunResult(self.name, spec.syscalls, 1, report["calls"], report["matched"], elapsed_ns,
+                         report["pages"])
 
     def _trace(self, pid: int, spec: RunSpec) -> int:
         _, status = os.waitpid(pid, 0)
