@@ -34,7 +34,8 @@ def _cmd_compare(args) -> int:
     if c.empty:
         raise UsageError(f"{args.a} and {args.b} have no case in common")
     print(format_compare(c, a["run_id"].iloc[0], b["run_id"].iloc[0]))
-    print("change = B median / A median; significance: pyperf compare_to's two-sample t-test at 95%")
+    print(f"change = B median / A median; significance at 95%: {A.WELCH.removesuffix(' (95%)')} where values "
+          f"vary, an exact comparison where both runs are deterministic (icount)")
     return 0
 
 

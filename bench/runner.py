@@ -27,7 +27,7 @@ from tracers import BackendFailed, BackendUnavailable
 from tracers.driver import FAULT_ENV
 
 from . import environment, plan
-from .errors import BenchError, UsageError
+from .errors import BenchError, Interrupted, UsageError, writable_directory
 
 RESULTS = environment.REPO / "results"
 #: Short checked run that validates each case before it is timed.
@@ -93,12 +93,7 @@ def output_path(requested: pathlib.Path | None) -> pathlib.Path:
         path = requested
     if path.exists():
         raise UsageError(f"{path} exists: results are never overwritten; choose another --output")
-    if not path.parent.is_dir():
-        raise UsageError(f"output directory {path.parent} does not exist")
-    try:    # tried for real: root passes access() checks on read-only mounts
-        tempfile.TemporaryFile(dir=path.parent).close()
-    except OSError as e:
-        raise UsageError(f"output directory {path.parent} is not writable ({e.strerror})") from None
+    writable_directory(path.parent)
     return path
 
 
@@ -129,7 +124,10 @@ def preflight(cases: list[plan.Case], log) -> tuple[list[plan.Case], dict[str, s
     for case in cases:
         backend = tracers.get_backend(case.backend)
         try:
-            backend.run(case.spec(PREFLIGHT_SYSCALLS))
+            result = backend.run(case.spec(PREFLIGHT_SYSCALLS))
+            if result.pages != case.pages:     # a sweep point must measure what its label says
+                raise BackendFailed(f"{case.backend}: asked to write {case.pages} pages between calls, "
+                                    f"its tracee wrote {result.pages}")
         except BackendUnavailable as e:
             unavailable[case.name] = str(e)
             log(f"  {case.name}: unavailable: {e}")
@@ -141,8 +139,36 @@ def preflight(cases: list[plan.Case], log) -> tuple[list[plan.Case], dict[str, s
     return ok, unavailable, failed
 
 
-def _raise_on_sigterm(signum, frame):
-    raise KeyboardInterrupt
+class _Interrupt:
+    """SIGINT or SIGTERM to the main process ends the run, whatever disposition it inherited.
+
+    A background job of a script starts with SIGINT ignored, and Python then
+    installs no handler of its own: `kill -INT` (as `timeout -s INT` or a CI
+    runner's cancel sends it) would be swallowed.  pyperf turns the
+    KeyboardInterrupt raised here into sys.exit(1); the signal received tells
+    that exit apart from pyperf's others.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: str | None = None
+
+    def __enter__(self):
+        self._previous = {sig: signal.signal(sig, self._raise) for sig in self.SIGNALS}
+        return self
+
+    def _raise(self, signum, frame):
+        self.received = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    def __exit__(self, kind, exc, tb):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        if kind is KeyboardInterrupt or (kind is SystemExit and self.received):
+            raise Interrupted(f"interrupted{f' by {self.received}' if self.received else ''}: "
+                              "no results written") from None
+        return False
 
 
 @dataclasses.dataclass
@@ -158,6 +184,12 @@ def run(opts: RunOptions, log=print) -> RunOutcome:
     final = output_path(opts.output)
     cases = plan.build_plan(backends, opts.pins, opts.pages, opts.parallel, cpus, opts.timeout)
 
+    with _Interrupt():
+        return _run(opts, cases, cpus, final, log)
+
+
+def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final: pathlib.Path,
+         log) -> RunOutcome:
     log(f"checking {len(cases)} cases ({PREFLIGHT_SYSCALLS} syscalls each) ...")
     runnable, unavailable, failed = preflight(cases, log)
     if not runnable:
@@ -185,7 +217,6 @@ def run(opts: RunOptions, log=print) -> RunOutcome:
     if opts.min_time:
         argv += ["--min-time", str(opts.min_time)]
 
-    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         runner = make_runner()
         runner.parse_args(argv)
@@ -199,10 +230,7 @@ def run(opts: RunOptions, log=print) -> RunOutcome:
             raise BenchError("every case failed during measurement: " + "; ".join(failed.values()))
         finish(tmp, final, {**metadata, "vmexec_unavailable": json.dumps(unavailable, sort_keys=True),
                             "vmexec_failed": json.dumps(failed, sort_keys=True)})
-    except KeyboardInterrupt:
-        raise BenchError("interrupted: no results written") from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(workdir, ignore_errors=True)
     return RunOutcome(final, unavailable, failed)
 

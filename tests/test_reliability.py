@@ -97,14 +97,20 @@ def test_a_hung_backend_is_killed_at_its_timeout_and_reported(tmp_path, env):
     assert out.exists()
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigkill"])
+def ignore_sigint():
+    """preexec_fn: SIGINT ignored, as a script's background job (`bench run &`) inherits it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigint", "sigint-background", "sigterm", "sigkill"])
 def test_interrupted_run_leaves_no_debris_and_no_half_written_result(tmp_path, env, how):
     environ, marker = env
     earlier = tmp_path / "earlier.json"
     earlier.write_text("precious")
     proc = subprocess.Popen([*BENCH, "run", "--backends", "ptrace-sysemu,ptrace-syscall", "--processes", "40",
                              "--output", str(tmp_path / "r.json")], env=environ, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=ignore_sigint if how == "sigint-background" else None)
     try:
         for line in proc.stdout:        # wait until pyperf workers are tracing
             if line.startswith("measuring"):
@@ -113,14 +119,16 @@ def test_interrupted_run_leaves_no_debris_and_no_half_written_result(tmp_path, e
         assert len(leftovers(marker)) >= 2, "the run should be busy: main process and a worker"
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)      # the terminal signals the whole group
-        else:
-            proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
-        proc.communicate(timeout=60)
+        else:    # the main process alone, as `kill`, `timeout -s` or a CI runner's cancel does
+            proc.send_signal({"sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}.get(how, signal.SIGINT))
+        output, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode != 0
+    if how in ("sigint", "sigint-background", "sigterm"):
+        assert proc.returncode == 130 and "interrupted by SIG" in output, output[-2000:]
     assert_no_leftovers(marker)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier.json"]
     assert earlier.read_text() == "precious"
