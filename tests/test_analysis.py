@@ -59,8 +59,73 @@ def test_verdict_states_figure_ci_and_environment(df):
     text = A.verdict(df)
     assert text.startswith("process_vm_exec is 5.")
     assert "95% CI" in text and "6.12.57-vmexec" in text and "TCG" in text and "icount" in text
-    assert "same CPU" in text and "neither confirmed nor refuted" in text
+    assert "same CPU" in text and "path-length ratio" in text and "hardware-equivalent speed-up" in text
     assert "\n" not in text
+
+
+#: Host and guest with known ratios and almost no noise: seccomp-trap's speed-up over SYSEMU is 5 on
+#: the host and 4 in the guest (distortion 0.8), ptrace-syscall's 0.5 and 0.625 (1.25).
+EXACT_HOST = {"ptrace-sysemu:pin=same": 10_000.0, "seccomp-trap:pin=in-process": 2_000.0,
+              "ptrace-syscall:pin=same": 20_000.0, "python-ptrace-sysemu:pin=same": 15_000.0}
+EXACT_GUEST = {"ptrace-sysemu:pin=same": 10_000.0, "process-vm-exec:pin=same": 2_000.0,
+               "seccomp-trap:pin=in-process": 2_500.0, "ptrace-syscall:pin=same": 16_000.0,
+               "python-ptrace-sysemu:pin=same": 60_000.0}
+
+
+def test_icount_verdict_is_a_path_length_ratio_judged_on_the_distortion_range(tmp_path):
+    host = write_suite(tmp_path / "host.json", EXACT_HOST, sigma=1e-5)
+    guest = write_suite(tmp_path / "guest.json", EXACT_GUEST, vm=True, sigma=1e-5)
+    h = A.headline(A.load([host, guest]))
+    a = h.assessment
+    assert a.clock == "icount" and a.interval == "hardware-equivalent range"
+    # 5x divided by the distortions 1.25 and 0.8; python-ptrace-sysemu (0.25) is no probe
+    assert (a.low, a.high) == (pytest.approx(4.0, rel=1e-3), pytest.approx(6.25, rel=1e-3))
+    assert set(a.distortions["backend"]) == {"seccomp-trap", "ptrace-syscall"}
+    assert "path-length ratio" in h.sentence and "4.00–6.25x" in h.sentence
+    assert "neither confirmed nor refuted (the range contains 5)" in h.sentence
+    assert "seccomp-trap 0.80" in h.caveat and "ptrace-syscall 1.25" in h.caveat
+    assert "python-ptrace-sysemu" not in h.caveat and "path length" in h.caveat
+
+
+def test_icount_verdict_without_a_host_run_cannot_be_judged_for_hardware(files):
+    h = A.headline(A.load([files["guest"]]))
+    assert "path-length ratio" in h.sentence and "cannot be judged for hardware" in h.sentence
+    assert h.assessment.low is None and "add a host run" in h.caveat
+
+
+def test_headline_prefers_bare_metal_then_kvm_then_icount(tmp_path):
+    metal = write_suite(tmp_path / "zz-metal.json", {**GUEST, "process-vm-exec:pin=same": 1_000.0},
+                        kernel="6.12.57-vmexec")
+    kvm = write_suite(tmp_path / "yy-kvm.json", {**GUEST, "process-vm-exec:pin=same": 2_500.0}, vm=True,
+                      accelerator="kvm", timing="wall")
+    icount = write_suite(tmp_path / "xx-icount.json", GUEST, vm=True)
+    clocks = ["hardware", "kvm", "icount"]
+    runs = [metal, kvm, icount]
+    for i, expected in enumerate(clocks):
+        h = A.headline(A.load(runs[i:]))
+        assert h.assessment.clock == expected, h.sentence
+    text = A.verdict(A.load(runs))
+    assert text.startswith("process_vm_exec is 10.") and "(bare-metal)" in text
+    assert "pyperf workers resampled" in text and "claim is reproduced" in text
+
+
+def test_headline_takes_the_newest_run_by_its_recorded_start_not_its_name(tmp_path):
+    older = write_suite(tmp_path / "zzz-guest.json", GUEST, vm=True, started="2026-01-01T00:00:00")
+    newer = write_suite(tmp_path / "aaa-guest.json", {**GUEST, "process-vm-exec:pin=same": 2_500.0}, vm=True,
+                        started="2026-06-01T00:00:00")
+    assert A.verdict(A.load([older, newer])).startswith("process_vm_exec is 4.0")
+
+
+def test_ci_resamples_whole_workers(tmp_path):
+    """Workers disagree, values within one agree: the CI must be that of 20 worker medians, not 60 values."""
+    path = write_suite(tmp_path / "w.json", {"x:pin=same": 1000.0}, sigma=1e-6, between=0.1)
+    df = A.load([path])
+    row = A.summarize(df).iloc[0]
+    per_worker = df.groupby("worker")["value_ns"].median().to_numpy()
+    boot = np.median(per_worker[np.random.default_rng(1).integers(0, 20, (A.BOOTSTRAP, 20))], axis=1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    assert row["ci_high"] - row["ci_low"] == pytest.approx(high - low, rel=0.1)
+    assert row["ci_low"] <= row["median_ns"] <= row["ci_high"]
 
 
 @pytest.mark.parametrize("pvm_ns, expected", [(1_000.0, "claim is reproduced"),
@@ -127,9 +192,24 @@ def test_compare_flags_real_changes_only(tmp_path):
 
 def test_significance_handles_unequal_sizes_and_single_values():
     rng = np.random.default_rng(0)
-    assert A.significant(rng.normal(10, 1, 30), rng.normal(12, 1, 50))[0] is True
-    assert A.significant(rng.normal(10, 1, 30), rng.normal(10, 1, 50))[0] is False
-    assert A.significant([1.0], [2.0]) == (None, None)
+    assert A.significant(rng.normal(10, 1, 30), rng.normal(12, 1, 50))[::2] == (True, A.WELCH)
+    assert A.significant(rng.normal(10, 1, 30), rng.normal(10, 1, 50))[::2] == (False, A.WELCH)
+    assert A.significant(rng.normal(10, 1, 30), rng.normal(12, 1, 30))[::2] == (True, A.WELCH)
+    assert A.significant([1.0], [2.0])[:2] == (None, None)
+
+
+def test_deterministic_runs_identical_are_no_change_and_different_are_exact():
+    """icount repeats itself: zero variance on both sides must not divide by zero into 'significant'."""
+    assert A.significant([2404.2] * 6, [2404.2] * 6) == (False, None, A.EXACT)
+    assert A.significant([2404.2] * 6, [2404.2] * 9) == (False, None, A.EXACT)
+    assert A.significant([2404.2] * 6, [2416.2] * 6) == (True, None, A.EXACT)
+
+
+def test_compare_of_identical_icount_runs_reports_no_change(tmp_path):
+    a = A.load([write_suite(tmp_path / "a.json", {"x:pin=same": 2404.0}, vm=True, sigma=0.0)])
+    b = A.load([write_suite(tmp_path / "b.json", {"x:pin=same": 2404.0}, vm=True, sigma=0.0, seed=2)])
+    row = A.compare(a, b).iloc[0]
+    assert (row["significant"], row["change"], row["test"]) == (False, 1.0, A.EXACT)
 
 
 def _unrelated_suite(path):

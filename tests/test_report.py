@@ -27,6 +27,9 @@ def test_report_writes_markdown_html_and_plots(files, tmp_path):
     first = md.splitlines()[0]
     assert first.startswith("**Verdict: process_vm_exec is 5.") and "95% CI" in first
     assert first.strip("*").removeprefix("Verdict: ") in proc.stdout
+    # the caveat stands beside the verdict, on the first screen, not below the tables
+    caveat = md.split("\n\n")[1]
+    assert caveat.startswith("*Caveat:*") and "path length" in caveat and "distortion" in caveat
     for text in ("Every backend", "Host vs guest", "1,446", "7,230", "ENOSYS", "Environment",
                  "Mitigation: Retpolines", "`python -m bench run --fast`", "(cost.png)"):
         assert text in md, text
@@ -48,9 +51,11 @@ def test_report_on_a_host_run_alone_cannot_judge(files, tmp_path):
     (["report", "/nonexistent/results.json"], "no such results file"),
     (["compare", "/nonexistent/a.json", "/nonexistent/b.json"], "no such results file"),
     (["check", "/nonexistent/a.json", "--backend", "native", "--max-ratio", "1"], "no such results file"),
+    (["report", "{host}", "--output", "/proc/vmexec-report"], "not writable"),
+    (["report", "{host}", "--output", "{host}"], "not writable"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, message):
-    proc = run_bench(*args)
+def test_bad_input_is_one_line_and_exit_2(args, message, files):
+    proc = run_bench(*(a.format(host=files["host"]) for a in args))
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
     assert "Traceback" not in proc.stderr

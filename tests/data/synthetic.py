@@ -26,9 +26,14 @@ def case_metadata(name: str) -> dict:
 
 def write_suite(path: pathlib.Path, medians_ns: dict[str, float], *, vm: bool = False,
                 accelerator: str = "tcg", timing: str = "icount", kernel: str = "6.12.57-vmexec",
-                sigma: float = 0.05, workers: int = 20, values: int = 3, seed: int = 1,
-                unavailable: dict | None = None, failed: dict | None = None) -> pathlib.Path:
-    """A pyperf suite like `bench run` (or `bench vm run` with vm=True) writes, one benchmark per case."""
+                sigma: float = 0.05, between: float = 0.0, workers: int = 20, values: int = 3, seed: int = 1,
+                started: str | None = None, unavailable: dict | None = None,
+                failed: dict | None = None) -> pathlib.Path:
+    """A pyperf suite like `bench run` (or `bench vm run` with vm=True) writes, one benchmark per case.
+
+    sigma is the spread of values within a worker, between the spread of the
+    workers' own medians; started (ISO 8601) is pyperf's date of every run.
+    """
     rng = np.random.default_rng(seed)
     run_meta = {
         "hostname": "guest" if vm else "testhost", "cpu_model_name": "Synthetic CPU",
@@ -40,6 +45,8 @@ def write_suite(path: pathlib.Path, medians_ns: dict[str, float], *, vm: bool = 
         "vmexec_command": "python -m bench run --fast", "vmexec_cpus_used": "0,1",
         "vmexec_unavailable": json.dumps(unavailable or {}), "vmexec_failed": json.dumps(failed or {}),
     }
+    if started:
+        run_meta.update({"date": started, "duration": 1.0})
     if vm:
         run_meta.update({"vmexec_tag_vm": "1", "vmexec_tag_accelerator": accelerator,
                          "vmexec_tag_timing": timing, "vmexec_tag_guest_kernel": kernel})
@@ -48,7 +55,7 @@ def write_suite(path: pathlib.Path, medians_ns: dict[str, float], *, vm: bool = 
         meta = {**run_meta, **case_metadata(name), "name": name, "loops": 1000}
         runs = []
         for _ in range(workers):
-            seconds = median * 1e-9 * rng.lognormal(0.0, sigma, values)
+            seconds = median * 1e-9 * rng.lognormal(0.0, between) * rng.lognormal(0.0, sigma, values)
             # A warm-up far off the median: it must never reach the statistics.
             runs.append(pyperf.Run(list(seconds), warmups=[(1000, median * 1e-9 * 50)],
                                    metadata=meta, collect_metadata=False))
