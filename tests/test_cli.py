@@ -1,4 +1,5 @@
 """The command line: results readable by pyperf's own tools, bad input is one line and exit 2."""
+import json
 import os
 import subprocess
 import sys
@@ -79,3 +80,16 @@ def test_the_whole_run_keeps_every_cpu_of_the_machine(tmp_path):
             assert "cpu_affinity" not in meta, (bench.get_name(), meta.get("cpu_affinity"))
     unpinned = suite.get_benchmark("native:pin=none:parallel=2").get_metadata()
     assert (unpinned["vmexec_cpu_tracer"], unpinned["vmexec_cpu_tracee"]) == ("none", "none")
+
+
+def test_an_icount_guest_reports_the_parallel_sweep_unmeasurable(tmp_path):
+    """Under icount M pairs time-slice one instruction clock: the sweep says so instead of measuring it."""
+    out = tmp_path / "r.json"
+    proc = run_bench("run", "--backends", "native", "--parallel", "1,2", "--tag", "timing=icount",
+                     "--processes", "1", "--values", "1", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "native:pin=none:parallel=2: unavailable: icount" in proc.stdout
+    suite = pyperf.BenchmarkSuite.load(str(out))
+    assert suite.get_benchmark_names() == ["native:pin=in-process"]
+    why = json.loads(suite.get_benchmarks()[0].get_metadata()["vmexec_unavailable"])
+    assert why["native:pin=none:parallel=2"].startswith("icount: every vCPU")
