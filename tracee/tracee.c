@@ -40,8 +40,15 @@ long syscall_loop(struct loop_state *st)
 	for (long i = 0; i < n; i++) {
 		long ret;
 
+		/*
+		 * One line per page, each at another offset: the same offset
+		 * in every page would crowd all lines into 1/64 of a
+		 * physically indexed cache's sets, and the cost would then
+		 * follow where the pages happen to lie in physical memory
+		 * (seen: four discrete levels, 25-70 us, across processes).
+		 */
 		for (long p = 0; p < pages; p++)
-			buf[p * PAGE_BYTES]++;
+			buf[p * PAGE_BYTES + (p % LINES_PER_PAGE) * CACHE_LINE]++;
 		ret = raw_syscall1(LOOP_SYSCALL, LOOP_ARG);
 		if (ret == expect)
 			matched++;
