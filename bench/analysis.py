@@ -16,7 +16,6 @@ Conventions, used everywhere:
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import pathlib
 
@@ -25,6 +24,7 @@ import pandas as pd
 import pyperf
 
 from .errors import UsageError
+from .results import METADATA, classify, read_json
 
 BASELINE = "ptrace-sysemu"
 CANDIDATE = "process-vm-exec"
@@ -47,48 +47,17 @@ RFC_LOOP_SECONDS = 5
 RFC_PROGRAM_BACKEND = {"ptrace_vm_exec": BASELINE, "process_vm_exec": CANDIDATE}
 
 #: Run-level metadata copied into every row of the tidy frame (besides the
-#: benchmark-level columns); missing keys become "".
-_RUN_KEYS = ("vmexec_kernel", "vmexec_kernel_version", "vmexec_cpu_model", "vmexec_cpus",
-             "vmexec_accelerator", "vmexec_mitigations", "vmexec_commit", "vmexec_command",
-             "vmexec_cpus_used", "vmexec_unavailable", "vmexec_failed", "vmexec_tag_vm",
-             "vmexec_tag_accelerator", "vmexec_tag_timing", "vmexec_tag_guest_kernel",
+#: benchmark-level columns): every key of the results store's registry but
+#: the case's own, and pyperf's; missing keys become "".
+_CASE_METADATA = ("vmexec_backend", "vmexec_pin", "vmexec_pages", "vmexec_parallel")
+_RUN_KEYS = (*(k for k in METADATA if k not in _CASE_METADATA),
              "hostname", "cpu_model_name", "platform", "python_version", "perf_version")
 
 
 # --------------------------------------------------------------------------- loading
 
-def read_json(path: str | pathlib.Path) -> dict:
-    """The JSON object in a results file, or a one-line UsageError saying what is wrong with it."""
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise UsageError(f"{path}: no such results file")
-    if not path.is_file():
-        raise UsageError(f"{path}: not a file")
-    try:
-        raw = path.read_bytes()
-        text = gzip.decompress(raw).decode() if path.suffix == ".gz" else raw.decode()
-    except (OSError, UnicodeDecodeError, EOFError) as e:
-        raise UsageError(f"{path}: unreadable: {e}") from None
-    if not text.strip():
-        raise UsageError(f"{path}: empty file")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        # A decoder error at the very end means the writer stopped half-way.
-        if e.pos >= len(text.rstrip()) - 1:
-            raise UsageError(f"{path}: truncated JSON (ends at byte {len(raw)})") from None
-        raise UsageError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: JSON {type(data).__name__}, not a results object")
-    return data
-
-
-def is_rfc_replica(data: dict) -> bool:
-    return data.get("kind") == "rfc-replica"
-
-
 def _suite(path: pathlib.Path, data: dict) -> pyperf.BenchmarkSuite:
-    if is_rfc_replica(data):
+    if classify(data) == "rfc":
         raise UsageError(f"{path}: an RFC-replica file, not a pyperf suite (use load_rfc)")
     if "benchmarks" not in data or "version" not in data:
         raise UsageError(f"{path}: JSON but not a pyperf suite (no 'benchmarks'/'version')")
@@ -159,20 +128,12 @@ def load_rfc(path) -> dict:
     """An RFC-replica file (written by `bench rfc`), validated."""
     path = pathlib.Path(path)
     data = read_json(path)
-    if not is_rfc_replica(data) or not isinstance(data.get("programs"), list):
+    if classify(data) != "rfc" or not isinstance(data.get("programs"), list):
         raise UsageError(f"{path}: not an RFC-replica file (kind {data.get('kind')!r})")
     for prog in data["programs"]:
         if not isinstance(prog, dict) or "program" not in prog or "available" not in prog:
             raise UsageError(f"{path}: malformed program entry {prog!r:.60}")
     return {"run_id": path.stem, **data}
-
-
-def split_paths(paths) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
-    """(pyperf suites, RFC-replica files) among the given paths, by content."""
-    suites, rfc = [], []
-    for p in map(pathlib.Path, paths):
-        (rfc if is_rfc_replica(read_json(p)) else suites).append(p)
-    return suites, rfc
 
 
 # --------------------------------------------------------------------------- statistics

@@ -17,9 +17,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench.environment import REPO
 from bench.errors import BenchError
 
-REPO = Path(__file__).resolve().parent.parent
 KERNEL_DIR = REPO / "kernel"
 SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 SOURCE_PACKAGE = "linux-source-6.12"

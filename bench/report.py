@@ -19,42 +19,27 @@ from matplotlib.figure import Figure     # no pyplot: no global state, no GUI ba
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from . import analysis as A
-from .environment import REPO
+from . import results
 from .errors import UsageError, writable_directory
 
-RESULTS = REPO / "results"
-#: `bench vm run` names its files vm-ACCEL-TIMING-TIME.json; `bench rfc`: rfc-HOST-TIME.json.
-VM_NAME = re.compile(r"^vm-[a-z]+-[a-z]+-\d{8}-\d{6}\.json$")
-RFC_NAME = re.compile(r"^rfc-.*\.json$")
 #: Log scale when the largest value is this many times the smallest.
 LOG_SPREAD = 20
 
 
 # --------------------------------------------------------------------------- inputs
 
-def default_inputs(results: pathlib.Path = RESULTS) -> list[pathlib.Path]:
-    """The newest host run, plus the newest VM run and RFC-replica file when there are some."""
-    files = sorted((p for p in results.glob("*.json") if p.is_file()), key=lambda p: p.stat().st_mtime)
-    vm = [p for p in files if VM_NAME.match(p.name)]
-    rfc = [p for p in files if RFC_NAME.match(p.name)]
-    host = [p for p in files if p not in vm and p not in rfc]
-    chosen = [group[-1] for group in (host, vm, rfc) if group]
-    if not any(p in chosen for p in host + vm):
-        raise UsageError(f"no results in {results}: run `python -m bench run` first, or name the files")
-    return chosen
-
-
-def from_env(variable: str = "VMEXEC_RESULTS") -> list[pathlib.Path]:
-    """Result files from a colon-separated environment variable, else default_inputs() (for notebooks)."""
+def from_env(variable: str = "VMEXEC_RESULTS", where: pathlib.Path | None = None) -> list[pathlib.Path]:
+    """Result files from a colon-separated environment variable, else the newest in the results directory."""
     import os
 
     value = os.environ.get(variable, "")
-    return [pathlib.Path(p) for p in value.split(":") if p] or default_inputs()
+    return [pathlib.Path(p) for p in value.split(":") if p] or results.newest(where)
 
 
 def load_inputs(paths) -> tuple[pd.DataFrame, list[dict]]:
     """(tidy frame of the pyperf suites, RFC-replica records) from any mix of result files."""
-    suites, rfc = A.split_paths(paths)
+    kinds = {p: results.classify(results.read_json(p)) for p in map(pathlib.Path, paths)}
+    suites, rfc = [p for p, k in kinds.items() if k != "rfc"], [p for p, k in kinds.items() if k == "rfc"]
     if not suites:
         raise UsageError("no pyperf results among the files given (only RFC-replica files)")
     return A.load(suites), [A.load_rfc(p) for p in rfc]

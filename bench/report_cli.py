@@ -9,17 +9,15 @@ import argparse
 import math
 import pathlib
 
-from .environment import REPO
 from .errors import BenchError, UsageError
-
-DEFAULT_OUTPUT = REPO / "results" / "report"
 
 
 def _cmd_report(args) -> int:
-    from .report import default_inputs, write_report
+    from . import results
+    from .report import write_report
 
-    paths = args.results or default_inputs()
-    written = write_report(paths, args.output)
+    paths = args.results or results.newest()
+    written = write_report(paths, args.output or results.directory() / "report")
     print(written["report.md"].read_text().splitlines()[0])     # the verdict
     print(f"report: {written['report.md']} and {written['report.html']} ({len(written) - 2} plot files)")
     return 0
@@ -78,10 +76,10 @@ def _positive(text: str) -> float:
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser("report", help="write report.md, report.html and plots from results")
     p.add_argument("results", nargs="*", type=pathlib.Path, metavar="RESULT",
-                   help="pyperf suites and RFC-replica files (default: the newest host run, VM run "
-                        "and RFC-replica file in results/)")
-    p.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT,
-                   help="directory for the report (default: results/report/)")
+                   help="pyperf suites and RFC-replica files (default: the newest host run, guest run "
+                        "and RFC replica in the results directory, ./results or $VMEXEC_RESULTS_DIR)")
+    p.add_argument("--output", type=pathlib.Path,
+                   help="directory for the report (default: report/ in the results directory)")
     p.set_defaults(func=_cmd_report)
 
     c = subparsers.add_parser("compare", help="per-case change between two runs, with significance")

@@ -8,20 +8,20 @@ results/rfc-HOST-TIME.json (kind "rfc-replica"), which `bench report` reads.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
 import socket
 import subprocess
-import time
 from pathlib import Path
 
-from bench import environment
-from bench.errors import BenchError, UsageError
+from bench import environment, results
 from bench.cli import parse_tag
+from bench.environment import REPO
+from bench.errors import BenchError, UsageError
 from bench.kernel import cache_root
 
-REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = ("ptrace_vm_exec", "process_vm_exec")
 SOURCES = [*(REPO / "rfc" / f"{p}.c" for p in PROGRAMS),
            REPO / "rfc" / "replica.h", REPO / "tracers" / "process_vm_exec.h"]
@@ -80,27 +80,24 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write(results: list[dict], output: Path, tags: dict[str, str]) -> None:
+def write(programs: list[dict], output: Path, tags: dict[str, str], started: str) -> None:
     """The replica's record, published atomically (the schema bench.analysis.load_rfc reads)."""
-    record = {"kind": "rfc-replica", "kernel": os.uname().release,
+    record = {"kind": results.RFC_KIND, "started": started, "kernel": os.uname().release,
               "accelerator": tags.get("accelerator", environment.accelerator()),
               "timing": tags.get("timing", "wall"), "commit": environment.git_commit(),
-              "programs": results}
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, output)
+              "programs": programs}
+    results.publish(output, lambda staged: staged.write_text(json.dumps(record, indent=1) + "\n"))
 
 
 def _cmd_rfc(args) -> int:
-    from bench.runner import output_path
-
     if args.seconds <= 0:
         raise UsageError("--seconds must be > 0")
-    output = output_path(args.output or REPO / "results" / (
-        f"rfc-{socket.gethostname()}-{time.strftime('%Y%m%d-%H%M%S')}.json"))
-    results = run(args.seconds)
-    print(table(results))
-    write(results, output, dict(args.tag))
+    output = (results.check_new(args.output) if args.output else
+              results.check_new(results.new_path(f"rfc-{socket.gethostname()}"), create=True))
+    started = datetime.datetime.now().isoformat()
+    programs = run(args.seconds)
+    print(table(programs))
+    write(programs, output, dict(args.tag), started)
     print(f"results: {output}")
     return 0
 
@@ -108,7 +105,7 @@ def _cmd_rfc(args) -> int:
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser("rfc", help="the RFC's own two benchmark programs, re-implemented")
     p.add_argument("--seconds", type=float, default=5.0, help="loop length (the RFC: 5)")
-    p.add_argument("--output", type=Path, help="results file (default: results/rfc-HOST-TIME.json)")
+    p.add_argument("--output", type=Path, help="results file (default: ./results/rfc-HOST-TIME.json)")
     p.add_argument("--tag", type=parse_tag, action="append", default=[],
                    help="KEY=VALUE; accelerator= and timing= describe a VM run")
     p.set_defaults(func=_cmd_rfc)

@@ -10,26 +10,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import os
 import pathlib
 import shutil
 import signal
 import socket
 import sys
 import tempfile
+import time
 
 import pyperf
 
 import tracers
 from tracers import BackendFailed, BackendUnavailable
-from tracers.driver import FAULT_ENV
+from tracers.driver import FAULT_ENV, WORKER_FAULT_ENV
 
-from . import environment, plan
-from .errors import BenchError, Interrupted, UsageError, writable_directory
+from . import environment, plan, results
+from .errors import BenchError, Interrupted, UsageError
 
-RESULTS = environment.REPO / "results"
 #: Short checked run that validates each case before it is timed.
 PREFLIGHT_SYSCALLS = 2000
 #: Why a guest in icount time cannot measure the parallel sweep (its run is tagged timing=icount).
@@ -58,8 +56,11 @@ def time_case(loops: int, case: plan.Case) -> float:
     return result.elapsed_ns / 1e9
 
 
-def register(runner: pyperf.Runner, cases: list[plan.Case], on_failure=None) -> None:
-    for case in cases:
+def register(runner: pyperf.Runner, cases: list[plan.Case], on_failure=None, before=None) -> None:
+    """Every case, in order (the workers register the same list); before(k, case) runs before case k."""
+    for k, case in enumerate(cases):
+        if before:
+            before(k, case)
         try:
             # inner_loops: with P pairs, each loop is P syscalls (throughput).
             runner.bench_time_func(case.name, time_case, case, inner_loops=case.parallel,
@@ -68,7 +69,10 @@ def register(runner: pyperf.Runner, cases: list[plan.Case], on_failure=None) -> 
             if on_failure is None:
                 raise
             on_failure(case, f"worker failed during measurement ({e})")
-            runner._worker_task += 1     # pyperf skips this when a benchmark raises
+            # pyperf skips this when a benchmark raises; without it the next case's workers would
+            # time the wrong case.  A private counter: pyproject pins the pyperf this is tested with
+            # (tests/test_reliability.py, a worker that fails mid-measurement).
+            runner._worker_task += 1
 
 
 @dataclasses.dataclass
@@ -89,15 +93,9 @@ class RunOptions:
 
 
 def output_path(requested: pathlib.Path | None) -> pathlib.Path:
-    if requested is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = RESULTS / f"{socket.gethostname()}-{stamp}.json"
-    else:
-        path = requested
-    if path.exists():
-        raise UsageError(f"{path} exists: results are never overwritten; choose another --output")
-    writable_directory(path.parent)
-    return path
+    if requested is not None:
+        return results.check_new(requested)
+    return results.check_new(results.new_path(socket.gethostname()), create=True)
 
 
 def choose_cpus(requested: tuple[int, int] | None) -> tuple[int, int]:
@@ -174,6 +172,21 @@ class _Interrupt:
         return False
 
 
+def _progress(total: int, log):
+    """before() for register(): "case k of N" with the time spent and an estimate of what is left."""
+    start = time.monotonic()
+
+    def before(k: int, case: plan.Case) -> None:
+        spent = time.monotonic() - start
+        left = f", about {_minutes(spent / k * (total - k))} left" if k else ""
+        log(f"case {k + 1} of {total}: {case.name} ({_minutes(spent)} so far{left})")
+    return before
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 @dataclasses.dataclass
 class RunOutcome:
     path: pathlib.Path
@@ -181,7 +194,11 @@ class RunOutcome:
     failed: dict[str, str]
 
 
-def run(opts: RunOptions, log=print) -> RunOutcome:
+def _say(message: str) -> None:
+    print(message, flush=True)     # pyperf's own dots and lines are flushed: keep the order
+
+
+def run(opts: RunOptions, log=_say) -> RunOutcome:
     backends = select_backends(opts.backends)
     cpus = choose_cpus(opts.cpus)
     final = output_path(opts.output)
@@ -215,7 +232,7 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
     tmp = workdir / "suite.json"
     # pyperf kills a worker that outlives every backend run it could make.
     argv = ["--output", str(tmp), "--plan", plan.dumps(runnable), "--timeout", str(int(opts.timeout * 2 + 60)),
-            "--inherit-environ", FAULT_ENV]
+            "--inherit-environ", f"{FAULT_ENV},{WORKER_FAULT_ENV}"]
     if opts.mode != "normal":
         argv.append(f"--{opts.mode}")
     if opts.processes:
@@ -233,7 +250,7 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
         def on_failure(case, reason):
             failed[case.name] = reason
             log(f"  {case.name}: FAILED: {reason}")
-        register(runner, runnable, on_failure)
+        register(runner, runnable, on_failure, before=_progress(len(runnable), log))
         if not tmp.exists():
             raise BenchError("every case failed during measurement: " + "; ".join(failed.values()))
         finish(tmp, final, {**metadata, "vmexec_unavailable": json.dumps(unavailable, sort_keys=True),
@@ -248,9 +265,4 @@ def finish(tmp: pathlib.Path, final: pathlib.Path, metadata: dict) -> None:
     suite = pyperf.BenchmarkSuite.load(str(tmp))
     for bench in suite.get_benchmarks():
         bench.update_metadata(metadata)
-    staged = final.with_name(f".{final.name}.staged.tmp")
-    try:
-        suite.dump(str(staged))
-        os.replace(staged, final)       # never clobbers: output_path() checked
-    finally:
-        staged.unlink(missing_ok=True)
+    results.publish(final, lambda staged: suite.dump(str(staged)))    # never clobbers: output_path() checked

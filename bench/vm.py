@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from bench import results
+from bench.environment import REPO
 from bench.errors import BenchError, UsageError
 
-REPO = Path(__file__).resolve().parent.parent
 GUEST_INIT = REPO / "kernel" / "guest-init.sh"
 QEMU = "qemu-system-x86_64"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -291,9 +292,9 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
         raise UsageError(f"{sys.executable} is under /run, which the guest replaces "
                          "with tmpfs: use a Python (virtual environment) elsewhere")
     kb, accel = _prepare(args)
-    results = args.results.resolve()
-    results.mkdir(parents=True, exist_ok=True)
-    name = f"{prefix}-{accel}-{args.timing}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    final = results.check_new(results.new_path(f"{prefix}-{accel}-{args.timing}", args.results).resolve(),
+                              create=True)
+    name = final.name
     with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
         guest_result = Path(share) / name
         tags += [f"accelerator={accel}", f"timing={args.timing}", f"guest_kernel={kb.release}"]
@@ -302,8 +303,8 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
         run = _run(args, command, kb, accel, Path(share))
         if not guest_result.exists():
             raise BenchError(f"the guest run wrote no {name}; console tail: {_tail(run.console)}")
-        final = results / name
-        shutil.move(guest_result, final)   # kept even if some case failed: its metadata says which
+        results.publish(final, lambda staged: shutil.move(guest_result, staged))
+        # kept even if some case failed: its metadata says which
     print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s; results: {final}")
     run.check()
     return 0
@@ -333,13 +334,11 @@ def register_cli(subparsers) -> None:
     sub = p.add_subparsers(dest="vm_command", required=True, parser_class=type(p))
     r = sub.add_parser("run", help="`bench run ARGS` inside the guest; results land in --results")
     _add_vm_options(r)
-    r.add_argument("--results", type=Path, default=REPO / "results",
-                   help="directory for the results file (default: results/)")
+    r.add_argument("--results", type=Path, help="directory for the results file (default: ./results)")
     r.set_defaults(func=_cmd_run)
     f = sub.add_parser("rfc", help="`bench rfc ARGS` inside the guest; results land in --results")
     _add_vm_options(f)
-    f.add_argument("--results", type=Path, default=REPO / "results",
-                   help="directory for the results file (default: results/)")
+    f.add_argument("--results", type=Path, help="directory for the results file (default: ./results)")
     f.set_defaults(func=_cmd_rfc)
     s = sub.add_parser("shell", help="run any command inside the guest (exit status: the command's)")
     _add_vm_options(s)

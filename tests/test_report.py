@@ -68,18 +68,6 @@ def test_report_rejects_a_non_json_file(tmp_path):
     assert proc.returncode == 2 and "not JSON" in proc.stderr and len(proc.stderr.splitlines()) == 1
 
 
-def test_default_inputs_are_the_newest_host_vm_and_rfc_files(tmp_path):
-    older = write_suite(tmp_path / "testhost-20250101-000000.json", {"native:pin=in-process": 300.0})
-    newer = write_suite(tmp_path / "testhost-20260101-000000.json", {"native:pin=in-process": 300.0})
-    vm = write_suite(tmp_path / "vm-tcg-icount-20260101-000000.json", {"native:pin=in-process": 900.0}, vm=True)
-    rfc = write_rfc(tmp_path / "rfc-testhost-20260101-000000.json")
-    for i, path in enumerate((older, newer, vm, rfc)):
-        os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
-    assert report.default_inputs(tmp_path) == [newer, vm, rfc]
-    with pytest.raises(report.UsageError, match="no results"):
-        report.default_inputs(tmp_path / "nothing-here")
-
-
 def test_compare_prints_change_and_significance(tmp_path):
     a = write_suite(tmp_path / "a.json", {"x:pin=same": 1000.0, "y:pin=same": 1000.0}, seed=1)
     b = write_suite(tmp_path / "b.json", {"x:pin=same": 1200.0, "y:pin=same": 1000.0}, seed=2)

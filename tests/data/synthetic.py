@@ -11,17 +11,19 @@ import pathlib
 import numpy as np
 import pyperf
 
+from bench.plan import Case
+
 MITIGATIONS = {"meltdown": "Not affected", "spectre_v2": "Mitigation: Retpolines", "mds": "Not affected"}
 
 
 def case_metadata(name: str) -> dict:
+    """The metadata `bench run` gives the case of that name (bench.plan.Case writes it)."""
     parts = name.split(":")
     named = dict(p.split("=", 1) for p in parts[1:])
     pin = named.get("pin", "same")
-    return {"vmexec_backend": parts[0], "vmexec_pin": pin, "vmexec_pages": int(named.get("pages", 0)),
-            "vmexec_parallel": int(named.get("parallel", 1)),
-            "vmexec_cpu_tracer": "none" if pin in ("none", "in-process") else 0,
-            "vmexec_cpu_tracee": "none" if pin == "none" else (1 if pin == "cross" else 0)}
+    cpus = {"same": (0, 0), "cross": (0, 1), "none": (None, None), "in-process": (None, 0)}[pin]
+    return Case(parts[0], pin, *cpus, pages=int(named.get("pages", 0)),
+                parallel=int(named.get("parallel", 1))).metadata()
 
 
 def write_suite(path: pathlib.Path, medians_ns: dict[str, float], *, vm: bool = False,
@@ -65,7 +67,7 @@ def write_suite(path: pathlib.Path, medians_ns: dict[str, float], *, vm: bool = 
 
 
 def write_rfc(path: pathlib.Path, *, ptrace_ns: float = 7000.0, pvm_ns: float = 1400.0,
-              pvm_available: bool = True) -> pathlib.Path:
+              pvm_available: bool = True, started: str = "2026-01-01T00:02:00") -> pathlib.Path:
     """An RFC-replica file in the schema `bench rfc` writes."""
     def program(name, true_ns, available=True, reason=""):
         iterations = int(5e9 / true_ns) if available else 0
@@ -73,7 +75,7 @@ def write_rfc(path: pathlib.Path, *, ptrace_ns: float = 7000.0, pvm_ns: float = 
                 "seconds": 5.0 if available else 0.0,
                 "rfc_printed_ns": 1e9 / iterations if available else 0.0,
                 "true_ns_per_iteration": true_ns if available else 0.0}
-    data = {"kind": "rfc-replica", "kernel": "6.12.57-vmexec", "accelerator": "tcg", "timing": "icount",
+    data = {"kind": "rfc-replica", "started": started, "kernel": "6.12.57-vmexec", "accelerator": "tcg", "timing": "icount",
             "programs": [program("ptrace_vm_exec", ptrace_ns),
                          program("process_vm_exec", pvm_ns, pvm_available,
                                  "" if pvm_available else "ENOSYS: not this kernel")]}

@@ -1,0 +1,157 @@
+"""The results store: the one module that names, writes, finds, classifies and reads result files.
+
+A results directory holds three kinds of file, told apart by content, never
+by name (KINDS):
+
+* ``host``: a pyperf suite written by `bench run` on the machine's own kernel;
+* ``guest``: the same, written inside `bench vm run` (it carries the tag vm=1);
+* ``rfc``: an RFC-replica record written by `bench rfc` (``"kind": "rfc-replica"``).
+
+Every metadata key the harness writes into a suite is named once, in
+METADATA, with what it means (as pyperf's own METADATA registry does).
+"""
+from __future__ import annotations
+
+import datetime
+import gzip
+import json
+import os
+import pathlib
+import socket
+from collections.abc import Callable
+
+from .errors import UsageError, writable_directory
+
+KINDS = ("host", "guest", "rfc")
+#: Where results go when no directory is named: ./results under the current
+#: directory, or this environment variable's directory.
+DIRECTORY_ENV = "VMEXEC_RESULTS_DIR"
+RFC_KIND = "rfc-replica"
+
+#: Every vmexec_* key of a pyperf suite written by this harness, and what it means.
+#: `--tag KEY=VALUE` adds vmexec_tag_KEY; the tags below are the ones the harness sets itself.
+METADATA = {
+    # one case (bench.plan.Case)
+    "vmexec_backend": "interception backend (tracers/)",
+    "vmexec_pin": "placement: same, cross, none (unpinned) or in-process",
+    "vmexec_pages": "distinct pages the tracee writes between two calls",
+    "vmexec_parallel": "tracer/tracee pairs running at once",
+    "vmexec_cpu_tracer": "CPU the tracer is pinned to, or none",
+    "vmexec_cpu_tracee": "CPU the tracee is pinned to, or none",
+    # the machine (bench.environment)
+    "vmexec_kernel": "kernel release the run measured (uname -r)",
+    "vmexec_kernel_version": "kernel build (uname -v)",
+    "vmexec_cpu_model": "CPU model name (/proc/cpuinfo)",
+    "vmexec_cpus": "CPUs the run could use (its affinity when it started)",
+    "vmexec_accelerator": "bare-metal, tcg, or virtualized (hypervisor), as seen from inside",
+    "vmexec_mitigations": "JSON: /sys/devices/system/cpu/vulnerabilities, file by file",
+    "vmexec_commit": "git describe of the harness that measured",
+    # the run (bench.runner)
+    "vmexec_cpus_used": "the two CPUs pinned cases used: TRACER,TRACEE",
+    "vmexec_command": "the command line of the run",
+    "vmexec_unavailable": "JSON: case -> why it cannot run here",
+    "vmexec_failed": "JSON: case -> why its check or measurement failed",
+    # tags set by `bench vm run` (bench.vm)
+    "vmexec_tag_vm": "1: measured inside the project's QEMU guest",
+    "vmexec_tag_accelerator": "the guest's accelerator: kvm or tcg",
+    "vmexec_tag_timing": "the guest's clock: wall, or icount (1 ns per instruction)",
+    "vmexec_tag_guest_kernel": "the guest kernel's release",
+}
+
+
+def directory(path: pathlib.Path | None = None) -> pathlib.Path:
+    """The results directory: the one named, else $VMEXEC_RESULTS_DIR, else ./results."""
+    return pathlib.Path(path or os.environ.get(DIRECTORY_ENV) or pathlib.Path.cwd() / "results")
+
+
+def new_path(prefix: str, where: pathlib.Path | None = None) -> pathlib.Path:
+    """A new file name in the results directory: PREFIX-YYYYmmdd-HHMMSS.json (PREFIX: host name by default)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return directory(where) / f"{prefix or socket.gethostname()}-{stamp}.json"
+
+
+def check_new(path: pathlib.Path, *, create: bool = False) -> pathlib.Path:
+    """path, if a result may be published there: it does not exist and its directory is
+    writable (made first if create, as for the default directory)."""
+    if path.exists():
+        raise UsageError(f"{path} exists: results are never overwritten; choose another --output")
+    writable_directory(path.parent, create=create)
+    return path
+
+
+def publish(final: pathlib.Path, write: Callable[[pathlib.Path], None]) -> pathlib.Path:
+    """write(staged) beside final, then rename into place: a reader never sees half a file."""
+    staged = final.with_name(f".{final.name}.staged.tmp")
+    try:
+        write(staged)
+        os.replace(staged, final)
+    finally:
+        staged.unlink(missing_ok=True)
+    return final
+
+
+def read_json(path: str | pathlib.Path) -> dict:
+    """The JSON object in a results file, or a one-line UsageError saying what is wrong with it."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such results file")
+    if not path.is_file():
+        raise UsageError(f"{path}: not a file")
+    try:
+        raw = path.read_bytes()
+        text = gzip.decompress(raw).decode() if path.suffix == ".gz" else raw.decode()
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise UsageError(f"{path}: unreadable: {e}") from None
+    if not text.strip():
+        raise UsageError(f"{path}: empty file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        # A decoder error at the very end means the writer stopped half-way.
+        if e.pos >= len(text.rstrip()) - 1:
+            raise UsageError(f"{path}: truncated JSON (ends at byte {len(raw)})") from None
+        raise UsageError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: JSON {type(data).__name__}, not a results object")
+    return data
+
+
+def classify(data: dict) -> str:
+    """host, guest or rfc (KINDS), from a results file's content."""
+    if data.get("kind") == RFC_KIND:
+        return "rfc"
+    metas = [data.get("metadata"), *(b.get("metadata") for b in _benchmarks(data))]
+    return "guest" if any(isinstance(m, dict) and str(m.get("vmexec_tag_vm", "")) == "1" for m in metas) \
+        else "host"
+
+
+def _benchmarks(data: dict) -> list[dict]:
+    """A suite's benchmark objects, or none where the file is not shaped like one (loading says why)."""
+    found = data.get("benchmarks")
+    return [b for b in found if isinstance(b, dict)] if isinstance(found, list) else []
+
+
+def recorded_start(data: dict) -> str:
+    """When the run started (ISO 8601), as recorded in the file; "" when it recorded nothing."""
+    if classify(data) == "rfc":
+        return str(data.get("started", ""))
+    runs = [r for b in _benchmarks(data) if isinstance(b.get("runs"), list) for r in b["runs"] if isinstance(r, dict)]
+    metas = [data.get("metadata"), *(r.get("metadata") for r in runs)]
+    return min((str(m["date"]) for m in metas if isinstance(m, dict) and "date" in m), default="")
+
+
+def newest(where: pathlib.Path | None = None) -> list[pathlib.Path]:
+    """The newest host run, guest run and RFC replica in the results directory, by recorded start."""
+    where = directory(where)
+    found: dict[str, tuple[tuple[str, str], pathlib.Path]] = {}
+    for path in sorted(p for p in where.glob("*.json") if p.is_file()):
+        try:
+            data = read_json(path)
+        except UsageError:
+            continue        # not a result: the directory may hold other files
+        kind, when = classify(data), (recorded_start(data), path.name)
+        if kind not in found or when > found[kind][0]:
+            found[kind] = (when, path)
+    if not {"host", "guest"} & found.keys():
+        raise UsageError(f"no results in {where}: run `python -m bench run` first, or name the files")
+    return [found[k][1] for k in KINDS if k in found]

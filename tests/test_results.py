@@ -1,0 +1,57 @@
+"""The results store: names, atomic writes, classification by content, newest by recorded start."""
+import pathlib
+import re
+
+import pytest
+
+from bench import results
+from bench.errors import UsageError
+from data.synthetic import write_rfc, write_suite
+
+BENCH = pathlib.Path(__file__).resolve().parent.parent / "bench"
+
+
+def test_every_metadata_key_the_harness_names_is_in_the_registry():
+    """One place names every field: a vmexec_* key written or read anywhere else is registered."""
+    named = {key for path in [*BENCH.glob("*.py"), pathlib.Path(__file__).parent / "data" / "synthetic.py"]
+             for key in re.findall(r"[\"'](vmexec_[a-z_]+)[\"']", path.read_text())}
+    assert named and named <= set(results.METADATA), sorted(named - set(results.METADATA))
+
+
+def test_files_are_classified_by_content_and_the_newest_by_recorded_start(tmp_path):
+    older = write_suite(tmp_path / "zz-host.json", {"native:pin=in-process": 300.0}, started="2025-01-01T00:00:00")
+    newer = write_suite(tmp_path / "aa-host.json", {"native:pin=in-process": 300.0}, started="2026-01-01T00:00:00")
+    guest = write_suite(tmp_path / "plain-name.json", {"native:pin=in-process": 900.0}, vm=True,
+                        started="2024-01-01T00:00:00")
+    rfc = write_rfc(tmp_path / "also-plain.json", started="2023-01-01T00:00:00")
+    (tmp_path / "notes.json").write_text("not a result")
+    assert [results.classify(results.read_json(p)) for p in (older, guest, rfc)] == ["host", "guest", "rfc"]
+    assert results.newest(tmp_path) == [newer, guest, rfc]
+    with pytest.raises(UsageError, match="no results"):
+        results.newest(tmp_path / "nothing-here")
+
+
+def test_the_results_directory_is_under_the_current_directory_unless_named(tmp_path, monkeypatch):
+    monkeypatch.delenv(results.DIRECTORY_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert results.directory() == tmp_path / "results"
+    assert results.new_path("h").parent == tmp_path / "results"
+    monkeypatch.setenv(results.DIRECTORY_ENV, str(tmp_path / "elsewhere"))
+    assert results.directory() == tmp_path / "elsewhere"
+    assert results.directory(tmp_path / "named") == tmp_path / "named"
+
+
+def test_publish_is_atomic_and_never_leaves_a_partial_file(tmp_path):
+    final = tmp_path / "r.json"
+
+    def write_half_then_fail(staged):
+        staged.write_text("{half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        results.publish(final, write_half_then_fail)
+    assert list(tmp_path.iterdir()) == []
+    results.publish(final, lambda staged: staged.write_text("{}"))
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+    with pytest.raises(UsageError, match="never overwritten"):
+        results.check_new(final)
