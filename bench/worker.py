@@ -5,6 +5,7 @@ import signal
 import sys
 
 from tracers import BackendFailed
+from tracers.driver import FAULT_ENV, WORKER_FAULT_ENV
 
 from . import plan, runner
 
@@ -22,6 +23,8 @@ def die_with_parent() -> None:
 
 def main() -> None:
     die_with_parent()
+    if os.environ.get(WORKER_FAULT_ENV):
+        os.environ[FAULT_ENV] = os.environ[WORKER_FAULT_ENV]
     pyperf_runner = runner.make_runner()
     args = pyperf_runner.parse_args()
     try:

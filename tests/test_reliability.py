@@ -77,6 +77,22 @@ def test_a_crash_fails_that_backend_only_with_its_reason_recorded(tmp_path, env,
     assert reason in failed["ptrace-sysemu:pin=same"]
 
 
+def test_a_worker_that_fails_mid_measurement_is_recorded_and_the_next_case_still_measured(tmp_path, env):
+    environ, marker = env
+    out = tmp_path / "r.json"
+    proc = subprocess.run([*BENCH, *QUICK, "--backends", "native,ptrace-sysemu,ptrace-syscall",
+                           "--output", str(out)],
+                          env=dict(environ, VMEXEC_FAULT_IN_WORKER=f"{marker}=none,ptrace-sysemu=tracee-segv"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "worker failed during measurement" in proc.stderr
+    suite = pyperf.BenchmarkSuite.load(str(out))
+    assert set(suite.get_benchmark_names()) == {"native:pin=in-process", "ptrace-syscall:pin=same"}
+    # the case after the failed one timed itself, not a neighbour: its values are ptrace-syscall's
+    meta = suite.get_benchmark("ptrace-syscall:pin=same").get_metadata()
+    assert meta["vmexec_backend"] == "ptrace-syscall"
+    assert "ptrace-sysemu:pin=same" in json.loads(meta["vmexec_failed"])
+
+
 def test_stop_on_failure_measures_nothing(tmp_path, env):
     out = tmp_path / "r.json"
     proc = subprocess.run([*BENCH, *QUICK, "--backends", "native,ptrace-sysemu", "--stop-on-failure",

@@ -15,6 +15,9 @@ EXIT_UNAVAILABLE = 3
 #: Fault injection for the reliability tests: "BACKEND=FAULT[,...]", FAULT one
 #: of the driver's -F values (tracee-segv, tracer-crash, hang).
 FAULT_ENV = "VMEXEC_FAULT"
+#: The same, applied only in pyperf's worker processes: a case that passes its
+#: preflight check and then fails while it is measured.
+WORKER_FAULT_ENV = "VMEXEC_FAULT_IN_WORKER"
 
 
 def injected_fault(backend: str) -> str | None:
