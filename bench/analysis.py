@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import pyperf
 
+from . import accelerators
+from .accelerators import CLOCKS, HARDWARE_CLOCKS
 from .errors import UsageError
 from .results import METADATA, classify, read_json
 
@@ -305,13 +307,6 @@ def backend_table(df: pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- the answer
 
-#: How far a run's clock stands for hardware time, most trustworthy first (the headline takes
-#: the first): bare metal; a KVM guest, or a host that is itself a hypervisor's guest (hardware
-#: time with a hypervisor between); TCG with icount (path length: deterministic, not time);
-#: anything else (TCG wall time measures the emulator).
-CLOCKS = ("hardware", "kvm", "icount", "emulator")
-#: Clocks whose 95% CI is judged as it is; under the others the hardware-equivalent range is.
-HARDWARE_CLOCKS = ("hardware", "kvm")
 #: Backends whose host-versus-guest distortion does not enter the hardware-equivalent range:
 #: the two compared, and python-ptrace-sysemu, whose cost is the Python interpreter's
 #: instruction mix rather than a kernel path.  Every other mechanism (all in C) enters.
@@ -330,17 +325,12 @@ VERDICT_RULE = (f"Rule: the >{CLAIM:g}x claim is *reproduced* when the whole int
 
 
 def clock(row) -> str:
-    """Which of CLOCKS a run's (or ratio row's) timings were taken with."""
-    accel = str(row["accelerator"])
-    if not row["vm"] and accel == "bare-metal":
-        return "hardware"
-    if accel == "kvm" or (not row["vm"] and accel.startswith("virtualized")):
-        return "kvm"
-    return "icount" if accel == "tcg" and row["timing"] == "icount" else "emulator"
+    """Which of CLOCKS a run's (or ratio row's) timings were taken with (the headline ranks them)."""
+    return accelerators.clock(str(row["accelerator"]), str(row["timing"]), bool(row["vm"]))
 
 
 def _environment_phrase(row) -> str:
-    accel = {"kvm": "KVM", "tcg": "TCG"}.get(row["accelerator"], row["accelerator"] or "unknown accelerator")
+    accel = accelerators.label(row["accelerator"])
     where = f"under {accel}" if row["vm"] else f"on the host ({accel})"
     pin = {"same": "same CPU", "cross": "tracer and tracee on different CPUs",
            "none": "unpinned", IN_PROCESS: "in-process"}.get(row["pin"], row["pin"])

@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure     # no pyplot: no global state, no GUI backend, Agg on save
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from . import accelerators
 from . import analysis as A
 from . import results
 from .errors import UsageError, writable_directory
@@ -60,7 +61,8 @@ def _label(row) -> str:
 
 def run_title(row) -> str:
     """How a run is named on plots and in tables: which machine, which kernel."""
-    where = f"VM {row['accelerator'].upper()}, {row['timing']} timing" if row["vm"] else f"host, {row['accelerator']}"
+    where = (f"VM {accelerators.label(row['accelerator'])}, {row['timing']} timing" if row["vm"]
+             else f"host, {row['accelerator']}")
     return f"{row['run_id']} — {where}, Linux {row['kernel']}"
 
 

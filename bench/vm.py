@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bench import results
+from bench import accelerators, results
 from bench.environment import REPO
 from bench.errors import BenchError, UsageError
 
@@ -32,8 +32,8 @@ GUEST_INIT = REPO / "kernel" / "guest-init.sh"
 QEMU = "qemu-system-x86_64"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAIL_LINES = 25
-#: How long a KVM probe boot may take before KVM counts as unusable.
-KVM_PROBE_TIMEOUT = 20.0
+#: How long a probe boot may take before its accelerator counts as unusable.
+PROBE_TIMEOUT = 20.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,34 +68,27 @@ def _kvm_usable() -> str | None:
     return None
 
 
-_accel_cache: dict[Path, tuple[str, str]] = {}
+_probe_cache: dict[tuple[Path, str], str | None] = {}
 
 
-def detect_accel(kernel: Path | None = None) -> tuple[str, str]:
-    """('kvm' or 'tcg', why): KVM only if a probe boot under it really runs a command."""
-    if kernel is None:
-        from bench import kernel as kbuild
-        kernel = kbuild.build(log=lambda *_: None).bzimage
-    if kernel in _accel_cache:
-        return _accel_cache[kernel]
-    why_not = _kvm_usable()
-    if why_not is None:
-        with tempfile.TemporaryDirectory(prefix="vmexec-kvm-probe-") as out:
-            try:
-                run_in_guest(["true"], kernel=kernel, accel="kvm", output_dir=Path(out),
-                             boot_timeout=KVM_PROBE_TIMEOUT, run_timeout=KVM_PROBE_TIMEOUT).check()
-            except BenchError as e:
-                why_not = f"a probe boot under KVM failed ({str(e)[:300]})"
-    result = ("tcg", f"TCG: {why_not}") if why_not else ("kvm", "KVM: /dev/kvm works and a probe boot ran")
-    _accel_cache[kernel] = result
-    return result
+def probe(kernel: Path, accel: str) -> str | None:
+    """None if a probe boot of kernel under accel really runs a command, else why not (cached)."""
+    if (kernel, accel) not in _probe_cache:
+        why_not = _kvm_usable() if accel == "kvm" else None
+        if why_not is None:
+            with tempfile.TemporaryDirectory(prefix=f"vmexec-{accel}-probe-") as out:
+                try:
+                    run_in_guest(["true"], kernel=kernel, accel=accel, output_dir=Path(out),
+                                 boot_timeout=PROBE_TIMEOUT, run_timeout=PROBE_TIMEOUT).check()
+                except BenchError as e:
+                    why_not = f"a probe boot failed ({str(e)[:300]})"
+        _probe_cache[kernel, accel] = why_not
+    return _probe_cache[kernel, accel]
 
 
-def _accel_args(accel: str, timing: str) -> list[str]:
-    if accel == "kvm":
-        return ["-accel", "kvm", "-cpu", "host"]
-    # icount: one instruction = 2^0 ns of virtual time, so guest timings are deterministic.
-    return ["-accel", "tcg", "-cpu", "max"] + (["-icount", "shift=0"] if timing == "icount" else [])
+def choose_accel(requested: str, timing: str, kernel: Path) -> tuple[str, str]:
+    """(accelerator, why), by the one rule for "auto" (bench.accelerators.choose)."""
+    return accelerators.choose(requested, timing, lambda accel: probe(kernel, accel))
 
 
 def qemu_command(kernel: Path, output_dir: Path, nonce: str, accel: str, timing: str,
@@ -113,7 +106,7 @@ def qemu_command(kernel: Path, output_dir: Path, nonce: str, accel: str, timing:
     return [
         QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-serial", "stdio", "-monitor", "none",
-        *_accel_args(accel, timing),
+        *accelerators.qemu_args(accel, timing),
         # Tinyconfig has no ACPI: only sockets make QEMU list every CPU in the MP table.
         "-smp", f"{cpus},sockets={cpus}", "-m", str(memory_mb),
         "-kernel", str(kernel), "-append", append,
@@ -196,14 +189,10 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     """
     if not command:
         raise UsageError("no command to run in the guest")
-    if timing not in ("wall", "icount"):
-        raise UsageError(f"timing must be 'wall' or 'icount', not {timing!r}")
-    if accel not in ("auto", "kvm", "tcg"):
-        raise UsageError(f"accel must be 'auto', 'kvm' or 'tcg', not {accel!r}")
-    if timing == "icount" and accel == "kvm":
-        raise UsageError("icount timing needs TCG: use --accel tcg (or auto)")
-    if accel == "auto":
-        accel = "tcg" if timing == "icount" else detect_accel(kernel)[0]
+    why_not = accelerators.check(accel, timing)
+    if why_not:
+        raise UsageError(why_not)
+    accel = choose_accel(accel, timing, Path(kernel))[0]
     for needed in (GUEST_INIT, Path(cwd)):
         if _hidden_in_guest(needed):
             raise UsageError(f"{needed} is under /run, which the guest replaces with tmpfs")
@@ -252,10 +241,11 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
 
 
 def _add_vm_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timing", choices=("wall", "icount"), default="wall",
+    p.add_argument("--timing", choices=accelerators.TIMINGS, default="wall",
                    help="wall: real time; icount: 1 guest ns per instruction, deterministic (TCG)")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
-                   help="auto: KVM if a probe boot works, else TCG")
+    p.add_argument("--accel", choices=("auto", *accelerators.ACCELERATORS), default="auto",
+                   help="auto: the first of " + ", ".join(map(accelerators.label, accelerators.ACCELERATORS))
+                        + " that offers the timing and boots here")
     p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
     p.add_argument("--memory", type=int, default=2048, help="guest memory in MiB (default 2048)")
     p.add_argument("--boot-timeout", type=float, default=120, metavar="S")
@@ -269,13 +259,12 @@ def _prepare(args) -> tuple[object, str]:
         args.command = args.command[1:]
     if args.cpus < 1:
         raise UsageError("--cpus must be >= 1")
+    why_not = accelerators.check(args.accel, args.timing)
+    if why_not:
+        raise UsageError(why_not)
     kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr))
-    accel = args.accel
-    if accel == "auto" and args.timing == "wall":
-        accel, why = detect_accel(kb.bzimage)
-        print(f"vm: {why}", file=sys.stderr)
-    elif accel == "auto":
-        accel = "tcg"
+    accel, why = choose_accel(args.accel, args.timing, kb.bzimage)
+    print(f"vm: {why}", file=sys.stderr)
     return kb, accel
 
 
