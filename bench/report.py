@@ -70,7 +70,7 @@ def _base(s: pd.DataFrame) -> pd.DataFrame:
     return s[(s["pages"] == 0) & (s["parallel"] == 1)]
 
 
-def _panels(frame: pd.DataFrame, height_per_row: float, *, width: float = 9.0, min_height: float = 2.2):
+def _panels(frame: pd.DataFrame, height_per_row: float, *, width: float = 11.0, min_height: float = 2.2):
     """One horizontal panel per run, each tall enough for its rows; yields (axes, run_id, run rows)."""
     runs = [(run_id, g) for run_id, g in frame.groupby("run_id", sort=True)]
     heights = [max(min_height, 0.9 + height_per_row * len(g)) for _, g in runs]
@@ -98,17 +98,24 @@ def _ticks(ax, axis: str, fmt) -> None:
     target.set_minor_formatter(FuncFormatter(lambda v, _: fmt(v)) if short else NullFormatter())
 
 
+def _dots(ax, y, values, low, high, colors, **kw) -> None:
+    """A dot per value with its CI as a whisker: on a log axis a bar's length would mean nothing."""
+    values = np.asarray(values, dtype=float)
+    ax.errorbar(values, y, xerr=[values - np.asarray(low), np.asarray(high) - values], fmt="none",
+                ecolor="black", elinewidth=1, capsize=3, zorder=2)
+    ax.scatter(values, y, c=colors, s=36, zorder=3, **kw)
+
+
 def _hbars(ax, labels, values, low, high, colors, fmt) -> None:
-    """Horizontal bars with CI whiskers, each labelled with fmt(value) just past its whisker."""
+    """One row per label: a dot with CI whiskers, labelled with fmt(value) just past its whisker."""
     y = np.arange(len(labels))
-    ax.barh(y, values, color=colors, alpha=0.85,
-            xerr=[np.asarray(values) - low, np.asarray(high) - values], capsize=3, ecolor="black")
+    _dots(ax, y, values, low, high, colors)
     for yi, (v, h) in enumerate(zip(values, high)):
         ax.annotate(fmt(v), (h, yi), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()           # first row on top, as in the tables
     ax.grid(axis="x", which="both", alpha=0.3)
-    ax.margins(x=0.08)          # room for the value labels
+    ax.margins(x=0.12)          # room for the value labels
 
 
 def plot_cost(s: pd.DataFrame) -> Figure:
@@ -121,7 +128,7 @@ def plot_cost(s: pd.DataFrame) -> Figure:
                lambda v: f"{v:,.0f}")
         _maybe_log(ax, base["median_ns"])
         ax.set_title(run_title(g.iloc[0]), fontsize=10)
-        ax.set_xlabel("ns per intercepted syscall (median; bars: 95% bootstrap CI)")
+        ax.set_xlabel("ns per intercepted syscall (median; whiskers: 95% bootstrap CI)")
     fig.suptitle("Cost per syscall, by backend (lower is faster)")
     return fig
 
@@ -143,7 +150,7 @@ def plot_speedup(r: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
         ax.set_xscale("log")
         _ticks(ax, "x", lambda v: f"{v:g}x")
         ax.set_title(run_title(runs.loc[run_id]), fontsize=10)
-        ax.set_xlabel("speed-up over PTRACE_SYSEMU = median SYSEMU ns / median backend ns (95% CI)")
+        ax.set_xlabel("speed-up over PTRACE_SYSEMU (median SYSEMU ns ÷ median backend ns; 95% CI)")
     fig.legend(*panels[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9)
     fig.suptitle("How many times faster than PTRACE_SYSEMU (higher is faster)")
     return fig
@@ -170,9 +177,8 @@ def plot_pinning(s: pd.DataFrame) -> Figure | None:
         for i, pin in enumerate(pins):
             rows = g[g["pin"] == pin].set_index("backend").reindex(backends)
             y = np.arange(len(backends)) + (i - (len(pins) - 1) / 2) * height
-            ax.barh(y, rows["median_ns"], height, color=PIN_COLORS[pin], label=PIN_LABELS[pin],
-                    xerr=[rows["median_ns"] - rows["ci_low"], rows["ci_high"] - rows["median_ns"]],
-                    capsize=2, ecolor="black")
+            _dots(ax, y, rows["median_ns"], rows["ci_low"], rows["ci_high"], PIN_COLORS[pin],
+                  label=PIN_LABELS[pin])
             for yi, (v, h) in enumerate(zip(rows["median_ns"], rows["ci_high"])):
                 if np.isfinite(v):
                     ax.annotate(f"{v:,.0f}", (h, y[yi]), xytext=(4, 0), textcoords="offset points",
@@ -218,6 +224,11 @@ def plot_distribution(df: pd.DataFrame, s: pd.DataFrame) -> Figure:
     return fig
 
 
+def _line_style(i: int) -> dict:
+    """Distinct colour and marker per line: more lines than one palette has colours must not share one."""
+    return {"color": matplotlib.colormaps["tab20"](i % 20), "marker": "osD^v<>ph*"[i % 10]}
+
+
 def _sweep_panels(lines: pd.DataFrame, title: str):
     runs = lines["run_id"].unique()
     fig = Figure(figsize=(9, 4.2 * len(runs)), layout="constrained")
@@ -243,9 +254,9 @@ def plot_pages(s: pd.DataFrame) -> Figure | None:
     lines = s[s["parallel"] == 1].merge(keys, on=["run_id", "backend", "pin"]).sort_values("pages")
     fig, panels = _sweep_panels(lines, "Cost as the tracee touches more memory between syscalls")
     for ax, run_id in panels:
-        for (backend, pin), g in lines[lines["run_id"] == run_id].groupby(["backend", "pin"]):
+        for i, ((backend, pin), g) in enumerate(lines[lines["run_id"] == run_id].groupby(["backend", "pin"])):
             ax.errorbar(g["pages"], g["median_ns"], yerr=[g["median_ns"] - g["ci_low"], g["ci_high"] - g["median_ns"]],
-                        marker="o", capsize=3, label=f"{backend} ({pin})")
+                        capsize=3, label=f"{backend} ({pin})", **_line_style(i))
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xticks(sorted(lines["pages"].unique()), [f"{p:g}" for p in sorted(lines["pages"].unique())])
         _maybe_log(ax, lines["median_ns"], axis="y")
@@ -270,10 +281,10 @@ def plot_parallel(s: pd.DataFrame) -> Figure | None:
     lines = pd.concat(rows).sort_values("parallel")
     fig, panels = _sweep_panels(lines, "Throughput with several tracer/tracee pairs at once (higher is better)")
     for ax, run_id in panels:
-        for line, g in lines[lines["run_id"] == run_id].groupby("line"):
+        for i, (line, g) in enumerate(lines[lines["run_id"] == run_id].groupby("line")):
             # ns per syscall -> million syscalls per second; the CI bounds swap ends.
             rate, slow, fast = 1e3 / g["median_ns"], 1e3 / g["ci_high"], 1e3 / g["ci_low"]
-            ax.errorbar(g["parallel"], rate, yerr=[rate - slow, fast - rate], marker="o", capsize=3, label=line)
+            ax.errorbar(g["parallel"], rate, yerr=[rate - slow, fast - rate], capsize=3, label=line, **_line_style(i))
         ax.set_xticks(sorted(lines["parallel"].unique()))
         _maybe_log(ax, 1e3 / lines["median_ns"], axis="y", fmt=lambda v: f"{v:.3g}")
         _label_sweep(ax, lines, run_id, "tracer/tracee pairs running at once",
@@ -301,10 +312,12 @@ def png_bytes(fig: Figure) -> bytes:
 
 
 def save(fig: Figure, directory: pathlib.Path, stem: str) -> dict[str, pathlib.Path]:
+    """PNG and SVG; the same data give the same bytes (no date, fixed SVG ids), so a diff shows real change."""
     out = {}
-    for fmt in ("png", "svg"):
-        out[fmt] = directory / f"{stem}.{fmt}"
-        fig.savefig(out[fmt], dpi=110, format=fmt)
+    with matplotlib.rc_context({"svg.hashsalt": "vmexec-bench"}):
+        for fmt, metadata in (("png", {"Software": None}), ("svg", {"Date": None})):
+            out[fmt] = directory / f"{stem}.{fmt}"
+            fig.savefig(out[fmt], dpi=110, format=fmt, metadata=metadata)
     return out
 
 
@@ -340,17 +353,20 @@ def _claim_blocks(df: pd.DataFrame) -> list:
                        "95% CI", "interval judged", "judgement"], rows)]
 
 
-def _backend_blocks(df: pd.DataFrame) -> list:
-    t = A.backend_table(df)
+CASES_CSV = "cases.csv"
+
+
+def _backend_blocks(t: pd.DataFrame, df: pd.DataFrame) -> list:
+    """Per run, every backend without sweeps (the sweeps are plotted; every case is in CASES_CSV)."""
     blocks = []
-    for run_id, g in t.groupby("run_id", sort=True):
+    for run_id, g in _base(t).groupby("run_id", sort=True):
         blocks.append(("h", 3, run_title(g.iloc[0])))
         rows = [[f"`{row['case']}`", _ns(row["median_ns"]), f"{_ns(row['ci_low'])}–{_ns(row['ci_high'])}",
                  str(row["n"]), f"{100 * row['rel_std']:.1f}%", _x(row["x_native"]),
                  _x(row["speedup_vs_sysemu"]) + (f" ({row['speedup_low']:.2f}–{row['speedup_high']:.2f})"
                                                   if row["backend"] != A.BASELINE and np.isfinite(row["speedup_vs_sysemu"]) else ""),
                  row["sysemu_pin"] or "–"]
-                for _, row in g.sort_values(["pages", "parallel", "median_ns"]).iterrows()]
+                for _, row in g.sort_values(["median_ns"]).iterrows()]
         blocks.append(("table", ["case", "ns/syscall (median)", "95% CI", "n", "rel. std", "cost vs native",
                                  "speed-up vs SYSEMU (95% CI)", "SYSEMU pinning compared"], rows))
         why = A.reasons(df[df["run_id"] == run_id])
@@ -361,7 +377,7 @@ def _backend_blocks(df: pd.DataFrame) -> list:
 
 
 PLOT_CAPTIONS = {
-    "cost": "Median ns per intercepted syscall, 95% bootstrap CI as error bars.",
+    "cost": "Median ns per intercepted syscall, 95% bootstrap CI as whiskers.",
     "speedup": f"Speed-up over PTRACE_SYSEMU at the same pinning; dashed line: the RFC's {A.CLAIM:g}x.",
     "pinning": "Tracer and tracee on one CPU vs on two: the cost of cross-CPU wake-ups.",
     "distribution": "Every measurement, per backend: spread and outliers behind the medians.",
@@ -421,11 +437,18 @@ def _environment_blocks(df: pd.DataFrame) -> list:
     return blocks
 
 
-def build(df: pd.DataFrame, rfc: list[dict], plots: list[str], inputs: list[pathlib.Path]) -> list:
-    """The report as blocks: the verdict first, then the evidence behind it."""
+#: The plot shown on the first screen, beside the verdict.
+KEY_PLOT = "speedup"
+
+
+def build(df: pd.DataFrame, rfc: list[dict], plots: list[str], inputs: list[pathlib.Path],
+          table: pd.DataFrame | None = None) -> list:
+    """The report as blocks: the verdict, its caveat and the key plot first, then the evidence behind them."""
     headline = A.headline(df)
+    table = A.backend_table(df) if table is None else table
     doc = [("p", f"**Verdict: {headline.sentence}**"),
            *([("p", f"*Caveat:* {headline.caveat}")] if headline.caveat else []),
+           *([("img", KEY_PLOT, PLOT_CAPTIONS[KEY_PLOT])] if KEY_PLOT in plots else []),
            ("h", 1, "process_vm_exec vs PTRACE_SYSEMU: benchmark report"),
            ("p", A.VERDICT_RULE),
            ("p", "Inputs: " + ", ".join(f"`{p.name}`" for p in inputs)),
@@ -434,11 +457,14 @@ def build(df: pd.DataFrame, rfc: list[dict], plots: list[str], inputs: list[path
            ("p", "ns/syscall: median of all pyperf values (warm-ups excluded), 95% CI by a two-level "
                  "bootstrap of the median (pyperf worker processes resampled, then values within each). Cost vs native = backend ÷ native; speed-up vs SYSEMU = SYSEMU ÷ backend, both "
                  "within the same run and pinning (in-process backends: against SYSEMU on the same CPU). "
-                 "For parallel cases the value is wall time over all calls (inverse throughput)."),
-           *_backend_blocks(df),
+                 "For parallel cases the value is wall time over all calls (inverse throughput). "
+                 f"Below, each run's backends without sweeps; every case, sweeps included, is in "
+                 f"[`{CASES_CSV}`]({CASES_CSV})."),
+           *_backend_blocks(table, df),
            ("h", 2, "Plots")]
     for stem in plots:
-        doc.append(("img", stem, PLOT_CAPTIONS[stem]))
+        if stem != KEY_PLOT:
+            doc.append(("img", stem, PLOT_CAPTIONS[stem]))
     if df["vm"].any():
         doc += [("h", 2, "Host vs guest"), *_host_guest_blocks(df)]
     doc += [("h", 2, "The RFC's figures beside ours"), *_rfc_blocks(df, rfc),
@@ -474,7 +500,8 @@ def _inline_html(text: str) -> str:
     text = html.escape(str(text), quote=False)
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
     text = re.sub(r"\*(.+?)\*", r"<em>\1</em>", text)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    return re.sub(r"\[(.+?)\]\((.+?)\)", r'<a href="\2">\1</a>', text)
 
 
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
@@ -512,10 +539,14 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     df, rfc = load_inputs(paths)
     writable_directory(output, create=True)
     written = {}
-    for stem, fig in figures(df).items():
+    figs = figures(df)
+    for stem, fig in figs.items():
         written.update({f"{stem}.{fmt}": p for fmt, p in save(fig, output, stem).items()})
-    plots = [stem for stem in PLOT_CAPTIONS if f"{stem}.png" in written]
-    doc = build(df, rfc, plots, paths)
+    plots = list(figs)      # each needs its caption in PLOT_CAPTIONS: build() looks it up
+    table = A.backend_table(df)
+    written[CASES_CSV] = output / CASES_CSV
+    table.drop(columns=["started"]).to_csv(written[CASES_CSV], index=False, float_format="%.6g")
+    doc = build(df, rfc, plots, paths, table)
     written["report.md"] = output / "report.md"
     written["report.md"].write_text(to_markdown(doc))
     written["report.html"] = output / "report.html"

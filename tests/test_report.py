@@ -1,6 +1,7 @@
 """bench.report and the report/compare/check commands, on synthetic results."""
 import os
 
+import pandas as pd
 import pytest
 
 from bench import report
@@ -27,15 +28,29 @@ def test_report_writes_markdown_html_and_plots(files, tmp_path):
     first = md.splitlines()[0]
     assert first.startswith("**Verdict: process_vm_exec is 5.") and "95% CI" in first
     assert first.strip("*").removeprefix("Verdict: ") in proc.stdout
-    # the caveat stands beside the verdict, on the first screen, not below the tables
-    caveat = md.split("\n\n")[1]
-    assert caveat.startswith("*Caveat:*") and "path length" in caveat and "distortion" in caveat
+    # the caveat and the key plot stand beside the verdict, on the first screen, not below the tables
+    blocks = md.split("\n\n")
+    assert blocks[1].startswith("*Caveat:*") and "path length" in blocks[1] and "distortion" in blocks[1]
+    assert blocks[2].startswith(f"![") and f"({report.KEY_PLOT}.png)" in blocks[2]
+    # the document lists each backend once per pinning; every case, sweeps included, is in the CSV
+    assert "`ptrace-sysemu:pin=same:pages=16`" not in md and "(cases.csv)" in md
+    cases = pd.read_csv(out / "cases.csv")
+    assert "ptrace-sysemu:pin=same:pages=16" in set(cases["case"]) and len(cases) == 12 + 7
+    assert {"median_ns", "ci_low", "ci_high", "speedup_vs_sysemu"} <= set(cases.columns)
     for text in ("Every backend", "Host vs guest", "1,446", "7,230", "ENOSYS", "Environment",
                  "Mitigation: Retpolines", "`python -m bench run --fast`", "(cost.png)"):
         assert text in md, text
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(PLOTS)
     assert 'src="cost.png"' not in html and "<table>" in html
+
+
+def test_plots_are_the_same_bytes_when_drawn_again(files, tmp_path):
+    """No date, no random ids: a committed report changes only where the data did."""
+    first = report.write_report([files["host"], files["guest"]], tmp_path / "a")
+    second = report.write_report([files["host"], files["guest"]], tmp_path / "b")
+    for name, path in first.items():
+        assert path.read_bytes() == second[name].read_bytes(), name
 
 
 def test_report_on_a_host_run_alone_cannot_judge(files, tmp_path):
