@@ -102,7 +102,7 @@ def _rows(run_id: str, suite: pyperf.BenchmarkSuite):
                 yield {**base, "worker": worker, "value_ns": value * 1e9}
 
 
-def _run_ids(paths: list[pathlib.Path]) -> list[str]:
+def run_ids(paths: list[pathlib.Path]) -> list[str]:
     """File stems; a stem seen twice is qualified by its directory so run ids stay unique."""
     stems = [p.name.removesuffix(".gz").removesuffix(".json") for p in paths]
     return [f"{p.parent.name}/{s}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
@@ -118,7 +118,7 @@ def load(paths) -> pd.DataFrame:
     if not paths:
         raise UsageError("no results files given")
     rows = []
-    for path, run_id in zip(paths, _run_ids(paths)):
+    for path, run_id in zip(paths, run_ids(paths)):
         rows.extend(_rows(run_id, _suite(path, read_json(path))))
     df = pd.DataFrame(rows, columns=COLUMNS)
     # A run started when its first case did (pyperf's own date metadata).

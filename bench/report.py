@@ -15,6 +15,7 @@ import re
 import matplotlib
 import numpy as np
 import pandas as pd
+import pyperf
 from matplotlib.figure import Figure     # no pyplot: no global state, no GUI backend, Agg on save
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -424,6 +425,35 @@ def _rfc_blocks(df: pd.DataFrame, rfc: list[dict]) -> list:
             ("p", f"RFC-program speed-ups (ptrace_vm_exec ÷ process_vm_exec): {speedups}.")]
 
 
+def stability_checks(path: pathlib.Path) -> dict[str, list[str]]:
+    """{case: pyperf's warnings}, from `python -m pyperf check` (its public command) on one suite."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pyperf", "check", str(path)], capture_output=True,
+                         text=True, timeout=300).stdout.splitlines()
+    checks: dict[str, list[str]] = {}
+    for i, line in enumerate(out):
+        if i + 1 < len(out) and out[i + 1] and set(out[i + 1]) == {"-"} and len(out[i + 1]) == len(line):
+            case = line
+        elif line.startswith("* "):
+            checks.setdefault(case, []).append(line[2:])
+    return checks
+
+
+def _stability_blocks(suites: list[pathlib.Path], run_ids: list[str]) -> list:
+    blocks = [("p", "pyperf's own checks of each case (`python -m pyperf check FILE`): the warnings it "
+                    "prints, case by case. A case flagged here is measured with less confidence than its "
+                    "CI alone suggests.")]
+    for path, run_id in zip(suites, run_ids):
+        checks = stability_checks(path)
+        total = len(pyperf.BenchmarkSuite.load(str(path)).get_benchmarks())
+        blocks.append(("p", f"`{run_id}`: {len(checks)} of {total} cases flagged."))
+        if checks:
+            blocks.append(("list", [f"`{case}`: " + "; ".join(w) for case, w in checks.items()]))
+    return blocks
+
+
 def _environment_blocks(df: pd.DataFrame) -> list:
     blocks = []
     for env in A.environment(df):
@@ -442,7 +472,7 @@ KEY_PLOT = "speedup"
 
 
 def build(df: pd.DataFrame, rfc: list[dict], plots: list[str], inputs: list[pathlib.Path],
-          table: pd.DataFrame | None = None) -> list:
+          table: pd.DataFrame | None = None, stability: list | None = None) -> list:
     """The report as blocks: the verdict, its caveat and the key plot first, then the evidence behind them."""
     headline = A.headline(df)
     table = A.backend_table(df) if table is None else table
@@ -467,6 +497,8 @@ def build(df: pd.DataFrame, rfc: list[dict], plots: list[str], inputs: list[path
             doc.append(("img", stem, PLOT_CAPTIONS[stem]))
     if df["vm"].any():
         doc += [("h", 2, "Host vs guest"), *_host_guest_blocks(df)]
+    if stability:
+        doc += [("h", 2, "pyperf's stability checks"), *stability]
     doc += [("h", 2, "The RFC's figures beside ours"), *_rfc_blocks(df, rfc),
             ("h", 2, "Environment"), *_environment_blocks(df)]
     return doc
@@ -546,7 +578,8 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     table = A.backend_table(df)
     written[CASES_CSV] = output / CASES_CSV
     table.drop(columns=["started"]).to_csv(written[CASES_CSV], index=False, float_format="%.6g")
-    doc = build(df, rfc, plots, paths, table)
+    suites = [p for p in paths if results.classify(results.read_json(p)) != "rfc"]
+    doc = build(df, rfc, plots, paths, table, _stability_blocks(suites, A.run_ids(suites)))
     written["report.md"] = output / "report.md"
     written["report.md"].write_text(to_markdown(doc))
     written["report.html"] = output / "report.html"
