@@ -172,15 +172,26 @@ class _Interrupt:
         return False
 
 
-def _progress(total: int, log):
-    """before() for register(): "case k of N" with the time spent and an estimate of what is left."""
-    start = time.monotonic()
+class Progress:
+    """'case k of N: NAME (T so far, about R left)', timed by this process's clock from case 1 on."""
 
-    def before(k: int, case: plan.Case) -> None:
-        spent = time.monotonic() - start
-        left = f", about {_minutes(spent / k * (total - k))} left" if k else ""
-        log(f"case {k + 1} of {total}: {case.name} ({_minutes(spent)} so far{left})")
-    return before
+    def __init__(self, total: int, clock=time.monotonic):
+        self.total, self.start, self.clock = total, None, clock
+
+    def line(self, k: int, name: str) -> str:
+        """The line for case k (counted from 0)."""
+        now = self.clock()
+        if self.start is None or k == 0:
+            self.start = now
+        spent = now - self.start
+        left = f", about {_minutes(spent / k * (self.total - k))} left" if k else ""
+        return f"case {k + 1} of {self.total}: {name} ({_minutes(spent)} so far{left})"
+
+
+def _progress(total: int, log):
+    """before() for register(): a Progress line before each case."""
+    progress = Progress(total)
+    return lambda k, case: log(progress.line(k, case.name))
 
 
 def _minutes(seconds: float) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -272,7 +273,29 @@ def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun
     return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
                         cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
                         boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
-                        echo=lambda line: print(line, flush=True))
+                        echo=_echo_with_host_clock())
+
+
+#: The guest runner's progress lines (bench.runner.Progress).
+_CASE_LINE = re.compile(r"^case (\d+) of (\d+): (\S+) \(")
+
+
+def _echo_with_host_clock() -> Callable[[str], None]:
+    """Prints the guest's console, its 'case k of N' lines re-timed by the host's clock: an icount
+    guest's clock counts instructions, which run several times slower than its nanoseconds."""
+    from bench.runner import Progress
+
+    progress = None
+
+    def echo(line: str) -> None:
+        nonlocal progress
+        case = _CASE_LINE.match(line)
+        if case:
+            k, total = int(case[1]) - 1, int(case[2])
+            progress = Progress(total) if progress is None or k == 0 else progress
+            line = progress.line(k, case[3]) + " [host clock]"
+        print(line, flush=True)
+    return echo
 
 
 def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
