@@ -71,9 +71,11 @@ def _base(s: pd.DataFrame) -> pd.DataFrame:
     return s[(s["pages"] == 0) & (s["parallel"] == 1)]
 
 
-def _panels(frame: pd.DataFrame, height_per_row: float, *, width: float = 11.0, min_height: float = 2.2):
-    """One horizontal panel per run, each tall enough for its rows; yields (axes, run_id, run rows)."""
-    runs = [(run_id, g) for run_id, g in frame.groupby("run_id", sort=True)]
+def _panels(frame: pd.DataFrame, height_per_row: float, *, width: float = 11.0, min_height: float = 2.2,
+            first: set[str] = frozenset()):
+    """One horizontal panel per run (those in `first` on top), each tall enough for its rows;
+    yields (axes, run_id, run rows)."""
+    runs = sorted(frame.groupby("run_id", sort=True), key=lambda item: item[0] not in first)
     heights = [max(min_height, 0.9 + height_per_row * len(g)) for _, g in runs]
     fig = Figure(figsize=(width, sum(heights) + 0.4 * len(runs)), layout="constrained")
     axes = fig.subplots(len(runs), 1, squeeze=False, height_ratios=heights)[:, 0]
@@ -139,7 +141,8 @@ def plot_speedup(r: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     if r.empty:
         return None
     r = r.assign(backend=r["numerator"]).sort_values(["run_id", "speedup"], ascending=[True, False])
-    fig, panels = _panels(r, 0.32)
+    # The runs that answer the question (they measured process_vm_exec) on top: the first screen shows them.
+    fig, panels = _panels(r, 0.32, first=set(r.loc[r["backend"] == A.CANDIDATE, "run_id"]))
     for ax, run_id, g in panels:
         labels = [f"{row['backend']} ({row['pin']})" if row["numerator_pin"] != A.IN_PROCESS else
                   f"{row['backend']} (in-process; vs SYSEMU {row['pin']})" for _, row in g.iterrows()]
