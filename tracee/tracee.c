@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "tracee.h"
-#include "../tracers/vmexec.h"
 
 static uint64_t monotonic_ns(void)
 {

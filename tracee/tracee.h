@@ -50,6 +50,9 @@ long syscall_loop(struct loop_state *st);
 /* Entry point for borrowed execution: runs the loop, never returns. */
 void syscall_loop_borrowed(struct loop_state *st) __attribute__((noreturn));
 
+/* `vmexec tracee ...`: the loop in a process of its own (tracee.c). */
+int tracee_main(int argc, char **argv);
+
 static inline long raw_syscall1(long nr, long arg)
 {
 	long ret;

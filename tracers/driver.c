@@ -7,8 +7,7 @@
  *   vmexec run BACKEND -n N [opts]    one measured run
  *   vmexec tracee -n N                the loop alone (native, untraced)
  *
- * Exit status: 0 ok, 1 the run failed (mismatch, crash), 2 bad usage,
- * 3 backend unavailable, 4 watchdog timeout.
+ * Exit statuses: tracee/args.h.  What backends call back into: runtime.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,72 +25,6 @@
 #include <unistd.h>
 
 #include "vmexec.h"
-
-enum { EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_TIMEOUT };
-
-int tracee_main(int argc, char **argv);
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-int fail(struct session *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (s->error[0])	/* keep the first, root-cause message */
-		return -1;
-	va_start(ap, fmt);
-	vsnprintf(s->error, sizeof(s->error), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-int fail_errno(struct session *s, const char *what)
-{
-	return fail(s, "%s: %s (%s)", what, strerrorname_np(errno) ?: "?", strerror(errno));
-}
-
-int pin_to_cpu(int cpu)
-{
-	cpu_set_t set;
-
-	if (cpu < 0)
-		return 0;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return sched_setaffinity(0, sizeof(set), &set);
-}
-
-int usage_error(const char *msg)
-{
-	fprintf(stderr, "%s\n", msg);
-	return EXIT_USAGE;
-}
-
-/* An integer that fits a long; exits with a one-line error otherwise. */
-long parse_long(const char *text, const char *option, long min)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(text, &end, 0);
-	if (errno || *end || end == text || v < min) {
-		fprintf(stderr, "vmexec: %s takes an integer >= %ld, not '%s'\n", option, min, text);
-		exit(EXIT_USAGE);
-	}
-	return v;
-}
-
-long parse_count(const char *text, const char *option)
-{
-	return parse_long(text, option, 0);
-}
 
 static const struct backend *find_backend(const char *name)
 {
@@ -127,7 +60,7 @@ static int cmd_list(void)
 		printf(", \"description\": ");
 		json_string(b->description);
 		printf(", \"in_process\": %s, \"available\": %s, \"reason\": ",
-		       b->trace ? "false" : "true", why ? "false" : "true");
+		       b->in_process ? "true" : "false", why ? "false" : "true");
 		json_string(why ? why : "");
 		printf("}");
 	}
@@ -178,7 +111,7 @@ static void tracee_child(const struct backend *b, struct session *s, pid_t trace
 	/* Fault the pages in now, so the loop measures touching, not faulting. */
 	for (long p = 0; p < s->loop.pages; p++)
 		s->loop.page_buf[p * PAGE_BYTES] = 1;
-	if (!b->trace)
+	if (b->in_process)
 		wait_for_start();
 	if (b->tracee_setup && b->tracee_setup(s))
 		_exit(2);
@@ -224,7 +157,7 @@ static void run_session(const struct backend *b, struct session *s)
 		for (;;)
 			pause();
 
-	if (b->trace) {
+	if (!b->in_process) {
 		wait_for_start();
 		b->trace(s);
 		if (b->tracee_lends_mm || s->error[0])
@@ -234,7 +167,7 @@ static void run_session(const struct backend *b, struct session *s)
 		fail_errno(s, "waitpid(tracee)");
 	else if (!(b->tracee_lends_mm && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
 		describe_exit(s, status);
-	if (!b->trace) {
+	if (b->in_process) {
 		s->t0_ns = s->loop.t0_ns;
 		s->t1_ns = s->loop.t1_ns;
 	}
@@ -354,7 +287,7 @@ static int cmd_run(int argc, char **argv)
 		s->loop.expect = cfg.expect;
 		s->loop.pages = cfg.pages;
 		s->loop.page_buf = pages;
-		s->loop.self_timed = !b->trace;
+		s->loop.self_timed = b->in_process;
 	}
 	if (cfg.parallel == 1) {
 		shared->start = 1;
@@ -398,6 +331,12 @@ int main(int argc, char **argv)
 	if (getppid() != parent)
 		return EXIT_FAILED;
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (int i = 0; backends[i]; i++)
+		if (!backends[i]->in_process == !backends[i]->trace) {
+			fprintf(stderr, "vmexec: backend %s must be in-process or have a trace(), not both or neither\n",
+				backends[i]->name);
+			return EXIT_FAILED;
+		}
 	if (argc >= 2 && !strcmp(argv[1], "list"))
 		return cmd_list();
 	if (argc >= 2 && !strcmp(argv[1], "run"))

@@ -14,4 +14,5 @@ const struct backend native = {
 	.name = "native",
 	.description = "no interception: each call is a real getppid() (one kernel entry)",
 	.tracee_setup = expect_real_parent,
+	.in_process = 1,
 };

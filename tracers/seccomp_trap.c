@@ -57,4 +57,5 @@ const struct backend seccomp_trap = {
 	.description = "SECCOMP_RET_TRAP, in-process: a SIGSYS handler emulates each call (gVisor systrap)",
 	.unavailable = seccomp_trap_unavailable,
 	.tracee_setup = seccomp_trap_setup,
+	.in_process = 1,
 };

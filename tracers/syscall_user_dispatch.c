@@ -125,4 +125,5 @@ const struct backend syscall_user_dispatch = {
 	.description = "PR_SET_SYSCALL_USER_DISPATCH, in-process: a SIGSYS handler emulates each call (Wine)",
 	.unavailable = sud_unavailable,
 	.tracee_setup = sud_setup,
+	.in_process = 1,
 };

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../tracee/args.h"
 #include "../tracee/tracee.h"
 
 /* What one run of the driver is asked to do. */
@@ -60,6 +61,8 @@ struct backend {
 	 * s->error.  NULL for in-process backends.
 	 */
 	int (*trace)(struct session *s);
+	/* The tracee intercepts its own syscalls: no tracer, the loop times itself. */
+	int in_process;
 	/* Extra flags: the tracee must not exit after the loop (it lends its mm). */
 	int tracee_lends_mm;
 };
@@ -67,13 +70,11 @@ struct backend {
 extern const struct backend *const backends[];
 
 /* Helpers shared by backends (driver.c). */
+/* runtime.c: what backends call back into. */
 uint64_t now_ns(void);
 int fail(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int fail_errno(struct session *s, const char *what);
 int pin_to_cpu(int cpu);
-int usage_error(const char *msg);
-long parse_count(const char *text, const char *option);
-long parse_long(const char *text, const char *option, long min);
 
 /* ptrace helpers shared by the ptrace-based backends (ptrace_common.c). */
 struct user_regs_struct;
