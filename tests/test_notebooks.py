@@ -11,7 +11,7 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def test_both_notebooks_exist():
-    assert {p.name for p in NOTEBOOKS} >= {"reproduce_5x_claim.ipynb", "mechanisms.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"reproduce_5x_claim.ipynb", "mechanisms.ipynb", "walkthrough.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -25,7 +25,10 @@ def test_stored_without_outputs(path):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     d = tmp_path_factory.mktemp("results")
-    return [write_suite(d / "testhost-20260101-000000.json", HOST, unavailable=HOST_UNAVAILABLE),
+    return [write_suite(d / "testhost-20260101-000000.json", HOST, unavailable=HOST_UNAVAILABLE,
+                        started="2026-01-01T00:00:00"),
+            write_suite(d / "testhost-20260102-000000.json", HOST, unavailable=HOST_UNAVAILABLE, seed=2,
+                        between=0.05, started="2026-01-02T00:00:00"),
             write_suite(d / "vm-tcg-icount-20260101-000100.json", GUEST, vm=True),
             write_rfc(d / "rfc-testhost-20260101-000200.json")]
 
@@ -40,3 +43,9 @@ def test_notebook_executes_without_error(path, results, tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     if path.name == "reproduce_5x_claim.ipynb":
         assert "process_vm_exec is 5." in text
+    if path.name == "walkthrough.ipynb":
+        html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code"
+                       for o in c.outputs)
+        assert "between / within" in html                               # 1: worker spread
+        assert "The claim holds on hardware only if d <" in text         # 2: the distortion sweep
+        assert "testhost-20260101-000000" in text and "Welch" in text    # 3: two host runs compared
