@@ -279,7 +279,7 @@ def _matching_ratio(r: pd.DataFrame, run_id: str, backend: str, pin: str):
     return (own if not own.empty else rows.sort_values("pin", key=lambda s: s.map(pin_order))).iloc[0]
 
 
-def backend_table(df: pd.DataFrame) -> pd.DataFrame:
+def backend_table(df: pd.DataFrame, s: pd.DataFrame | None = None) -> pd.DataFrame:
     """summarize() plus, per case, its cost relative to native and its speed-up over PTRACE_SYSEMU.
 
     ``x_native`` = median(case) / median(native) (how many native syscalls it
@@ -287,7 +287,7 @@ def backend_table(df: pd.DataFrame) -> pd.DataFrame:
     case's own pinning, pages and parallelism (in-process cases: against the
     preferred pinning of the other side, see PIN_PREFERENCE).
     """
-    s = summarize(df)
+    s = summarize(df) if s is None else s
     extra = {k: [] for k in ("x_native", "speedup_vs_sysemu", "speedup_low", "speedup_high", "sysemu_pin")}
     cache: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}
     for _, row in s.iterrows():
@@ -390,9 +390,12 @@ class Headline:
     assessment: Assessment | None
 
 
-def headline(df: pd.DataFrame) -> Headline:
-    """The verdict, computed from the data, and the caveat that goes beside it (rule: VERDICT_RULE)."""
-    r = ratios(df, CANDIDATE, BASELINE)
+def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame | None = None) -> Headline:
+    """The verdict, computed from the data, and the caveat that goes beside it (rule: VERDICT_RULE).
+
+    r and hg, when given, are ratios(df, CANDIDATE) and host_vs_guest(df), already computed.
+    """
+    r = ratios(df, CANDIDATE, BASELINE) if r is None else r
     if r.empty:
         if CANDIDATE in set(df["backend"]):
             return Headline("cannot be judged: no PTRACE_SYSEMU results in the same run as process_vm_exec",
@@ -400,7 +403,7 @@ def headline(df: pd.DataFrame) -> Headline:
         why = "; ".join(f"{case}: {reason}" for case, reason in reasons(df, CANDIDATE).items())
         return Headline("cannot be judged: no process_vm_exec results" + (f" ({why})" if why else ""), "", None)
     h = _headline_row(r)
-    a = assess(df, h)
+    a = assess(df, h, hg)
     ci = f"{h['speedup_low']:.2f}–{h['speedup_high']:.2f}"
     if a.clock in HARDWARE_CLOCKS:
         return Headline(f"process_vm_exec is {h['speedup']:.2f}x faster than PTRACE_SYSEMU (95% CI {ci}, "
@@ -446,6 +449,28 @@ def verdict(df: pd.DataFrame) -> str:
     return headline(df).sentence
 
 
+@dataclasses.dataclass(frozen=True)
+class Findings:
+    """Every figure a report shows, each computed once from one tidy frame (load()).
+
+    Reports, plots and notebooks take what they show from here instead of
+    recomputing it: the bootstraps behind these tables are the slow part.
+    """
+    values: pd.DataFrame        # load(): one row per pyperf value
+    summary: pd.DataFrame       # summarize(): one row per case
+    table: pd.DataFrame         # backend_table(): summary with ratios to native and to PTRACE_SYSEMU
+    all_ratios: pd.DataFrame    # all_ratios(): every backend against PTRACE_SYSEMU
+    claim: pd.DataFrame         # ratios(CANDIDATE): process_vm_exec against PTRACE_SYSEMU, per run and pinning
+    host_guest: pd.DataFrame    # host_vs_guest()
+    headline: Headline
+
+
+def findings(df: pd.DataFrame) -> Findings:
+    summary, every, claim = summarize(df), all_ratios(df), ratios(df, CANDIDATE)
+    hg = host_vs_guest(df, r=every)
+    return Findings(df, summary, backend_table(df, summary), every, claim, hg, headline(df, claim, hg))
+
+
 def reasons(df: pd.DataFrame, backend: str | None = None) -> dict[str, str]:
     """{case: 'unavailable: why' | 'failed: why'} recorded by the runs (optionally for one backend)."""
     out = {}
@@ -463,7 +488,7 @@ def reasons(df: pd.DataFrame, backend: str | None = None) -> dict[str, str]:
     return out
 
 
-def host_vs_guest(df: pd.DataFrame, denominator: str = BASELINE) -> pd.DataFrame:
+def host_vs_guest(df: pd.DataFrame, denominator: str = BASELINE, r: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each backend's speed-up over the baseline on the host beside the same figure in each guest run.
 
     Shows how the VM (and its timing mode) distorts relative costs: a
@@ -471,7 +496,7 @@ def host_vs_guest(df: pd.DataFrame, denominator: str = BASELINE) -> pd.DataFrame
     and _high combine both runs' 95% CIs.  The host side is the newest host run
     (by recorded start) that has the backend at that pinning.
     """
-    r = all_ratios(df, denominator)
+    r = all_ratios(df, denominator) if r is None else r
     host, guest = r[~r["vm"].astype(bool)], r[r["vm"].astype(bool)]
     rows = []
     for _, g in guest.iterrows():

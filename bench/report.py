@@ -296,12 +296,12 @@ def plot_parallel(s: pd.DataFrame) -> Figure | None:
     return fig
 
 
-def figures(df: pd.DataFrame) -> dict[str, Figure]:
+def figures(f: A.Findings) -> dict[str, Figure]:
     """Every plot the data supports, by file stem (sweeps only when the run swept)."""
-    s = A.summarize(df)
+    s = f.summary
     runs = s.drop_duplicates("run_id").set_index("run_id", drop=False)
-    figs = {"cost": plot_cost(s), "speedup": plot_speedup(A.all_ratios(df), runs),
-            "pinning": plot_pinning(s), "distribution": plot_distribution(df, s),
+    figs = {"cost": plot_cost(s), "speedup": plot_speedup(f.all_ratios, runs),
+            "pinning": plot_pinning(s), "distribution": plot_distribution(f.values, s),
             "pages": plot_pages(s), "parallel": plot_parallel(s)}
     return {k: f for k, f in figs.items() if f is not None}
 
@@ -338,14 +338,13 @@ def _x(x: float) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.2f}x"
 
 
-def _claim_blocks(df: pd.DataFrame) -> list:
-    r = A.ratios(df, A.CANDIDATE)
+def _claim_blocks(f: A.Findings) -> list:
+    df, r, hg = f.values, f.claim, f.host_guest
     if r.empty:
         why = A.reasons(df, A.CANDIDATE)
         if not why:
             return [("p", "No run measured process_vm_exec (none of the given results has the backend).")]
         return [("p", "No run measured process_vm_exec:"), ("list", [f"`{c}`: {w}" for c, w in why.items()])]
-    hg = A.host_vs_guest(df)
     rows = []
     for _, row in r.iterrows():
         a = A.assess(df, row, hg)
@@ -390,8 +389,7 @@ PLOT_CAPTIONS = {
 }
 
 
-def _host_guest_blocks(df: pd.DataFrame) -> list:
-    hg = A.host_vs_guest(df)
+def _host_guest_blocks(hg: pd.DataFrame) -> list:
     if hg.empty:
         return [("p", "No backend was measured both on the host and in a guest among these results.")]
     rows = [[f"`{r['backend']}`", r["pin"] if r["backend_pin"] != A.IN_PROCESS else f"in-process; SYSEMU {r['pin']}",
@@ -409,11 +407,11 @@ def _host_guest_blocks(df: pd.DataFrame) -> list:
                        "distortion (range)"], rows)]
 
 
-def _rfc_blocks(df: pd.DataFrame, rfc: list[dict]) -> list:
+def _rfc_blocks(summary: pd.DataFrame, rfc: list[dict]) -> list:
     t = A.rfc_table(rfc)
     rows = [[r["source"], f"`{r['program']}`", _ns(r["printed_ns"]) if r["available"] else "not run",
              _ns(r["true_ns"]) if r["available"] else r["reason"]] for _, r in t.iterrows()]
-    ours = _base(A.summarize(df))
+    ours = _base(summary)
     ours = ours[ours["backend"].isin([A.BASELINE, A.CANDIDATE]) & (ours["pin"] == "same")]
     for _, r in ours.iterrows():
         program = {A.BASELINE: "ptrace-sysemu (≈ ptrace_vm_exec)", A.CANDIDATE: "process-vm-exec"}[r["backend"]]
@@ -474,18 +472,17 @@ def _environment_blocks(df: pd.DataFrame) -> list:
 KEY_PLOT = "speedup"
 
 
-def build(df: pd.DataFrame, rfc: list[dict], plots: list[str], inputs: list[pathlib.Path],
-          table: pd.DataFrame | None = None, stability: list | None = None) -> list:
+def build(f: A.Findings, rfc: list[dict], plots: list[str], inputs: list[pathlib.Path],
+          stability: list | None = None) -> list:
     """The report as blocks: the verdict, its caveat and the key plot first, then the evidence behind them."""
-    headline = A.headline(df)
-    table = A.backend_table(df) if table is None else table
+    df, headline = f.values, f.headline
     doc = [("p", f"**Verdict: {headline.sentence}**"),
            *([("p", f"*Caveat:* {headline.caveat}")] if headline.caveat else []),
            *([("img", KEY_PLOT, PLOT_CAPTIONS[KEY_PLOT])] if KEY_PLOT in plots else []),
            ("h", 1, "process_vm_exec vs PTRACE_SYSEMU: benchmark report"),
            ("p", A.VERDICT_RULE),
            ("p", "Inputs: " + ", ".join(f"`{p.name}`" for p in inputs)),
-           ("h", 2, "The claim, run by run"), *_claim_blocks(df),
+           ("h", 2, "The claim, run by run"), *_claim_blocks(f),
            ("h", 2, "Every backend"),
            ("p", "ns/syscall: median of all pyperf values (warm-ups excluded), 95% CI by a two-level "
                  "bootstrap of the median (pyperf worker processes resampled, then values within each). Cost vs native = backend ÷ native; speed-up vs SYSEMU = SYSEMU ÷ backend, both "
@@ -493,16 +490,16 @@ def build(df: pd.DataFrame, rfc: list[dict], plots: list[str], inputs: list[path
                  "For parallel cases the value is wall time over all calls (inverse throughput). "
                  f"Below, each run's backends without sweeps; every case, sweeps included, is in "
                  f"[`{CASES_CSV}`]({CASES_CSV})."),
-           *_backend_blocks(table, df),
+           *_backend_blocks(f.table, df),
            ("h", 2, "Plots")]
     for stem in plots:
         if stem != KEY_PLOT:
             doc.append(("img", stem, PLOT_CAPTIONS[stem]))
     if df["vm"].any():
-        doc += [("h", 2, "Host vs guest"), *_host_guest_blocks(df)]
+        doc += [("h", 2, "Host vs guest"), *_host_guest_blocks(f.host_guest)]
     if stability:
         doc += [("h", 2, "pyperf's stability checks"), *stability]
-    doc += [("h", 2, "The RFC's figures beside ours"), *_rfc_blocks(df, rfc),
+    doc += [("h", 2, "The RFC's figures beside ours"), *_rfc_blocks(f.summary, rfc),
             ("h", 2, "Environment"), *_environment_blocks(df)]
     return doc
 
@@ -573,16 +570,16 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     paths = [pathlib.Path(p) for p in paths]
     df, rfc = load_inputs(paths)
     writable_directory(output, create=True)
+    f = A.findings(df)
     written = {}
-    figs = figures(df)
+    figs = figures(f)
     for stem, fig in figs.items():
         written.update({f"{stem}.{fmt}": p for fmt, p in save(fig, output, stem).items()})
     plots = list(figs)      # each needs its caption in PLOT_CAPTIONS: build() looks it up
-    table = A.backend_table(df)
     written[CASES_CSV] = output / CASES_CSV
-    table.drop(columns=["started"]).to_csv(written[CASES_CSV], index=False, float_format="%.6g")
+    f.table.drop(columns=["started"]).to_csv(written[CASES_CSV], index=False, float_format="%.6g")
     suites = [p for p in paths if results.classify(results.read_json(p)) != "rfc"]
-    doc = build(df, rfc, plots, paths, table, _stability_blocks(suites, A.run_ids(suites)))
+    doc = build(f, rfc, plots, paths, _stability_blocks(suites, A.run_ids(suites)))
     written["report.md"] = output / "report.md"
     written["report.md"].write_text(to_markdown(doc))
     written["report.html"] = output / "report.html"

@@ -19,7 +19,9 @@ def _cmd_report(args) -> int:
     paths = args.results or results.newest()
     written = write_report(paths, args.output or results.directory() / "report")
     print(written["report.md"].read_text().splitlines()[0])     # the verdict
-    print(f"report: {written['report.md']} and {written['report.html']} ({len(written) - 2} plot files)")
+    plots = [name for name in written if name.endswith((".png", ".svg"))]
+    print(f"report: {written['report.md']} and {written['report.html']} ({len(plots)} plot files, "
+          f"every case in {written['cases.csv'].name})")
     return 0
 
 

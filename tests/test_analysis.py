@@ -1,6 +1,7 @@
 """bench.analysis on synthetic pyperf suites with known answers (no timing involved)."""
 
 import numpy as np
+import pandas as pd
 import pyperf
 import pytest
 
@@ -263,3 +264,11 @@ def test_unavailable_rfc_program_is_reported_not_crashed(tmp_path):
     row = t[(t["program"] == "process_vm_exec") & ~t["available"]].iloc[0]
     assert "ENOSYS" in row["reason"]
     assert rec["run_id"] not in A.rfc_speedups([rec])
+
+
+def test_findings_hold_every_figure_once_and_agree_with_the_functions(df):
+    f = A.findings(df)
+    assert f.headline.sentence == A.verdict(df)
+    pd.testing.assert_frame_equal(f.table, A.backend_table(df))
+    pd.testing.assert_frame_equal(f.host_guest, A.host_vs_guest(df))
+    pd.testing.assert_frame_equal(f.claim, A.ratios(df, A.CANDIDATE))
