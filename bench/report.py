@@ -338,13 +338,21 @@ def _x(x: float) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.2f}x"
 
 
+def _reason_items(why: dict[str, str]) -> list[str]:
+    """{case: reason} as list items, the cases that share a reason on one line."""
+    by_reason: dict[str, list[str]] = {}
+    for case, reason in why.items():
+        by_reason.setdefault(reason, []).append(case)
+    return [", ".join(f"`{c}`" for c in cases) + f": {reason}" for reason, cases in by_reason.items()]
+
+
 def _claim_blocks(f: A.Findings) -> list:
     df, r, hg = f.values, f.claim, f.host_guest
     if r.empty:
         why = A.reasons(df, A.CANDIDATE)
         if not why:
             return [("p", "No run measured process_vm_exec (none of the given results has the backend).")]
-        return [("p", "No run measured process_vm_exec:"), ("list", [f"`{c}`: {w}" for c, w in why.items()])]
+        return [("p", "No run measured process_vm_exec:"), ("list", _reason_items(why))]
     rows = []
     for _, row in r.iterrows():
         a = A.assess(df, row, hg)
@@ -374,8 +382,8 @@ def _backend_blocks(t: pd.DataFrame, df: pd.DataFrame) -> list:
                                  "speed-up vs SYSEMU (95% CI)", "SYSEMU pinning compared"], rows))
         why = A.reasons(df[df["run_id"] == run_id])
         if why:
-            blocks += [("p", "Could not be measured in this run:"),
-                       ("list", [f"`{case}`: {reason}" for case, reason in why.items()])]
+            blocks += [("p", "Could not be measured in this run (cases that share a reason on one line):"),
+                       ("list", _reason_items(why))]
     return blocks
 
 
@@ -536,10 +544,18 @@ def _inline_html(text: str) -> str:
     return re.sub(r"\[(.+?)\]\((.+?)\)", r'<a href="\2">\1</a>', text)
 
 
+#: A table cell that holds figures only (right-aligned, never wrapped): "3,261", "1.00x (0.98–1.02)", "4.1%".
+NUMBER = re.compile(r"[-–\d.,x%()\s]+")
+
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px}"
-       "th{background:#f3f3f3}td{text-align:right}td:first-child{text-align:left}img{max-width:100%}"
+       "th{background:#f3f3f3}td{text-align:left}td.num{text-align:right;white-space:nowrap}img{max-width:100%}"
        "code{background:#f5f5f5;padding:0 3px}")
+
+
+def _html_cell(text) -> str:
+    align = ' class="num"' if NUMBER.fullmatch(str(text)) else ""
+    return f"<td{align}>{_inline_html(text)}</td>"
 
 
 def to_html(doc: list, images: dict[str, bytes]) -> str:
@@ -555,7 +571,7 @@ def to_html(doc: list, images: dict[str, bytes]) -> str:
             body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block[1]) + "</ul>")
         elif kind == "table":
             head = "".join(f"<th>{_inline_html(h)}</th>" for h in block[1])
-            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in block[2])
+            rows = "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in block[2])
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
             data = base64.b64encode(images[block[1]]).decode()
