@@ -40,8 +40,7 @@ def from_env(variable: str = "VMEXEC_RESULTS", where: pathlib.Path | None = None
 
 def load_inputs(paths) -> tuple[pd.DataFrame, list[dict]]:
     """(tidy frame of the pyperf suites, RFC-replica records) from any mix of result files."""
-    kinds = {p: results.classify(results.read_json(p)) for p in map(pathlib.Path, paths)}
-    suites, rfc = [p for p, k in kinds.items() if k != "rfc"], [p for p, k in kinds.items() if k == "rfc"]
+    suites, rfc = results.split(paths)
     if not suites:
         raise UsageError("no pyperf results among the files given (only RFC-replica files)")
     return A.load(suites), [A.load_rfc(p) for p in rfc]
@@ -594,7 +593,7 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     plots = list(figs)      # each needs its caption in PLOT_CAPTIONS: build() looks it up
     written[CASES_CSV] = output / CASES_CSV
     f.table.drop(columns=["started"]).to_csv(written[CASES_CSV], index=False, float_format="%.6g")
-    suites = [p for p in paths if results.classify(results.read_json(p)) != "rfc"]
+    suites, _ = results.split(paths)
     doc = build(f, rfc, plots, paths, _stability_blocks(suites, A.run_ids(suites)))
     written["report.md"] = output / "report.md"
     written["report.md"].write_text(to_markdown(doc))

@@ -79,6 +79,22 @@ def check_new(path: pathlib.Path, *, create: bool = False) -> pathlib.Path:
     return path
 
 
+def output(requested: pathlib.Path | None, prefix: str, where: pathlib.Path | None = None) -> pathlib.Path:
+    """Where a new result goes: the file asked for (its directory must exist), else a new name
+    PREFIX-TIME.json in the results directory, made if needed; checked by check_new()."""
+    if requested is not None:
+        return check_new(requested)
+    return check_new(new_path(prefix, where).resolve(), create=True)
+
+
+def split(paths) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
+    """(pyperf suites, RFC replicas) among the given result files, by content."""
+    suites, rfc = [], []
+    for path in map(pathlib.Path, paths):
+        (rfc if classify(read_json(path)) == "rfc" else suites).append(path)
+    return suites, rfc
+
+
 def publish(final: pathlib.Path, write: Callable[[pathlib.Path], None]) -> pathlib.Path:
     """write(staged) beside final, then rename into place: a reader never sees half a file."""
     staged = final.with_name(f".{final.name}.staged.tmp")

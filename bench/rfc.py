@@ -92,8 +92,7 @@ def write(programs: list[dict], output: Path, tags: dict[str, str], started: str
 def _cmd_rfc(args) -> int:
     if args.seconds <= 0:
         raise UsageError("--seconds must be > 0")
-    output = (results.check_new(args.output) if args.output else
-              results.check_new(results.new_path(f"rfc-{socket.gethostname()}"), create=True))
+    output = results.output(args.output, f"rfc-{socket.gethostname()}")
     started = datetime.datetime.now().isoformat()
     programs = run(args.seconds)
     print(table(programs))

@@ -93,9 +93,7 @@ class RunOptions:
 
 
 def output_path(requested: pathlib.Path | None) -> pathlib.Path:
-    if requested is not None:
-        return results.check_new(requested)
-    return results.check_new(results.new_path(socket.gethostname()), create=True)
+    return results.output(requested, socket.gethostname())
 
 
 def choose_cpus(requested: tuple[int, int] | None) -> tuple[int, int]:
@@ -181,7 +179,7 @@ class Progress:
     def line(self, k: int, name: str) -> str:
         """The line for case k (counted from 0)."""
         now = self.clock()
-        if self.start is None or k == 0:
+        if self.start is None:
             self.start = now
         spent = now - self.start
         left = f", about {_minutes(spent / k * (self.total - k))} left" if k else ""

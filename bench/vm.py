@@ -292,7 +292,8 @@ def _echo_with_host_clock() -> Callable[[str], None]:
         case = _CASE_LINE.match(line)
         if case:
             k, total = int(case[1]) - 1, int(case[2])
-            progress = Progress(total) if progress is None or k == 0 else progress
+            if progress is None or k == 0:      # a new run in the guest: a new clock
+                progress = Progress(total)
             line = progress.line(k, case[3]) + " [host clock]"
         print(line, flush=True)
     return echo
@@ -304,8 +305,7 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
         raise UsageError(f"{sys.executable} is under /run, which the guest replaces "
                          "with tmpfs: use a Python (virtual environment) elsewhere")
     kb, accel = _prepare(args)
-    final = results.check_new(results.new_path(f"{prefix}-{accel}-{args.timing}", args.results).resolve(),
-                              create=True)
+    final = results.output(None, f"{prefix}-{accel}-{args.timing}", args.results)
     name = final.name
     with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
         guest_result = Path(share) / name
