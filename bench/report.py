@@ -15,7 +15,6 @@ import re
 import matplotlib
 import numpy as np
 import pandas as pd
-import pyperf
 from matplotlib.figure import Figure     # no pyplot: no global state, no GUI backend, Agg on save
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -449,13 +448,13 @@ def stability_checks(path: pathlib.Path) -> dict[str, list[str]]:
     return checks
 
 
-def _stability_blocks(suites: list[pathlib.Path], run_ids: list[str]) -> list:
+def _stability_blocks(suites: list[pathlib.Path], run_ids: list[str], summary: pd.DataFrame) -> list:
     blocks = [("p", "pyperf's own checks of each case (`python -m pyperf check FILE`): the warnings it "
                     "prints, case by case. A case flagged here is measured with less confidence than its "
                     "CI alone suggests.")]
     for path, run_id in zip(suites, run_ids):
         checks = stability_checks(path)
-        total = len(pyperf.BenchmarkSuite.load(str(path)).get_benchmarks())
+        total = int((summary["run_id"] == run_id).sum())
         blocks.append(("p", f"`{run_id}`: {len(checks)} of {total} cases flagged."))
         if checks:
             blocks.append(("list", [f"`{case}`: " + "; ".join(w) for case, w in checks.items()]))
@@ -594,7 +593,7 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     written[CASES_CSV] = output / CASES_CSV
     f.table.drop(columns=["started"]).to_csv(written[CASES_CSV], index=False, float_format="%.6g")
     suites, _ = results.split(paths)
-    doc = build(f, rfc, plots, paths, _stability_blocks(suites, A.run_ids(suites)))
+    doc = build(f, rfc, plots, paths, _stability_blocks(suites, A.run_ids(suites), f.summary))
     written["report.md"] = output / "report.md"
     written["report.md"].write_text(to_markdown(doc))
     written["report.html"] = output / "report.html"
