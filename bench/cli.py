@@ -10,8 +10,6 @@ from .errors import BenchError, UsageError
 
 #: Modules that add their own subcommands through register_cli(subparsers).
 PLUGINS = ("bench.kernel", "bench.vm", "bench.rfc", "bench.report_cli")
-#: The driver runs at most this many tracer/tracee pairs at once (tracers/driver.c).
-MAX_PARALLEL = 64
 
 
 class Parser(argparse.ArgumentParser):
@@ -54,13 +52,16 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_run(args) -> int:
+    import tracers.driver
+
     from . import runner, summary
 
     if args.scaling:
         args.pages = sorted(set(args.pages) | {0, 1, 16, 256, 4096})
         args.parallel = sorted(set(args.parallel) | {1, 2, 4})
-    if not all(1 <= m <= MAX_PARALLEL for m in args.parallel):
-        raise UsageError(f"--parallel takes pair counts from 1 to {MAX_PARALLEL}")
+    most = tracers.driver.constants()["max_parallel"]
+    if not all(1 <= m <= most for m in args.parallel):
+        raise UsageError(f"--parallel takes pair counts from 1 to {most}")
     if args.cpus and len(args.cpus) != 2:
         raise UsageError("--cpus takes two CPUs: TRACER,TRACEE for cross-CPU pinning")
     opts = runner.RunOptions(
@@ -107,8 +108,9 @@ def build_parser() -> Parser:
                    "longer values average out a noisy host")
     p.add_argument("--output", type=pathlib.Path, help="results file (default: results/HOST-TIME.json)")
     p.add_argument("--tag", type=parse_tag, action="append", default=[], help="KEY=VALUE recorded in the metadata")
-    p.add_argument("--timeout", type=float, default=600.0,
-                   help="seconds one backend run may take before it is killed and reported (default: 600)")
+    p.add_argument("--timeout", type=float,
+                   help="seconds one backend run may take before it is killed and reported "
+                        "(default: the driver's, 'tracers/vmexec constants')")
     p.add_argument("--stop-on-failure", action="store_true",
                    help="measure nothing if any case fails its check (default: measure the others)")
     p.set_defaults(func=_cmd_run)
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--values must be >= 1")
         if getattr(args, "min_time", None) is not None and not 0 < args.min_time <= 60:
             raise UsageError("--min-time must be > 0 and <= 60 seconds")
-        if getattr(args, "timeout", 1) <= 0:
+        if getattr(args, "timeout", None) is not None and args.timeout <= 0:
             raise UsageError("--timeout must be > 0")
         return args.func(args)
     except BenchError as e:

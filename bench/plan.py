@@ -22,7 +22,7 @@ class Case:
     cpu_tracee: int | None
     pages: int = 0
     parallel: int = 1
-    timeout: float = 600.0      # seconds for one backend run
+    timeout: float | None = None    # seconds for one backend run; None: the driver's default
 
     @property
     def name(self) -> str:
@@ -50,7 +50,7 @@ def _cpus_for(pin: str, cpus: tuple[int, int]) -> tuple[int | None, int | None]:
 
 
 def build_plan(backends: list[Backend], pins: list[str], pages: list[int],
-               parallel: list[int], cpus: tuple[int, int], timeout: float = 600.0) -> list[Case]:
+               parallel: list[int], cpus: tuple[int, int], timeout: float | None = None) -> list[Case]:
     """Every backend at every pinning; then the pages and parallel sweeps.
 
     In-process backends have no second process to place: they run once,

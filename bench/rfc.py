@@ -21,12 +21,12 @@ from bench.cli import parse_tag
 from bench.environment import REPO
 from bench.errors import BenchError, UsageError
 from bench.kernel import cache_root
+from tracers.driver import constants
 
 PROGRAMS = ("ptrace_vm_exec", "process_vm_exec")
 SOURCES = [*(REPO / "rfc" / f"{p}.c" for p in PROGRAMS),
-           REPO / "rfc" / "replica.h", REPO / "tracers" / "process_vm_exec.h"]
+           REPO / "rfc" / "replica.h", REPO / "tracers" / "process_vm_exec.h", REPO / "tracee" / "args.h"]
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-fno-stack-protector"]
-EXIT_UNAVAILABLE = 3
 
 
 def compile_programs() -> dict[str, Path]:
@@ -52,11 +52,12 @@ def compile_programs() -> dict[str, Path]:
 
 def run(seconds: float = 5.0) -> list[dict]:
     """One result per program: its JSON line ({'program', 'available', ...})."""
+    unavailable = constants()["exit"]["unavailable"]
     results = []
     for name, exe in compile_programs().items():
         proc = subprocess.run([str(exe), str(seconds)], capture_output=True, text=True,
                               timeout=seconds + 60)
-        if proc.returncode not in (0, EXIT_UNAVAILABLE) or not proc.stdout.strip():
+        if proc.returncode not in (0, unavailable) or not proc.stdout.strip():
             raise BenchError(f"rfc/{name} failed (exit status {proc.returncode}): "
                              f"{(proc.stderr or proc.stdout).strip()[-500:]}")
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))

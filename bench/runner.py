@@ -89,7 +89,7 @@ class RunOptions:
     values: int | None = None
     min_time: float | None = None    # seconds per pyperf value
     keep_going: bool = True
-    timeout: float = 600.0          # seconds for one backend run
+    timeout: float | None = None    # seconds for one backend run; None: the driver's default
 
 
 def output_path(requested: pathlib.Path | None) -> pathlib.Path:
@@ -211,6 +211,7 @@ def run(opts: RunOptions, log=_say) -> RunOutcome:
     backends = select_backends(opts.backends)
     cpus = choose_cpus(opts.cpus)
     final = output_path(opts.output)
+    opts = dataclasses.replace(opts, timeout=opts.timeout or tracers.driver.constants()["default_timeout_s"])
     cases = plan.build_plan(backends, opts.pins, opts.pages, opts.parallel, cpus, opts.timeout)
 
     with _Interrupt():

@@ -5,7 +5,7 @@
  * address space; each raw syscall ends one process_vm_exec() call, the
  * tracer sets rax and calls again, for a fixed span of CLOCK_MONOTONIC.
  *
- *   process_vm_exec [SECONDS]    prints one JSON line (exit 3: no such syscall)
+ *   process_vm_exec [SECONDS]    prints one JSON line (EXIT_UNAVAILABLE: no such syscall)
  */
 #define _GNU_SOURCE
 #include <err.h>
@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tracee/args.h"
 #include "../tracers/process_vm_exec.h"
 
 #define TEST_SYSCALL 123
@@ -40,7 +41,7 @@ int main(int argc, char **argv)
 		printf("{\"program\": \"process_vm_exec\", \"available\": false, "
 		       "\"reason\": \"ENOSYS: no %s in /proc/kallsyms\"}\n",
 		       PROCESS_VM_EXEC_KSYM);
-		return 3;
+		return EXIT_UNAVAILABLE;
 	}
 	stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (stack == MAP_FAILED)

@@ -9,10 +9,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 
-#: Return value the backends emulate, and the tracee expects (the RFC's).
-DEFAULT_INJECT = 555
-
-
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
     syscalls: int                      # measured syscalls per tracee
@@ -20,9 +16,9 @@ class RunSpec:
     cpu_tracee: int | None = None
     pages: int = 0                     # pages the tracee writes between two syscalls
     parallel: int = 1                  # tracer/tracee pairs at once
-    inject: int = DEFAULT_INJECT
-    expect: int = DEFAULT_INJECT
-    timeout: float = 600.0             # seconds, whole run
+    inject: int | None = None          # value emulated; None: the driver's default
+    expect: int | None = None          # value the tracee checks for; None: the driver's default
+    timeout: float | None = None       # seconds, whole run; None: the driver's default
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,14 +13,6 @@
 #include <sys/syscall.h>
 #include <linux/seccomp.h>
 
-/* pidfd_open(): Linux 5.3.  pidfd_getfd(): Linux 5.6. */
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
-
 /* SECCOMP_RET_USER_NOTIF, SECCOMP_FILTER_FLAG_NEW_LISTENER, NOTIF_RECV/SEND: Linux 5.0. */
 #ifndef SECCOMP_RET_USER_NOTIF
 #define SECCOMP_RET_USER_NOTIF 0x7fc00000U

@@ -4,6 +4,7 @@
  * JSON object with what it measured.
  *
  *   vmexec list                       backends, and why any is unavailable
+ *   vmexec constants                  the values Python shares with the driver
  *   vmexec run BACKEND -n N [opts]    one measured run
  *   vmexec tracee -n N                the loop alone (native, untraced)
  *
@@ -20,11 +21,15 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "vmexec.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static const struct backend *find_backend(const char *name)
 {
@@ -65,6 +70,18 @@ static int cmd_list(void)
 		printf("}");
 	}
 	printf("\n]\n");
+	return EXIT_OK;
+}
+
+/* The values Python must agree on with the driver and the loop: told, never copied. */
+static int cmd_constants(void)
+{
+	printf("{\"loop_syscall\": %d, \"loop_arg\": %ld, \"loop_end_arg\": %ld,"
+	       " \"ptrace_sysemu\": %d, \"default_inject\": %d, \"default_timeout_s\": %d,"
+	       " \"max_parallel\": %d, \"page_bytes\": %d,"
+	       " \"exit\": {\"ok\": %d, \"failed\": %d, \"usage\": %d, \"unavailable\": %d}}\n",
+	       LOOP_SYSCALL, LOOP_ARG, LOOP_END_ARG, PTRACE_SYSEMU, DEFAULT_INJECT, DEFAULT_TIMEOUT_S,
+	       MAX_PARALLEL, PAGE_BYTES, EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE);
 	return EXIT_OK;
 }
 
@@ -140,10 +157,12 @@ static void describe_exit(struct session *s, int status)
 static void run_session(const struct backend *b, struct session *s)
 {
 	int status;
-	pid_t tracer = getpid();
-	/* s is shared: only the parent may store the pid in it. */
-	pid_t pid = fork();
+	pid_t tracer = getpid(), pid;
 
+	if (b->before_fork && b->before_fork(s))
+		return;
+	/* s is shared: only the parent may store the pid in it. */
+	pid = fork();
 	if (pid < 0) {
 		fail_errno(s, "fork");
 		return;
@@ -216,8 +235,8 @@ static void print_result(const struct backend *b, const struct run_config *cfg)
 
 static int cmd_run(int argc, char **argv)
 {
-	struct run_config cfg = { .inject = 555, .expect = 555, .cpu_tracer = -1,
-				  .cpu_tracee = -1, .parallel = 1, .timeout_s = 600 };
+	struct run_config cfg = { .inject = DEFAULT_INJECT, .expect = DEFAULT_INJECT, .cpu_tracer = -1,
+				  .cpu_tracee = -1, .parallel = 1, .timeout_s = DEFAULT_TIMEOUT_S };
 	const struct backend *b;
 	const char *why;
 	size_t size;
@@ -246,8 +265,8 @@ static int cmd_run(int argc, char **argv)
 		fprintf(stderr, "vmexec: unknown backend '%s' (see 'vmexec list')\n", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (cfg.syscalls < 1 || cfg.parallel < 1 || cfg.parallel > 64 || cfg.timeout_s < 1)
-		return usage_error("vmexec run: -n must be >= 1, -P between 1 and 64, -w >= 1");
+	if (cfg.syscalls < 1 || cfg.parallel < 1 || cfg.parallel > MAX_PARALLEL || cfg.timeout_s < 1)
+		return usage_error("vmexec run: -n must be >= 1, -P between 1 and " STR(MAX_PARALLEL) ", -w >= 1");
 	if (cfg.pages > (1L << 20))
 		return usage_error("vmexec run: -k is at most 1048576 pages");
 	why = b->unavailable ? b->unavailable() : NULL;
@@ -339,9 +358,11 @@ int main(int argc, char **argv)
 		}
 	if (argc >= 2 && !strcmp(argv[1], "list"))
 		return cmd_list();
+	if (argc >= 2 && !strcmp(argv[1], "constants"))
+		return cmd_constants();
 	if (argc >= 2 && !strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "tracee"))
 		return tracee_main(argc - 1, argv + 1);
-	return usage_error("usage: vmexec list | vmexec run BACKEND -n SYSCALLS [...] | vmexec tracee -n SYSCALLS");
+	return usage_error("usage: vmexec list | vmexec constants | vmexec run BACKEND -n SYSCALLS [...] | vmexec tracee -n SYSCALLS");
 }

@@ -11,7 +11,6 @@ import subprocess
 from .base import Backend, BackendFailed, BackendUnavailable, RunResult, RunSpec
 
 VMEXEC = pathlib.Path(__file__).with_name("vmexec")
-EXIT_UNAVAILABLE = 3
 #: Fault injection for the reliability tests: "BACKEND=FAULT[,...]", FAULT one
 #: of the driver's -F values (tracee-segv, tracer-crash, hang).
 FAULT_ENV = "VMEXEC_FAULT"
@@ -52,6 +51,14 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 @functools.cache
+def constants() -> dict:
+    """The values Python shares with the driver and the loop (`vmexec constants`), read, never copied:
+    loop_syscall, loop_arg, loop_end_arg, ptrace_sysemu, default_inject, default_timeout_s,
+    max_parallel, page_bytes, and exit (exit status by name)."""
+    return json.loads(_run_driver(["constants"], timeout=60).stdout)
+
+
+@functools.cache
 def driver_backends() -> tuple[DriverBackend, ...]:
     """Every backend the driver was built with, in its registry's order."""
     out = _run_driver(["list"], timeout=60).stdout
@@ -68,9 +75,11 @@ class DriverBackend(Backend):
         return self._reason
 
     def run(self, spec: RunSpec) -> RunResult:
-        args = ["run", self.name, "-n", str(spec.syscalls), "-i", str(spec.inject),
-                "-e", str(spec.expect), "-k", str(spec.pages), "-P", str(spec.parallel),
-                "-w", str(max(1, int(spec.timeout)))]
+        timeout = spec.timeout or constants()["default_timeout_s"]
+        args = ["run", self.name, "-n", str(spec.syscalls), "-k", str(spec.pages), "-P", str(spec.parallel),
+                "-w", str(max(1, int(timeout)))]
+        args += ["-i", str(spec.inject)] if spec.inject is not None else []
+        args += ["-e", str(spec.expect)] if spec.expect is not None else []
         if spec.cpu_tracer is not None:
             args += ["-t", str(spec.cpu_tracer)]
         if spec.cpu_tracee is not None:
@@ -78,9 +87,9 @@ class DriverBackend(Backend):
         if injected_fault(self.name):
             args += ["-F", injected_fault(self.name)]
         try:
-            proc = _run_driver(args, timeout=spec.timeout + 30)
+            proc = _run_driver(args, timeout=timeout + 30)
         except subprocess.TimeoutExpired:
-            raise BackendFailed(f"{self.name}: timeout after {spec.timeout + 30:.0f} s") from None
+            raise BackendFailed(f"{self.name}: timeout after {timeout + 30:.0f} s") from None
         try:
             report = json.loads(proc.stdout.strip().splitlines()[-1])
         except (json.JSONDecodeError, IndexError):
@@ -88,7 +97,7 @@ class DriverBackend(Backend):
                 f"killed by signal {signal.Signals(-proc.returncode).name}" if proc.returncode < 0
                 else f"exit status {proc.returncode}"])[-1]
             raise BackendFailed(f"{self.name}: driver gave no result ({detail})") from None
-        if proc.returncode == EXIT_UNAVAILABLE:
+        if proc.returncode == constants()["exit"]["unavailable"]:
             raise BackendUnavailable(report["error"])
         if proc.returncode != 0 or not report["ok"]:
             raise BackendFailed(f"{self.name}: {report['error']}")

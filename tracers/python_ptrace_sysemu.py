@@ -16,11 +16,7 @@ from ptrace import PtraceError
 from ptrace.binding import func as ptrace
 
 from .base import Backend, BackendFailed, BackendUnavailable, RunResult, RunSpec
-from .driver import VMEXEC, driver_backends
-
-PTRACE_SYSEMU = 31          # x86 uapi; python-ptrace has no name for it
-GETPPID = 110               # x86_64
-LOOP_ARG, LOOP_END_ARG = 0x5CA1AB1E, 0xE0D0E0D0   # tracee/tracee.h
+from .driver import VMEXEC, constants, driver_backends
 
 
 class PythonPtraceSysemu(Backend):
@@ -49,9 +45,9 @@ class PythonPtraceSysemu(Backend):
             os.sched_setaffinity(0, affinity)
 
     def _run_pinned(self, spec: RunSpec) -> RunResult:
+        expect = constants()["default_inject"] if spec.expect is None else spec.expect
         tracee = subprocess.Popen(
-            [str(VMEXEC), "tracee", "-s", "-n", str(spec.syscalls), "-e", str(spec.expect),
-             "-k", str(spec.pages)],
+            [str(VMEXEC), "tracee", "-s", "-n", str(spec.syscalls), "-e", str(expect), "-k", str(spec.pages)],
             stdout=subprocess.PIPE, text=True,
             preexec_fn=(lambda: os.sched_setaffinity(0, {spec.cpu_tracee}))
             if spec.cpu_tracee is not None else None)
@@ -73,7 +69,7 @@ class PythonPtraceSysemu(Backend):
             raise BackendFailed(
                 f"{self.name}: tracee exit {tracee.returncode}, "
                 f"{report.get('matched', 0)} of {spec.syscalls} return values matched "
-                f"(first wrong: {report.get('first_bad')}, expected {spec.expect})")
+                f"(first wrong: {report.get('first_bad')}, expected {expect})")
         return RunResult(self.name, spec.syscalls, 1, report["calls"], report["matched"], elapsed_ns,
                          report["pages"])
 
@@ -83,23 +79,26 @@ class PythonPtraceSysemu(Backend):
             raise BackendFailed(f"{self.name}: tracee did not stop (status {status:#x})")
         ptrace.ptrace_setoptions(pid, ptrace.PTRACE_O_EXITKILL if hasattr(ptrace, "PTRACE_O_EXITKILL")
                                  else 0x100000)
-        deadline = time.monotonic() + spec.timeout
+        c = constants()     # the loop's syscall and markers, PTRACE_SYSEMU (python-ptrace has no name for it)
+        inject = c["default_inject"] if spec.inject is None else spec.inject
+        timeout = spec.timeout or c["default_timeout_s"]
+        deadline = time.monotonic() + timeout
         t0 = time.perf_counter_ns()
-        ptrace.ptrace(PTRACE_SYSEMU, pid)
+        ptrace.ptrace(c["ptrace_sysemu"], pid)
         while True:
             _, status = os.waitpid(pid, 0)
             if not os.WIFSTOPPED(status):
                 raise BackendFailed(f"{self.name}: tracee ended during the loop (status {status:#x})")
             regs = ptrace.ptrace_getregs(pid)
-            if regs.orig_rax != GETPPID or regs.rdi not in (LOOP_ARG, LOOP_END_ARG):
+            if regs.orig_rax != c["loop_syscall"] or regs.rdi not in (c["loop_arg"], c["loop_end_arg"]):
                 raise BackendFailed(f"{self.name}: intercepted a foreign syscall {regs.orig_rax}")
-            if regs.rdi == LOOP_END_ARG:
+            if regs.rdi == c["loop_end_arg"]:
                 elapsed = time.perf_counter_ns() - t0
                 break
             if time.monotonic() > deadline:
-                raise BackendFailed(f"{self.name}: timeout after {spec.timeout:.0f} s")
-            regs.rax = spec.inject
+                raise BackendFailed(f"{self.name}: timeout after {timeout:.0f} s")
+            regs.rax = inject
             ptrace.ptrace_setregs(pid, regs)
-            ptrace.ptrace(PTRACE_SYSEMU, pid)
+            ptrace.ptrace(c["ptrace_sysemu"], pid)
         ptrace.ptrace_detach(pid)
         return elapsed

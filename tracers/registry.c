@@ -1,22 +1,23 @@
 // SPDX-License-Identifier: MIT
-/* Every backend, once.  Adding one: its own file, and a line in each list. */
+/* Every backend, once.  Adding one: its own file, and one line here. */
 #include <stddef.h>
 
 #include "vmexec.h"
 
-extern const struct backend native, ptrace_sysemu, ptrace_sysemu_poke, ptrace_syscall, process_vm_exec;
-extern const struct backend seccomp_trace, seccomp_unotify, seccomp_unotify_sync, seccomp_trap, syscall_user_dispatch;
+#define BACKENDS(X) \
+	X(native) \
+	X(ptrace_sysemu) \
+	X(ptrace_sysemu_poke) \
+	X(ptrace_syscall) \
+	X(process_vm_exec) \
+	X(seccomp_trace) \
+	X(seccomp_unotify) \
+	X(seccomp_unotify_sync) \
+	X(seccomp_trap) \
+	X(syscall_user_dispatch)
 
-const struct backend *const backends[] = {
-	&native,
-	&ptrace_sysemu,
-	&ptrace_sysemu_poke,
-	&ptrace_syscall,
-	&process_vm_exec,
-	&seccomp_trace,
-	&seccomp_unotify,
-	&seccomp_unotify_sync,
-	&seccomp_trap,
-	&syscall_user_dispatch,
-	NULL,
-};
+#define DECLARE(name) extern const struct backend name;
+#define ADDRESS(name) &name,
+BACKENDS(DECLARE)
+
+const struct backend *const backends[] = { BACKENDS(ADDRESS) NULL };

@@ -9,11 +9,9 @@
  * the wake-ups become synchronous, so a pair on one CPU switches directly
  * between tracee and supervisor instead of going through the scheduler.
  *
- * The listener is created in the tracee (the filter must be its own) and the
- * supervisor takes a copy with pidfd_getfd() (Linux 5.6).  An SCM_RIGHTS
- * socketpair would have to exist before the fork, and the driver forks
- * without asking the backend; pidfd_getfd needs no setup, only ptrace access
- * to our own child, which unotify_unavailable() tries for real.
+ * The listener is created in the tracee (the filter must be its own) and
+ * handed to the supervisor over a socketpair made before the fork
+ * (SCM_RIGHTS): no ptrace access is needed, as with a real supervisor.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,14 +19,15 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "compat.h"
 #include "vmexec.h"
 
-/* s->backend.words[]: the tracee's listener fd, then its two hand-shake flags. */
-enum { LISTENER, READY, GO };
+/* s->backend.words[]: the socketpair's two ends. */
+enum { SUPERVISOR_END, TRACEE_END };
 
 static int try_sync_wake_up(long unused)
 {
@@ -40,44 +39,9 @@ static int try_sync_wake_up(long unused)
 	return ioctl(fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
 }
 
-/* pidfd_getfd() on a child, as the supervisor will do: 0 or its errno. */
-static int try_pidfd_getfd(void)
-{
-	int err = 0, pidfd, fd = -1;
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		pause();
-		_exit(0);
-	}
-	if (pid < 0)
-		return errno;
-	pidfd = syscall(SYS_pidfd_open, pid, 0);
-	if (pidfd >= 0)
-		fd = syscall(SYS_pidfd_getfd, pidfd, STDERR_FILENO, 0);
-	if (fd < 0 && errno != EBADF)	/* EBADF: access granted, the child just had no stderr */
-		err = errno;
-	if (fd >= 0)
-		close(fd);
-	if (pidfd >= 0)
-		close(pidfd);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return err;
-}
-
 static const char *unotify_unavailable(void)
 {
-	const char *why = seccomp_unavailable(SECCOMP_RET_USER_NOTIF, "SECCOMP_RET_USER_NOTIF", "5.0");
-	int err;
-
-	if (why)
-		return why;
-	err = try_pidfd_getfd();
-	if (!err)
-		return NULL;
-	return unavailable_reason(err, err == ENOSYS ? "pidfd_getfd() needs Linux 5.6+"
-				  : "pidfd_getfd() on a child is denied (Yama ptrace_scope or a seccomp policy)");
+	return seccomp_unavailable(SECCOMP_RET_USER_NOTIF, "SECCOMP_RET_USER_NOTIF", "5.0");
 }
 
 static const char *unotify_sync_unavailable(void)
@@ -95,24 +59,77 @@ static const char *unotify_sync_unavailable(void)
 				  : "ioctl(SECCOMP_IOCTL_NOTIF_SET_FLAGS) failed");
 }
 
+static int make_socketpair(struct session *s)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+		return fail_errno(s, "socketpair");
+	s->backend.words[SUPERVISOR_END] = sv[0];
+	s->backend.words[TRACEE_END] = sv[1];
+	return 0;
+}
+
+static int send_fd(int sock, int fd)
+{
+	char byte = 0, control[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = control, .msg_controllen = sizeof(control) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+/* The fd sent over sock; -1 with errno set, or with errno 0 if the sender hung up. */
+static int receive_fd(int sock)
+{
+	char byte, control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = control, .msg_controllen = sizeof(control) };
+	struct cmsghdr *c;
+	ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	int fd;
+
+	if (n <= 0) {
+		if (n == 0)
+			errno = 0;
+		return -1;
+	}
+	c = CMSG_FIRSTHDR(&msg);
+	if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) {
+		errno = EPROTO;
+		return -1;
+	}
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
 static int unotify_setup(struct session *s)
 {
-	volatile long *w = s->backend.words;
-	int fd = seccomp_filter_getppid(SECCOMP_RET_USER_NOTIF, SECCOMP_FILTER_FLAG_NEW_LISTENER);
+	int sock = s->backend.words[TRACEE_END], fd;
+	char go;
 
+	close(s->backend.words[SUPERVISOR_END]);
+	fd = seccomp_filter_getppid(SECCOMP_RET_USER_NOTIF, SECCOMP_FILTER_FLAG_NEW_LISTENER);
 	if (fd < 0)
 		return fail_errno(s, "seccomp(SECCOMP_RET_USER_NOTIF filter)");
-	w[LISTENER] = fd;
-	__atomic_store_n(&w[READY], 1, __ATOMIC_RELEASE);
-	/*
-	 * Held until the supervisor has its copy of the listener: a getppid
-	 * now would wait for a supervisor that is not listening yet.  Only
-	 * getppid is filtered, so sched_yield() and close() run normally.
-	 */
-	while (!__atomic_load_n(&w[GO], __ATOMIC_ACQUIRE))
-		sched_yield();
+	if (send_fd(sock, fd))
+		return fail_errno(s, "sendmsg(listener)");
 	/* Ours is not needed: if the supervisor's goes, getppid fails (ENOSYS) instead of hanging. */
 	close(fd);
+	/*
+	 * Held until the supervisor listens and has started its clock.  Only
+	 * getppid is filtered, so read() and close() run normally.
+	 */
+	if (read(sock, &go, 1) != 1)
+		return fail(s, "the supervisor hung up before the loop");
+	close(sock);
 	return 0;
 }
 
@@ -147,7 +164,7 @@ static void on_sigchld(int sig)
 		siglongjmp(tracee_died, 1);
 }
 
-static int supervise(struct session *s, int listener)
+static int supervise(struct session *s, int listener, int sock)
 {
 	struct seccomp_notif_resp resp = { .val = s->cfg->inject };
 	struct seccomp_notif req;
@@ -156,7 +173,8 @@ static int supervise(struct session *s, int listener)
 	if (sigsetjmp(tracee_died, 1) || tracee_ended(s, &info))
 		goto ended;
 	s->t0_ns = now_ns();
-	__atomic_store_n(&s->backend.words[GO], 1, __ATOMIC_RELEASE);
+	if (send(sock, "", 1, MSG_NOSIGNAL) != 1)	/* no SIGPIPE if the tracee is gone */
+		return fail_errno(s, "send(go)");
 	for (;;) {
 		long arg;
 		int ret;
@@ -196,31 +214,24 @@ ended:
 static int trace_unotify(struct session *s, int sync)
 {
 	struct sigaction sa = { .sa_handler = on_sigchld, .sa_flags = SA_NOCLDSTOP }, old;
-	volatile long *w = s->backend.words;
-	int pidfd, listener, ret;
-	siginfo_t info;
+	int sock = s->backend.words[SUPERVISOR_END], listener, ret;
 
-	while (!__atomic_load_n(&w[READY], __ATOMIC_ACQUIRE)) {
-		if (tracee_ended(s, &info))
-			return tracee_ended_error(s, &info, "before installing its filter");
-		sched_yield();
-	}
-	pidfd = syscall(SYS_pidfd_open, s->tracee, 0);
-	if (pidfd < 0)
-		return fail_errno(s, "pidfd_open(tracee)");
-	listener = syscall(SYS_pidfd_getfd, pidfd, (int)w[LISTENER], 0);
-	close(pidfd);
-	if (listener < 0)
-		return fail_errno(s, "pidfd_getfd(tracee's listener)");
-	if (sync && ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)) {
+	close(s->backend.words[TRACEE_END]);	/* so a dead tracee reads as a hang-up */
+	listener = receive_fd(sock);
+	if (listener < 0) {
+		ret = errno ? fail_errno(s, "recvmsg(the tracee's listener)")
+			    : fail(s, "the tracee ended before sending its listener");
+	} else if (sync && ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)) {
 		ret = fail_errno(s, "ioctl(SECCOMP_IOCTL_NOTIF_SET_FLAGS, SYNC_WAKE_UP)");
 	} else {
 		armed = died = 0;	/* SA_NOCLDSTOP: only the tracee's end counts */
 		sigaction(SIGCHLD, &sa, &old);
-		ret = supervise(s, listener);
+		ret = supervise(s, listener, sock);
 		sigaction(SIGCHLD, &old, NULL);
 	}
-	close(listener);
+	if (listener >= 0)
+		close(listener);
+	close(sock);
 	return ret;
 }
 
@@ -238,6 +249,7 @@ const struct backend seccomp_unotify = {
 	.name = "seccomp-unotify",
 	.description = "SECCOMP_RET_USER_NOTIF: a supervisor answers each call with NOTIF_RECV/NOTIF_SEND",
 	.unavailable = unotify_unavailable,
+	.before_fork = make_socketpair,
 	.tracee_setup = unotify_setup,
 	.trace = trace_async,
 };
@@ -246,6 +258,7 @@ const struct backend seccomp_unotify_sync = {
 	.name = "seccomp-unotify-sync",
 	.description = "seccomp-unotify with SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6+): synchronous wake-ups",
 	.unavailable = unotify_sync_unavailable,
+	.before_fork = make_socketpair,
 	.tracee_setup = unotify_setup,
 	.trace = trace_sync,
 };

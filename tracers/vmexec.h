@@ -3,10 +3,10 @@
  * The backend interface of the `vmexec` driver.
  *
  * One backend per interception mechanism, in one file each, listed once in
- * registry.c.  The driver forks the tracee (a child running syscall_loop()),
- * calls the backend's tracee_setup() in the child and its trace() in the
- * parent.  A backend with no trace() is in-process: the tracee intercepts
- * its own syscalls and times its own loop.
+ * registry.c.  The driver calls the backend's before_fork(), forks the tracee
+ * (a child running syscall_loop()), calls tracee_setup() in the child and
+ * trace() in the parent.  An in-process backend has no trace(): the tracee
+ * intercepts its own syscalls and times its own loop.
  */
 #ifndef VMEXEC_H
 #define VMEXEC_H
@@ -16,6 +16,11 @@
 
 #include "../tracee/args.h"
 #include "../tracee/tracee.h"
+
+/* Defaults of `vmexec run`, which `vmexec constants` tells Python. */
+#define DEFAULT_INJECT    555   /* the value the RFC's benchmark emulated */
+#define DEFAULT_TIMEOUT_S 600
+#define MAX_PARALLEL      64
 
 /* What one run of the driver is asked to do. */
 struct run_config {
@@ -51,6 +56,11 @@ struct backend {
 	/* NULL when the mechanism is usable here, else why not ("ENOSYS: ..."). */
 	const char *(*unavailable)(void);
 	/*
+	 * Runs in the tracer before fork: creates what the tracee inherits (a
+	 * socket, a shared file).  Returns 0, or -1 after setting s->error.
+	 */
+	int (*before_fork)(struct session *s);
+	/*
 	 * Runs in the tracee after fork, before syscall_loop().  Returns 0 to
 	 * run the loop, or -1 after setting s->error.
 	 */
@@ -63,14 +73,13 @@ struct backend {
 	int (*trace)(struct session *s);
 	/* The tracee intercepts its own syscalls: no tracer, the loop times itself. */
 	int in_process;
-	/* Extra flags: the tracee must not exit after the loop (it lends its mm). */
+	/* The tracee must not exit after the loop (it lends its mm). */
 	int tracee_lends_mm;
 };
 
 extern const struct backend *const backends[];
 
-/* Helpers shared by backends (driver.c). */
-/* runtime.c: what backends call back into. */
+/* What backends call back into (runtime.c). */
 uint64_t now_ns(void);
 int fail(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int fail_errno(struct session *s, const char *what);
