@@ -212,6 +212,11 @@ def _pairs(run: pd.DataFrame, numerator: str, denominator: str, pages: int, para
         yield pin, num_pin[pin], den_pin[pin], num[pin], den[pin]
 
 
+def base_cases(s: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the base matrix: no pages written, one pair (the sweeps' other points left out)."""
+    return s[(s["pages"] == 0) & (s["parallel"] == 1)]
+
+
 def pin_order(pin: str) -> int:
     order = (*PIN_PREFERENCE, IN_PROCESS)
     return order.index(pin) if pin in order else len(order)

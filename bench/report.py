@@ -1,30 +1,26 @@
-"""`bench report`, `bench compare`, `bench check`: results turned into an answer a reader can check.
+"""`bench report`: results turned into an answer a reader can check.
 
-The statistics live in bench.analysis; this module only draws them
-(matplotlib figures), lays them out as a document (a list of blocks) and
-renders that document twice: Markdown for a code-hosting site and one
-self-contained HTML file with the plots embedded.
+The statistics live in bench.analysis and the plots in bench.plots; this
+module lays them out as a document (a list of blocks, section by section from
+one list) and renders that document twice: Markdown for a code-hosting site
+and one self-contained HTML file with the plots embedded.
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import pathlib
 import re
+from typing import Callable
 
-import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure     # no pyplot: no global state, no GUI backend, Agg on save
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from . import accelerators
 from . import analysis as A
-from . import results
+from . import plots, results
 from .errors import UsageError, writable_directory
-
-#: Log scale when the largest value is this many times the smallest.
-LOG_SPREAD = 20
+from .plots import run_title
 
 
 # --------------------------------------------------------------------------- inputs
@@ -43,284 +39,6 @@ def load_inputs(paths) -> tuple[pd.DataFrame, list[dict]]:
     if not suites:
         raise UsageError("no pyperf results among the files given (only RFC-replica files)")
     return A.load(suites), [A.load_rfc(p) for p in rfc]
-
-
-# --------------------------------------------------------------------------- plots
-
-SYSEMU_COLOR, CANDIDATE_COLOR, OTHER_COLOR = "#d62728", "#2ca02c", "#1f77b4"
-
-
-def _color(backend: str) -> str:
-    return {A.BASELINE: SYSEMU_COLOR, A.CANDIDATE: CANDIDATE_COLOR, A.NATIVE: "#7f7f7f"}.get(backend, OTHER_COLOR)
-
-
-def _label(row) -> str:
-    return f"{row['backend']} ({row['pin']})"
-
-
-def run_title(row) -> str:
-    """How a run is named on plots and in tables: which machine, which kernel."""
-    where = (f"VM {accelerators.label(row['accelerator'])}, {row['timing']} timing" if row["vm"]
-             else f"host, {row['accelerator']}")
-    return f"{row['run_id']} — {where}, Linux {row['kernel']}"
-
-
-def _base(s: pd.DataFrame) -> pd.DataFrame:
-    return s[(s["pages"] == 0) & (s["parallel"] == 1)]
-
-
-def _panels(frame: pd.DataFrame, height_per_row: float, *, width: float = 11.0, min_height: float = 2.2,
-            first: set[str] = frozenset()):
-    """One horizontal panel per run (those in `first` on top), each tall enough for its rows;
-    yields (axes, run_id, run rows)."""
-    runs = sorted(frame.groupby("run_id", sort=True), key=lambda item: item[0] not in first)
-    heights = [max(min_height, 0.9 + height_per_row * len(g)) for _, g in runs]
-    fig = Figure(figsize=(width, sum(heights) + 0.4 * len(runs)), layout="constrained")
-    axes = fig.subplots(len(runs), 1, squeeze=False, height_ratios=heights)[:, 0]
-    return fig, [(ax, run_id, g) for ax, (run_id, g) in zip(axes, runs)]
-
-
-def _maybe_log(ax, values, axis: str = "x", fmt=lambda v: f"{v:,.0f}") -> None:
-    """Log scale when the values span more than LOG_SPREAD; plain numbers on the ticks either way."""
-    values = np.asarray([v for v in values if v > 0 and np.isfinite(v)])
-    if len(values) and values.max() / values.min() > LOG_SPREAD:
-        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
-    _ticks(ax, axis, fmt)
-
-
-def _ticks(ax, axis: str, fmt) -> None:
-    """Tick labels as fmt(value) (e.g. "10,000", "5x") instead of 10^4; minor ones only on short log axes."""
-    target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_formatter(FuncFormatter(lambda v, _: fmt(v)))
-    low, high = (ax.get_xlim() if axis == "x" else ax.get_ylim())
-    short = target.get_scale() == "log" and low > 0 and high / low < 30
-    if short:       # only 2x and 5x minor ticks: labelled every 1-9 they collide
-        target.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-    target.set_minor_formatter(FuncFormatter(lambda v, _: fmt(v)) if short else NullFormatter())
-
-
-def _dots(ax, y, values, low, high, colors, **kw) -> None:
-    """A dot per value with its CI as a whisker: on a log axis a bar's length would mean nothing."""
-    values = np.asarray(values, dtype=float)
-    ax.errorbar(values, y, xerr=[values - np.asarray(low), np.asarray(high) - values], fmt="none",
-                ecolor="black", elinewidth=1, capsize=3, zorder=2)
-    ax.scatter(values, y, c=colors, s=36, zorder=3, **kw)
-
-
-def _hbars(ax, labels, values, low, high, colors, fmt) -> None:
-    """One row per label: a dot with CI whiskers, labelled with fmt(value) just past its whisker."""
-    y = np.arange(len(labels))
-    _dots(ax, y, values, low, high, colors)
-    for yi, (v, h) in enumerate(zip(values, high)):
-        ax.annotate(fmt(v), (h, yi), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
-    ax.set_yticks(y, labels)
-    ax.invert_yaxis()           # first row on top, as in the tables
-    ax.grid(axis="x", which="both", alpha=0.3)
-    ax.margins(x=0.12)          # room for the value labels
-
-
-def plot_cost(s: pd.DataFrame) -> Figure:
-    """Median ns per intercepted syscall for every backend, with 95% CI error bars."""
-    base = _base(s).sort_values(["run_id", "median_ns"])
-    fig, panels = _panels(base, 0.32)
-    for ax, run_id, g in panels:
-        _hbars(ax, [_label(r) for _, r in g.iterrows()], g["median_ns"].to_numpy(),
-               g["ci_low"].to_numpy(), g["ci_high"].to_numpy(), [_color(b) for b in g["backend"]],
-               lambda v: f"{v:,.0f}")
-        _maybe_log(ax, base["median_ns"])
-        ax.set_title(run_title(g.iloc[0]), fontsize=10)
-        ax.set_xlabel("ns per intercepted syscall (median; whiskers: 95% bootstrap CI)")
-    fig.suptitle("Cost per syscall, by backend (lower is faster)")
-    return fig
-
-
-def plot_speedup(r: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
-    """Speed-up of every backend over PTRACE_SYSEMU at the same pinning, with the RFC's 5x claim."""
-    if r.empty:
-        return None
-    r = r.assign(backend=r["numerator"]).sort_values(["run_id", "speedup"], ascending=[True, False])
-    # The runs that answer the question (they measured process_vm_exec) on top: the first screen shows them.
-    fig, panels = _panels(r, 0.32, first=set(r.loc[r["backend"] == A.CANDIDATE, "run_id"]))
-    for ax, run_id, g in panels:
-        labels = [f"{row['backend']} ({row['pin']})" if row["numerator_pin"] != A.IN_PROCESS else
-                  f"{row['backend']} (in-process; vs SYSEMU {row['pin']})" for _, row in g.iterrows()]
-        _hbars(ax, labels, g["speedup"].to_numpy(),
-               g["speedup_low"].to_numpy(), g["speedup_high"].to_numpy(), [_color(b) for b in g["backend"]],
-               lambda v: f"{v:.2f}x")
-        ax.axvline(1.0, color=SYSEMU_COLOR, lw=1.2, label="PTRACE_SYSEMU itself (1x)")
-        ax.axvline(A.CLAIM, color="black", ls="--", lw=1.2, label=f"the RFC's claim: {A.CLAIM:g}x")
-        ax.set_xscale("log")
-        _ticks(ax, "x", lambda v: f"{v:g}x")
-        ax.set_title(run_title(runs.loc[run_id]), fontsize=10)
-        ax.set_xlabel("speed-up over PTRACE_SYSEMU (median SYSEMU ns ÷ median backend ns; 95% CI)")
-    fig.legend(*panels[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9)
-    fig.suptitle("How many times faster than PTRACE_SYSEMU (higher is faster)")
-    return fig
-
-
-PIN_COLORS = {"same": "#1f77b4", "cross": "#ff7f0e", "none": "#9467bd"}
-PIN_LABELS = {"same": "same CPU", "cross": "different CPUs", "none": "unpinned"}
-
-
-def plot_pinning(s: pd.DataFrame) -> Figure | None:
-    """Same CPU vs different CPUs (vs unpinned) for every tracer backend measured at two placements."""
-    base = _base(s)
-    base = base[base["pin"].isin(PIN_COLORS)]
-    multi = base.groupby(["run_id", "backend"])["pin"].transform("nunique") > 1
-    base = base[multi]
-    if base.empty:
-        return None
-    fig, panels = _panels(base.drop_duplicates(["run_id", "backend"]), 0.55)
-    for ax, run_id, _ in panels:
-        g = base[base["run_id"] == run_id]
-        backends = list(g.groupby("backend")["median_ns"].min().sort_values().index)
-        pins = [p for p in PIN_COLORS if p in set(g["pin"])]
-        height = 0.8 / len(pins)
-        for i, pin in enumerate(pins):
-            rows = g[g["pin"] == pin].set_index("backend").reindex(backends)
-            y = np.arange(len(backends)) + (i - (len(pins) - 1) / 2) * height
-            _dots(ax, y, rows["median_ns"], rows["ci_low"], rows["ci_high"], PIN_COLORS[pin],
-                  label=PIN_LABELS[pin])
-            for yi, (v, h) in enumerate(zip(rows["median_ns"], rows["ci_high"])):
-                if np.isfinite(v):
-                    ax.annotate(f"{v:,.0f}", (h, y[yi]), xytext=(4, 0), textcoords="offset points",
-                                va="center", fontsize=8)
-        ax.set_yticks(np.arange(len(backends)), backends)
-        ax.invert_yaxis()
-        ax.margins(x=0.08)
-        _maybe_log(ax, g["median_ns"])
-        ax.grid(axis="x", which="both", alpha=0.3)
-        ax.set_xlabel("ns per intercepted syscall (median, 95% CI)")
-        ax.set_title(run_title(g.iloc[0]), fontsize=10)
-    handles = {label: h for ax, _, _ in panels for h, label in zip(*ax.get_legend_handles_labels())}
-    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=len(handles), fontsize=9)
-    fig.suptitle("Tracer and tracee on the same CPU vs on different CPUs (lower is faster)")
-    return fig
-
-
-#: matplotlib 3.10 renamed boxplot's vert=False (now deprecated) to orientation="horizontal".
-HORIZONTAL = {"orientation": "horizontal"} if tuple(map(int, matplotlib.__version__.split(".")[:2])) >= (3, 10) \
-    else {"vert": False}
-
-
-def plot_distribution(df: pd.DataFrame, s: pd.DataFrame) -> Figure:
-    """Every value per backend (box: quartiles, whiskers 1.5 IQR, dots: outliers)."""
-    base = _base(s).sort_values(["run_id", "median_ns"])
-    fig, panels = _panels(base, 0.32)
-    for ax, run_id, g in panels:
-        values = [df.loc[(df["run_id"] == run_id) & (df["case"] == c), "value_ns"].to_numpy() for c in g["case"]]
-        box = ax.boxplot(values, **HORIZONTAL, patch_artist=True, widths=0.6,
-                         flierprops={"markersize": 3}, medianprops={"color": "black"})
-        for patch, backend in zip(box["boxes"], g["backend"]):
-            patch.set_facecolor(_color(backend))
-            patch.set_alpha(0.6)
-        ax.set_yticks(np.arange(1, len(g) + 1), [_label(r) for _, r in g.iterrows()])
-        ax.invert_yaxis()
-        _maybe_log(ax, np.concatenate(values))
-        ax.grid(axis="x", which="both", alpha=0.3)
-        n = sorted({int(g["n"].min()), int(g["n"].max())})
-        ax.set_xlabel(f"ns per intercepted syscall (box: quartiles and median; whiskers: 1.5 IQR; "
-                      f"dots: outliers; n = {'–'.join(map(str, n))} values per box)")
-        ax.set_title(run_title(g.iloc[0]), fontsize=10)
-    fig.suptitle("Distribution of the measurements, by backend")
-    return fig
-
-
-def _line_style(i: int) -> dict:
-    """Distinct colour and marker per line: more lines than one palette has colours must not share one."""
-    return {"color": matplotlib.colormaps["tab20"](i % 20), "marker": "osD^v<>ph*"[i % 10]}
-
-
-def _sweep_panels(lines: pd.DataFrame, title: str):
-    runs = lines["run_id"].unique()
-    fig = Figure(figsize=(9, 4.2 * len(runs)), layout="constrained")
-    axes = fig.subplots(len(runs), 1, squeeze=False)[:, 0]
-    fig.suptitle(title)
-    return fig, list(zip(axes, runs))
-
-
-def _label_sweep(ax, lines: pd.DataFrame, run_id: str, xlabel: str, ylabel: str) -> None:
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(run_title(lines[lines["run_id"] == run_id].iloc[0]), fontsize=10)
-    ax.grid(which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-
-
-def plot_pages(s: pd.DataFrame) -> Figure | None:
-    """ns/syscall against pages written by the tracee between syscalls (the pages sweep)."""
-    swept = s[(s["pages"] > 0) & (s["parallel"] == 1)]
-    if swept.empty:
-        return None
-    keys = swept[["run_id", "backend", "pin"]].drop_duplicates()
-    lines = s[s["parallel"] == 1].merge(keys, on=["run_id", "backend", "pin"]).sort_values("pages")
-    fig, panels = _sweep_panels(lines, "Cost as the tracee touches more memory between syscalls")
-    for ax, run_id in panels:
-        for i, ((backend, pin), g) in enumerate(lines[lines["run_id"] == run_id].groupby(["backend", "pin"])):
-            ax.errorbar(g["pages"], g["median_ns"], yerr=[g["median_ns"] - g["ci_low"], g["ci_high"] - g["median_ns"]],
-                        capsize=3, label=f"{backend} ({pin})", **_line_style(i))
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xticks(sorted(lines["pages"].unique()), [f"{p:g}" for p in sorted(lines["pages"].unique())])
-        _maybe_log(ax, lines["median_ns"], axis="y")
-        _label_sweep(ax, lines, run_id, "pages written between syscalls (4 KiB each; symlog)",
-                     "ns per syscall (median, 95% CI)")
-    return fig
-
-
-def plot_parallel(s: pd.DataFrame) -> Figure | None:
-    """Throughput (intercepted syscalls per second, all pairs together) against parallel tracees."""
-    swept = s[(s["parallel"] > 1) & (s["pages"] == 0)]
-    if swept.empty:
-        return None
-    rows, base = [], _base(s)
-    for (run_id, backend, pin), g in swept.groupby(["run_id", "backend", "pin"]):
-        # The sweep is unpinned; its parallel=1 point is the unpinned case, else the best other placement.
-        ones = base[(base["run_id"] == run_id) & (base["backend"] == backend)]
-        ones = ones.sort_values("pin", key=lambda p: p.map(lambda x: 0 if x == pin else 1 + A.pin_order(x)))
-        one = ones.head(1)
-        note = "" if one.empty or one["pin"].iloc[0] == pin else f"; 1 pair: {one['pin'].iloc[0]}"
-        rows.append(pd.concat([one, g]).assign(line=f"{backend} ({pin}{note})"))
-    lines = pd.concat(rows).sort_values("parallel")
-    fig, panels = _sweep_panels(lines, "Throughput with several tracer/tracee pairs at once (higher is better)")
-    for ax, run_id in panels:
-        for i, (line, g) in enumerate(lines[lines["run_id"] == run_id].groupby("line")):
-            # ns per syscall -> million syscalls per second; the CI bounds swap ends.
-            rate, slow, fast = 1e3 / g["median_ns"], 1e3 / g["ci_high"], 1e3 / g["ci_low"]
-            ax.errorbar(g["parallel"], rate, yerr=[rate - slow, fast - rate], capsize=3, label=line, **_line_style(i))
-        ax.set_xticks(sorted(lines["parallel"].unique()))
-        _maybe_log(ax, 1e3 / lines["median_ns"], axis="y", fmt=lambda v: f"{v:.3g}")
-        _label_sweep(ax, lines, run_id, "tracer/tracee pairs running at once",
-                     "million intercepted syscalls per second (95% CI)")
-    return fig
-
-
-def figures(f: A.Findings) -> dict[str, Figure]:
-    """Every plot the data supports, by file stem (sweeps only when the run swept)."""
-    s = f.summary
-    runs = s.drop_duplicates("run_id").set_index("run_id", drop=False)
-    figs = {"cost": plot_cost(s), "speedup": plot_speedup(f.all_ratios, runs),
-            "pinning": plot_pinning(s), "distribution": plot_distribution(f.values, s),
-            "pages": plot_pages(s), "parallel": plot_parallel(s)}
-    return {k: f for k, f in figs.items() if f is not None}
-
-
-def png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG (what notebooks display: IPython.display.Image(png_bytes(fig)))."""
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=110, format="png")
-    return buf.getvalue()
-
-
-def save(fig: Figure, directory: pathlib.Path, stem: str) -> dict[str, pathlib.Path]:
-    """PNG and SVG; the same data give the same bytes (no date, fixed SVG ids), so a diff shows real change."""
-    out = {}
-    with matplotlib.rc_context({"svg.hashsalt": "vmexec-bench"}):
-        for fmt, metadata in (("png", {"Software": None}), ("svg", {"Date": None})):
-            out[fmt] = directory / f"{stem}.{fmt}"
-            fig.savefig(out[fmt], dpi=110, format=fmt, metadata=metadata)
-    return out
 
 
 # --------------------------------------------------------------------------- the document
@@ -368,7 +86,7 @@ CASES_CSV = "cases.csv"
 def _backend_blocks(t: pd.DataFrame, df: pd.DataFrame) -> list:
     """Per run, every backend without sweeps (the sweeps are plotted; every case is in CASES_CSV)."""
     blocks = []
-    for run_id, g in _base(t).groupby("run_id", sort=True):
+    for run_id, g in A.base_cases(t).groupby("run_id", sort=True):
         blocks.append(("h", 3, run_title(g.iloc[0])))
         rows = [[f"`{row['case']}`", _ns(row["median_ns"]), f"{_ns(row['ci_low'])}–{_ns(row['ci_high'])}",
                  str(row["n"]), f"{100 * row['rel_std']:.1f}%", _x(row["x_native"]),
@@ -383,16 +101,6 @@ def _backend_blocks(t: pd.DataFrame, df: pd.DataFrame) -> list:
             blocks += [("p", "Could not be measured in this run (cases that share a reason on one line):"),
                        ("list", _reason_items(why))]
     return blocks
-
-
-PLOT_CAPTIONS = {
-    "cost": "Median ns per intercepted syscall, 95% bootstrap CI as whiskers.",
-    "speedup": f"Speed-up over PTRACE_SYSEMU at the same pinning; dashed line: the RFC's {A.CLAIM:g}x.",
-    "pinning": "Tracer and tracee on one CPU vs on two: the cost of cross-CPU wake-ups.",
-    "distribution": "Every measurement, per backend: spread and outliers behind the medians.",
-    "pages": "Cost as the tracee writes more pages between syscalls (address-space switch and TLB effects).",
-    "parallel": "Throughput with several tracer/tracee pairs at once (unpinned).",
-}
 
 
 def _host_guest_blocks(hg: pd.DataFrame) -> list:
@@ -417,7 +125,7 @@ def _rfc_blocks(summary: pd.DataFrame, rfc: list[dict]) -> list:
     t = A.rfc_table(rfc)
     rows = [[r["source"], f"`{r['program']}`", _ns(r["printed_ns"]) if r["available"] else "not run",
              _ns(r["true_ns"]) if r["available"] else r["reason"]] for _, r in t.iterrows()]
-    ours = _base(summary)
+    ours = A.base_cases(summary)
     ours = ours[ours["backend"].isin([A.BASELINE, A.CANDIDATE]) & (ours["pin"] == "same")]
     for _, r in ours.iterrows():
         program = {A.BASELINE: "ptrace-sysemu (≈ ptrace_vm_exec)", A.CANDIDATE: "process-vm-exec"}[r["backend"]]
@@ -474,39 +182,63 @@ def _environment_blocks(df: pd.DataFrame) -> list:
     return blocks
 
 
-#: The plot shown on the first screen, beside the verdict.
-KEY_PLOT = "speedup"
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What every section may draw on: the findings and what the report was made from."""
+    findings: A.Findings
+    rfc: list[dict]                 # RFC-replica records
+    plots: list[str]                # stems of the plots drawn
+    paths: list[pathlib.Path]       # every input file
+    suites: list[pathlib.Path]      # the pyperf suites among them
 
 
-def build(f: A.Findings, rfc: list[dict], plots: list[str], inputs: list[pathlib.Path],
-          stability: list | None = None) -> list:
+def _first_screen(i: Inputs) -> list:
+    """The verdict, its caveat and the key plot, then the rule they follow."""
+    h = i.findings.headline
+    return [("p", f"**Verdict: {h.sentence}**"),
+            *([("p", f"*Caveat:* {h.caveat}")] if h.caveat else []),
+            *([("img", plots.KEY_PLOT, plots.CAPTIONS[plots.KEY_PLOT])] if plots.KEY_PLOT in i.plots else []),
+            ("h", 1, "process_vm_exec vs PTRACE_SYSEMU: benchmark report"),
+            ("p", A.VERDICT_RULE),
+            ("p", "Inputs: " + ", ".join(f"`{p.name}`" for p in i.paths))]
+
+
+def _every_backend(i: Inputs) -> list:
+    return [("p", "ns/syscall: median of all pyperf values (warm-ups excluded), 95% CI by a two-level "
+                  "bootstrap of the median (pyperf worker processes resampled, then values within each). "
+                  "Cost vs native = backend ÷ native; speed-up vs SYSEMU = SYSEMU ÷ backend, both "
+                  "within the same run and pinning (in-process backends: against SYSEMU on the same CPU). "
+                  "For parallel cases the value is wall time over all calls (inverse throughput). "
+                  f"Below, each run's backends without sweeps; every case, sweeps included, is in "
+                  f"[`{CASES_CSV}`]({CASES_CSV})."),
+            *_backend_blocks(i.findings.table, i.findings.values)]
+
+
+def _other_plots(i: Inputs) -> list:
+    return [("img", stem, plots.CAPTIONS[stem]) for stem in i.plots if stem != plots.KEY_PLOT]
+
+
+#: The report, in order: (heading or None, section(inputs) -> blocks).  A section with no
+#: blocks is left out, heading and all.  Adding a section: its function and one entry here.
+SECTIONS: list[tuple[str | None, Callable[[Inputs], list]]] = [
+    (None, _first_screen),
+    ("The claim, run by run", lambda i: _claim_blocks(i.findings)),
+    ("Every backend", _every_backend),
+    ("Plots", _other_plots),
+    ("Host vs guest", lambda i: _host_guest_blocks(i.findings.host_guest) if i.findings.values["vm"].any() else []),
+    ("pyperf's stability checks", lambda i: _stability_blocks(i.suites, A.run_ids(i.suites), i.findings.summary)),
+    ("The RFC's figures beside ours", lambda i: _rfc_blocks(i.findings.summary, i.rfc)),
+    ("Environment", lambda i: _environment_blocks(i.findings.values)),
+]
+
+
+def build(i: Inputs) -> list:
     """The report as blocks: the verdict, its caveat and the key plot first, then the evidence behind them."""
-    df, headline = f.values, f.headline
-    doc = [("p", f"**Verdict: {headline.sentence}**"),
-           *([("p", f"*Caveat:* {headline.caveat}")] if headline.caveat else []),
-           *([("img", KEY_PLOT, PLOT_CAPTIONS[KEY_PLOT])] if KEY_PLOT in plots else []),
-           ("h", 1, "process_vm_exec vs PTRACE_SYSEMU: benchmark report"),
-           ("p", A.VERDICT_RULE),
-           ("p", "Inputs: " + ", ".join(f"`{p.name}`" for p in inputs)),
-           ("h", 2, "The claim, run by run"), *_claim_blocks(f),
-           ("h", 2, "Every backend"),
-           ("p", "ns/syscall: median of all pyperf values (warm-ups excluded), 95% CI by a two-level "
-                 "bootstrap of the median (pyperf worker processes resampled, then values within each). Cost vs native = backend ÷ native; speed-up vs SYSEMU = SYSEMU ÷ backend, both "
-                 "within the same run and pinning (in-process backends: against SYSEMU on the same CPU). "
-                 "For parallel cases the value is wall time over all calls (inverse throughput). "
-                 f"Below, each run's backends without sweeps; every case, sweeps included, is in "
-                 f"[`{CASES_CSV}`]({CASES_CSV})."),
-           *_backend_blocks(f.table, df),
-           ("h", 2, "Plots")]
-    for stem in plots:
-        if stem != KEY_PLOT:
-            doc.append(("img", stem, PLOT_CAPTIONS[stem]))
-    if df["vm"].any():
-        doc += [("h", 2, "Host vs guest"), *_host_guest_blocks(f.host_guest)]
-    if stability:
-        doc += [("h", 2, "pyperf's stability checks"), *stability]
-    doc += [("h", 2, "The RFC's figures beside ours"), *_rfc_blocks(f.summary, rfc),
-            ("h", 2, "Environment"), *_environment_blocks(df)]
+    doc = []
+    for heading, section in SECTIONS:
+        blocks = section(i)
+        if blocks:
+            doc += ([("h", 2, heading)] if heading else []) + blocks
     return doc
 
 
@@ -586,18 +318,17 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     writable_directory(output, create=True)
     f = A.findings(df)
     written = {}
-    figs = figures(f)
+    figs = plots.figures(f)
     for stem, fig in figs.items():
-        written.update({f"{stem}.{fmt}": p for fmt, p in save(fig, output, stem).items()})
-    plots = list(figs)      # each needs its caption in PLOT_CAPTIONS: build() looks it up
+        written.update({f"{stem}.{fmt}": p for fmt, p in plots.save(fig, output, stem).items()})
     written[CASES_CSV] = output / CASES_CSV
     f.table.drop(columns=["started"]).to_csv(written[CASES_CSV], index=False, float_format="%.6g")
     suites, _ = results.split(paths)
-    doc = build(f, rfc, plots, paths, _stability_blocks(suites, A.run_ids(suites), f.summary))
+    doc = build(Inputs(f, rfc, list(figs), paths, suites))
     written["report.md"] = output / "report.md"
     written["report.md"].write_text(to_markdown(doc))
     written["report.html"] = output / "report.html"
-    written["report.html"].write_text(to_html(doc, {s: (output / f"{s}.png").read_bytes() for s in plots}))
+    written["report.html"].write_text(to_html(doc, {s: (output / f"{s}.png").read_bytes() for s in figs}))
     return written
 
 

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from bench import report
+from bench import plots, report
 from conftest import run_bench
 from data.synthetic import write_reference_set, write_suite
 
@@ -29,7 +29,7 @@ def test_report_writes_markdown_html_and_plots(files, tmp_path):
     # the caveat and the key plot stand beside the verdict, on the first screen, not below the tables
     blocks = md.split("\n\n")
     assert blocks[1].startswith("*Caveat:*") and "path length" in blocks[1] and "distortion" in blocks[1]
-    assert blocks[2].startswith("![") and f"({report.KEY_PLOT}.png)" in blocks[2]
+    assert blocks[2].startswith("![") and f"({plots.KEY_PLOT}.png)" in blocks[2]
     # the document lists each backend once per pinning; every case, sweeps included, is in the CSV
     tables = md[md.index("## Every backend"):md.index("## Plots")]
     assert "`ptrace-sysemu:pin=same:pages=16`" not in tables and "(cases.csv)" in tables
