@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up everything this project needs (idempotently, every time), then
-#   ./run.sh [bench run options]   the main job: benchmark on this kernel,
-#                                  then in a VM on the patched kernel, then the report
+#   ./run.sh [bench run options]   the main job: a first answer (the claim's two
+#                                  backends, host and VM) in minutes, then the full
+#                                  benchmark on this kernel and in a VM on the
+#                                  patched kernel, then the report
 #   ./run.sh test [pytest options] the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -35,6 +37,14 @@ test)
     exec "$PY" -m pytest "$@"
     ;;
 *)
+    # First answer, in minutes: the claim's two backends (and native, the
+    # floor), same CPU, on the host and then in the guest, with a report of
+    # their own in results/first-answer/.  The full matrix below extends it.
+    claim=native,ptrace-sysemu,process-vm-exec
+    VMEXEC_RESULTS_DIR=results/first-answer "$PY" -m bench run --fast --pin same --backends "$claim"
+    VMEXEC_RESULTS_DIR=results/first-answer "$PY" -m bench vm run --timing icount -- \
+        --pin same --backends "$claim" --processes 1 --values 3
+    VMEXEC_RESULTS_DIR=results/first-answer "$PY" -m bench report
     # Host: every backend, both pinnings, both scaling sweeps.
     "$PY" -m bench run --scaling "$@"
     # Guest on the patched kernel (built and cached on first use): the same
