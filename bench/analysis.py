@@ -316,6 +316,8 @@ def backend_table(df: pd.DataFrame, s: pd.DataFrame | None = None) -> pd.DataFra
 #: the two compared, and python-ptrace-sysemu, whose cost is the Python interpreter's
 #: instruction mix rather than a kernel path.  Every other mechanism (all in C) enters.
 NOT_DISTORTION_PROBES = (BASELINE, CANDIDATE, "python-ptrace-sysemu")
+#: Fewer probes than this bound nothing: one mechanism's distortion says little about another's.
+MIN_PROBES = 3
 
 VERDICT_RULE = (f"Rule: the >{CLAIM:g}x claim is *reproduced* when the whole interval judged lies at or "
                 f"above {CLAIM:g}; *not reproduced* when it lies wholly below {CLAIM:g}; otherwise the data "
@@ -384,6 +386,10 @@ def assess(df: pd.DataFrame, row: pd.Series, hg: pd.DataFrame | None = None) -> 
     if used.empty:
         return Assessment(kind, None, None, f"the >{CLAIM:g}x claim cannot be judged for hardware "
                           "(no host run among the inputs bounds the emulator's distortion)", used)
+    if len(used) < MIN_PROBES:
+        return Assessment(kind, None, None, f"the >{CLAIM:g}x claim cannot be judged for hardware "
+                          f"(only {len(used)} C mechanism(s) measured on both host and guest; the distortion "
+                          f"range needs at least {MIN_PROBES})", used)
     low, high = row["speedup_low"] / used["distortion_high"].max(), row["speedup_high"] / used["distortion_low"].min()
     return Assessment(kind, low, high, judge(low, high, interval="range"), used)
 
@@ -438,6 +444,9 @@ def _caveat(h: pd.Series, a: Assessment) -> str:
     if a.distortions.empty:
         return text + ("No host run among the inputs measured the same mechanisms, so nothing bounds it: "
                        "add a host run (`python -m bench run`) to the report's inputs.")
+    if a.low is None:
+        return text + (f"Only {', '.join(a.distortions['backend'])} ran on both the host and this guest: too few "
+                       f"mechanisms (fewer than {MIN_PROBES}) to bound it; run more backends on both.")
     items = "; ".join(f"{r['backend']} {r['distortion']:.2f} ({r['distortion_low']:.2f}–{r['distortion_high']:.2f})"
                       for _, r in a.distortions.sort_values("distortion").iterrows())
     return text + (f"The range bounds it crudely: for every C mechanism both the host run "

@@ -67,10 +67,11 @@ def test_verdict_states_figure_ci_and_environment(df):
 #: Host and guest with known ratios and almost no noise: seccomp-trap's speed-up over SYSEMU is 5 on
 #: the host and 4 in the guest (distortion 0.8), ptrace-syscall's 0.5 and 0.625 (1.25).
 EXACT_HOST = {"ptrace-sysemu:pin=same": 10_000.0, "seccomp-trap:pin=in-process": 2_000.0,
-              "ptrace-syscall:pin=same": 20_000.0, "python-ptrace-sysemu:pin=same": 15_000.0}
+              "ptrace-syscall:pin=same": 20_000.0, "seccomp-trace:pin=same": 12_000.0,
+              "python-ptrace-sysemu:pin=same": 15_000.0}
 EXACT_GUEST = {"ptrace-sysemu:pin=same": 10_000.0, "process-vm-exec:pin=same": 2_000.0,
                "seccomp-trap:pin=in-process": 2_500.0, "ptrace-syscall:pin=same": 16_000.0,
-               "python-ptrace-sysemu:pin=same": 60_000.0}
+               "seccomp-trace:pin=same": 12_000.0, "python-ptrace-sysemu:pin=same": 60_000.0}
 
 
 def test_icount_verdict_is_a_path_length_ratio_judged_on_the_distortion_range(tmp_path):
@@ -81,11 +82,20 @@ def test_icount_verdict_is_a_path_length_ratio_judged_on_the_distortion_range(tm
     assert a.clock == "icount" and a.interval == "hardware-equivalent range"
     # 5x divided by the distortions 1.25 and 0.8; python-ptrace-sysemu (0.25) is no probe
     assert (a.low, a.high) == (pytest.approx(4.0, rel=1e-3), pytest.approx(6.25, rel=1e-3))
-    assert set(a.distortions["backend"]) == {"seccomp-trap", "ptrace-syscall"}
+    assert set(a.distortions["backend"]) == {"seccomp-trap", "ptrace-syscall", "seccomp-trace"}
     assert "path-length ratio" in h.sentence and "4.00–6.25x" in h.sentence
     assert "neither confirmed nor refuted (the range contains 5)" in h.sentence
     assert "seccomp-trap 0.80" in h.caveat and "ptrace-syscall 1.25" in h.caveat
     assert "python-ptrace-sysemu" not in h.caveat and "path length" in h.caveat
+
+
+def test_two_probes_are_too_few_to_bound_the_distortion(tmp_path):
+    two = {k: v for k, v in EXACT_HOST.items() if not k.startswith("seccomp-trace")}
+    host = write_suite(tmp_path / "host.json", two, sigma=1e-5)
+    guest = write_suite(tmp_path / "guest.json", EXACT_GUEST, vm=True, sigma=1e-5)
+    h = A.headline(A.load([host, guest]))
+    assert h.assessment.low is None and len(h.assessment.distortions) == 2
+    assert f"at least {A.MIN_PROBES}" in h.sentence and "too few" in h.caveat
 
 
 def test_icount_verdict_without_a_host_run_cannot_be_judged_for_hardware(files):
