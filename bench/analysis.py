@@ -240,22 +240,43 @@ def ratios(df: pd.DataFrame, numerator: str, denominator: str = BASELINE, *,
     percentile of the resampled ratios.
     """
     out = []
+    for p in paired_ratios(df, numerator, denominator, pages=pages, parallel=parallel):
+        low, high = _ci(p.boot)
+        first = p.first
+        out.append({"run_id": p.run_id, "started": first["started"], "pin": p.pin, "numerator_pin": p.numerator_pin,
+                    "denominator_pin": p.denominator_pin, "numerator": numerator, "denominator": denominator,
+                    "ratio": p.ratio, "ratio_low": low, "ratio_high": high,
+                    "speedup": 1 / p.ratio, "speedup_low": 1 / high, "speedup_high": 1 / low,
+                    "n_numerator": p.n_numerator, "n_denominator": p.n_denominator,
+                    **{k: first[k] for k in ("kernel", "accelerator", "timing", "vm", "host")}})
+    return pd.DataFrame(out, columns=RATIO_COLUMNS)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedRatio:
+    """One ratio of two cases of one run, with its bootstrap samples (BOOTSTRAP resampled ratios)."""
+    run_id: str
+    pin: str
+    numerator_pin: str
+    denominator_pin: str
+    ratio: float
+    boot: np.ndarray
+    n_numerator: int
+    n_denominator: int
+    first: pd.Series        # the run's first row: its run-level columns
+
+
+def paired_ratios(df: pd.DataFrame, numerator: str, denominator: str, *, pages: int = 0, parallel: int = 1):
+    """Every like-for-like pairing of numerator and denominator in each run (see ratios())."""
     for run_id, run in df.groupby("run_id", sort=True):
         if run["vm"].nunique() > 1:     # cannot happen for one file; guard the invariant anyway
             raise ValueError(f"run {run_id} mixes host and VM values")
-        first = run.iloc[0]
         for pin, num_pin, den_pin, num, den in _pairs(run, numerator, denominator, pages, parallel):
             rng = _rng()
             boot = bootstrap_medians(num, rng) / bootstrap_medians(den, rng)
             ratio = float(np.median(np.concatenate(num)) / np.median(np.concatenate(den)))
-            low, high = _ci(boot)
-            out.append({"run_id": run_id, "started": first["started"], "pin": pin, "numerator_pin": num_pin, "denominator_pin": den_pin,
-                        "numerator": numerator, "denominator": denominator,
-                        "ratio": ratio, "ratio_low": low, "ratio_high": high,
-                        "speedup": 1 / ratio, "speedup_low": 1 / high, "speedup_high": 1 / low,
-                        "n_numerator": sum(map(len, num)), "n_denominator": sum(map(len, den)),
-                        **{k: first[k] for k in ("kernel", "accelerator", "timing", "vm", "host")}})
-    return pd.DataFrame(out, columns=RATIO_COLUMNS)
+            yield PairedRatio(run_id, pin, num_pin, den_pin, ratio, boot, sum(map(len, num)), sum(map(len, den)),
+                              run.iloc[0])
 
 
 def all_ratios(df: pd.DataFrame, denominator: str = BASELINE) -> pd.DataFrame:

@@ -265,6 +265,29 @@ def plot_parallel(s: pd.DataFrame) -> Figure | None:
     return fig
 
 
+def plot_history(h: pd.DataFrame) -> Figure:
+    """Each backend's ratio to ptrace-sysemu run after run (regression.history), one panel per machine."""
+    machines = list(dict.fromkeys(h["machine"]))
+    fig = Figure(figsize=(11, 3.6 * len(machines)), layout="constrained")
+    axes = fig.subplots(len(machines), 1, squeeze=False)[:, 0]
+    for ax, where in zip(axes, machines):
+        g = h[h["machine"] == where]
+        runs = g.drop_duplicates("run_id").sort_values("started")
+        x = {run: i for i, run in enumerate(runs["run_id"])}
+        for i, (case, c) in enumerate(g.groupby("case", sort=True)):
+            xs = c["run_id"].map(x)
+            ax.errorbar(xs, c["ratio"], yerr=[c["ratio"] - c["ratio_low"], c["ratio_high"] - c["ratio"]],
+                        capsize=2, label=case, **_line_style(i))
+        ax.set_xticks(range(len(runs)), [f"{r['started'][:10]}\n{r['commit'][:12]}\n{r['kernel']}"
+                                         for _, r in runs.iterrows()], fontsize=7)
+        _maybe_log(ax, g["ratio"], axis="y", fmt=lambda v: f"{v:.3g}")
+        ax.set_ylabel("cost ÷ ptrace-sysemu (95% CI)")
+        ax.set_title(where, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
 @dataclasses.dataclass(frozen=True)
 class Plot:
     stem: str                                       # file name: STEM.png, STEM.svg

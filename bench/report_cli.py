@@ -1,15 +1,13 @@
-"""The `report`, `compare` and `check` commands: a thin layer over bench.report and bench.analysis.
+"""The `report` and `compare` commands: a thin layer over bench.report and bench.analysis.
 
 Kept apart from them so that every other command starts without importing
 pandas and matplotlib.
 """
 from __future__ import annotations
 
-import argparse
-import math
 import pathlib
 
-from .errors import BenchError, UsageError
+from .errors import UsageError
 
 
 def _cmd_report(args) -> int:
@@ -39,42 +37,6 @@ def _cmd_compare(args) -> int:
     return 0
 
 
-def _cmd_check(args) -> int:
-    from . import analysis as A
-
-    df = A.load([args.result])
-    for name in (args.backend, args.baseline):
-        if name not in set(df["backend"]):
-            raise UsageError(f"{args.result}: no {name!r} results (has: {', '.join(sorted(df['backend'].unique()))})")
-    r = A.ratios(df, args.backend, args.baseline)
-    if args.pin:
-        r = r[r["pin"] == args.pin]
-    if r.empty:
-        raise UsageError(f"{args.result}: {args.backend} and {args.baseline} were not measured at a common pinning"
-                         + (f" {args.pin}" if args.pin else ""))
-    bad = []
-    for _, row in r.iterrows():
-        over = row["ratio"] > args.max_ratio
-        print(f"{args.backend} / {args.baseline} (pin={row['pin']}): {row['ratio']:.3f} "
-              f"(95% CI {row['ratio_low']:.3f}–{row['ratio_high']:.3f}), limit {args.max_ratio:g}: "
-              + ("FAIL" if over else "ok"))
-        bad += [row["pin"]] if over else []
-    if bad:
-        raise BenchError(f"{args.backend} costs more than {args.max_ratio:g}x {args.baseline} "
-                         f"(pin={', '.join(bad)})")
-    return 0
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser("report", help="write report.md, report.html and plots from results")
     p.add_argument("results", nargs="*", type=pathlib.Path, metavar="RESULT",
@@ -88,12 +50,3 @@ def register_cli(subparsers) -> None:
     c.add_argument("a", type=pathlib.Path, metavar="A.json")
     c.add_argument("b", type=pathlib.Path, metavar="B.json")
     c.set_defaults(func=_cmd_compare)
-
-    k = subparsers.add_parser("check", help="fail (exit 1) if BACKEND costs more than R x BASELINE in one run")
-    k.add_argument("result", type=pathlib.Path, metavar="RESULT")
-    k.add_argument("--backend", required=True)
-    k.add_argument("--baseline", default="ptrace-sysemu")
-    k.add_argument("--max-ratio", type=_positive, required=True,
-                   help="largest allowed median(BACKEND) / median(BASELINE)")
-    k.add_argument("--pin", help="only this pinning (default: every pinning both were measured at)")
-    k.set_defaults(func=_cmd_check)

@@ -56,6 +56,9 @@ METADATA = {
     "vmexec_tag_accelerator": "the guest's accelerator: kvm or tcg",
     "vmexec_tag_timing": "the guest's clock: wall, or icount (1 ns per instruction)",
     "vmexec_tag_guest_kernel": "the guest kernel's release",
+    # a baseline (bench.regression)
+    "vmexec_baseline": "JSON: the runs a baseline was made from, each ratio's measured run-to-run noise, "
+                       "and the arguments that repeat its run",
 }
 
 

@@ -23,7 +23,7 @@ import pyperf
 
 import tracers
 from tracers import BackendFailed, BackendUnavailable
-from tracers.driver import FAULT_ENV, WORKER_FAULT_ENV
+from tracers.driver import TEST_KNOBS
 
 from . import environment, plan, results
 from .errors import BenchError, Interrupted, UsageError
@@ -242,7 +242,7 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
     tmp = workdir / "suite.json"
     # pyperf kills a worker that outlives every backend run it could make.
     argv = ["--output", str(tmp), "--plan", plan.dumps(runnable), "--timeout", str(int(opts.timeout * 2 + 60)),
-            "--inherit-environ", f"{FAULT_ENV},{WORKER_FAULT_ENV}"]
+            "--inherit-environ", ",".join(TEST_KNOBS)]
     if opts.mode != "normal":
         argv.append(f"--{opts.mode}")
     if opts.processes:

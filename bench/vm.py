@@ -160,8 +160,10 @@ def _hidden_in_guest(path: Path) -> bool:
 
 
 def _write_command(output_dir: Path, nonce: str, command: list[str], cwd: Path) -> Path:
+    from tracers.driver import TEST_KNOBS
+
     env = {"PATH": GUEST_PATH, "HOME": "/run/tmp", "TMPDIR": "/run/tmp", "PYTHONDONTWRITEBYTECODE": "1",
-           "LANG": "C.UTF-8", "TERM": "dumb"}
+           "LANG": "C.UTF-8", "TERM": "dumb", **{k: os.environ[k] for k in TEST_KNOBS if k in os.environ}}
     script = output_dir / f".vmexec-command-{nonce}.sh"
     script.write_text(
         f"cd {shlex.quote(str(cwd))} || exit 125\n"

@@ -242,8 +242,9 @@ static int cmd_run(int argc, char **argv)
 	size_t size;
 	char *pages = NULL;
 	int opt, failed = 0;
+	long plant_ns = 0;
 
-	while ((opt = getopt(argc, argv, "n:i:e:k:t:T:P:w:F:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:i:e:k:t:T:P:w:F:L:")) != -1) {
 		switch (opt) {
 		case 'n': cfg.syscalls = parse_count(optarg, "-n"); break;
 		case 'i': cfg.inject = parse_long(optarg, "-i", LONG_MIN); break;
@@ -254,8 +255,9 @@ static int cmd_run(int argc, char **argv)
 		case 'P': cfg.parallel = (int)parse_count(optarg, "-P"); break;
 		case 'w': cfg.timeout_s = (int)parse_count(optarg, "-w"); break;
 		case 'F': fault = parse_fault(optarg); break;
+		case 'L': plant_ns = parse_count(optarg, "-L"); break;
 		default: return usage_error("usage: vmexec run BACKEND -n SYSCALLS [-i INJECT] [-e EXPECT] "
-					    "[-k PAGES] [-t TRACER_CPU] [-T TRACEE_CPU] [-P PAIRS] [-w TIMEOUT_S] [-F FAULT]");
+					    "[-k PAGES] [-t TRACER_CPU] [-T TRACEE_CPU] [-P PAIRS] [-w TIMEOUT_S] [-F FAULT] [-L PLANTED_NS]");
 		}
 	}
 	if (optind != argc - 1)
@@ -290,6 +292,7 @@ static int cmd_run(int argc, char **argv)
 		return EXIT_FAILED;
 	}
 
+	plant_work_ns(plant_ns);
 	setpgid(0, 0);
 	signal(SIGALRM, on_watchdog);
 	alarm(cfg.timeout_s);

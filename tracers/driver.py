@@ -17,10 +17,16 @@ FAULT_ENV = "VMEXEC_FAULT"
 #: The same, applied only in pyperf's worker processes: a case that passes its
 #: preflight check and then fails while it is measured.
 WORKER_FAULT_ENV = "VMEXEC_FAULT_IN_WORKER"
+#: Planted slowdowns for the regression check's tests: "BACKEND=NS[,...]" adds
+#: about NS ns of work to each intercepted call (driver -L; ptrace tracers only).
+PLANT_ENV = "VMEXEC_PLANT"
+#: What a run passes on to its pyperf workers and into a guest.
+TEST_KNOBS = (FAULT_ENV, WORKER_FAULT_ENV, PLANT_ENV)
 
 
-def injected_fault(backend: str) -> str | None:
-    for item in os.environ.get(FAULT_ENV, "").split(","):
+def injected_fault(backend: str, variable: str = FAULT_ENV) -> str | None:
+    """The value given to backend in a BACKEND=VALUE[,...] test knob."""
+    for item in os.environ.get(variable, "").split(","):
         name, _, fault = item.partition("=")
         if name == backend and fault:
             return fault
@@ -86,6 +92,8 @@ class DriverBackend(Backend):
             args += ["-T", str(spec.cpu_tracee)]
         if injected_fault(self.name):
             args += ["-F", injected_fault(self.name)]
+        if injected_fault(self.name, PLANT_ENV):
+            args += ["-L", injected_fault(self.name, PLANT_ENV)]
         try:
             proc = _run_driver(args, timeout=timeout + 30)
         except subprocess.TimeoutExpired:

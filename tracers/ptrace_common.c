@@ -78,8 +78,10 @@ int ptrace_read_call(struct session *s, struct user_regs_struct *regs)
 /* Is this syscall one of the loop's measured calls, its end call, or neither? */
 int loop_call_kind(struct session *s, const struct user_regs_struct *regs)
 {
-	if ((long)regs->orig_rax == LOOP_SYSCALL && (long)regs->rdi == LOOP_ARG)
+	if ((long)regs->orig_rax == LOOP_SYSCALL && (long)regs->rdi == LOOP_ARG) {
+		planted_work();
 		return CALL_MEASURED;
+	}
 	if ((long)regs->orig_rax == LOOP_SYSCALL && (long)regs->rdi == LOOP_END_ARG)
 		return CALL_END;
 	fail(s, "intercepted a syscall that is not the loop's: nr %lld, arg 0x%llx",

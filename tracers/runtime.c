@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * What every backend calls back into: the clock, error reporting into the
- * session, CPU pinning.  The driver's main file only runs commands.
+ * session, CPU pinning, and the regression tests' planted work.  The driver's
+ * main file only runs commands.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,6 +37,36 @@ int fail(struct session *s, const char *fmt, ...)
 int fail_errno(struct session *s, const char *what)
 {
 	return fail(s, "%s: %s (%s)", what, strerrorname_np(errno) ?: "?", strerror(errno));
+}
+
+/* Spins of planted_work(): 0 unless the regression tests asked for a slowdown (-L). */
+static uint64_t planted_spins;
+
+static void spin(uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		asm volatile("" : "+r"(i));	/* a loop the compiler must keep */
+}
+
+void plant_work_ns(long ns)
+{
+	uint64_t n = 1 << 16, t0, elapsed;
+
+	if (ns <= 0)
+		return;
+	/* Calibrate on this machine's clock (exact under icount): spins per ns over >= 20 ms. */
+	do {
+		n *= 2;
+		t0 = now_ns();
+		spin(n);
+		elapsed = now_ns() - t0;
+	} while (elapsed < 20000000ull);
+	planted_spins = (uint64_t)((double)ns * n / elapsed + 0.5);
+}
+
+void planted_work(void)
+{
+	spin(planted_spins);
 }
 
 int pin_to_cpu(int cpu)

@@ -84,6 +84,12 @@ uint64_t now_ns(void);
 int fail(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int fail_errno(struct session *s, const char *what);
 int pin_to_cpu(int cpu);
+/*
+ * Test-only (the regression check's planted slowdowns, `run -L NS`): add about
+ * NS ns of spinning to each intercepted call of the ptrace tracers.
+ */
+void plant_work_ns(long ns);
+void planted_work(void);
 
 /* ptrace helpers shared by the ptrace-based backends (ptrace_common.c). */
 struct user_regs_struct;

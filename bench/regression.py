@@ -1,0 +1,304 @@
+"""Regression checks: a run judged against a baseline, ratio by ratio, with thresholds from measured noise.
+
+What is compared is never an absolute time across runs (the host drifts by
+±20% between runs) but ratios inside each run: every backend against
+`native` and against `ptrace-sysemu` at the same pinning (analysis.paired_ratios).
+A ratio *regressed* when it got worse by more than its threshold **and** the
+change's 99% interval (worker-level bootstrap of both runs) lies wholly above 1.
+
+A baseline is a results file like any other, with one more metadata key
+(BASELINE_KEY): the runs it was made from, the run-to-run noise of each ratio
+measured between them, and the command that repeats its run.  A ratio's
+threshold is SAFETY times its measured noise, never below its mode's FLOOR;
+a baseline made from one run has no measured noise and uses UNMEASURED.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import shlex
+
+import numpy as np
+import pandas as pd
+
+from . import analysis as A
+from . import results
+from .errors import UsageError
+
+BASELINE_KEY = "vmexec_baseline"
+#: Each ratio is judged against these references.
+REFERENCES = (A.NATIVE, A.BASELINE)
+#: The change's interval: wide, because a run is judged on some 30 ratios at once.
+CONFIDENCE = 0.99
+#: A threshold is this many times the largest run-to-run change seen between the baseline's runs:
+#: a handful of runs sees only part of the noise's range.
+SAFETY = 2.0
+#: Thresholds never go below these: deterministic (icount) runs repeat to the instruction where the
+#: path is the same, so a fraction of a percent is already real; wall-clock runs keep a margin.
+FLOOR = {"exact": 0.002, "timed": 0.02}
+#: Thresholds of a baseline made from a single run (noise not measured): the issue's targets.
+UNMEASURED = {"exact": 0.01, "timed": 0.10}
+VERDICTS = ("regressed", "improved", "inconclusive", "unchanged")
+#: What must match for two runs to be compared (their machine): metadata column -> name shown.
+MACHINE = {"kind": "kind", "kernel": "kernel", "vmexec_cpu_model": "CPU model", "accelerator": "accelerator",
+           "timing": "timing"}
+
+
+def mode(df: pd.DataFrame) -> str:
+    """exact for icount runs (one instruction, one nanosecond), timed for every wall clock."""
+    return "exact" if set(df["timing"]) == {"icount"} else "timed"
+
+
+def machine(df: pd.DataFrame) -> dict[str, str]:
+    first = df.iloc[0]
+    return {"kind": "guest" if first["vm"] else "host",
+            **{k: str(first[k]) for k in MACHINE if k != "kind"}}
+
+
+def _label(numerator: str, num_pin: str, den: str, den_pin: str, pages: int, parallel: int) -> str:
+    sweep = (f":pages={pages}" if pages else "") + (f":parallel={parallel}" if parallel > 1 else "")
+    return f"{numerator}:pin={num_pin}{sweep} ÷ {den}:pin={den_pin}"
+
+
+def ratio_table(df: pd.DataFrame) -> dict[str, tuple[str, str, float, np.ndarray]]:
+    """{label: (backend, reference, ratio, bootstrap samples)} for one run: every backend against each reference."""
+    out = {}
+    points = df[["pages", "parallel"]].drop_duplicates().itertuples(index=False)
+    backends = list(dict.fromkeys(df["backend"]))
+    for pages, parallel in points:
+        for ref in REFERENCES:
+            for b in backends:
+                if b in REFERENCES[:REFERENCES.index(ref) + 1]:     # itself, or the inverse of a ratio already taken
+                    continue
+                for p in A.paired_ratios(df, b, ref, pages=pages, parallel=parallel):
+                    label = _label(b, p.numerator_pin, ref, p.denominator_pin, pages, parallel)
+                    out[label] = (b, ref, p.ratio, p.boot)
+    return out
+
+
+def noise(runs: list[pd.DataFrame]) -> dict[str, float]:
+    """{label: largest relative change of that ratio between any two of the runs} (runs of the same code)."""
+    tables = [ratio_table(r) for r in runs]
+    spread: dict[str, float] = {}
+    for i, a in enumerate(tables):
+        for b in tables[i + 1:]:
+            for label in a.keys() & b.keys():
+                change = abs(math.log(b[label][2] / a[label][2]))
+                spread[label] = max(spread.get(label, 0.0), math.expm1(change))
+    return spread
+
+
+# --------------------------------------------------------------------------- baselines
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    path: pathlib.Path
+    values: pd.DataFrame            # the reference run (analysis.load)
+    noise: dict[str, float]         # label -> measured run-to-run change; empty: not measured
+    runs: list[str]                 # the runs it was made from
+    rerun: list[str]                # `python -m bench` arguments that repeat its run
+
+    def threshold(self, label: str) -> tuple[float, str]:
+        """(threshold, where it comes from) for one ratio."""
+        m = mode(self.values)
+        if label in self.noise:
+            measured = SAFETY * self.noise[label]
+            if measured >= FLOOR[m]:
+                return measured, f"{SAFETY:g} x noise {100 * self.noise[label]:.2f}%"
+            return FLOOR[m], f"floor (noise {100 * self.noise[label]:.2f}%)"
+        return UNMEASURED[m], "one-run baseline: noise not measured"
+
+
+def _rerun_arguments(df: pd.DataFrame) -> list[str]:
+    """`python -m bench ...` arguments that repeat a run: its recorded command without --output and --tag."""
+    recorded = shlex.split(str(df["vmexec_command"].iloc[0]))
+    args = recorded[recorded.index("run") + 1:] if "run" in recorded else []
+    kept, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("--output", "--tag"):
+            skip = True
+        elif not a.startswith(("--output=", "--tag=")):
+            kept.append(a)
+    first = df.iloc[0]
+    if first["vm"]:
+        return ["vm", "run", "--timing", str(first["timing"]), "--accel", str(first["accelerator"]), "--", *kept]
+    return ["run", *kept]
+
+
+def make(paths: list[pathlib.Path]) -> tuple[dict, pd.DataFrame]:
+    """(the baseline's metadata, its reference run) from runs of the same code on one machine; the
+    reference is the newest run, and the noise is measured between all of them."""
+    runs = [A.load([p]) for p in paths]
+    machines = {json.dumps(machine(r), sort_keys=True) for r in runs}
+    if len(machines) > 1:
+        raise UsageError("a baseline's runs must come from one machine: " + " vs ".join(sorted(machines)))
+    runs.sort(key=lambda r: r["started"].iloc[0])
+    reference = runs[-1]
+    meta = {"runs": [p.name for p in paths], "noise": noise(runs) if len(runs) > 1 else {},
+            "rerun": _rerun_arguments(reference), "machine": machine(reference)}
+    return meta, reference
+
+
+def write(paths: list[pathlib.Path], output: pathlib.Path, force: bool = False) -> pathlib.Path:
+    """Write (or replace) a baseline: the newest of `paths` with BASELINE_KEY added to its metadata."""
+    meta, reference = make(paths)
+    if output.exists():
+        old = load(output)
+        if machine(old.values) != meta["machine"] and not force:
+            raise UsageError(f"{output} was taken on another machine ({differences(machine(old.values), meta['machine'])}); "
+                             "--force replaces it")
+    else:
+        results.check_new(output)
+    newest = max(paths, key=lambda p: results.recorded_start(results.read_json(p)))
+    data = results.read_json(newest)
+    data.setdefault("metadata", {})[BASELINE_KEY] = json.dumps(meta, sort_keys=True)
+    results.publish(output, lambda staged: staged.write_text(json.dumps(data, sort_keys=True) + "\n"))
+    return output
+
+
+def load(path: pathlib.Path) -> Baseline:
+    data = results.read_json(path)
+    raw = data.get("metadata", {}).get(BASELINE_KEY) if isinstance(data.get("metadata"), dict) else None
+    if raw is None:
+        raise UsageError(f"{path}: not a baseline (no {BASELINE_KEY} metadata): make one with `bench baseline`")
+    meta = json.loads(raw)
+    return Baseline(path, A.load([path]), meta["noise"], meta["runs"], meta["rerun"])
+
+
+def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None) -> Baseline:
+    """A baseline made in memory from the last k runs of the current run's machine in the results directory."""
+    mine = machine(A.load([current]))
+    found = []
+    for path in sorted(results.directory(where).glob("*.json")):
+        if path.resolve() == current.resolve():
+            continue
+        try:
+            data = results.read_json(path)
+            if results.classify(data) == "rfc" or BASELINE_KEY in data.get("metadata", {}):
+                continue
+            df = A.load([path])
+        except UsageError:
+            continue
+        if machine(df) == mine and (recorded := results.recorded_start(data)) < results.recorded_start(
+                results.read_json(current)):
+            found.append((recorded, path))
+    window = [p for _, p in sorted(found)[-k:]]
+    if not window:
+        raise UsageError(f"no earlier run of this machine in {results.directory(where)} to form a baseline")
+    meta, reference = make(window)
+    return Baseline(window[-1], reference, meta["noise"], meta["runs"], meta["rerun"])
+
+
+def differences(a: dict, b: dict) -> str:
+    return "; ".join(f"{MACHINE[k]} {a[k]!r} vs {b[k]!r}" for k in MACHINE if a.get(k) != b.get(k))
+
+
+# --------------------------------------------------------------------------- the check
+
+def judge(change: float, low: float, high: float, threshold: float) -> str:
+    """regressed / improved only beyond the threshold and with the whole interval on that side of 1."""
+    if change > 1 + threshold:
+        return "regressed" if low > 1 else "inconclusive"
+    if change < 1 / (1 + threshold):
+        return "improved" if high < 1 else "inconclusive"
+    return "unchanged"
+
+
+def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.DataFrame:
+    """One row per ratio found in both runs: baseline, current, change and its interval, threshold, verdict."""
+    difference = differences(machine(baseline.values), machine(current))
+    if difference and not force:
+        raise UsageError(f"the baseline {baseline.path.name} was taken on another machine ({difference}): "
+                         "its ratios need not hold here; --force compares anyway")
+    base, cur = ratio_table(baseline.values), ratio_table(current)
+    common = [label for label in cur if label in base]
+    if not common:
+        raise UsageError(f"the current run and the baseline {baseline.path.name} have no ratio in common")
+    tail = 100 * (1 - CONFIDENCE) / 2
+    shuffle = np.random.default_rng(A.SEED + 1)     # independent pairing of the two runs' resamples
+    rows = []
+    for label in common:
+        backend, ref, before, boot_before = base[label]
+        after, boot_after = cur[label][2], cur[label][3]
+        changes = boot_after / shuffle.permutation(boot_before)
+        low, high = np.percentile(changes, [tail, 100 - tail])
+        threshold, source = baseline.threshold(label)
+        change = after / before
+        rows.append({"ratio": label, "backend": backend, "reference": ref, "baseline": before, "current": after,
+                     "change": change, "low": float(low), "high": float(high), "threshold": threshold,
+                     "threshold_source": source, "verdict": judge(change, low, high, threshold)})
+    return pd.DataFrame(rows)
+
+
+def regressed_backends(table: pd.DataFrame) -> list[str]:
+    """The backends named by regressed ratios: against native, else (only relative) against ptrace-sysemu."""
+    bad = table[table["verdict"] == "regressed"]
+    return list(dict.fromkeys(bad.sort_values("reference", key=lambda s: s != A.NATIVE)["backend"]))
+
+
+# --------------------------------------------------------------------------- rendering
+
+def _pct(x: float) -> str:
+    return f"{100 * (x - 1):+.2f}%"
+
+
+def _rows(table: pd.DataFrame) -> list[list[str]]:
+    return [[r["ratio"], f"{r['baseline']:.4g}", f"{r['current']:.4g}",
+             f"{_pct(r['change'])} ({_pct(r['low'])} to {_pct(r['high'])})",
+             f"±{100 * r['threshold']:.2f}% ({r['threshold_source']})", r["verdict"]]
+            for _, r in table.iterrows()]
+
+
+HEADERS = ["ratio", "baseline", "current", f"change ({CONFIDENCE:.0%} interval)", "threshold", "verdict"]
+
+
+def summary(table: pd.DataFrame, baseline: Baseline) -> str:
+    counts = ", ".join(f"{(table['verdict'] == v).sum()} {v}" for v in VERDICTS)
+    named = regressed_backends(table)
+    verdict = (f"REGRESSION in {', '.join(named)}" if named else "no regression")
+    return (f"{verdict}: {counts} of {len(table)} ratios against the baseline {baseline.path.name} "
+            f"({mode(baseline.values)} mode; a ratio regressed when it got worse by more than its threshold "
+            f"and its {CONFIDENCE:.0%} interval lies wholly above no change)")
+
+
+def render(table: pd.DataFrame, baseline: Baseline, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"summary": summary(table, baseline), "regressed": regressed_backends(table),
+                           "baseline": str(baseline.path), "mode": mode(baseline.values),
+                           "ratios": table.to_dict(orient="records")}, indent=1)
+    rows = _rows(table)
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        return f"**{summary(table, baseline)}**\n\n" + "\n".join(lines)
+    widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [HEADERS, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines) + "\n" + summary(table, baseline)
+
+
+# --------------------------------------------------------------------------- history
+
+def history(paths: list[pathlib.Path]) -> pd.DataFrame:
+    """Each backend's ratio to ptrace-sysemu in every run, with its date, commit and kernel."""
+    df = A.load(paths)
+    frames = []
+    for b in df["backend"].unique():
+        if b == A.BASELINE:
+            continue
+        r = A.ratios(df, b)
+        if not r.empty:
+            frames.append(r)
+    if not frames:
+        raise UsageError("no run among these has a backend measured beside ptrace-sysemu")
+    r = pd.concat(frames, ignore_index=True)
+    commits = df.drop_duplicates("run_id").set_index("run_id")["vmexec_commit"]
+    r["commit"] = r["run_id"].map(commits)
+    r["case"] = r["numerator"] + ":pin=" + r["numerator_pin"] + " ÷ " + A.BASELINE + ":pin=" + r["denominator_pin"]
+    r["machine"] = np.where(r["vm"].astype(bool), "guest " + r["accelerator"] + "/" + r["timing"], "host")
+    return r.sort_values(["machine", "case", "started"])[
+        ["machine", "case", "run_id", "started", "commit", "kernel", "ratio", "ratio_low", "ratio_high"]]
