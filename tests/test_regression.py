@@ -1,0 +1,153 @@
+"""bench check --baseline, bench baseline, bench history: on synthetic runs whose answers are known."""
+import json
+
+import pytest
+
+from bench import analysis as A
+from bench import regression as R
+from conftest import run_bench
+from data.synthetic import HOST, write_suite
+
+#: Host-like runs: 20 workers, values spread 5% within a worker.
+BASE = {k: v for k, v in HOST.items() if ":pages=" not in k and ":parallel=" not in k}
+
+
+def slower(medians: dict, backend: str, factor: float) -> dict:
+    return {k: v * factor if k.startswith(backend + ":") else v for k, v in medians.items()}
+
+
+def baseline_of(tmp_path, *medians, vm=False, sigma=0.05, name="baseline.json"):
+    runs = [write_suite(tmp_path / f"run{i}.json", m, vm=vm, sigma=sigma, seed=i + 1,
+                        started=f"2026-01-01T00:0{i}:00") for i, m in enumerate(medians)]
+    return R.write(runs, tmp_path / name)
+
+
+def test_the_same_run_again_is_unchanged_and_exits_0(tmp_path):
+    b = baseline_of(tmp_path, BASE)
+    current = write_suite(tmp_path / "current.json", BASE, seed=7)
+    proc = run_bench("check", "--baseline", str(b), "--current", str(current))
+    assert proc.returncode == 0, proc.stderr
+    assert "no regression" in proc.stdout and " regressed" not in proc.stdout.split("no regression")[0]
+
+
+def test_a_slower_backend_regresses_names_it_and_exits_1(tmp_path):
+    b = baseline_of(tmp_path, BASE)
+    current = write_suite(tmp_path / "current.json", slower(BASE, "ptrace-sysemu", 1.2), seed=7)
+    table = R.check(R.load(b), A.load([current]))
+    bad = table[table["verdict"] == "regressed"]
+    assert set(bad["backend"]) == {"ptrace-sysemu"} and set(bad["reference"]) == {"native"}
+    # Against a slower PTRACE_SYSEMU every other backend looks faster: improved, not regressed.
+    assert set(table[table["reference"] == A.BASELINE]["verdict"]) == {"improved"}
+    assert R.regressed_backends(table) == ["ptrace-sysemu"]
+    proc = run_bench("check", "--baseline", str(b), "--current", str(current))
+    assert proc.returncode == 1 and "regression in ptrace-sysemu" in proc.stderr, proc.stderr
+    assert "REGRESSION in ptrace-sysemu" in proc.stdout
+
+
+def test_thresholds_come_from_the_noise_measured_between_the_baselines_runs(tmp_path):
+    # The three runs disagree on ptrace-syscall by up to 5%: its threshold becomes 2 x 5% = 10%.
+    b = R.load(baseline_of(tmp_path, BASE, slower(BASE, "ptrace-syscall", 1.05), slower(BASE, "ptrace-syscall", 1.02)))
+    label = "ptrace-syscall:pin=same ÷ native:pin=in-process"
+    assert b.noise[label] == pytest.approx(0.05, abs=0.01)
+    threshold, source = b.threshold(label)
+    assert threshold == pytest.approx(2 * b.noise[label]) and "noise" in source
+    within = R.check(b, A.load([write_suite(tmp_path / "c1.json", slower(BASE, "ptrace-syscall", 1.06), seed=9)]))
+    beyond = R.check(b, A.load([write_suite(tmp_path / "c2.json", slower(BASE, "ptrace-syscall", 1.25), seed=9)]))
+    assert within.set_index("ratio").loc[label, "verdict"] == "unchanged"
+    assert beyond.set_index("ratio").loc[label, "verdict"] == "regressed"
+
+
+def test_deterministic_runs_catch_a_one_percent_change(tmp_path):
+    b = R.load(baseline_of(tmp_path, BASE, BASE, vm=True, sigma=1e-7))
+    assert R.mode(b.values) == "exact" and b.threshold("ptrace-sysemu:pin=same ÷ native:pin=in-process")[0] == R.FLOOR["exact"]
+    table = R.check(b, A.load([write_suite(tmp_path / "c.json", slower(BASE, "ptrace-sysemu", 1.01), vm=True,
+                                           sigma=1e-7, seed=5)]))
+    assert R.regressed_backends(table) == ["ptrace-sysemu"]
+
+
+def test_a_change_beyond_the_threshold_within_the_noise_is_inconclusive():
+    assert R.judge(1.3, 0.9, 1.8, 0.1) == "inconclusive"
+    assert R.judge(1.3, 1.1, 1.5, 0.1) == "regressed"
+    assert R.judge(1.05, 1.01, 1.09, 0.1) == "unchanged"      # significant, but inside the threshold
+    assert R.judge(0.7, 0.6, 0.8, 0.1) == "improved"
+
+
+def test_a_baseline_from_another_machine_is_refused_or_only_warns(tmp_path):
+    b = baseline_of(tmp_path, BASE, vm=True, sigma=1e-7)
+    host = write_suite(tmp_path / "host.json", slower(BASE, "ptrace-sysemu", 1.5), seed=3)
+    refused = run_bench("check", "--baseline", str(b), "--current", str(host))
+    assert refused.returncode == 2 and "another machine" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    warned = run_bench("check", "--baseline", str(b), "--current", str(host), "--elsewhere", "warn")
+    assert warned.returncode == 0 and "warning only" in warned.stderr and "REGRESSION" in warned.stdout
+    forced = run_bench("check", "--baseline", str(b), "--current", str(host), "--force")
+    assert forced.returncode == 1
+
+
+def test_replacing_a_baseline_from_another_machine_needs_force(tmp_path):
+    b = baseline_of(tmp_path, BASE)
+    guest = write_suite(tmp_path / "guest.json", BASE, vm=True)
+    proc = run_bench("baseline", str(guest), "--output", str(b))
+    assert proc.returncode == 2 and "another machine" in proc.stderr
+    assert R.mode(R.load(b).values) == "timed"          # untouched
+    assert run_bench("baseline", str(guest), "--output", str(b), "--force").returncode == 0
+    assert R.mode(R.load(b).values) == "exact"
+
+
+def test_formats_json_and_markdown(tmp_path):
+    b = baseline_of(tmp_path, BASE)
+    current = write_suite(tmp_path / "current.json", slower(BASE, "ptrace-sysemu", 1.2), seed=7)
+    out = run_bench("check", "--baseline", str(b), "--current", str(current), "--format", "json")
+    data = json.loads(out.stdout)
+    assert data["regressed"] == ["ptrace-sysemu"] and data["mode"] == "timed" and data["ratios"]
+    md = run_bench("check", "--baseline", str(b), "--current", str(current), "--format", "markdown").stdout
+    assert md.startswith("**REGRESSION in ptrace-sysemu") and "| ratio | baseline | current |" in md
+
+
+def test_baseline_window_takes_the_runs_before_the_current_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
+    for i, factor in enumerate((1.0, 1.02, 1.01)):
+        write_suite(tmp_path / f"r{i}.json", slower(BASE, "ptrace-syscall", factor), seed=i + 1,
+                    started=f"2026-01-0{i + 1}T00:00:00")
+    current = write_suite(tmp_path / "r9.json", slower(BASE, "ptrace-sysemu", 1.3), seed=9,
+                          started="2026-01-09T00:00:00")
+    proc = run_bench("check", "--baseline-window", "3", "--current", str(current))
+    assert proc.returncode == 1 and "ptrace-sysemu" in proc.stderr, proc.stderr
+    assert "2 x noise" in proc.stdout
+
+
+def test_history_plots_every_ratio_run_after_run(tmp_path):
+    runs = [write_suite(tmp_path / f"h{i}.json", slower(BASE, "ptrace-syscall", 1 + i / 10), seed=i + 1,
+                        started=f"2026-01-0{i + 1}T00:00:00") for i in range(3)]
+    proc = run_bench("history", *map(str, runs), "--output", str(tmp_path / "hist"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "hist" / "history.png").stat().st_size > 0
+    h = R.history(runs)
+    syscall = h[h["case"].str.startswith("ptrace-syscall:pin=same")]
+    assert list(syscall["ratio"].round(1)) == [1.8, 2.0, 2.2]      # 18,000 / 10,000 x 1.0, 1.1, 1.2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "--baseline", "/nonexistent.json", "--current", "/nonexistent.json"], "no such results file"),
+    (["check", "--baseline-window", "2"], "needs --current"),
+    (["check", "--baseline-window", "0", "--current", "x.json"], "must be 1 or more"),
+    (["baseline", "--output", "b.json"], "the following arguments are required"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    proc = run_bench(*args)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_results_file_that_is_no_baseline_is_refused(tmp_path):
+    run = write_suite(tmp_path / "run.json", BASE)
+    proc = run_bench("check", "--baseline", str(run), "--current", str(run))
+    assert proc.returncode == 2 and "not a baseline" in proc.stderr
+
+
+def test_without_current_the_baselines_own_run_is_repeated(tiny_results, tmp_path):
+    b = R.write([tiny_results], tmp_path / "b.json")
+    assert R.load(b).rerun[0] == "run" and "--output" not in R.load(b).rerun
+    proc = run_bench("check", "--baseline", str(b))
+    assert proc.returncode in (0, 1), proc.stderr        # host timings: either verdict is honest
+    assert "check: running python -m bench run" in proc.stderr
+    assert "ptrace-sysemu:pin=same ÷ native:pin=in-process" in proc.stdout
