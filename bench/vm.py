@@ -275,14 +275,14 @@ def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun
     return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
                         cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
                         boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
-                        echo=_echo_with_host_clock())
+                        echo=echo_with_host_clock())
 
 
 #: The guest runner's progress lines (bench.runner.Progress).
 _CASE_LINE = re.compile(r"^case (\d+) of (\d+): (\S+) \(")
 
 
-def _echo_with_host_clock() -> Callable[[str], None]:
+def echo_with_host_clock() -> Callable[[str], None]:
     """Prints the guest's console, its 'case k of N' lines re-timed by the host's clock: an icount
     guest's clock counts instructions, which run several times slower than its nanoseconds."""
     from bench.runner import Progress

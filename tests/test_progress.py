@@ -12,7 +12,7 @@ def test_progress_estimates_what_is_left_from_the_cases_done():
 
 
 def test_a_guests_progress_lines_are_retimed_by_the_host_clock(capsys):
-    echo = vm._echo_with_host_clock()
+    echo = vm.echo_with_host_clock()
     echo("case 1 of 2: native:pin=in-process (0 s so far)")
     echo("case 2 of 2: ptrace-sysemu:pin=same (40 min so far, about 40 min left)")
     echo("an ordinary console line")
