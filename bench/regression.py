@@ -40,7 +40,8 @@ SAFETY = 2.0
 FLOOR = {"exact": 0.002, "timed": 0.02}
 #: Thresholds of a baseline made from a single run (noise not measured): the issue's targets.
 UNMEASURED = {"exact": 0.01, "timed": 0.10}
-VERDICTS = ("regressed", "improved", "inconclusive", "unchanged")
+#: missing: the baseline has the ratio, the current run could not measure it (a backend that broke).
+VERDICTS = ("regressed", "missing", "improved", "inconclusive", "unchanged")
 #: What must match for two runs to be compared (their machine): metadata column -> name shown.
 MACHINE = {"kind": "kind", "kernel": "kernel", "vmexec_cpu_model": "CPU model", "accelerator": "accelerator",
            "timing": "timing"}
@@ -218,6 +219,7 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.
     common = [label for label in cur if label in base]
     if not common:
         raise UsageError(f"the current run and the baseline {baseline.path.name} have no ratio in common")
+    missing = [label for label in base if label not in cur]
     tail = 100 * (1 - CONFIDENCE) / 2
     shuffle = np.random.default_rng(A.SEED + 1)     # independent pairing of the two runs' resamples
     rows = []
@@ -231,12 +233,17 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.
         rows.append({"ratio": label, "backend": backend, "reference": ref, "baseline": before, "current": after,
                      "change": change, "low": float(low), "high": float(high), "threshold": threshold,
                      "threshold_source": source, "verdict": judge(change, low, high, threshold)})
+    for label in missing:
+        backend, ref, before, _ = base[label]
+        rows.append({"ratio": label, "backend": backend, "reference": ref, "baseline": before, "current": np.nan,
+                     "change": np.nan, "low": np.nan, "high": np.nan, "threshold": np.nan,
+                     "threshold_source": "", "verdict": "missing"})
     return pd.DataFrame(rows)
 
 
 def regressed_backends(table: pd.DataFrame) -> list[str]:
-    """The backends named by regressed ratios: against native, else (only relative) against ptrace-sysemu."""
-    bad = table[table["verdict"] == "regressed"]
+    """The backends named by regressed (or missing) ratios: against native first, then against ptrace-sysemu."""
+    bad = table[table["verdict"].isin(("regressed", "missing"))]
     return list(dict.fromkeys(bad.sort_values("reference", key=lambda s: s != A.NATIVE)["backend"]))
 
 
@@ -247,7 +254,9 @@ def _pct(x: float) -> str:
 
 
 def _rows(table: pd.DataFrame) -> list[list[str]]:
-    return [[r["ratio"], f"{r['baseline']:.4g}", f"{r['current']:.4g}",
+    return [[r["ratio"], f"{r['baseline']:.4g}", "not measured", "–", "–", r["verdict"]]
+            if r["verdict"] == "missing" else
+            [r["ratio"], f"{r['baseline']:.4g}", f"{r['current']:.4g}",
              f"{_pct(r['change'])} ({_pct(r['low'])} to {_pct(r['high'])})",
              f"±{100 * r['threshold']:.2f}% ({r['threshold_source']})", r["verdict"]]
             for _, r in table.iterrows()]
@@ -269,7 +278,8 @@ def render(table: pd.DataFrame, baseline: Baseline, fmt: str) -> str:
     if fmt == "json":
         return json.dumps({"summary": summary(table, baseline), "regressed": regressed_backends(table),
                            "baseline": str(baseline.path), "mode": mode(baseline.values),
-                           "ratios": table.to_dict(orient="records")}, indent=1)
+                           "ratios": json.loads(table.to_json(orient="records", force_ascii=False))},  # NaN -> null
+                          indent=1, ensure_ascii=False)
     rows = _rows(table)
     if fmt == "markdown":
         lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]

@@ -44,6 +44,16 @@ def test_a_slower_backend_regresses_names_it_and_exits_1(tmp_path):
     assert "REGRESSION in ptrace-sysemu" in proc.stdout
 
 
+def test_a_ratio_the_current_run_could_not_measure_is_missing_and_fails(tmp_path):
+    b = baseline_of(tmp_path, BASE)
+    broken = {k: v for k, v in BASE.items() if not k.startswith("ptrace-syscall:")}
+    table = R.check(R.load(b), A.load([write_suite(tmp_path / "c.json", broken, seed=7)]))
+    assert set(table[table["verdict"] == "missing"]["backend"]) == {"ptrace-syscall"}
+    assert R.regressed_backends(table) == ["ptrace-syscall"]
+    proc = run_bench("check", "--baseline", str(b), "--current", str(tmp_path / "c.json"))
+    assert proc.returncode == 1 and "not measured" in proc.stdout
+
+
 def test_thresholds_come_from_the_noise_measured_between_the_baselines_runs(tmp_path):
     # The three runs disagree on ptrace-syscall by up to 5%: its threshold becomes 2 x 5% = 10%.
     b = R.load(baseline_of(tmp_path, BASE, slower(BASE, "ptrace-syscall", 1.05), slower(BASE, "ptrace-syscall", 1.02)))
