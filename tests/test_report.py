@@ -71,7 +71,6 @@ def test_report_on_a_host_run_alone_cannot_judge(files, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["report", "/nonexistent/results.json"], "no such results file"),
     (["compare", "/nonexistent/a.json", "/nonexistent/b.json"], "no such results file"),
-    (["check", "/nonexistent/a.json", "--backend", "native", "--max-ratio", "1"], "no such results file"),
     (["report", "{host}", "--output", "/proc/vmexec-report"], "not writable"),
     (["report", "{host}", "--output", "{host}"], "not writable"),
 ])
@@ -98,16 +97,6 @@ def test_compare_prints_change_and_significance(tmp_path):
     assert "slower" in x and "yes" in x
     y = next(line for line in proc.stdout.splitlines() if line.startswith("y:pin=same"))
     assert "no" in y.split()[-2:] or y.rstrip().endswith(")") and " no " in y
-
-
-def test_check_judges_a_ratio_within_one_run(files):
-    ok = run_bench("check", str(files["guest"]), "--backend", "process-vm-exec", "--max-ratio", "0.5", "--pin", "same")
-    assert ok.returncode == 0, ok.stderr
-    assert "ok" in ok.stdout
-    bad = run_bench("check", str(files["guest"]), "--backend", "process-vm-exec", "--max-ratio", "0.1")
-    assert bad.returncode == 1 and "FAIL" in bad.stdout
-    missing = run_bench("check", str(files["host"]), "--backend", "process-vm-exec", "--max-ratio", "0.5")
-    assert missing.returncode == 2 and "no 'process-vm-exec' results" in missing.stderr
 
 
 def test_html_tables_align_figures_right_and_text_left():
