@@ -93,7 +93,7 @@ def choose_accel(requested: str, timing: str, kernel: Path) -> tuple[str, str]:
 
 
 def qemu_command(kernel: Path, output_dir: Path, nonce: str, accel: str, timing: str,
-                 cpus: int, memory_mb: int) -> list[str]:
+                 cpus: int, memory_mb: int, extra_args: tuple[str, ...] = ()) -> list[str]:
     append = " ".join([
         "console=ttyS0", "panic=-1", "loglevel=4", "ro",
         # TCG's TSC is not flagged invariant, so the kernel would fall back to
@@ -115,6 +115,7 @@ def qemu_command(kernel: Path, output_dir: Path, nonce: str, accel: str, timing:
         "-device", "virtio-9p-pci,fsdev=root,mount_tag=/dev/root",
         "-fsdev", f"local,id=out,path={output_dir},security_model=none",
         "-device", "virtio-9p-pci,fsdev=out,mount_tag=out",
+        *extra_args,    # e.g. -plugin (bench.anatomy)
     ]
 
 
@@ -183,7 +184,8 @@ def _kill(proc: subprocess.Popen) -> None:
 def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timing: str = "wall",
                  cpus: int = 2, memory_mb: int = 2048, output_dir: Path, boot_timeout: float = 120,
                  run_timeout: float = 3600, cwd: Path = REPO,
-                 echo: Callable[[str], None] | None = None) -> GuestRun:
+                 echo: Callable[[str], None] | None = None,
+                 extra_qemu_args: tuple[str, ...] = ()) -> GuestRun:
     """Boot `kernel`, run `command` as root in the guest, and return its status and output.
 
     Raises BenchError (with the console's tail) if the guest does not boot, panics, hangs
@@ -207,7 +209,8 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     output_dir.mkdir(parents=True, exist_ok=True)
     nonce = secrets.token_hex(8)
     script = _write_command(output_dir, nonce, command, cwd)
-    cmdline = qemu_command(Path(kernel), output_dir, nonce, accel, timing, cpus, memory_mb)
+    cmdline = qemu_command(Path(kernel), output_dir, nonce, accel, timing, cpus, memory_mb,
+                           tuple(extra_qemu_args))
 
     start = time.monotonic()
     proc = subprocess.Popen(cmdline, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
