@@ -33,9 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef VMEXEC_ANATOMY_CLASSIFY_MAIN
 #include <qemu-plugin.h>
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
+#endif
 
 /* Instruction classes, one bit each (names in class_names, same order). */
 enum {
@@ -198,6 +200,28 @@ static uint32_t classify(const uint8_t *b, size_t n)
 	return 0;
 }
 
+#ifdef VMEXEC_ANATOMY_CLASSIFY_MAIN
+/*
+ * The classifier alone, for tests (no QEMU header needed):
+ *   cc -DVMEXEC_ANATOMY_CLASSIFY_MAIN vmexec_anatomy.c; one hex instruction a line in,
+ *   its class bits (hex) out.
+ */
+int main(void)
+{
+	char line[256];
+
+	while (fgets(line, sizeof(line), stdin)) {
+		uint8_t b[MAX_BYTES];
+		size_t n = 0;
+		unsigned v;
+
+		for (char *s = line; n < MAX_BYTES && sscanf(s, "%2x", &v) == 1; s += 2)
+			b[n++] = (uint8_t)v;
+		printf("%x\n", classify(b, n));
+	}
+	return 0;
+}
+#else
 static uint64_t hash_key(uint64_t pc, const uint8_t *bytes, size_t size)
 {
 	uint64_t h = pc * 0x9e3779b97f4a7c15ull;
@@ -320,6 +344,7 @@ static void vcpu_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
 	size_t n = qemu_plugin_tb_n_insns(tb);
 
+	(void)id;
 	pthread_mutex_lock(&lock);
 	for (size_t i = 0; i < n; i++) {
 		struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
@@ -341,6 +366,7 @@ static void vcpu_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 
 static void plugin_exit(qemu_plugin_id_t id, void *p)
 {
+	(void)id, (void)p;
 	pthread_mutex_lock(&lock);
 	if (in_window)
 		fprintf(out, "# exit inside a window (no END marker)\n");
@@ -386,3 +412,4 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 	qemu_plugin_register_atexit_cb(id, plugin_exit, NULL);
 	return 0;
 }
+#endif

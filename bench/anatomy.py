@@ -1,0 +1,779 @@
+"""Instruction-level anatomy of each interception mechanism in the icount guest.
+
+`python -m bench anatomy` boots the patched kernel under TCG with icount and the project's QEMU
+plugin (anatomy/vmexec_anatomy.c), which counts executed instructions per guest program counter
+between the tracee's loop markers, on every vCPU, and classifies each instruction by its bytes
+(CR3 writes, WRMSR, SWAPGS, SYSCALL/SYSRET/IRET, XSAVE*/XRSTOR*, serialising instructions,
+fences).  In the same boot the guest saves /proc/kallsyms, so kernel addresses are symbolised
+against the very kernel image and KASLR slide that ran; user addresses are symbolised against
+the driver binary (tracers/vmexec), whose load address follows from where the BEGIN marker ran.
+Every count is divided by the number of intercepted syscalls and aggregated by function and by
+phase (PHASES).
+
+The QEMU 7.2 plugin API has no interrupt or exception callback: exceptions and interrupts taken
+are counted as executions of the first instruction of the kernel's IDT entry stubs (asm_exc_*,
+asm_sysvec_*, asm_common_interrupt, ...), which every delivery runs exactly once.
+
+Debian ships no qemu-plugin.h: plugin_header() takes it from Debian's own source package of the
+installed qemu-system-x86 (a deb-src entry, `apt-get source --download-only`), once, into the
+cache (~/.cache/vmexec-bench/qemu-plugin/).
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from bench.environment import REPO
+from bench.errors import BenchError, UsageError
+
+PLUGIN_SOURCE = REPO / "anatomy" / "vmexec_anatomy.c"
+QEMU_PACKAGE = "qemu-system-x86"
+SOURCES_FILE = Path("/etc/apt/sources.list.d/vmexec-bench-src.sources")
+DEFAULT_SYSCALLS = 20000
+DEFAULT_BACKENDS = ("native", "ptrace-sysemu", "process-vm-exec", "seccomp-trace", "seccomp-trap",
+                    "seccomp-unotify")
+#: The pinning the anatomy uses: tracer and tracee on the guest's CPU 0 (in-process: the tracee).
+PIN_CPU = 0
+#: The agreement the plugin's count must have with the icount clock (relative).
+AGREEMENT = 0.02
+
+# The plugin's marker bytes (tracee/tracee.h LOOP_MARK_BEGIN): nopl 0x42584d56(%rax,%rax,1).
+MARK_BEGIN = bytes([0x0F, 0x1F, 0x84, 0x00]) + b"VMXB"
+
+#: Instruction classes, in the plugin's bit order (class_names in vmexec_anatomy.c).
+CLASSES = ("cr3_write", "cr_write", "wrmsr", "rdmsr", "swapgs", "syscall", "sysret", "iret",
+           "xsave", "xrstor", "serializing", "fence", "tlb_flush", "hlt")
+#: Events derived from the counts: exceptions and interrupts taken (entry-stub executions).
+EVENT = "exc_irq"
+#: The expensive classes shown in tables and plots (hardware cost far above one cycle).
+EXPENSIVE = ("cr3_write", "wrmsr", "swapgs", "syscall", "sysret", "iret", "xsave", "xrstor",
+             "serializing", "fence", EVENT)
+EVENT_LABELS = {"cr3_write": "CR3 writes", "wrmsr": "WRMSRs", "swapgs": "SWAPGSs", "syscall": "SYSCALLs",
+                "sysret": "SYSRETs", "iret": "IRETs", "xsave": "XSAVEs", "xrstor": "XRSTORs",
+                "serializing": "serialising instructions", "fence": "fences",
+                EVENT: "exceptions/interrupts taken"}
+#: Entry stubs of the IDT: one execution of the first instruction = one exception/interrupt taken.
+ENTRY_STUB = re.compile(r"^(asm_exc_|asm_sysvec_|asm_common_interrupt$|asm_spurious_interrupt$|"
+                        r"asm_int3$|asm_exc_nmi$|irq_entries_start$)")
+
+# ---------------------------------------------------------------------------------------- phases
+
+#: Kernel functions by phase: the first pattern that matches a function's name wins.
+KERNEL_PHASES: list[tuple[str, str]] = [
+    ("exceptions & interrupts",
+     r"^(asm_exc_|exc_|asm_sysvec_|sysvec_|__sysvec_|asm_common_interrupt|common_interrupt|irq|handle_irq|"
+     r"__handle_irq|native_irq_return|error_entry|error_return|paranoid_|hrtimer|__hrtimer|tick_|"
+     r"update_process_times|sched_tick|run_local_timers|timekeeping|update_wall_time|ktime_get|"
+     r"lapic_|native_apic|x2apic|__irq_|handle_edge|handle_fasteoi|do_user_addr_fault|handle_mm_fault|"
+     r"__handle_mm_fault|do_page_fault|irqentry_|idtentry|__common_interrupt|raise_softirq|"
+     r"__do_softirq|handle_softirqs|do_softirq|irq_exit|irq_enter|account_(user|system|process|idle)_)"),
+    ("syscall entry/exit",
+     r"^(entry_SYSCALL|do_syscall_64|syscall_exit|syscall_return|entry_SYSRET|x64_sys_call|"
+     r"syscall_trace_enter|syscall_enter_from_user_mode|"
+     r"exit_to_user_mode|arch_exit_to_user_mode|__rseq_handle_notify_resume|rseq_|"
+     r"syscall_exit_work|__syscall|int80_|entry_INT80|fpregs_assert|resume_user_mode_work|"
+     r"exit_to_user_mode_loop|syscall_trace_exit|arch_syscall_exit_tracehook|swapgs_restore)"),
+    ("mm switch",
+     r"^(switch_mm|load_new_mm_cr3|choose_new_asid|build_cr3|enter_lazy_tlb|leave_mm|switch_ldt|load_mm_|"
+     r"cr4_update|native_write_cr3|__native_read_cr3|flush_tlb|native_flush_tlb|__flush_tlb|"
+     r"switch_current_mm|leave_borrowed_mm|use_temporary_mm|unuse_temporary_mm|mmgrab|mmdrop|"
+     r"__mmdrop|membarrier_|cond_mitigation|cond_ibpb|l1d_flush|activate_mm|kthread_use_mm|"
+     r"mm_access|get_task_mm|mmput)"),
+    ("register & user copies",
+     r"^(genregs_|getreg|putreg|__regset_get|regset_|copy_regset|ptrace_getregs|ptrace_setregs|"
+     r"arch_ptrace_get|fpregs_get|fpregs_set|xfpregs_|xstateregs_|regs_to_sigcontext|"
+     r"restore_sigcontext|setup_sigcontext|__get_user|__put_user|get_user|put_user|rep_movs_alternative|"
+     r"rep_stos_alternative|_copy_to_user|_copy_from_user|copy_to_user|copy_from_user|copy_struct_from_user|"
+     r"check_zeroed_user|__access_ok|force_valid_ss|get_xsave_addr_user|"
+     r"__copy_user|copy_user_|clear_user|__clear_user|memcpy|memset|__memcpy|__memset|memmove|"
+     r"check_object_size|__check_object_size|__virt_addr_valid|check_stack_object|"
+     r"copy_fpstate_to_sigframe|fpu__restore_sig|__fpu_restore_sig|fpregs_mark_activate)"),
+    ("getppid & pid lookups",
+     r"(^__x64_sys_getppid|^__do_sys_getppid|^pid_|_pid$|_pid_|^find_vpid|find_get_task_by_vpid|"
+     r"^find_task_by|^radix_tree|^__radix_tree|^idr_|task_active_pid_ns|^task_tgid|^task_pid)"),
+    ("interception (ptrace, seccomp, signals, wait, process_vm_exec)",
+     r"(ptrace|seccomp|secure_computing|bpf_|signal|sigqueue|sigpending|sig_|_sig|sigaction|siginfo|"
+     r"rt_sigreturn|setup_rt_frame|sigframe|syscall_user_dispatch|process_vm_exec|^report$|wait|"
+     r"^do_notify_|task_stopped_code|_blocked$|ucounts|find_notification|single_step|nsec_to_clock_t|"
+     r"notify|ioctl|__fget|fdget|fget|fput|class_fd_|anon_inode|eventfd|poll|complete|jobctl|"
+     r"task_work|__lock_task_sighand|kill|__send|send_|do_send|dequeue_signal|get_signal|arch_do_signal|"
+     r"do_signal|handle_signal|restore_altstack|__save_altstack|sas_ss|fixup_vdso|audit)"),
+    ("scheduler & context switch",
+     r"(schedule|pick_|_entity|entity_|_fair|load_avg|update_curr|update_rq_clock|update_min_vruntime|"
+     r"update_deadline|clear_buddies|update_misfit|is_cpu_allowed|cpus_share_cache|cpu_capacity|"
+     r"clear_delayed|task_curr|"
+     r"try_to_wake_up|ttwu_|wake_up|__wake_up|context_switch|__switch_to|switch_to|finish_task_switch|"
+     r"prepare_task_switch|set_next_|put_prev_|enqueue_|dequeue_task|dequeue_entities|activate_task|"
+     r"deactivate_task|check_preempt|resched|^sched_|_sched|cfs_rq|avg_vruntime|vruntime|reweight|"
+     r"wait_task_inactive|task_rq_lock|__task_rq_lock|raw_spin_rq|rq_|_rq|select_task_rq|"
+     r"sched_clock|native_sched_clock|update_load|hrtick|cpuacct|cgroup|psi_|"
+     r"save_fpregs_to_fpstate|os_xrstor|os_xsave|restore_fpregs|fpregs_restore|switch_fpu|fpu__|pkru|"
+     r"__rdgsbase_inactive|__wrgsbase_inactive|save_fsgs|x86_fsbase|x86_gsbase|load_seg|"
+     r"__update_idle|update_dl|update_curr_dl|dl_|rt_|_rt_|balance_|newidle|idle_balance|"
+     r"nohz|kick_|yield|preempt|__cond_resched|_cond_resched|mm_cid|__mm_cid|sched_mm_cid|"
+     r"set_task_cpu|migrate_|task_tick|calc_global|rcu_note_context_switch|rcu_qs|finish_lock_switch|"
+     r"exec_runtime|^rb_next|^rb_erase|^rb_insert)"),
+    ("locking & RCU",
+     r"(^_raw_|^__raw_|^do_raw_|^queued_|^native_queued|spin_lock|spin_unlock|spin_trylock|^mutex_|"
+     r"^down_|^up_read|^up_write|^rwsem_|^__rcu|^rcu_|_dec_and_lock|^class_raw_spinlock)"),
+    ("memory allocation", r"(slab|kmem_cache|kmalloc|kvmalloc|kfree|kvfree|alloc_|_alloc|free_|_free|"
+                          r"kzalloc|mempool|percpu|pcpu_|page|zone|folio|pfn|partial|rmqueue|node_state)"),
+    ("idle", r"(idle|halt|mwait|cpu_startup_entry|play_dead)"),
+]
+_KERNEL_PHASE_RES = [(phase, re.compile(pattern)) for phase, pattern in KERNEL_PHASES]
+KERNEL_OTHER = "other kernel"
+#: The loop's own code (tracee/tracee.c): run by the tracee, or by the borrowing tracer
+#: (process_vm_exec); all other code of the driver is the backend's (tracer or in-process handler).
+LOOP_FUNCTIONS = {"syscall_loop", "syscall_loop_borrowed", "monotonic_ns"}
+USER_LOOP = "user: tracee loop"
+USER_BACKEND = "user: tracer / handler"
+USER_LIBS = "user: libc, ld.so, vDSO"
+#: Every phase, in the plots' stacking order.
+PHASES = (USER_LOOP, USER_BACKEND, USER_LIBS, "syscall entry/exit", "getppid & pid lookups",
+          "interception (ptrace, seccomp, signals, wait, process_vm_exec)", "register & user copies",
+          "scheduler & context switch", "mm switch", "locking & RCU", "memory allocation",
+          "exceptions & interrupts", "idle", KERNEL_OTHER)
+SHORT = {"interception (ptrace, seccomp, signals, wait, process_vm_exec)": "interception machinery",
+         "scheduler & context switch": "scheduler and context switch"}
+
+
+def kernel_phase(function: str) -> str:
+    for phase, pattern in _KERNEL_PHASE_RES:
+        if pattern.search(function):
+            return phase
+    return KERNEL_OTHER
+
+
+# ------------------------------------------------------------------------------ the plugin's header
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vmexec-bench"
+
+
+def installed_qemu_source_version() -> str:
+    """The Debian source version of the installed qemu-system-x86 (binNMU suffix dropped)."""
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${source:Version}", QEMU_PACKAGE],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        raise BenchError(f"{QEMU_PACKAGE} is not installed (apt-get install {QEMU_PACKAGE})") from None
+    if not out:
+        raise BenchError(f"cannot read the version of {QEMU_PACKAGE}")
+    return out
+
+
+def _deb_src_entry() -> str:
+    """A deb-src entry for the same suites and archives as this machine's Debian sources."""
+    codename = ""
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            codename = line.partition("=")[2].strip().strip('"')
+    if not codename:
+        raise BenchError("cannot tell this Debian release's codename from /etc/os-release")
+    key = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    return (f"# Added by vmexec-bench (bench/anatomy.py): Debian's source packages, for qemu-plugin.h.\n"
+            f"Types: deb-src\nURIs: http://deb.debian.org/debian\n"
+            f"Suites: {codename} {codename}-updates\nComponents: main\nSigned-By: {key}\n\n"
+            f"Types: deb-src\nURIs: http://deb.debian.org/debian-security\n"
+            f"Suites: {codename}-security\nComponents: main\nSigned-By: {key}\n")
+
+
+def plugin_header(log=lambda msg: None) -> Path:
+    """qemu-plugin.h of the installed QEMU, from Debian's source package of that very version
+    (cached).  The first call, as root, adds a deb-src entry, runs apt-get update and
+    `apt-get source --download-only qemu=VERSION`, and takes the header out of the original
+    tarball, after checking that none of Debian's patches changes it."""
+    version = installed_qemu_source_version()
+    where = cache_dir() / "qemu-plugin" / version.replace(":", "_")
+    header = where / "qemu-plugin.h"
+    if header.exists():
+        return header
+    if os.geteuid() != 0:
+        raise BenchError(f"qemu-plugin.h is not cached yet ({header}); fetching it from Debian's "
+                         "qemu source package needs root once (apt-get source): run the command as root")
+    if not SOURCES_FILE.exists():
+        log(f"adding Debian's source lists ({SOURCES_FILE})")
+        SOURCES_FILE.write_text(_deb_src_entry())
+    with tempfile.TemporaryDirectory(prefix="vmexec-qemu-src-") as tmp:
+        def download() -> subprocess.CompletedProcess:
+            return subprocess.run(["apt-get", "source", "--download-only", "-q", f"qemu={version}"],
+                                  cwd=tmp, capture_output=True, text=True)
+        log(f"downloading Debian's qemu {version} source package (about 24 MB)")
+        proc = download()
+        if proc.returncode:
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True)
+            proc = download()
+        if proc.returncode:
+            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            raise BenchError(f"apt-get source qemu={version} failed: {tail}")
+        orig = next(Path(tmp).glob("qemu_*.orig.tar.*"), None)
+        debian = next(Path(tmp).glob("qemu_*.debian.tar.*"), None)
+        if orig is None or debian is None:
+            raise BenchError(f"apt-get source qemu={version} gave no original and Debian tarballs")
+        with tarfile.open(debian) as t:
+            for m in t.getmembers():
+                if m.isfile() and m.name.startswith("debian/patches/"):
+                    if b"qemu-plugin.h" in t.extractfile(m).read():
+                        raise BenchError(f"Debian's patch {m.name} changes qemu-plugin.h: "
+                                         "this set-up takes the header from the original tarball only")
+        with tarfile.open(orig) as t:
+            member = next((m for m in t if m.name.endswith("/include/qemu/qemu-plugin.h")), None)
+            if member is None:
+                raise BenchError(f"{orig.name} has no include/qemu/qemu-plugin.h")
+            text = t.extractfile(member).read()
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "SOURCE").write_text(
+            f"Debian source package qemu {version}: {orig.name} (sha256 "
+            f"{hashlib.sha256(orig.read_bytes()).hexdigest()}), {member.name}; "
+            f"no patch in {debian.name} touches it\n")
+        staged = header.with_suffix(".tmp")
+        staged.write_bytes(text)
+        staged.replace(header)
+    return header
+
+
+def build_plugin(log=lambda msg: None) -> Path:
+    """The plugin, compiled against the installed QEMU's header (cached by source and header)."""
+    header = plugin_header(log)
+    key = hashlib.sha256(PLUGIN_SOURCE.read_bytes() + header.read_bytes()).hexdigest()[:16]
+    lib = cache_dir() / "anatomy-plugin" / key / "libvmexec_anatomy.so"
+    if not lib.exists():
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        staged = lib.with_suffix(".tmp")
+        cmd = ["gcc", "-O2", "-Wall", "-shared", "-fPIC", f"-I{header.parent}", "-o", str(staged),
+               str(PLUGIN_SOURCE), "-lpthread"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise BenchError(f"compiling the anatomy plugin failed: {proc.stderr.strip()[-500:]}")
+        staged.replace(lib)
+        log(f"built {lib}")
+    return lib
+
+
+# ------------------------------------------------------------------------------ the plugin's output
+
+@dataclasses.dataclass
+class Window:
+    """One loop, from BEGIN to END: instruction counts per PC."""
+    index: int
+    begin_pc: int
+    end_pc: int
+    insns: int
+    counts: dict[int, int]              # pc -> executions (summed over translations)
+    classes: dict[int, int]             # pc -> class bits
+    class_totals: dict[str, int]
+
+
+def parse_counts(text: str) -> list[Window]:
+    windows: list[Window] = []
+    current: Window | None = None
+    for line in text.splitlines():
+        if not line or line.startswith("#") or line.startswith("exit "):
+            continue
+        parts = line.split()
+        if parts[0] == "window":
+            fields = dict(p.split("=", 1) for p in parts[2:])
+            current = Window(int(parts[1]), int(fields["begin_pc"], 16), int(fields["end_pc"], 16),
+                             int(fields["insns"]), defaultdict(int), {}, {})
+        elif current is None:
+            raise BenchError(f"the plugin's output has a line outside a window: {line[:80]!r}")
+        elif parts[0] == "class":
+            current.class_totals[parts[1]] = int(parts[2])
+        elif parts[0] == "end":
+            if sum(current.counts.values()) != current.insns:
+                raise BenchError(f"window {current.index}: its lines do not add up to its total")
+            windows.append(current)
+            current = None
+        else:
+            pc = int(parts[0], 16)
+            current.counts[pc] += int(parts[1])
+            current.classes[pc] = current.classes.get(pc, 0) | int(parts[2], 16)
+    return windows
+
+
+# ----------------------------------------------------------------------------------- symbolisation
+
+class KernelSymbols:
+    """Kernel text symbols from the guest's /proc/kallsyms (the same boot: KASLR included)."""
+
+    def __init__(self, kallsyms: str):
+        syms = []
+        for line in kallsyms.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] in "tTwW":
+                syms.append((int(parts[0], 16), parts[2]))
+        if not syms or all(a == 0 for a, _ in syms):
+            raise BenchError("kallsyms has no kernel text addresses (read as root?)")
+        syms.sort()
+        self.addrs = [a for a, _ in syms]
+        self.names = [n for _, n in syms]
+        self.start = {}
+        for a, n in syms:
+            self.start.setdefault(n, a)
+
+    def lookup(self, pc: int) -> tuple[str, int]:
+        """(function, its start address)."""
+        i = bisect.bisect_right(self.addrs, pc) - 1
+        if i < 0:
+            return "?", pc
+        return self.names[i], self.addrs[i]
+
+
+def _load_segments(data: bytes) -> list[tuple[int, int, int, int]]:
+    """(file offset, vaddr, file size, memory size) of each PT_LOAD of a 64-bit ELF file."""
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        raise BenchError("not a 64-bit ELF file")
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    loads = []
+    for k in range(phnum):
+        p_type, _flags, off, vaddr, _pa, filesz, memsz, _al = struct.unpack_from("<IIQQQQQQ", data,
+                                                                                 phoff + k * phentsize)
+        if p_type == 1:
+            loads.append((off, vaddr, filesz, memsz))
+    return loads
+
+
+def marker_vaddr(binary: Path) -> int:
+    """The link-time address of the BEGIN marker in the driver binary."""
+    data = binary.read_bytes()
+    at = data.find(MARK_BEGIN)
+    if at < 0 or data.find(MARK_BEGIN, at + 1) >= 0:
+        raise BenchError(f"{binary} must hold the BEGIN marker exactly once")
+    for off, vaddr, filesz, _ in _load_segments(data):
+        if off <= at < off + filesz:
+            return vaddr + at - off
+    raise BenchError(f"{binary}: the marker lies in no loadable segment")
+
+
+class UserSymbols:
+    """The driver binary's functions, at the load address the BEGIN marker reveals."""
+
+    def __init__(self, binary: Path, begin_pc: int):
+        loads = _load_segments(binary.read_bytes())
+        self.base = begin_pc - marker_vaddr(binary)
+        self.end = self.base + max(vaddr + memsz for _, vaddr, _, memsz in loads)
+        out = subprocess.run(["nm", "--defined-only", str(binary)], capture_output=True, text=True,
+                             check=True).stdout
+        syms = sorted((int(a, 16), n) for a, t, n in (l.split()[:3] for l in out.splitlines() if len(l.split()) >= 3)
+                      if t in "tTwW")
+        self.addrs = [a + self.base for a, _ in syms]
+        self.names = [n for _, n in syms]
+        if self.lookup(begin_pc) != "syscall_loop":
+            raise BenchError(f"the BEGIN marker ran at {begin_pc:#x}, which is not in syscall_loop "
+                             f"of {binary}: the guest ran another driver binary?")
+
+    def lookup(self, pc: int) -> str | None:
+        """The function of the driver holding pc, or None (not the driver)."""
+        if not self.base <= pc < self.end:
+            return None
+        i = bisect.bisect_right(self.addrs, pc) - 1
+        return self.names[i] if i >= 0 else "?"
+
+
+KERNEL_SPACE = 0xFFFF800000000000
+
+
+def attribute(window: Window, ksyms: KernelSymbols, usyms: UserSymbols) -> list[dict]:
+    """One row per (function, phase): executions, events by class, exceptions taken."""
+    rows: dict[tuple[str, str], dict] = {}
+    for pc, n in window.counts.items():
+        events = {}
+        if pc >= KERNEL_SPACE:
+            function, start = ksyms.lookup(pc)
+            phase = kernel_phase(function)
+            if pc == start and ENTRY_STUB.match(function):
+                events[EVENT] = n
+        else:
+            name = usyms.lookup(pc)
+            if name is None:
+                function, phase = "(libraries)", USER_LIBS
+            else:
+                function = name
+                phase = USER_LOOP if name in LOOP_FUNCTIONS else USER_BACKEND
+        bits = window.classes.get(pc, 0)
+        for k, c in enumerate(CLASSES):
+            if bits >> k & 1:
+                events[c] = n
+        row = rows.setdefault((function, phase), {"function": function, "phase": phase, "insns": 0,
+                                                  **{e: 0 for e in (*CLASSES, EVENT)}})
+        row["insns"] += n
+        for e, v in events.items():
+            row[e] += v
+    return list(rows.values())
+
+
+# ----------------------------------------------------------------------------------- running it
+
+def _guest_script(share: Path, backends: list[str], syscalls: int, in_process: dict[str, bool]) -> str:
+    from tracers.driver import VMEXEC
+
+    lines = ["set -u",
+             # The driver's load address must be the same in tracer and tracee (and stable).
+             "echo 0 > /proc/sys/kernel/randomize_va_space",
+             f"cat /proc/kallsyms > {shlex.quote(str(share / 'kallsyms.txt'))}"]
+    for b in backends:
+        pin = ["-T", str(PIN_CPU)] if in_process[b] else ["-t", str(PIN_CPU), "-T", str(PIN_CPU)]
+        cmd = shlex.join([str(VMEXEC), "run", b, "-n", str(syscalls), *pin])
+        lines.append(f"out=$({cmd}); status=$?; "
+                     f"printf '%s\\t%s\\t%s\\n' {shlex.quote(b)} \"$status\" \"$out\" "
+                     f">> {shlex.quote(str(share / 'driver.tsv'))}")
+    return "\n".join(lines) + "\n"
+
+
+def run_guest(backends: list[str], syscalls: int, raw: Path, log=print) -> None:
+    """Boot the guest with the plugin, run every backend once (same CPU), and leave the raw
+    outputs in raw/: counts.txt (plugin), kallsyms.txt, driver.tsv, driver binary's copy."""
+    import tracers
+    from bench import kernel, vm
+    from tracers.driver import VMEXEC, DriverBackend
+
+    known = {b.name: b for b in tracers.all_backends() if isinstance(b, DriverBackend)}
+    bad = [b for b in backends if b not in known]
+    if bad:
+        raise UsageError(f"unknown or non-C backend(s) {', '.join(bad)} (choose from {', '.join(known)})")
+    if syscalls < 100:
+        raise UsageError("--syscalls must be at least 100")
+    lib = build_plugin(log)
+    kb = kernel.build(log=lambda msg: log(f"kernel: {msg}"))
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in ("counts.txt", "kallsyms.txt", "driver.tsv"):
+        (raw / name).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vmexec-anatomy-") as tmp:
+        share = Path(tmp)
+        # A copy of the binary that ran, for symbolisation after a rebuild.
+        shutil.copy2(VMEXEC, raw / "vmexec")
+        script = _guest_script(share, backends, syscalls, {b: known[b].in_process for b in backends})
+        log(f"anatomy: booting the icount guest with the plugin ({len(backends)} backends, "
+            f"{syscalls} syscalls each)")
+        run = vm.run_in_guest(["sh", "-c", script], kernel=kb.bzimage, accel="tcg", timing="icount",
+                              output_dir=share, run_timeout=3600,
+                              extra_qemu_args=("-plugin", f"{lib},out={share / 'counts.txt'}"))
+        run.check()
+        for name in ("counts.txt", "kallsyms.txt", "driver.tsv"):
+            if not (share / name).exists():
+                raise BenchError(f"the guest left no {name}; console tail: {run.console[-1500:]}")
+            shutil.copy2(share / name, raw / name)
+    (raw / "guest.json").write_text(json.dumps({"guest_kernel": kb.release, "syscalls": syscalls,
+                                                "backends": backends, "pin": f"same CPU ({PIN_CPU})",
+                                                "qemu": installed_qemu_source_version(),
+                                                "qemu_cmdline": run.qemu_cmdline}, indent=1) + "\n")
+
+
+# ----------------------------------------------------------------------------------- analysis
+
+@dataclasses.dataclass
+class BackendAnatomy:
+    backend: str
+    syscalls: int
+    elapsed_ns: int                 # the driver's icount timing of the loop
+    insns: int                      # the plugin's count between the markers
+    functions: list[dict]           # per function: insns and events per syscall
+
+    @property
+    def insns_per_syscall(self) -> float:
+        return self.insns / self.syscalls
+
+    @property
+    def ns_per_syscall(self) -> float:
+        return self.elapsed_ns / self.syscalls
+
+    @property
+    def disagreement(self) -> float:
+        """(plugin - icount clock) / icount clock."""
+        return (self.insns - self.elapsed_ns) / self.elapsed_ns
+
+    def phases(self) -> dict[str, dict[str, float]]:
+        out = {p: {"insns": 0.0, **{e: 0.0 for e in (*CLASSES, EVENT)}} for p in PHASES}
+        for f in self.functions:
+            for k in out[f["phase"]]:
+                out[f["phase"]][k] += f[k]
+        return out
+
+    def totals(self) -> dict[str, float]:
+        return {k: sum(f[k] for f in self.functions) for k in ("insns", *CLASSES, EVENT)}
+
+
+def analyse(raw: Path) -> list[BackendAnatomy]:
+    """The raw outputs of one guest boot, per backend (per syscall)."""
+    for name in ("counts.txt", "kallsyms.txt", "driver.tsv", "vmexec"):
+        if not (raw / name).exists():
+            raise UsageError(f"{raw} has no {name}: not an anatomy run's raw directory")
+    windows = parse_counts((raw / "counts.txt").read_text())
+    ksyms = KernelSymbols((raw / "kallsyms.txt").read_text())
+    runs = []
+    for line in (raw / "driver.tsv").read_text().splitlines():
+        backend, status, out = line.split("\t", 2)
+        try:
+            report = json.loads(out.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            report = {"ok": False, "error": out.strip()[:200]}
+        runs.append((backend, int(status), report))
+    ran = [(b, r) for b, s, r in runs if s == 0 and r.get("ok")]
+    if len(ran) != len(windows):
+        raise BenchError(f"{len(windows)} loop windows for {len(ran)} successful backend runs "
+                         f"({', '.join(f'{b}: status {s}' for b, s, _ in runs)}): cannot pair them")
+    result = []
+    for (backend, report), w in zip(ran, windows):
+        usyms = UserSymbols(raw / "vmexec", w.begin_pc)
+        n = report["calls"]
+        if report["matched"] != n:
+            raise BenchError(f"{backend}: {n - report['matched']} of {n} calls returned the wrong value")
+        functions = attribute(w, ksyms, usyms)
+        for f in functions:
+            for k in ("insns", *CLASSES, EVENT):
+                f[k] = f[k] / n
+        functions.sort(key=lambda f: -f["insns"])
+        result.append(BackendAnatomy(backend, n, report["elapsed_ns"], w.insns, functions))
+    return result
+
+
+def failed_runs(raw: Path) -> dict[str, str]:
+    """Backends the guest could not run, and why (the driver's own words)."""
+    why = {}
+    for line in (raw / "driver.tsv").read_text().splitlines():
+        backend, status, out = line.split("\t", 2)
+        try:
+            report = json.loads(out.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            report = {"ok": False, "error": out.strip()[:200] or f"exit status {status}"}
+        if status != "0" or not report.get("ok"):
+            why[backend] = report.get("error") or f"exit status {status}"
+    return why
+
+
+# ------------------------------------------------------------------------------------- outputs
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 1 else f"{x:.2f}" if x else "0"
+
+
+def top_phases(a: BackendAnatomy, k: int = 3) -> list[tuple[str, dict]]:
+    ph = a.phases()
+    return sorted(((p, v) for p, v in ph.items() if v["insns"] > 0), key=lambda pv: -pv[1]["insns"])[:k]
+
+
+def sentences(results: list[BackendAnatomy]) -> list[str]:
+    """Computed sentences, one per backend, from the measured counts."""
+    out = []
+    for a in results:
+        parts = []
+        for phase, v in top_phases(a):
+            ev = [f"{_fmt(v[e])} {EVENT_LABELS[e]}" for e in ("cr3_write", "wrmsr", "xsave", "xrstor",
+                                                            "swapgs", "iret", EVENT) if v[e] >= 0.005]
+            parts.append(f"{_fmt(v['insns'])} in {SHORT.get(phase, phase)}"
+                         + (f" ({', '.join(ev)})" if ev else ""))
+        t = a.totals()
+        out.append(f"`{a.backend}` executes {_fmt(a.insns_per_syscall)} instructions per intercepted syscall "
+                   f"({_fmt(t['cr3_write'])} CR3 writes, {_fmt(t['swapgs'])} SWAPGS, "
+                   f"{_fmt(t['xsave'])} XSAVE and {_fmt(t['xrstor'])} XRSTOR, {_fmt(t['serializing'])} "
+                   f"serialising instructions, {_fmt(t['fence'])} fences); its top phases: " + "; ".join(parts) + ".")
+    by = {a.backend: a for a in results}
+    if "ptrace-sysemu" in by and "process-vm-exec" in by:
+        s, p = by["ptrace-sysemu"].phases(), by["process-vm-exec"].phases()
+        sch, mm = "scheduler & context switch", "mm switch"
+        out.append(f"PTRACE_SYSEMU spends {_fmt(s[sch]['insns'])} instructions and "
+                   f"{_fmt(s[sch]['cr3_write'] + s[mm]['cr3_write'])} CR3 writes per syscall in the scheduler "
+                   f"and context switch (mm switch included: {_fmt(s[mm]['insns'])} instructions); "
+                   f"process_vm_exec spends {_fmt(p[sch]['insns'])} in the scheduler and "
+                   f"{_fmt(p[mm]['insns'])} in the mm switch, with {_fmt(p[mm]['cr3_write'])} CR3 writes. "
+                   f"In all, {_fmt(by['ptrace-sysemu'].insns_per_syscall)} against "
+                   f"{_fmt(by['process-vm-exec'].insns_per_syscall)} instructions per syscall: "
+                   f"{by['ptrace-sysemu'].insns / by['ptrace-sysemu'].syscalls / by['process-vm-exec'].insns_per_syscall:.2f}x "
+                   f"the path length.")
+    return out
+
+
+def write_outputs(results: list[BackendAnatomy], out: Path, failed: dict[str, str], meta: dict) -> list[Path]:
+    import csv
+
+    written = []
+    out.mkdir(parents=True, exist_ok=True)
+    events = (*CLASSES, EVENT)
+    for a in results:
+        path = out / f"functions-{a.backend}.csv"
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["function", "phase", "insns_per_syscall", *events])
+            for r in a.functions:
+                w.writerow([r["function"], r["phase"], f"{r['insns']:.3f}", *(f"{r[e]:.4f}" for e in events)])
+        written.append(path)
+    path = out / "phases.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["backend", "phase", "insns_per_syscall", *events])
+        for a in results:
+            for p, v in a.phases().items():
+                w.writerow([a.backend, p, f"{v['insns']:.3f}", *(f"{v[e]:.4f}" for e in events)])
+    written.append(path)
+    path = out / "summary.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["backend", "syscalls", "plugin_insns_per_syscall", "icount_ns_per_syscall",
+                    "disagreement", *events])
+        for a in results:
+            t = a.totals()
+            w.writerow([a.backend, a.syscalls, f"{a.insns_per_syscall:.2f}", f"{a.ns_per_syscall:.2f}",
+                        f"{a.disagreement:+.5f}", *(f"{t[e]:.4f}" for e in events)])
+    written.append(path)
+    doc = {"meta": meta, "failed": failed, "sentences": sentences(results),
+           "backends": [{"backend": a.backend, "syscalls": a.syscalls, "elapsed_ns": a.elapsed_ns,
+                         "insns": a.insns, "insns_per_syscall": a.insns_per_syscall,
+                         "icount_ns_per_syscall": a.ns_per_syscall, "disagreement": a.disagreement,
+                         "totals": a.totals(), "phases": a.phases()} for a in results]}
+    path = out / "anatomy.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    written.append(path)
+    written += plot(results, out)
+    path = out / "anatomy.md"
+    path.write_text(to_markdown(report_blocks(out)))
+    written.append(path)
+    return written
+
+
+def plot(results: list[BackendAnatomy], out: Path) -> list[Path]:
+    """Stacked bars: instructions per syscall by phase; the expensive events written on each bar."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    order = sorted(results, key=lambda a: a.insns_per_syscall)
+    fig = Figure(figsize=(11, 1.2 + 0.9 * len(order)))
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["tab20"]
+    for i, a in enumerate(order):
+        left = 0.0
+        for j, p in enumerate(PHASES):
+            v = a.phases()[p]["insns"]
+            if v <= 0:
+                continue
+            ax.barh(i, v, left=left, color=cmap(j % 20), edgecolor="white", linewidth=0.4,
+                    label=p if i == next(k for k, b in enumerate(order) if b.phases()[p]["insns"] > 0) else None)
+            left += v
+        t = a.totals()
+        marks = ", ".join(f"{_fmt(t[e])} {label}" for e, label in
+                          (("cr3_write", "CR3 wr"), ("swapgs", "SWAPGS"), ("xsave", "XSAVE"), ("xrstor", "XRSTOR"),
+                           ("wrmsr", "WRMSR"), ("iret", "IRET"), ("serializing", "serial."), ("fence", "fence"),
+                           (EVENT, "exc/irq")) if t[e] >= 0.005)
+        ax.text(left * 1.01 + 50, i, marks or "no expensive events", va="center", fontsize=7)
+    ax.set_yticks(range(len(order)), [a.backend for a in order])
+    xmax = max(a.insns_per_syscall for a in order)
+    ax.set_xlim(0, xmax * 1.75)
+    ax.set_xlabel("guest instructions per intercepted syscall (icount guest, same CPU)")
+    ax.set_title("Where each mechanism's instructions go (per syscall); expensive events per syscall at right")
+    ax.legend(loc="lower right", fontsize=7, ncols=2)
+    fig.tight_layout()
+    paths = [out / "anatomy.png", out / "anatomy.svg"]
+    fig.savefig(paths[0], dpi=130)
+    fig.savefig(paths[1])
+    return paths
+
+
+def default_directory() -> Path:
+    from bench import results
+    return results.directory() / "anatomy"
+
+
+def report_blocks(directory: Path | None = None) -> list:
+    """The report section 'Instruction anatomy' as blocks (report.py's format), from an anatomy
+    output directory (default: anatomy/ in the results directory); [] if there is none."""
+    path = Path(directory or default_directory()) / "anatomy.json"
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    blocks: list = [("p", "Guest instructions per intercepted syscall, counted per program counter by the "
+                          "project's QEMU plugin (anatomy/) between the loop markers on every vCPU, in the "
+                          "icount guest on the patched kernel, tracer and tracee on one CPU; kernel addresses "
+                          "symbolised through the same boot's /proc/kallsyms. Expensive events are counted by "
+                          "instruction bytes; exceptions/interrupts as entries into the IDT stubs. "
+                          f"Meta: {doc['meta'].get('guest_kernel', '?')}, QEMU {doc['meta'].get('qemu', '?')}, "
+                          f"{doc['meta'].get('syscalls', '?')} syscalls per backend.")]
+    blocks.append(("list", doc["sentences"]))
+    rows = [[f"`{b['backend']}`", _fmt(b["insns_per_syscall"]), _fmt(b["icount_ns_per_syscall"]),
+             f"{100 * b['disagreement']:+.3f}%",
+             *(_fmt(b["totals"][e]) for e in ("cr3_write", "swapgs", "sysret", "iret", "xsave", "xrstor",
+                                              "wrmsr", "serializing", "fence", EVENT))]
+            for b in sorted(doc["backends"], key=lambda b: b["insns_per_syscall"])]
+    blocks.append(("table", ["backend", "plugin insns/syscall", "icount ns/syscall", "plugin vs clock",
+                             "CR3 writes", "SWAPGS", "SYSRET", "IRET", "XSAVE", "XRSTOR", "WRMSR",
+                             "serialising", "fences", "exc/irq"], rows))
+    phase_rows = []
+    for b in sorted(doc["backends"], key=lambda b: b["insns_per_syscall"]):
+        for p, v in sorted(b["phases"].items(), key=lambda pv: -pv[1]["insns"]):
+            if v["insns"] >= 0.5:
+                phase_rows.append([f"`{b['backend']}`", p, _fmt(v["insns"]),
+                                   f"{100 * v['insns'] / b['insns_per_syscall']:.1f}%",
+                                   *(_fmt(v[e]) for e in ("cr3_write", "swapgs", "xsave", "xrstor", "serializing",
+                                                          "fence", EVENT))])
+    blocks.append(("table", ["backend", "phase", "insns/syscall", "share", "CR3 writes", "SWAPGS", "XSAVE",
+                             "XRSTOR", "serialising", "fences", "exc/irq"], phase_rows))
+    if doc["failed"]:
+        blocks.append(("p", "Not measured: " + "; ".join(f"`{b}`: {w}" for b, w in doc["failed"].items())))
+    blocks.append(("p", "Plot: `anatomy.png` (stacked bars by phase); per-function tables: "
+                        "`functions-BACKEND.csv`; by phase: `phases.csv`."))
+    return blocks
+
+
+def to_markdown(blocks: list) -> str:
+    from bench import report
+    return "# Instruction anatomy\n\n" + report.to_markdown(blocks)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+def _cmd_anatomy(args) -> int:
+    out = args.output or default_directory()
+    raw = out / "raw"
+    if args.from_raw is None:
+        from bench.errors import writable_directory
+        writable_directory(out, create=True)
+        run_guest(args.backends, args.syscalls, raw, log=lambda m: print(m, file=sys.stderr))
+    else:
+        raw = args.from_raw
+        if not raw.is_dir():
+            raise UsageError(f"--from-raw: {raw} is not a directory")
+    results = analyse(raw)
+    if not results:
+        raise BenchError("no backend ran in the guest: " + json.dumps(failed_runs(raw)))
+    meta = json.loads((raw / "guest.json").read_text()) if (raw / "guest.json").exists() else {}
+    meta.pop("qemu_cmdline", None)
+    written = write_outputs(results, out, failed_runs(raw), meta)
+    for s in sentences(results):
+        print(s)
+    for a in results:
+        print(f"{a.backend}: plugin {a.insns_per_syscall:,.1f} insns/syscall, icount clock "
+              f"{a.ns_per_syscall:,.1f} ns/syscall ({100 * a.disagreement:+.3f}%)")
+    print(f"anatomy: {len(written)} files in {out}")
+    bad = [a.backend for a in results if abs(a.disagreement) > AGREEMENT]
+    if bad:
+        raise BenchError(f"the plugin's count and the icount clock differ by more than "
+                         f"{100 * AGREEMENT:g}% for {', '.join(bad)}")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    from bench.cli import _list_of
+
+    p = subparsers.add_parser("anatomy", help="instruction-level anatomy of each backend in the icount guest")
+    p.add_argument("--backends", type=_list_of(str), default=list(DEFAULT_BACKENDS),
+                   help=f"comma-separated C backends (default: {','.join(DEFAULT_BACKENDS)})")
+    p.add_argument("--syscalls", type=int, default=DEFAULT_SYSCALLS,
+                   help=f"intercepted syscalls per backend (default {DEFAULT_SYSCALLS})")
+    p.add_argument("--output", type=Path, help="output directory (default: anatomy/ in the results directory)")
+    p.add_argument("--from-raw", type=Path, metavar="DIR",
+                   help="analyse an earlier run's raw/ directory instead of booting the guest")
+    p.set_defaults(func=_cmd_anatomy)

@@ -1,0 +1,191 @@
+"""bench.anatomy and the QEMU plugin (anatomy/vmexec_anatomy.c)."""
+import json
+import subprocess
+
+import pytest
+
+from bench import anatomy as A
+from conftest import run_bench
+from tracers.driver import VMEXEC
+
+# Instruction bytes -> the classes the plugin must give them (Intel SDM encodings).
+CLASSIFIED = {
+    "0f22d8": {"cr3_write", "serializing"},          # mov %rax,%cr3
+    "410f22df": {"cr3_write", "serializing"},        # mov %r15,%cr3
+    "0f22e0": {"cr_write", "serializing"},           # mov %rax,%cr4
+    "0f30": {"wrmsr", "serializing"},
+    "0f32": {"rdmsr"},
+    "0f01f8": {"swapgs"},
+    "0f05": {"syscall"},
+    "480f07": {"sysret"},                            # sysretq
+    "48cf": {"iret", "serializing"},                 # iretq
+    "0fae27": {"xsave"},                             # xsave (%rdi)
+    "480fae27": {"xsave"},                           # xsave64 (%rdi)
+    "0fae37": {"xsave"},                             # xsaveopt (%rdi)
+    "0fc727": {"xsave"},                             # xsavec (%rdi)
+    "480fc72f": {"xsave"},                           # xsaves64 (%rdi)
+    "480fae2f": {"xrstor"},                          # xrstor64 (%rdi)
+    "480fc71f": {"xrstor"},                          # xrstors64 (%rdi)
+    "0faee8": {"fence"},                             # lfence
+    "0faef0": {"fence"},                             # mfence
+    "0faef8": {"fence"},                             # sfence
+    "0fa2": {"serializing"},                         # cpuid
+    "0f0138": {"tlb_flush", "serializing"},          # invlpg (%rax)
+    "660f388201": {"tlb_flush", "serializing"},      # invpcid (%rcx),%rax
+    "f4": {"hlt"},
+    "f3480faed0": set(),                             # wrfsbase %rax
+    "660fae37": set(),                               # clwb (%rdi)
+    "660fae3f": set(),                               # clflushopt (%rdi)
+    "0fae3f": set(),                                 # clflush (%rdi)
+    "0f1f8400564d5842": set(),                       # the BEGIN marker: a nop
+    "4889c7": set(),                                 # mov %rax,%rdi
+    "0f20d8": set(),                                 # mov %cr3,%rax (a read)
+    "0f0d08": set(),                                 # prefetchw (%rax)
+}
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("classify") / "classify"
+    subprocess.run(["gcc", "-O2", "-DVMEXEC_ANATOMY_CLASSIFY_MAIN", "-o", str(exe), str(A.PLUGIN_SOURCE)],
+                   check=True)
+    return exe
+
+
+def test_the_plugin_classifies_instructions_by_their_bytes(classifier):
+    proc = subprocess.run([str(classifier)], input="".join(h + "\n" for h in CLASSIFIED),
+                          capture_output=True, text=True, check=True)
+    got = {}
+    for hexbytes, bits in zip(CLASSIFIED, proc.stdout.split()):
+        got[hexbytes] = {c for k, c in enumerate(A.CLASSES) if int(bits, 16) >> k & 1}
+    assert got == CLASSIFIED
+
+
+def test_kernel_functions_fall_into_the_expected_phases():
+    expect = {
+        "switch_mm_irqs_off": "mm switch", "load_new_mm_cr3": "mm switch", "switch_current_mm": "mm switch",
+        "__schedule": "scheduler & context switch", "__switch_to_asm": "scheduler & context switch",
+        "try_to_wake_up": "scheduler & context switch", "os_xrstor": "scheduler & context switch",
+        "genregs_get": "register & user copies", "restore_sigcontext_regs": "register & user copies",
+        "entry_SYSCALL_64": "syscall entry/exit", "__rseq_handle_notify_resume": "syscall entry/exit",
+        "ptrace_stop": A.PHASES[5], "__seccomp_filter": A.PHASES[5], "do_wait": A.PHASES[5],
+        "__x64_sys_process_vm_exec": A.PHASES[5], "__x64_sys_getppid": "getppid & pid lookups",
+        "asm_exc_page_fault": "exceptions & interrupts", "account_entity_enqueue": "scheduler & context switch",
+        "_raw_spin_lock_irqsave": "locking & RCU", "nsec_to_clock_t": A.PHASES[5],
+        "slab_alloc_node.isra.0": "memory allocation", "default_idle": "idle", "some_unknown_fn": A.KERNEL_OTHER,
+    }
+    assert {f: A.kernel_phase(f) for f in expect} == expect
+    assert set(expect.values()) <= set(A.PHASES)
+
+
+WINDOW = """# vmexec-anatomy: x86_64, vCPUs 2
+window 0 begin_pc=0x555555556f5b end_pc=0x555555556fea begin_vcpu=0 end_vcpu=1 insns=10
+ffffffff81000010 4 0 4889c7
+ffffffff81000010 2 0 4889c7
+ffffffff81000000 3 20 0f05
+555555556f5b 1 0 0f1f8400564d5842
+class syscall 3
+end 0
+exit windows=1 records=9
+"""
+
+
+def test_the_plugins_output_is_parsed_per_window_and_pc():
+    (w,) = A.parse_counts(WINDOW)
+    assert (w.begin_pc, w.end_pc, w.insns) == (0x555555556F5B, 0x555555556FEA, 10)
+    assert w.counts == {0xFFFFFFFF81000010: 6, 0xFFFFFFFF81000000: 3, 0x555555556F5B: 1}
+    assert w.classes[0xFFFFFFFF81000000] == 1 << A.CLASSES.index("syscall")
+    assert w.class_totals == {"syscall": 3}
+    with pytest.raises(A.BenchError, match="add up"):
+        A.parse_counts(WINDOW.replace("insns=10", "insns=11"))
+
+
+def test_symbols_come_from_kallsyms_and_the_driver_binary():
+    ks = A.KernelSymbols("ffffffff81000000 T entry_SYSCALL_64\nffffffff81000040 t asm_exc_page_fault\n"
+                         "ffffffff81000100 T do_syscall_64\n")
+    assert ks.lookup(0xFFFFFFFF81000010) == ("entry_SYSCALL_64", 0xFFFFFFFF81000000)
+    assert ks.lookup(0xFFFFFFFF81000040)[0] == "asm_exc_page_fault"
+    # The driver as built, at the load address a non-ASLR PIE gets.
+    base = 0x555555554000
+    offset = A.marker_vaddr(VMEXEC)
+    us = A.UserSymbols(VMEXEC, base + offset)
+    assert us.base == base
+    assert us.lookup(base + offset) == "syscall_loop"
+    assert us.lookup(0x7FFFF7E00000) is None
+    nm = subprocess.run(["nm", "--defined-only", str(VMEXEC)], capture_output=True, text=True, check=True).stdout
+    main = next(int(line.split()[0], 16) for line in nm.splitlines() if line.split()[2:] == ["main"])
+    assert us.lookup(base + main + 1) == "main"
+
+
+def test_attribution_adds_events_and_exception_entries():
+    ks = A.KernelSymbols("ffffffff81000000 T entry_SYSCALL_64\nffffffff81000040 t asm_exc_page_fault\n"
+                         "ffffffff81000100 T do_syscall_64\n")
+    offset = A.marker_vaddr(VMEXEC)
+    us = A.UserSymbols(VMEXEC, 0x555555554000 + offset)
+    w = A.Window(0, 0x555555554000 + offset, 0, 0,
+                 {0xFFFFFFFF81000000: 5, 0xFFFFFFFF81000040: 2, 0xFFFFFFFF81000044: 2,
+                  0x555555554000 + offset: 1, 0x7FFFF7E00000: 7},
+                 {0xFFFFFFFF81000000: 1 << A.CLASSES.index("swapgs")}, {})
+    rows = {r["function"]: r for r in A.attribute(w, ks, us)}
+    assert rows["entry_SYSCALL_64"]["swapgs"] == 5 and rows["entry_SYSCALL_64"]["insns"] == 5
+    assert rows["asm_exc_page_fault"][A.EVENT] == 2 and rows["asm_exc_page_fault"]["insns"] == 4
+    assert rows["syscall_loop"]["phase"] == A.USER_LOOP
+    assert rows["(libraries)"]["insns"] == 7
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--syscalls", "5"], "at least 100"),
+    (["--backends", "no-such-backend"], "unknown"),
+    (["--backends", "python-ptrace-sysemu"], "non-C"),
+    (["--from-raw", "/nonexistent/raw"], "not a directory"),
+    (["--syscalls", "many"], "invalid int"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    proc = run_bench("anatomy", "--output", str(tmp_path / "out"), *args, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_from_raw_needs_an_anatomy_runs_directory(tmp_path):
+    proc = run_bench("anatomy", "--output", str(tmp_path / "out"), "--from-raw", str(tmp_path), timeout=120)
+    assert proc.returncode == 2 and "not an anatomy run" in proc.stderr
+
+
+def test_no_report_section_without_an_anatomy_run(tmp_path):
+    assert A.report_blocks(tmp_path) == []
+
+
+@pytest.mark.vm
+def test_anatomy_in_the_guest_agrees_with_the_icount_clock(tmp_path):
+    """One boot: the plugin's instructions per syscall between the markers against the icount
+    timing of the same loop (1 ns per instruction), within 2%, and the anatomy's own sanity."""
+    out = tmp_path / "anatomy"
+    proc = run_bench("anatomy", "--backends", "native,ptrace-sysemu,process-vm-exec",
+                     "--syscalls", "3000", "--output", str(out), timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "anatomy.json").read_text())
+    by = {b["backend"]: b for b in doc["backends"]}
+    assert set(by) == {"native", "ptrace-sysemu", "process-vm-exec"}
+    for b in by.values():
+        assert b["syscalls"] == 3000
+        assert abs(b["insns_per_syscall"] - b["icount_ns_per_syscall"]) <= A.AGREEMENT * b["icount_ns_per_syscall"]
+        assert sum(v["insns"] for v in b["phases"].values()) == pytest.approx(b["insns_per_syscall"])
+        assert b["phases"][A.USER_LOOP]["insns"] > 0       # the loop itself was found and symbolised
+    native, sysemu, pvm = by["native"], by["ptrace-sysemu"], by["process-vm-exec"]
+    # Natively, one SYSCALL, one SYSRET and two SWAPGS per call, no address-space switch.
+    assert native["totals"]["syscall"] == pytest.approx(1, abs=0.01)
+    assert native["totals"]["sysret"] == pytest.approx(1, abs=0.01)
+    assert native["totals"]["swapgs"] == pytest.approx(2, abs=0.02)
+    assert native["totals"]["cr3_write"] < 0.01
+    # The tracer backends switch address spaces; SYSEMU through the scheduler, process_vm_exec without.
+    assert sysemu["totals"]["cr3_write"] >= 1 and pvm["totals"]["cr3_write"] >= 1
+    sched = "scheduler & context switch"
+    assert sysemu["phases"][sched]["insns"] > 10 * pvm["phases"][sched]["insns"]
+    assert pvm["phases"]["mm switch"]["insns"] > 0
+    for name in ("phases.csv", "summary.csv", "functions-ptrace-sysemu.csv", "anatomy.png", "anatomy.md"):
+        assert (out / name).stat().st_size > 0
+    # Re-analysing the raw outputs gives the same figures.
+    again = A.analyse(out / "raw")
+    assert [a.insns for a in again] == [b["insns"] for b in doc["backends"]]
+    blocks = A.report_blocks(out)
+    assert any(kind == "table" for kind, *_ in blocks)
