@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import dataclasses
+import gzip
 import hashlib
 import json
 import os
@@ -62,8 +63,8 @@ EVENT = "exc_irq"
 #: The expensive classes shown in tables and plots (hardware cost far above one cycle).
 EXPENSIVE = ("cr3_write", "wrmsr", "swapgs", "syscall", "sysret", "iret", "xsave", "xrstor",
              "serializing", "fence", EVENT)
-EVENT_LABELS = {"cr3_write": "CR3 writes", "wrmsr": "WRMSRs", "swapgs": "SWAPGSs", "syscall": "SYSCALLs",
-                "sysret": "SYSRETs", "iret": "IRETs", "xsave": "XSAVEs", "xrstor": "XRSTORs",
+EVENT_LABELS = {"cr3_write": "CR3 writes", "wrmsr": "WRMSR", "swapgs": "SWAPGS", "syscall": "SYSCALL",
+                "sysret": "SYSRET", "iret": "IRET", "xsave": "XSAVE", "xrstor": "XRSTOR",
                 "serializing": "serialising instructions", "fence": "fences",
                 EVENT: "exceptions/interrupts taken"}
 #: Entry stubs of the IDT: one execution of the first instruction = one exception/interrupt taken.
@@ -437,7 +438,8 @@ def _guest_script(share: Path, backends: list[str], syscalls: int, in_process: d
 
 def run_guest(backends: list[str], syscalls: int, raw: Path, log=print) -> None:
     """Boot the guest with the plugin, run every backend once (same CPU), and leave the raw
-    outputs in raw/: counts.txt (plugin), kallsyms.txt, driver.tsv, driver binary's copy."""
+    outputs in raw/: counts.txt.gz (the plugin's), kallsyms.txt.gz, driver.tsv (the driver's JSON
+    per backend), guest.json, and a copy of the driver binary that ran."""
     import tracers
     from bench import kernel, vm
     from tracers.driver import VMEXEC, DriverBackend
@@ -451,7 +453,7 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print) -> None:
     lib = build_plugin(log)
     kb = kernel.build(log=lambda msg: log(f"kernel: {msg}"))
     raw.mkdir(parents=True, exist_ok=True)
-    for name in ("counts.txt", "kallsyms.txt", "driver.tsv"):
+    for name in ("counts.txt.gz", "kallsyms.txt.gz", "driver.tsv"):
         (raw / name).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="vmexec-anatomy-") as tmp:
         share = Path(tmp)
@@ -467,7 +469,11 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print) -> None:
         for name in ("counts.txt", "kallsyms.txt", "driver.tsv"):
             if not (share / name).exists():
                 raise BenchError(f"the guest left no {name}; console tail: {run.console[-1500:]}")
-            shutil.copy2(share / name, raw / name)
+            if name == "driver.tsv":
+                shutil.copy2(share / name, raw / name)
+            else:   # kept compressed: a committed run stays small
+                with (share / name).open("rb") as src, gzip.open(raw / f"{name}.gz", "wb") as dst:
+                    shutil.copyfileobj(src, dst)
     (raw / "guest.json").write_text(json.dumps({"guest_kernel": kb.release, "syscalls": syscalls,
                                                 "backends": backends, "pin": f"same CPU ({PIN_CPU})",
                                                 "qemu": installed_qemu_source_version(),
@@ -510,11 +516,11 @@ class BackendAnatomy:
 
 def analyse(raw: Path) -> list[BackendAnatomy]:
     """The raw outputs of one guest boot, per backend (per syscall)."""
-    for name in ("counts.txt", "kallsyms.txt", "driver.tsv", "vmexec"):
+    for name in ("counts.txt.gz", "kallsyms.txt.gz", "driver.tsv", "vmexec"):
         if not (raw / name).exists():
             raise UsageError(f"{raw} has no {name}: not an anatomy run's raw directory")
-    windows = parse_counts((raw / "counts.txt").read_text())
-    ksyms = KernelSymbols((raw / "kallsyms.txt").read_text())
+    windows = parse_counts(gzip.decompress((raw / "counts.txt.gz").read_bytes()).decode())
+    ksyms = KernelSymbols(gzip.decompress((raw / "kallsyms.txt.gz").read_bytes()).decode())
     runs = []
     for line in (raw / "driver.tsv").read_text().splitlines():
         backend, status, out = line.split("\t", 2)
@@ -586,11 +592,12 @@ def sentences(results: list[BackendAnatomy]) -> list[str]:
     if "ptrace-sysemu" in by and "process-vm-exec" in by:
         s, p = by["ptrace-sysemu"].phases(), by["process-vm-exec"].phases()
         sch, mm = "scheduler & context switch", "mm switch"
-        out.append(f"PTRACE_SYSEMU spends {_fmt(s[sch]['insns'])} instructions and "
-                   f"{_fmt(s[sch]['cr3_write'] + s[mm]['cr3_write'])} CR3 writes per syscall in the scheduler "
-                   f"and context switch (mm switch included: {_fmt(s[mm]['insns'])} instructions); "
+        out.append(f"PTRACE_SYSEMU spends {_fmt(s[sch]['insns'])} instructions per syscall in the scheduler "
+                   f"and context switch and {_fmt(s[mm]['insns'])} in the mm switch, with "
+                   f"{_fmt(s[sch]['cr3_write'] + s[mm]['cr3_write'])} CR3 writes; "
                    f"process_vm_exec spends {_fmt(p[sch]['insns'])} in the scheduler and "
-                   f"{_fmt(p[mm]['insns'])} in the mm switch, with {_fmt(p[mm]['cr3_write'])} CR3 writes. "
+                   f"{_fmt(p[mm]['insns'])} in the mm switch, with {_fmt(p[sch]['cr3_write'] + p[mm]['cr3_write'])} "
+                   f"CR3 writes. "
                    f"In all, {_fmt(by['ptrace-sysemu'].insns_per_syscall)} against "
                    f"{_fmt(by['process-vm-exec'].insns_per_syscall)} instructions per syscall: "
                    f"{by['ptrace-sysemu'].insns / by['ptrace-sysemu'].syscalls / by['process-vm-exec'].insns_per_syscall:.2f}x "
@@ -648,34 +655,40 @@ def write_outputs(results: list[BackendAnatomy], out: Path, failed: dict[str, st
 def plot(results: list[BackendAnatomy], out: Path) -> list[Path]:
     """Stacked bars: instructions per syscall by phase; the expensive events written on each bar."""
     import matplotlib
+    import matplotlib.patches
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
     order = sorted(results, key=lambda a: a.insns_per_syscall)
-    fig = Figure(figsize=(11, 1.2 + 0.9 * len(order)))
+    fig = Figure(figsize=(12, 2.4 + 0.6 * len(order)))
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["tab20"]
+    colour = {p: cmap(j % 20) for j, p in enumerate(PHASES)}
+    used = [p for p in PHASES if any(a.phases()[p]["insns"] > 0 for a in order)]
     for i, a in enumerate(order):
         left = 0.0
-        for j, p in enumerate(PHASES):
-            v = a.phases()[p]["insns"]
-            if v <= 0:
-                continue
-            ax.barh(i, v, left=left, color=cmap(j % 20), edgecolor="white", linewidth=0.4,
-                    label=p if i == next(k for k, b in enumerate(order) if b.phases()[p]["insns"] > 0) else None)
-            left += v
+        ph = a.phases()
+        for p in PHASES:
+            v = ph[p]["insns"]
+            if v > 0:
+                ax.barh(i, v, left=left, color=colour[p], edgecolor="white", linewidth=0.4)
+                left += v
         t = a.totals()
+        # Events of at least 0.05 per syscall (all of them are in the tables).
         marks = ", ".join(f"{_fmt(t[e])} {label}" for e, label in
                           (("cr3_write", "CR3 wr"), ("swapgs", "SWAPGS"), ("xsave", "XSAVE"), ("xrstor", "XRSTOR"),
                            ("wrmsr", "WRMSR"), ("iret", "IRET"), ("serializing", "serial."), ("fence", "fence"),
-                           (EVENT, "exc/irq")) if t[e] >= 0.005)
-        ax.text(left * 1.01 + 50, i, marks or "no expensive events", va="center", fontsize=7)
+                           (EVENT, "exc/irq")) if t[e] >= 0.05)
+        ax.text(left + 0.01 * max(b.insns_per_syscall for b in order), i,
+                f"{_fmt(a.insns_per_syscall)}: " + (marks or "no expensive events"), va="center", fontsize=7)
+    handles = [matplotlib.patches.Patch(color=colour[p], label=p) for p in used]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.09), fontsize=7, ncols=4,
+              frameon=False)
     ax.set_yticks(range(len(order)), [a.backend for a in order])
     xmax = max(a.insns_per_syscall for a in order)
-    ax.set_xlim(0, xmax * 1.75)
+    ax.set_xlim(0, xmax * 1.65)
     ax.set_xlabel("guest instructions per intercepted syscall (icount guest, same CPU)")
     ax.set_title("Where each mechanism's instructions go (per syscall); expensive events per syscall at right")
-    ax.legend(loc="lower right", fontsize=7, ncols=2)
     fig.tight_layout()
     paths = [out / "anatomy.png", out / "anatomy.svg"]
     fig.savefig(paths[0], dpi=130)
