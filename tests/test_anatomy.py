@@ -189,3 +189,37 @@ def test_anatomy_in_the_guest_agrees_with_the_icount_clock(tmp_path):
     assert [a.insns for a in again] == [b["insns"] for b in doc["backends"]]
     blocks = A.report_blocks(out)
     assert any(kind == "table" for kind, *_ in blocks)
+
+
+def _anatomy_doc(path, features):
+    backends = [{"backend": b, "insns_per_syscall": i, "totals": {"cr3_write": c, "syscall": k, A.EVENT: 0.0}}
+                for b, (i, c, k) in features.items()]
+    path.write_text(json.dumps({"backends": backends}))
+    return path
+
+
+def test_the_cost_model_recovers_known_parameters_and_reports_leave_one_out_errors(tmp_path):
+    features = {"native": (227, 0, 1), "ptrace-sysemu": (12434, 2, 5), "ptrace-syscall": (24396, 4, 9),
+                "seccomp-trap": (5310, 0, 2), "seccomp-unotify": (6469, 2, 3), "ptrace-sysemu-poke": (8886, 2, 4),
+                "process-vm-exec": (2386, 2, 2)}
+    truth = (0.2, 300.0, 50.0)
+    host = {b: sum(t * f for t, f in zip(truth, fs)) for b, fs in features.items() if b != "process-vm-exec"}
+    m = A.fit_model(_anatomy_doc(tmp_path / "anatomy.json", features), host)
+    assert list(m.parameters.values()) == pytest.approx(truth, rel=1e-6)
+    assert all(abs(e) < 1e-6 for e in m.loo.values())
+    assert m.candidate_ns == pytest.approx(0.2 * 2386 + 300 * 2 + 50 * 2)
+    assert m.speedup == pytest.approx(host["ptrace-sysemu"] / m.candidate_ns)
+    # Noise on one mechanism shows in its leave-one-out error and widens the range.
+    host["seccomp-trap"] *= 1.3
+    m = A.fit_model(_anatomy_doc(tmp_path / "anatomy.json", features), host)
+    assert m.loo["seccomp-trap"] < -0.05
+    assert m.candidate_range[0] < m.candidate_ns < m.candidate_range[1]
+    assert all(v >= 0 for v in m.parameters.values())
+
+
+def test_the_cost_model_needs_enough_mechanisms(tmp_path):
+    doc = _anatomy_doc(tmp_path / "anatomy.json", {"ptrace-sysemu": (1, 1, 1), "process-vm-exec": (1, 1, 1)})
+    with pytest.raises(A.UsageError, match="too few"):
+        A.fit_model(doc, {"ptrace-sysemu": 3000.0})
+    proc = run_bench("anatomy-model", "--anatomy", str(tmp_path / "nowhere"))
+    assert proc.returncode == 2 and "no " in proc.stderr
