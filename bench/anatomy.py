@@ -886,12 +886,13 @@ def fit_model(anatomy_json: Path, host: dict[str, float]) -> CostModel:
                      {n: float(X[i] @ p) for i, n in enumerate(names)}, loo, pred, rng, host[analysis.BASELINE])
 
 
-def model_blocks(m: CostModel) -> list:
+def model_blocks(m: CostModel, inputs: str = "") -> list:
     formula = " + ".join(f"{v:.4g} × {k}" for k, v in m.parameters.items())
     rows = [[f"`{n}`", _fmt(m.measured[n]), _fmt(m.fitted[n]), f"{100 * m.loo[n]:+.1f}%"] for n in m.backends]
     return [("p", f"Host ns/syscall = {formula} (per intercepted syscall; non-negative least squares on "
                   f"relative errors over {len(m.backends)} mechanisms). "
-                  + " ".join(f"{k}: {v}." for k, v in MODEL_FEATURES.items())),
+                  + " ".join(f"{k}: {v}." for k, v in MODEL_FEATURES.items())
+                  + (f" Inputs: {inputs}." if inputs else "")),
             ("table", ["mechanism", "host ns/syscall (measured)", "model", "leave-one-out error"], rows),
             ("p", f"process_vm_exec, predicted for this host: {_fmt(m.candidate_ns)} ns/syscall "
                   f"({_fmt(m.candidate_range[0])}–{_fmt(m.candidate_range[1])} with the extreme leave-one-out "
@@ -914,7 +915,8 @@ def _cmd_model(args) -> int:
         if not Path(p).is_file():
             raise UsageError(f"no such results file: {p}")
     m = fit_model(anatomy_json, host_ns_per_syscall([Path(p) for p in paths]))
-    text = to_markdown(model_blocks(m)).replace("# Instruction anatomy", "# Cost model", 1)
+    inputs = f"host run(s) {', '.join(f'`{Path(p).name}`' for p in paths)}; guest anatomy `{anatomy_json}`"
+    text = to_markdown(model_blocks(m, inputs)).replace("# Instruction anatomy", "# Cost model", 1)
     if args.output:
         args.output.write_text(text)
     print(text, end="")
