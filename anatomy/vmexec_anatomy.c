@@ -19,7 +19,10 @@
  *
  * Output (text, one window per loop):
  *   window N begin_pc=0x.. end_pc=0x.. begin_vcpu=V end_vcpu=V insns=T
- *   PC_HEX COUNT CLASSES BYTES_HEX       (one line per instruction executed)
+ *   PC_HEX COUNT CLASSES BYTES_HEX [STARTS]  (one line per instruction executed;
+ *                                         STARTS for REP string ops: how many of the
+ *                                         COUNT executions began a new instruction,
+ *                                         the rest being its further iterations)
  *   class NAME COUNT                      (totals per class)
  *   end N
  * and "exit windows=N records=R" when QEMU exits.
@@ -55,11 +58,13 @@ enum {
 	C_FENCE = 1 << 11,	/* lfence, mfence, sfence */
 	C_TLB_FLUSH = 1 << 12,	/* invlpg, invpcid */
 	C_HLT = 1 << 13,
-	C_NCLASSES = 14
+	C_REP_STRING = 1 << 14,	/* rep/repe/repne string op: TCG runs (and icount and this
+				 * plugin count) every iteration as one instruction */
+	C_NCLASSES = 15
 };
 static const char *const class_names[C_NCLASSES] = {
 	"cr3_write", "cr_write", "wrmsr", "rdmsr", "swapgs", "syscall", "sysret", "iret",
-	"xsave", "xrstor", "serializing", "fence", "tlb_flush", "hlt",
+	"xsave", "xrstor", "serializing", "fence", "tlb_flush", "hlt", "rep_string",
 };
 
 static const uint8_t mark_begin[8] = { 0x0f, 0x1f, 0x84, 0x00, 'V', 'M', 'X', 'B' };
@@ -70,6 +75,8 @@ static const uint8_t mark_end[8] = { 0x0f, 0x1f, 0x84, 0x00, 'V', 'M', 'X', 'E' 
 struct rec {
 	uint64_t count;		/* executions since boot (inline add) */
 	uint64_t base;		/* count at the window's BEGIN */
+	uint64_t starts;	/* REP string ops: executions that began an instruction */
+	uint64_t starts_base;
 	uint64_t pc;
 	uint32_t classes;
 	uint8_t size;
@@ -85,6 +92,14 @@ static size_t n_chunks, n_recs;
 static struct rec **table;
 static size_t table_size;	/* a power of two */
 
+/*
+ * Every instruction also adds one to seq, so a REP string op can tell a new
+ * instruction from its next iteration: TCG runs each iteration as one more
+ * execution of the same instruction, with nothing in between.
+ */
+static uint64_t seq, last_rep_seq;
+static const struct rec *last_rep;
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *out;
 static long windows;
@@ -96,7 +111,7 @@ static unsigned begin_vcpu;
 static uint32_t classify(const uint8_t *b, size_t n)
 {
 	size_t i = 0;
-	int p66 = 0, pf3 = 0, rex_w = 0;
+	int p66 = 0, pf3 = 0, pf2 = 0, rex_w = 0;
 
 	for (; i < n; i++) {	/* legacy prefixes, then REX */
 		uint8_t c = b[i];
@@ -105,7 +120,9 @@ static uint32_t classify(const uint8_t *b, size_t n)
 			p66 = 1;
 		else if (c == 0xf3)
 			pf3 = 1;
-		else if (c == 0xf2 || c == 0xf0 || c == 0x67 || c == 0x2e || c == 0x36 ||
+		else if (c == 0xf2)
+			pf2 = 1;
+		else if (c == 0xf0 || c == 0x67 || c == 0x2e || c == 0x36 ||
 			 c == 0x3e || c == 0x26 || c == 0x64 || c == 0x65)
 			;
 		else
@@ -122,6 +139,8 @@ static uint32_t classify(const uint8_t *b, size_t n)
 		return C_IRET | C_SERIALIZING;
 	if (b[i] == 0xf4)
 		return C_HLT;
+	if ((pf3 || pf2) && b[i] >= 0xa4 && b[i] <= 0xaf && b[i] != 0xa8 && b[i] != 0xa9)
+		return C_REP_STRING;	/* movs, cmps, stos, lods, scas (a8/a9: test) */
 	if (b[i] != 0x0f || i + 1 >= n)
 		return 0;
 
@@ -294,8 +313,10 @@ static void on_begin(unsigned int vcpu, void *udata)
 	if (in_window)
 		fprintf(out, "# BEGIN again at 0x%" PRIx64 " on vCPU %u: window restarted\n",
 			marker->pc, vcpu);
-	FOR_EACH_REC(r)
+	FOR_EACH_REC(r) {
 		r->base = r->count;
+		r->starts_base = r->starts;
+	}
 	in_window = 1;
 	begin_pc = marker->pc;
 	begin_vcpu = vcpu;
@@ -326,6 +347,8 @@ static void on_end(unsigned int vcpu, void *udata)
 		fprintf(out, "%" PRIx64 " %" PRIu64 " %" PRIx32 " ", r->pc, d, r->classes);
 		for (int j = 0; j < r->size; j++)
 			fprintf(out, "%02x", r->bytes[j]);
+		if (r->classes & C_REP_STRING)
+			fprintf(out, " %" PRIu64, r->starts - r->starts_base);
 		fputc('\n', out);
 		for (int c = 0; c < C_NCLASSES; c++)
 			if (r->classes & (1u << c))
@@ -338,6 +361,17 @@ static void on_end(unsigned int vcpu, void *udata)
 	windows++;
 	in_window = 0;
 	pthread_mutex_unlock(&lock);
+}
+
+static void on_rep(unsigned int vcpu, void *udata)
+{
+	struct rec *r = udata;
+
+	(void)vcpu;
+	if (r != last_rep || seq != last_rep_seq + 1)
+		r->starts++;
+	last_rep = r;
+	last_rep_seq = seq;
 }
 
 static void vcpu_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
@@ -356,6 +390,9 @@ static void vcpu_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 			size = MAX_BYTES;
 		r = lookup(qemu_plugin_insn_vaddr(insn), data, size);
 		qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &r->count, 1);
+		qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &seq, 1);
+		if (r->classes & C_REP_STRING)
+			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_rep, QEMU_PLUGIN_CB_NO_REGS, r);
 		if (size == sizeof(mark_begin) && !memcmp(data, mark_begin, size))
 			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_begin, QEMU_PLUGIN_CB_NO_REGS, r);
 		else if (size == sizeof(mark_end) && !memcmp(data, mark_end, size))

@@ -57,9 +57,12 @@ MARK_BEGIN = bytes([0x0F, 0x1F, 0x84, 0x00]) + b"VMXB"
 
 #: Instruction classes, in the plugin's bit order (class_names in vmexec_anatomy.c).
 CLASSES = ("cr3_write", "cr_write", "wrmsr", "rdmsr", "swapgs", "syscall", "sysret", "iret",
-           "xsave", "xrstor", "serializing", "fence", "tlb_flush", "hlt")
+           "xsave", "xrstor", "serializing", "fence", "tlb_flush", "hlt", "rep_string")
 #: Events derived from the counts: exceptions and interrupts taken (entry-stub executions).
 EVENT = "exc_irq"
+#: Executions of REP string instructions beyond their first iteration: TCG (and so icount) counts
+#: every iteration as one instruction, where hardware runs one instruction.
+REP_EXTRA = "rep_extra"
 #: The expensive classes shown in tables and plots (hardware cost far above one cycle).
 EXPENSIVE = ("cr3_write", "wrmsr", "swapgs", "syscall", "sysret", "iret", "xsave", "xrstor",
              "serializing", "fence", EVENT)
@@ -70,6 +73,9 @@ EVENT_LABELS = {"cr3_write": "CR3 writes", "wrmsr": "WRMSR", "swapgs": "SWAPGS",
 #: Entry stubs of the IDT: one execution of the first instruction = one exception/interrupt taken.
 ENTRY_STUB = re.compile(r"^(asm_exc_|asm_sysvec_|asm_common_interrupt$|asm_spurious_interrupt$|"
                         r"asm_int3$|asm_exc_nmi$|irq_entries_start$)")
+
+#: Every per-syscall figure of a function or phase besides its instructions.
+ALL_EVENTS = (*CLASSES, EVENT, REP_EXTRA)
 
 # ---------------------------------------------------------------------------------------- phases
 
@@ -277,6 +283,7 @@ class Window:
     counts: dict[int, int]              # pc -> executions (summed over translations)
     classes: dict[int, int]             # pc -> class bits
     class_totals: dict[str, int]
+    starts: dict[int, int] = dataclasses.field(default_factory=dict)  # REP string ops: pc -> starts
 
 
 def parse_counts(text: str) -> list[Window]:
@@ -303,6 +310,8 @@ def parse_counts(text: str) -> list[Window]:
             pc = int(parts[0], 16)
             current.counts[pc] += int(parts[1])
             current.classes[pc] = current.classes.get(pc, 0) | int(parts[2], 16)
+            if len(parts) > 4:
+                current.starts[pc] = current.starts.get(pc, 0) + int(parts[4])
     return windows
 
 
@@ -410,8 +419,10 @@ def attribute(window: Window, ksyms: KernelSymbols, usyms: UserSymbols) -> list[
         for k, c in enumerate(CLASSES):
             if bits >> k & 1:
                 events[c] = n
+        if pc in window.starts:
+            events[REP_EXTRA] = n - window.starts[pc]
         row = rows.setdefault((function, phase), {"function": function, "phase": phase, "insns": 0,
-                                                  **{e: 0 for e in (*CLASSES, EVENT)}})
+                                                  **{e: 0 for e in ALL_EVENTS}})
         row["insns"] += n
         for e, v in events.items():
             row[e] += v
@@ -504,14 +515,19 @@ class BackendAnatomy:
         return (self.insns - self.elapsed_ns) / self.elapsed_ns
 
     def phases(self) -> dict[str, dict[str, float]]:
-        out = {p: {"insns": 0.0, **{e: 0.0 for e in (*CLASSES, EVENT)}} for p in PHASES}
+        out = {p: {"insns": 0.0, **{e: 0.0 for e in ALL_EVENTS}} for p in PHASES}
         for f in self.functions:
             for k in out[f["phase"]]:
                 out[f["phase"]][k] += f[k]
         return out
 
     def totals(self) -> dict[str, float]:
-        return {k: sum(f[k] for f in self.functions) for k in ("insns", *CLASSES, EVENT)}
+        return {k: sum(f[k] for f in self.functions) for k in ("insns", *ALL_EVENTS)}
+
+    @property
+    def insns_rep_once_per_syscall(self) -> float:
+        """Instructions per syscall with each REP string instruction counted once, as hardware runs it."""
+        return self.insns_per_syscall - self.totals()[REP_EXTRA]
 
 
 def analyse(raw: Path) -> list[BackendAnatomy]:
@@ -541,7 +557,7 @@ def analyse(raw: Path) -> list[BackendAnatomy]:
             raise BenchError(f"{backend}: {n - report['matched']} of {n} calls returned the wrong value")
         functions = attribute(w, ksyms, usyms)
         for f in functions:
-            for k in ("insns", *CLASSES, EVENT):
+            for k in ("insns", *ALL_EVENTS):
                 f[k] = f[k] / n
         functions.sort(key=lambda f: -f["insns"])
         result.append(BackendAnatomy(backend, n, report["elapsed_ns"], w.insns, functions))
@@ -587,7 +603,10 @@ def sentences(results: list[BackendAnatomy]) -> list[str]:
         out.append(f"`{a.backend}` executes {_fmt(a.insns_per_syscall)} instructions per intercepted syscall "
                    f"({_fmt(t['cr3_write'])} CR3 writes, {_fmt(t['swapgs'])} SWAPGS, "
                    f"{_fmt(t['xsave'])} XSAVE and {_fmt(t['xrstor'])} XRSTOR, {_fmt(t['serializing'])} "
-                   f"serialising instructions, {_fmt(t['fence'])} fences); its top phases: " + "; ".join(parts) + ".")
+                   f"serialising instructions, {_fmt(t['fence'])} fences; {_fmt(t[REP_EXTRA])} of the "
+                   f"instructions are further iterations of REP string instructions, which TCG and icount count "
+                   f"as instructions and hardware does not: {_fmt(a.insns_rep_once_per_syscall)} with each "
+                   f"counted once); its top phases: " + "; ".join(parts) + ".")
     by = {a.backend: a for a in results}
     if "ptrace-sysemu" in by and "process-vm-exec" in by:
         s, p = by["ptrace-sysemu"].phases(), by["process-vm-exec"].phases()
@@ -600,8 +619,11 @@ def sentences(results: list[BackendAnatomy]) -> list[str]:
                    f"CR3 writes. "
                    f"In all, {_fmt(by['ptrace-sysemu'].insns_per_syscall)} against "
                    f"{_fmt(by['process-vm-exec'].insns_per_syscall)} instructions per syscall: "
-                   f"{by['ptrace-sysemu'].insns / by['ptrace-sysemu'].syscalls / by['process-vm-exec'].insns_per_syscall:.2f}x "
-                   f"the path length.")
+                   f"{by['ptrace-sysemu'].insns_per_syscall / by['process-vm-exec'].insns_per_syscall:.2f}x "
+                   f"the path length, or {by['ptrace-sysemu'].insns_rep_once_per_syscall / by['process-vm-exec'].insns_rep_once_per_syscall:.2f}x "
+                   f"with every REP string instruction counted once "
+                   f"({_fmt(by['ptrace-sysemu'].insns_rep_once_per_syscall)} against "
+                   f"{_fmt(by['process-vm-exec'].insns_rep_once_per_syscall)}).")
     return out
 
 
@@ -610,7 +632,7 @@ def write_outputs(results: list[BackendAnatomy], out: Path, failed: dict[str, st
 
     written = []
     out.mkdir(parents=True, exist_ok=True)
-    events = (*CLASSES, EVENT)
+    events = ALL_EVENTS
     for a in results:
         path = out / f"functions-{a.backend}.csv"
         with path.open("w", newline="") as f:
@@ -631,15 +653,17 @@ def write_outputs(results: list[BackendAnatomy], out: Path, failed: dict[str, st
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["backend", "syscalls", "plugin_insns_per_syscall", "icount_ns_per_syscall",
-                    "disagreement", *events])
+                    "disagreement", "insns_rep_once_per_syscall", *events])
         for a in results:
             t = a.totals()
             w.writerow([a.backend, a.syscalls, f"{a.insns_per_syscall:.2f}", f"{a.ns_per_syscall:.2f}",
-                        f"{a.disagreement:+.5f}", *(f"{t[e]:.4f}" for e in events)])
+                        f"{a.disagreement:+.5f}", f"{a.insns_rep_once_per_syscall:.2f}",
+                        *(f"{t[e]:.4f}" for e in events)])
     written.append(path)
     doc = {"meta": meta, "failed": failed, "sentences": sentences(results),
            "backends": [{"backend": a.backend, "syscalls": a.syscalls, "elapsed_ns": a.elapsed_ns,
                          "insns": a.insns, "insns_per_syscall": a.insns_per_syscall,
+                         "insns_rep_once_per_syscall": a.insns_rep_once_per_syscall,
                          "icount_ns_per_syscall": a.ns_per_syscall, "disagreement": a.disagreement,
                          "totals": a.totals(), "phases": a.phases()} for a in results]}
     path = out / "anatomy.json"
@@ -717,13 +741,14 @@ def report_blocks(directory: Path | None = None) -> list:
                           f"{doc['meta'].get('syscalls', '?')} syscalls per backend.")]
     blocks.append(("list", doc["sentences"]))
     rows = [[f"`{b['backend']}`", _fmt(b["insns_per_syscall"]), _fmt(b["icount_ns_per_syscall"]),
-             f"{100 * b['disagreement']:+.3f}%",
+             f"{100 * b['disagreement']:+.3f}%", _fmt(b["insns_rep_once_per_syscall"]),
              *(_fmt(b["totals"][e]) for e in ("cr3_write", "swapgs", "sysret", "iret", "xsave", "xrstor",
-                                              "wrmsr", "serializing", "fence", EVENT))]
+                                              "wrmsr", "serializing", "fence", EVENT, REP_EXTRA))]
             for b in sorted(doc["backends"], key=lambda b: b["insns_per_syscall"])]
     blocks.append(("table", ["backend", "plugin insns/syscall", "icount ns/syscall", "plugin vs clock",
+                             "insns, REP ops once",
                              "CR3 writes", "SWAPGS", "SYSRET", "IRET", "XSAVE", "XRSTOR", "WRMSR",
-                             "serialising", "fences", "exc/irq"], rows))
+                             "serialising", "fences", "exc/irq", "further REP iterations"], rows))
     phase_rows = []
     for b in sorted(doc["backends"], key=lambda b: b["insns_per_syscall"]):
         for p, v in sorted(b["phases"].items(), key=lambda pv: -pv[1]["insns"]):
@@ -803,7 +828,8 @@ def register_cli(subparsers) -> None:
 #: The model's features, each per intercepted syscall, with the physical meaning of its
 #: coefficient (ns per unit, non-negative).
 MODEL_FEATURES = {
-    "insns": "ns per guest instruction: the host's mean cost of an ordinary instruction",
+    "insns": "ns per guest instruction (each REP string instruction counted once, as hardware runs it): "
+             "the host's mean cost of an ordinary instruction",
     "cr3_write": "ns per CR3 write: an address-space switch, with the TLB and cache refills after it",
     "kernel_entries": "ns per kernel entry (SYSCALL, exception or interrupt): entry and exit with "
                       "the host's mitigations",
@@ -811,7 +837,7 @@ MODEL_FEATURES = {
 
 
 def model_features(totals: dict, insns_per_syscall: float) -> list[float]:
-    return [insns_per_syscall, totals["cr3_write"], totals["syscall"] + totals[EVENT]]
+    return [insns_per_syscall - totals.get(REP_EXTRA, 0.0), totals["cr3_write"], totals["syscall"] + totals[EVENT]]
 
 
 def host_ns_per_syscall(paths: list[Path]) -> dict[str, float]:

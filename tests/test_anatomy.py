@@ -33,6 +33,12 @@ CLASSIFIED = {
     "0f0138": {"tlb_flush", "serializing"},          # invlpg (%rax)
     "660f388201": {"tlb_flush", "serializing"},      # invpcid (%rcx),%rax
     "f4": {"hlt"},
+    "f3a4": {"rep_string"},                          # rep movsb
+    "f348a5": {"rep_string"},                        # rep movsq
+    "f3aa": {"rep_string"},                          # rep stosb
+    "f2ae": {"rep_string"},                          # repne scasb
+    "a4": set(),                                     # movsb, no rep
+    "f3a8": set(),                                   # (rep) test $imm8,%al: no string op
     "f3480faed0": set(),                             # wrfsbase %rax
     "660fae37": set(),                               # clwb (%rdi)
     "660fae3f": set(),                               # clflushopt (%rdi)
@@ -79,11 +85,12 @@ def test_kernel_functions_fall_into_the_expected_phases():
 
 
 WINDOW = """# vmexec-anatomy: x86_64, vCPUs 2
-window 0 begin_pc=0x555555556f5b end_pc=0x555555556fea begin_vcpu=0 end_vcpu=1 insns=10
+window 0 begin_pc=0x555555556f5b end_pc=0x555555556fea begin_vcpu=0 end_vcpu=1 insns=15
 ffffffff81000010 4 0 4889c7
 ffffffff81000010 2 0 4889c7
 ffffffff81000000 3 20 0f05
 555555556f5b 1 0 0f1f8400564d5842
+ffffffff81000020 5 4000 f3a4 2
 class syscall 3
 end 0
 exit windows=1 records=9
@@ -92,12 +99,13 @@ exit windows=1 records=9
 
 def test_the_plugins_output_is_parsed_per_window_and_pc():
     (w,) = A.parse_counts(WINDOW)
-    assert (w.begin_pc, w.end_pc, w.insns) == (0x555555556F5B, 0x555555556FEA, 10)
-    assert w.counts == {0xFFFFFFFF81000010: 6, 0xFFFFFFFF81000000: 3, 0x555555556F5B: 1}
+    assert (w.begin_pc, w.end_pc, w.insns) == (0x555555556F5B, 0x555555556FEA, 15)
+    assert w.counts == {0xFFFFFFFF81000010: 6, 0xFFFFFFFF81000000: 3, 0x555555556F5B: 1, 0xFFFFFFFF81000020: 5}
     assert w.classes[0xFFFFFFFF81000000] == 1 << A.CLASSES.index("syscall")
     assert w.class_totals == {"syscall": 3}
+    assert w.starts == {0xFFFFFFFF81000020: 2}
     with pytest.raises(A.BenchError, match="add up"):
-        A.parse_counts(WINDOW.replace("insns=10", "insns=11"))
+        A.parse_counts(WINDOW.replace("insns=15", "insns=16"))
 
 
 def test_symbols_come_from_kallsyms_and_the_driver_binary():
@@ -182,6 +190,11 @@ def test_anatomy_in_the_guest_agrees_with_the_icount_clock(tmp_path):
     sched = "scheduler & context switch"
     assert sysemu["phases"][sched]["insns"] > 10 * pvm["phases"][sched]["insns"]
     assert pvm["phases"]["mm switch"]["insns"] > 0
+    # REP string instructions: each iteration is an execution; some of them began an instruction.
+    for b in by.values():
+        assert 0 <= b["totals"][A.REP_EXTRA] < b["totals"]["rep_string"] or b["totals"]["rep_string"] == 0
+        assert b["insns_rep_once_per_syscall"] == pytest.approx(b["insns_per_syscall"] - b["totals"][A.REP_EXTRA])
+    assert pvm["totals"][A.REP_EXTRA] > 100        # the sigcontext copies: a few hundred bytes each
     for name in ("phases.csv", "summary.csv", "functions-ptrace-sysemu.csv", "anatomy.png", "anatomy.md"):
         assert (out / name).stat().st_size > 0
     # Re-analysing the raw outputs gives the same figures.
