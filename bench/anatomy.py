@@ -930,6 +930,23 @@ def model_blocks(m: CostModel, inputs: str = "") -> list:
                   "process_vm_exec, which writes CR3 without one, is an extrapolation.")]
 
 
+def cost_model_blocks(host_paths, directory: Path | None = None) -> list:
+    """The report section 'Cost model' as blocks: the model fitted to the host runs among host_paths
+    (results files) and the anatomy in directory (default: anatomy/ in the results directory);
+    [] without an anatomy, a one-paragraph reason if the model cannot be fitted."""
+    anatomy_json = Path(directory or default_directory()) / "anatomy.json"
+    if not anatomy_json.exists():
+        return []
+    from bench import results
+
+    host = [Path(p) for p in host_paths if results.classify(results.read_json(p)) == "host"]
+    try:
+        m = fit_model(anatomy_json, host_ns_per_syscall(host))
+    except UsageError as e:
+        return [("p", f"No cost model: {e}.")]
+    return model_blocks(m, f"host run(s) {', '.join(f'`{p.name}`' for p in host)}")
+
+
 def _cmd_model(args) -> int:
     from bench import results
 

@@ -236,3 +236,7 @@ def test_the_cost_model_needs_enough_mechanisms(tmp_path):
         A.fit_model(doc, {"ptrace-sysemu": 3000.0})
     proc = run_bench("anatomy-model", "--anatomy", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "no " in proc.stderr
+
+
+def test_report_sections_are_empty_without_an_anatomy(tmp_path):
+    assert A.report_blocks(tmp_path) == [] and A.cost_model_blocks([], tmp_path) == []
