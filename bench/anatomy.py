@@ -184,19 +184,23 @@ def installed_qemu_source_version() -> str:
 
 
 def _deb_src_entry() -> str:
-    """A deb-src entry for the same suites and archives as this machine's Debian sources."""
-    codename = ""
-    for line in Path("/etc/os-release").read_text().splitlines():
-        if line.startswith("VERSION_CODENAME="):
-            codename = line.partition("=")[2].strip().strip('"')
-    if not codename:
-        raise BenchError("cannot tell this Debian release's codename from /etc/os-release")
-    key = "/usr/share/keyrings/debian-archive-keyring.gpg"
-    return (f"# Added by vmexec-bench (bench/anatomy.py): Debian's source packages, for qemu-plugin.h.\n"
-            f"Types: deb-src\nURIs: http://deb.debian.org/debian\n"
-            f"Suites: {codename} {codename}-updates\nComponents: main\nSigned-By: {key}\n\n"
-            f"Types: deb-src\nURIs: http://deb.debian.org/debian-security\n"
-            f"Suites: {codename}-security\nComponents: main\nSigned-By: {key}\n")
+    """deb-src entries for the archives and suites this machine's Debian sources already use:
+    each deb822 stanza of /etc/apt/sources.list.d/*.sources that names the Debian archive, with its
+    type changed to deb-src (Debian 12's default layout)."""
+    stanzas = []
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        if path == SOURCES_FILE:
+            continue
+        for stanza in re.split(r"\n\s*\n", path.read_text()):
+            lines = [line for line in stanza.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+            fields = dict(line.split(":", 1) for line in lines if ":" in line and not line.startswith(" "))
+            if "deb" in fields.get("Types", "").split() and "debian" in fields.get("URIs", ""):
+                stanzas.append("\n".join("Types: deb-src" if line.startswith("Types:") else line for line in lines))
+    if not stanzas:
+        raise BenchError("no Debian archive among this machine's deb822 apt sources "
+                         "(/etc/apt/sources.list.d/*.sources): add deb-src entries for it by hand, then run again")
+    return "# Added by vmexec-bench (bench/anatomy.py): Debian's source packages, for qemu-plugin.h.\n" \
+        + "\n\n".join(stanzas) + "\n"
 
 
 def plugin_header(log=lambda msg: None) -> Path:

@@ -240,3 +240,9 @@ def test_the_cost_model_needs_enough_mechanisms(tmp_path):
 
 def test_report_sections_are_empty_without_an_anatomy(tmp_path):
     assert A.report_blocks(tmp_path) == [] and A.cost_model_blocks([], tmp_path) == []
+
+
+def test_deb_src_entries_mirror_this_machines_debian_sources():
+    text = A._deb_src_entry()
+    assert "Types: deb-src" in text and "\nTypes: deb\n" not in text
+    assert "Suites:" in text and "URIs:" in text
