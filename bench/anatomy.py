@@ -20,7 +20,6 @@ cache (~/.cache/vmexec-bench/qemu-plugin/).
 """
 from __future__ import annotations
 
-import argparse
 import bisect
 import dataclasses
 import gzip

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import analysis as A
-from . import plots, results
+from . import anatomy, plots, results
 from .errors import UsageError, writable_directory
 from .plots import run_title
 
@@ -214,6 +214,11 @@ def _every_backend(i: Inputs) -> list:
             *_backend_blocks(i.findings.table, i.findings.values)]
 
 
+def _anatomy_dir(i: Inputs) -> pathlib.Path:
+    """The instruction anatomy beside the inputs (results/anatomy/ for results/*.json)."""
+    return i.paths[0].parent / "anatomy"
+
+
 def _other_plots(i: Inputs) -> list:
     return [("img", stem, plots.CAPTIONS[stem]) for stem in i.plots if stem != plots.KEY_PLOT]
 
@@ -226,6 +231,8 @@ SECTIONS: list[tuple[str | None, Callable[[Inputs], list]]] = [
     ("Every backend", _every_backend),
     ("Plots", _other_plots),
     ("Host vs guest", lambda i: _host_guest_blocks(i.findings.host_guest) if i.findings.values["vm"].any() else []),
+    ("Instruction anatomy", lambda i: anatomy.report_blocks(_anatomy_dir(i))),
+    ("A host cost model from the anatomy", lambda i: anatomy.cost_model_blocks(i.suites, _anatomy_dir(i))),
     ("pyperf's stability checks", lambda i: _stability_blocks(i.suites, A.run_ids(i.suites), i.findings.summary)),
     ("The RFC's figures beside ours", lambda i: _rfc_blocks(i.findings.summary, i.rfc)),
     ("Environment", lambda i: _environment_blocks(i.findings.values)),
