@@ -249,6 +249,10 @@ def _add_vm_options(p: argparse.ArgumentParser) -> None:
                         + " that offers the timing and boots here")
     p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
     p.add_argument("--memory", type=int, default=2048, help="guest memory in MiB (default 2048)")
+    p.add_argument("--kernel-variant", default="bench",
+                   choices=("bench", "safe", "debug", "unpatched"),
+                   help="which cached kernel build to boot (bench/kernel.py VARIANTS; default bench; "
+                        "safe: process_vm_exec isolates FPU/PKRU/FS-GS; unpatched: no process_vm_exec)")
     p.add_argument("--boot-timeout", type=float, default=120, metavar="S")
     p.add_argument("--run-timeout", type=float, default=3600, metavar="S")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the arguments")
@@ -263,7 +267,8 @@ def _prepare(args) -> tuple[object, str]:
     why_not = accelerators.check(args.accel, args.timing)
     if why_not:
         raise UsageError(why_not)
-    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr))
+    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr),
+                      variant=getattr(args, "kernel_variant", "bench"))
     accel, why = choose_accel(args.accel, args.timing, kb.bzimage)
     print(f"vm: {why}", file=sys.stderr)
     return kb, accel
