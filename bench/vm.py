@@ -93,8 +93,8 @@ def choose_accel(requested: str, timing: str, kernel: Path) -> tuple[str, str]:
 
 
 def qemu_command(kernel: Path, output_dir: Path, nonce: str, accel: str, timing: str,
-                 cpus: int, memory_mb: int) -> list[str]:
-    append = " ".join([
+                 cpus: int, memory_mb: int, kernel_args: tuple[str, ...] = ()) -> list[str]:
+    append = " ".join([*kernel_args,
         "console=ttyS0", "panic=-1", "loglevel=4", "ro",
         # TCG's TSC is not flagged invariant, so the kernel would fall back to
         # HPET, whose reads are syscalls (no vDSO): in-process backends would
@@ -181,12 +181,14 @@ def _kill(proc: subprocess.Popen) -> None:
 def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timing: str = "wall",
                  cpus: int = 2, memory_mb: int = 2048, output_dir: Path, boot_timeout: float = 120,
                  run_timeout: float = 3600, cwd: Path = REPO,
-                 echo: Callable[[str], None] | None = None) -> GuestRun:
+                 echo: Callable[[str], None] | None = None,
+                 kernel_args: tuple[str, ...] = ()) -> GuestRun:
     """Boot `kernel`, run `command` as root in the guest, and return its status and output.
 
     Raises BenchError (with the console's tail) if the guest does not boot, panics, hangs
     or does not finish the command within the timeouts; a command that fails is not an
-    error here (see GuestRun.check).
+    error here (see GuestRun.check).  kernel_args go first on the kernel command line
+    (bench.kernel.BOOT_ARGS has those a build variant needs).
     """
     if not command:
         raise UsageError("no command to run in the guest")
@@ -205,7 +207,8 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     output_dir.mkdir(parents=True, exist_ok=True)
     nonce = secrets.token_hex(8)
     script = _write_command(output_dir, nonce, command, cwd)
-    cmdline = qemu_command(Path(kernel), output_dir, nonce, accel, timing, cpus, memory_mb)
+    cmdline = qemu_command(Path(kernel), output_dir, nonce, accel, timing, cpus, memory_mb,
+                           tuple(kernel_args))
 
     start = time.monotonic()
     proc = subprocess.Popen(cmdline, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -275,7 +278,9 @@ def _prepare(args) -> tuple[object, str]:
 
 
 def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun:
+    from bench import kernel
     return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
+                        kernel_args=kernel.BOOT_ARGS.get(getattr(args, "kernel_variant", "bench"), ()),
                         cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
                         boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
                         echo=_echo_with_host_clock())
