@@ -24,6 +24,23 @@ KERNEL_DIR = REPO / "kernel"
 SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 SOURCE_PACKAGE = "linux-source-6.12"
 LOCALVERSION = "-vmexec"
+#: Build variants, each with its own cache key: the config fragments applied after
+#: tinyconfig, in order.  "bench" is the benchmark kernel; "debug" adds BUG, lockdep,
+#: KASAN, MEMCG, ... for the attack suite (tests/test_kernel_attacks.py); "safe" is the
+#: benchmark kernel in safe mode (FPU/PKRU/FS-GS isolation); "unpatched" is the same
+#: source and config without any patch, for what the port costs tasks that never call it.
+VARIANTS = {"bench": ("config.fragment",),
+            "debug": ("config.fragment", "config.debug.fragment"),
+            "safe": ("config.fragment", "config.safe.fragment"),
+            "unpatched": ("config.fragment",)}
+LOCALVERSIONS = {"bench": LOCALVERSION, "debug": LOCALVERSION + "-debug",
+                 "safe": LOCALVERSION + "-safe", "unpatched": "-unpatched"}
+#: Kernel command-line arguments a variant needs in the guest.  The debug kernel (lockdep,
+#: KASAN) is so slow under TCG that ACPICA's 30 s AML loop timeout fires in QEMU's _PRT
+#: method and the boot stalls (AE_AML_LOOP_TIMEOUT): it boots without ACPI (MP table, PIRQ).
+BOOT_ARGS = {"debug": ("acpi=off",)}
+#: Options that exist only with the patches: not requested of the unpatched kernel.
+PATCH_OPTIONS = ("CONFIG_PROCESS_VM_EXEC",)
 #: Bump when the build steps below change what they produce.
 BUILD_SCRIPT_VERSION = "1"
 #: Host tools the build runs, and the Debian packages that provide them.
@@ -45,23 +62,43 @@ def cache_root() -> Path:
     return Path(base) / "vmexec-bench"
 
 
-def patches() -> list[Path]:
-    """The patches named in kernel/patches/series, in order."""
+def patches(variant: str = "bench") -> list[Path]:
+    """The patches named in kernel/patches/series, in order (none for "unpatched")."""
+    if variant == "unpatched":
+        return []
     series = KERNEL_DIR / "patches" / "series"
     names = [line.strip() for line in series.read_text().splitlines()]
     return [series.parent / n for n in names if n and not n.startswith("#")]
 
 
-def fragment_options() -> dict[str, str]:
-    """CONFIG_X -> value ('n' for '# CONFIG_X is not set') from config.fragment."""
+def affects_kernel(patch: Path) -> bool:
+    """False for a patch that touches only tools/ (the kselftest): the bzImage does not
+    depend on it, so it is applied (and must apply) but not part of the cache key."""
+    paths = [line[6:].split("\t")[0] for line in patch.read_text().splitlines()
+             if line.startswith("+++ b/")]
+    return not paths or any(not p.startswith("tools/") for p in paths)
+
+
+def fragments(variant: str = "bench") -> list[Path]:
+    """The config fragments of a variant, applied in order after tinyconfig."""
+    if variant not in VARIANTS:
+        raise BenchError(f"unknown kernel variant {variant!r} (known: {', '.join(VARIANTS)})")
+    return [KERNEL_DIR / name for name in VARIANTS[variant]]
+
+
+def fragment_options(variant: str = "bench") -> dict[str, str]:
+    """CONFIG_X -> value ('n' for '# CONFIG_X is not set') from the variant's fragments (last wins)."""
     options = {}
-    for line in (KERNEL_DIR / "config.fragment").read_text().splitlines():
+    lines = [line for f in fragments(variant) for line in f.read_text().splitlines()]
+    for line in lines:
         line = line.strip()
         if line.startswith("# CONFIG_") and line.endswith(" is not set"):
             options[line[2:-len(" is not set")]] = "n"
         elif line.startswith("CONFIG_"):
             name, _, value = line.partition("=")
             options[name] = value
+    if variant == "unpatched":
+        options = {k: v for k, v in options.items() if not k.startswith(PATCH_OPTIONS)}
     return options
 
 
@@ -76,12 +113,17 @@ def _source_version() -> str:
     return f"{version} {st.st_size} {st.st_mtime_ns}"
 
 
-def cache_key() -> str:
+def cache_key(variant: str = "bench") -> str:
     h = hashlib.sha256()
     h.update(f"script {BUILD_SCRIPT_VERSION}\nsource {_source_version()}\n".encode())
-    for p in patches():
-        h.update(f"patch {p.name}\n".encode() + p.read_bytes())
-    h.update(b"fragment\n" + (KERNEL_DIR / "config.fragment").read_bytes())
+    if variant == "unpatched":
+        h.update(b"unpatched\n")
+    for p in patches(variant):
+        if affects_kernel(p):
+            h.update(f"patch {p.name}\n".encode() + p.read_bytes())
+    for i, f in enumerate(fragments(variant)):
+        # The benchmark kernel's key is unchanged by the variants' existence.
+        h.update((b"fragment\n" if i == 0 else f"fragment {f.name}\n".encode()) + f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -117,7 +159,7 @@ class _Log:
                          + " | ".join(line.strip() for line in lines))
 
 
-def _check_config(config: Path, log: _Log) -> None:
+def _check_config(config: Path, log: _Log, variant: str) -> None:
     """olddefconfig drops options with unmet dependencies: insist on every requested one."""
     final = {}
     for line in config.read_text().splitlines():
@@ -125,30 +167,32 @@ def _check_config(config: Path, log: _Log) -> None:
             name, _, value = line.partition("=")
             final[name] = value
     wrong = [f"{name}={want} (got {final.get(name, 'n')})"
-             for name, want in fragment_options().items() if final.get(name, "n") != want]
+             for name, want in fragment_options(variant).items() if final.get(name, "n") != want]
     if wrong:
         with log.path.open("a") as f:
             f.write("options not set as requested: " + ", ".join(wrong) + "\n")
         log.fail("the final .config lacks requested options (unmet dependencies?): " + ", ".join(wrong))
 
 
-def _build_into(work: Path, log: _Log, say) -> str:
+def _build_into(work: Path, log: _Log, say, variant: str) -> str:
     """Unpack, patch, configure and build in `work`; returns the kernel release."""
     src, obj = work / "src", work / "obj"
     src.mkdir(parents=True)
     obj.mkdir()
     say(f"unpacking {SOURCE_TARBALL.name}")
     log.run("unpack", ["tar", "-xf", str(SOURCE_TARBALL), "--strip-components=1", "-C", str(src)], work)
-    for p in patches():
+    for p in patches(variant):
         say(f"applying {p.name}")
         log.run(f"patch {p.name}", ["patch", "-p1", "--forward", "--batch", "-i", str(p)], src)
-    make = ["make", f"O={obj}", f"LOCALVERSION={LOCALVERSION}", "CC=" + log.env["VMEXEC_CC"]]
-    say("configuring: tinyconfig + config.fragment + olddefconfig")
+    make = ["make", f"O={obj}", f"LOCALVERSION={LOCALVERSIONS[variant]}", "CC=" + log.env["VMEXEC_CC"]]
+    names = " + ".join(f.name for f in fragments(variant))
+    say(f"configuring: tinyconfig + {names} + olddefconfig")
     log.run("tinyconfig", make + ["tinyconfig"], src)
     with (obj / ".config").open("a") as f:
-        f.write((KERNEL_DIR / "config.fragment").read_text())
+        for fragment in fragments(variant):
+            f.write(fragment.read_text())
     log.run("olddefconfig", make + ["olddefconfig"], src)
-    _check_config(obj / ".config", log)
+    _check_config(obj / ".config", log, variant)
     jobs = len(os.sched_getaffinity(0))
     say(f"building bzImage with {jobs} jobs (log: {log.path})")
     log.run("make bzImage", make + [f"-j{jobs}", "bzImage"], src)
@@ -156,11 +200,15 @@ def _build_into(work: Path, log: _Log, say) -> str:
                           capture_output=True, check=True).stdout.strip()
 
 
-def build(force: bool = False, log=print) -> KernelBuild:
-    """The patched kernel's bzImage, built once per set of inputs."""
+def build(force: bool = False, log=print, variant: str = "bench") -> KernelBuild:
+    """The patched kernel's bzImage, built once per set of inputs.
+
+    variant "debug" adds config.debug.fragment (BUG, lockdep, KASAN, MEMCG, ...)
+    for the attack suite; it is cached under its own key beside the benchmark's.
+    """
     start = time.monotonic()
     _check_prerequisites()
-    key = cache_key()
+    key = cache_key(variant)
     home = cache_root() / "kernel" / key
     home.mkdir(parents=True, exist_ok=True)
     meta_path, bzimage = home / "build.json", home / "bzImage"
@@ -178,8 +226,8 @@ def build(force: bool = False, log=print) -> KernelBuild:
                    VMEXEC_CC="ccache gcc" if shutil.which("ccache") else "gcc",
                    KBUILD_BUILD_USER="vmexec-bench", KBUILD_BUILD_HOST="vmexec-bench")
         build_log = _Log(home / "build.log", env)
-        build_log.path.write_text(f"vmexec-bench kernel build, key {key}\n")
-        release = _build_into(work, build_log, log)
+        build_log.path.write_text(f"vmexec-bench kernel build ({variant}), key {key}\n")
+        release = _build_into(work, build_log, log, variant)
         shutil.copyfile(work / "obj" / "arch" / "x86" / "boot" / "bzImage", bzimage)
         shutil.copyfile(work / "obj" / ".config", home / "config")
         seconds = time.monotonic() - start
@@ -191,7 +239,7 @@ def build(force: bool = False, log=print) -> KernelBuild:
 
 
 def _cmd_build(args) -> int:
-    kb = build(force=args.force)
+    kb = build(force=args.force, variant=args.variant)
     print(f"bzImage: {kb.bzimage}\nrelease: {kb.release}\ncached: {str(kb.cached).lower()}\n"
           f"seconds: {kb.seconds:.1f}")
     return 0
@@ -202,4 +250,6 @@ def register_cli(subparsers) -> None:
     sub = p.add_subparsers(dest="kernel_command", required=True, parser_class=type(p))
     b = sub.add_parser("build", help="build (or find in the cache) the patched bzImage")
     b.add_argument("--force", action="store_true", help="rebuild even if a cached build exists")
+    b.add_argument("--variant", choices=sorted(VARIANTS), default="bench",
+                   help="'debug': the attack suite's kernel (BUG, lockdep, KASAN, MEMCG; own cache key)")
     b.set_defaults(func=_cmd_build)

@@ -93,8 +93,9 @@ def choose_accel(requested: str, timing: str, kernel: Path) -> tuple[str, str]:
 
 
 def qemu_command(kernel: Path, output_dir: Path, nonce: str, accel: str, timing: str,
-                 cpus: int, memory_mb: int, extra_args: tuple[str, ...] = ()) -> list[str]:
-    append = " ".join([
+                 cpus: int, memory_mb: int, extra_args: tuple[str, ...] = (),
+                 kernel_args: tuple[str, ...] = ()) -> list[str]:
+    append = " ".join([*kernel_args,
         "console=ttyS0", "panic=-1", "loglevel=4", "ro",
         # TCG's TSC is not flagged invariant, so the kernel would fall back to
         # HPET, whose reads are syscalls (no vDSO): in-process backends would
@@ -185,12 +186,13 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
                  cpus: int = 2, memory_mb: int = 2048, output_dir: Path, boot_timeout: float = 120,
                  run_timeout: float = 3600, cwd: Path = REPO,
                  echo: Callable[[str], None] | None = None,
-                 extra_qemu_args: tuple[str, ...] = ()) -> GuestRun:
+                 extra_qemu_args: tuple[str, ...] = (), kernel_args: tuple[str, ...] = ()) -> GuestRun:
     """Boot `kernel`, run `command` as root in the guest, and return its status and output.
 
     Raises BenchError (with the console's tail) if the guest does not boot, panics, hangs
     or does not finish the command within the timeouts; a command that fails is not an
-    error here (see GuestRun.check).
+    error here (see GuestRun.check).  kernel_args go first on the kernel command line
+    (bench.kernel.BOOT_ARGS has those a build variant needs).
     """
     if not command:
         raise UsageError("no command to run in the guest")
@@ -210,7 +212,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     nonce = secrets.token_hex(8)
     script = _write_command(output_dir, nonce, command, cwd)
     cmdline = qemu_command(Path(kernel), output_dir, nonce, accel, timing, cpus, memory_mb,
-                           tuple(extra_qemu_args))
+                           tuple(extra_qemu_args), tuple(kernel_args))
 
     start = time.monotonic()
     proc = subprocess.Popen(cmdline, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -254,6 +256,10 @@ def _add_vm_options(p: argparse.ArgumentParser) -> None:
                         + " that offers the timing and boots here")
     p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
     p.add_argument("--memory", type=int, default=2048, help="guest memory in MiB (default 2048)")
+    p.add_argument("--kernel-variant", default="bench",
+                   choices=("bench", "safe", "debug", "unpatched"),
+                   help="which cached kernel build to boot (bench/kernel.py VARIANTS; default bench; "
+                        "safe: process_vm_exec isolates FPU/PKRU/FS-GS; unpatched: no process_vm_exec)")
     p.add_argument("--boot-timeout", type=float, default=120, metavar="S")
     p.add_argument("--run-timeout", type=float, default=3600, metavar="S")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the arguments")
@@ -268,14 +274,17 @@ def _prepare(args) -> tuple[object, str]:
     why_not = accelerators.check(args.accel, args.timing)
     if why_not:
         raise UsageError(why_not)
-    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr))
+    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr),
+                      variant=getattr(args, "kernel_variant", "bench"))
     accel, why = choose_accel(args.accel, args.timing, kb.bzimage)
     print(f"vm: {why}", file=sys.stderr)
     return kb, accel
 
 
 def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun:
+    from bench import kernel
     return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
+                        kernel_args=kernel.BOOT_ARGS.get(getattr(args, "kernel_variant", "bench"), ()),
                         cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
                         boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
                         echo=echo_with_host_clock())
