@@ -7,10 +7,12 @@ A ratio *regressed* when it got worse by more than its threshold **and** the
 change's 99% interval (worker-level bootstrap of both runs) lies wholly above 1.
 
 A baseline is a results file like any other, with one more metadata key
-(BASELINE_KEY): the runs it was made from, the run-to-run noise of each ratio
-measured between them, and the command that repeats its run.  A ratio's
-threshold is SAFETY times its measured noise, never below its mode's FLOOR;
-a baseline made from one run has no measured noise and uses UNMEASURED.
+(BASELINE_KEY): the runs it was made from, each ratio's centre (geometric
+mean) and run-to-run spread (standard deviation of its logarithm) across
+them, and the command that repeats its run.  A new run is compared with the
+centre; a ratio's threshold is SIGMAS times the spread a new run shows
+against a centre of n runs, sd * sqrt(1 + 1/n), never below its mode's FLOOR.
+A baseline made from one run has no measured spread and uses UNMEASURED.
 """
 from __future__ import annotations
 
@@ -32,14 +34,15 @@ BASELINE_KEY = "vmexec_baseline"
 REFERENCES = (A.NATIVE, A.BASELINE)
 #: The change's interval: wide, because a run is judged on some 30 ratios at once.
 CONFIDENCE = 0.99
-#: A threshold is this many times the largest run-to-run change seen between the baseline's runs:
-#: a handful of runs sees only part of the noise's range.
-SAFETY = 2.0
+#: A threshold is this many standard deviations of a new run's ratio about the baseline's centre:
+#: about one false alarm in 700 per ratio if the spread is normal and measured well (so use 5 or
+#: more runs for a wall-clock baseline: the spread of fewer is itself uncertain).
+SIGMAS = 3.0
 #: Thresholds never go below these: deterministic (icount) runs repeat to the instruction where the
 #: path is the same, so a fraction of a percent is already real; wall-clock runs keep a margin.
 FLOOR = {"exact": 0.002, "timed": 0.02}
-#: Thresholds of a baseline made from a single run (noise not measured): the issue's targets.
-UNMEASURED = {"exact": 0.01, "timed": 0.10}
+#: Thresholds of a baseline made from a single run (spread not measured).
+UNMEASURED = {"exact": 0.01, "timed": 0.15}
 #: missing: the baseline has the ratio, the current run could not measure it (a backend that broke).
 VERDICTS = ("regressed", "missing", "improved", "inconclusive", "unchanged")
 #: What must match for two runs to be compared (their machine): metadata column -> name shown.
@@ -79,16 +82,16 @@ def ratio_table(df: pd.DataFrame) -> dict[str, tuple[str, str, float, np.ndarray
     return out
 
 
-def noise(runs: list[pd.DataFrame]) -> dict[str, float]:
-    """{label: largest relative change of that ratio between any two of the runs} (runs of the same code)."""
+def noise(runs: list[pd.DataFrame]) -> dict[str, dict]:
+    """{label: {"centre": geometric mean, "sd": standard deviation of the log ratio, "runs": n}} over
+    runs of the same code (ratios found in two or more of them)."""
     tables = [ratio_table(r) for r in runs]
-    spread: dict[str, float] = {}
-    for i, a in enumerate(tables):
-        for b in tables[i + 1:]:
-            for label in a.keys() & b.keys():
-                change = abs(math.log(b[label][2] / a[label][2]))
-                spread[label] = max(spread.get(label, 0.0), math.expm1(change))
-    return spread
+    out = {}
+    for label in dict.fromkeys(label for table in tables for label in table):
+        logs = np.log([table[label][2] for table in tables if label in table])
+        if len(logs) > 1:
+            out[label] = {"centre": float(np.exp(logs.mean())), "sd": float(logs.std(ddof=1)), "runs": len(logs)}
+    return out
 
 
 # --------------------------------------------------------------------------- baselines
@@ -97,7 +100,7 @@ def noise(runs: list[pd.DataFrame]) -> dict[str, float]:
 class Baseline:
     path: pathlib.Path
     values: pd.DataFrame            # the reference run (analysis.load)
-    noise: dict[str, float]         # label -> measured run-to-run change; empty: not measured
+    noise: dict[str, dict]          # label -> centre, sd and runs (noise()); empty: one run
     runs: list[str]                 # the runs it was made from
     rerun: list[str]                # `python -m bench` arguments that repeat its run
 
@@ -105,11 +108,17 @@ class Baseline:
         """(threshold, where it comes from) for one ratio."""
         m = mode(self.values)
         if label in self.noise:
-            measured = SAFETY * self.noise[label]
+            n = self.noise[label]
+            measured = math.expm1(SIGMAS * n["sd"] * math.sqrt(1 + 1 / n["runs"]))
+            spread = f"sd {100 * n['sd']:.2f}% over {n['runs']} runs"
             if measured >= FLOOR[m]:
-                return measured, f"{SAFETY:g} x noise {100 * self.noise[label]:.2f}%"
-            return FLOOR[m], f"floor (noise {100 * self.noise[label]:.2f}%)"
-        return UNMEASURED[m], "one-run baseline: noise not measured"
+                return measured, f"{SIGMAS:g} sd: {spread}"
+            return FLOOR[m], f"floor; {spread}"
+        return UNMEASURED[m], "one-run baseline: spread not measured"
+
+    def centre(self, label: str, reference_run: float) -> float:
+        """What a new run's ratio is compared with: the centre of the baseline's runs, else its one run's."""
+        return self.noise[label]["centre"] if label in self.noise else reference_run
 
 
 def _rerun_arguments(df: pd.DataFrame) -> list[str]:
@@ -132,7 +141,8 @@ def _rerun_arguments(df: pd.DataFrame) -> list[str]:
 
 def make(paths: list[pathlib.Path]) -> tuple[dict, pd.DataFrame]:
     """(the baseline's metadata, its reference run) from runs of the same code on one machine; the
-    reference is the newest run, and the noise is measured between all of them."""
+    reference run (for its metadata and its command) is the newest, and every ratio's centre and
+    spread are measured over all of them."""
     runs = [A.load([p]) for p in paths]
     machines = {json.dumps(machine(r), sort_keys=True) for r in runs}
     if len(machines) > 1:
@@ -224,9 +234,11 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.
     shuffle = np.random.default_rng(A.SEED + 1)     # independent pairing of the two runs' resamples
     rows = []
     for label in common:
-        backend, ref, before, boot_before = base[label]
+        backend, ref, reference_run, boot_before = base[label]
+        before = baseline.centre(label, reference_run)
         after, boot_after = cur[label][2], cur[label][3]
-        changes = boot_after / shuffle.permutation(boot_before)
+        # Against a centre of several runs, the current run's own resamples; against one run, both runs'.
+        changes = boot_after / (before if label in baseline.noise else shuffle.permutation(boot_before))
         low, high = np.percentile(changes, [tail, 100 - tail])
         threshold, source = baseline.threshold(label)
         change = after / before

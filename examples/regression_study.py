@@ -1,6 +1,6 @@
 """How often does `bench check` cry wolf, and how often does it catch a planted slowdown?
 
-    python examples/regression_study.py AA_DIR [PLANT_DIR]
+    python examples/regression_study.py AA_DIR [PLANT_DIR] [BASE_RUNS]
 
 AA_DIR holds honest runs of one code on one machine (A/A); PLANT_DIR holds
 subdirectories named by the planted slowdown in percent (1/, 5/, 20/, 50/),
@@ -8,8 +8,9 @@ each with runs made with VMEXEC_PLANT=ptrace-sysemu=NS.  Printed:
 
 * A/A pairs: runs 1+2, 3+4, ...: the first as a one-run baseline (thresholds
   not measured), the second checked against it;
-* A/A against a measured baseline: the first BASE_RUNS runs form the baseline
-  (noise measured between them), every later run is checked against it;
+* A/A against a measured baseline: the first BASE_RUNS runs (default 5) form
+  the baseline (spread measured between them), every later run is checked
+  against it;
 * planted: every planted run checked against that measured baseline.
 
 A check is a false positive when any ratio is judged regressed; a planted run
@@ -24,7 +25,6 @@ import tempfile
 from bench import analysis as A
 from bench import regression as R
 
-BASE_RUNS = 3
 
 
 def runs_in(directory: pathlib.Path) -> list[pathlib.Path]:
@@ -36,7 +36,8 @@ def check(baseline: pathlib.Path, current: pathlib.Path) -> tuple[list[str], int
     return R.regressed_backends(table), int((table["verdict"] == "regressed").sum()), len(table)
 
 
-def main(aa_dir: str, plant_dir: str | None = None) -> None:
+def main(aa_dir: str, plant_dir: str | None = None, base_runs: str = "5") -> None:
+    base_runs = int(base_runs)
     aa = runs_in(pathlib.Path(aa_dir))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
@@ -49,16 +50,16 @@ def main(aa_dir: str, plant_dir: str | None = None) -> None:
         print(f"A/A pairs, one-run baselines: {alarms} of {len(pairs)} checks raised an alarm "
               f"({flagged} of {rows} ratios regressed)")
 
-        base = R.write(aa[:BASE_RUNS], tmp / "baseline.json")
+        base = R.write(aa[:base_runs], tmp / "baseline.json")
         thresholds = sorted({round(100 * R.load(base).threshold(label)[0], 2)
                              for label in R.ratio_table(R.load(base).values)})
         alarms = rows = flagged = 0
-        for run in aa[BASE_RUNS:]:
+        for run in aa[base_runs:]:
             named, bad, n = check(base, run)
             alarms += bool(named)
             flagged, rows = flagged + bad, rows + n
-        print(f"A/A against a baseline of {BASE_RUNS} runs (thresholds {thresholds[0]}%–{thresholds[-1]}%): "
-              f"{alarms} of {len(aa) - BASE_RUNS} checks raised an alarm ({flagged} of {rows} ratios regressed)")
+        print(f"A/A against a baseline of {base_runs} runs (thresholds {thresholds[0]}%–{thresholds[-1]}%): "
+              f"{alarms} of {len(aa) - base_runs} checks raised an alarm ({flagged} of {rows} ratios regressed)")
 
         if plant_dir:
             for level in sorted(pathlib.Path(plant_dir).iterdir(), key=lambda p: float(p.name)):
@@ -70,6 +71,6 @@ def main(aa_dir: str, plant_dir: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
+    if len(sys.argv) not in (2, 3, 4):
         sys.exit(__doc__.strip().splitlines()[2].strip())
     main(*sys.argv[1:])

@@ -1,6 +1,7 @@
 """bench check --baseline, bench baseline, bench history: on synthetic runs whose answers are known."""
 import json
 
+import numpy as np
 import pytest
 
 from bench import analysis as A
@@ -54,15 +55,17 @@ def test_a_ratio_the_current_run_could_not_measure_is_missing_and_fails(tmp_path
     assert proc.returncode == 1 and "not measured" in proc.stdout
 
 
-def test_thresholds_come_from_the_noise_measured_between_the_baselines_runs(tmp_path):
-    # The three runs disagree on ptrace-syscall by up to 5%: its threshold becomes 2 x 5% = 10%.
+def test_thresholds_come_from_the_spread_measured_between_the_baselines_runs(tmp_path):
+    # Three runs at 1.00, 1.05 and 1.02 x ptrace-syscall: centre 1.023, sd of the log 2.5%.
     b = R.load(baseline_of(tmp_path, BASE, slower(BASE, "ptrace-syscall", 1.05), slower(BASE, "ptrace-syscall", 1.02)))
     label = "ptrace-syscall:pin=same ÷ native:pin=in-process"
-    assert b.noise[label] == pytest.approx(0.05, abs=0.01)
+    stats = b.noise[label]
+    assert stats["runs"] == 3 and stats["sd"] == pytest.approx(0.025, abs=0.005)
+    assert stats["centre"] == pytest.approx(18_000 / 300 * 1.023, rel=0.01)
     threshold, source = b.threshold(label)
-    assert threshold == pytest.approx(2 * b.noise[label]) and "noise" in source
+    assert threshold == pytest.approx(np.expm1(R.SIGMAS * stats["sd"] * np.sqrt(1 + 1 / 3))) and "3 runs" in source
     within = R.check(b, A.load([write_suite(tmp_path / "c1.json", slower(BASE, "ptrace-syscall", 1.06), seed=9)]))
-    beyond = R.check(b, A.load([write_suite(tmp_path / "c2.json", slower(BASE, "ptrace-syscall", 1.25), seed=9)]))
+    beyond = R.check(b, A.load([write_suite(tmp_path / "c2.json", slower(BASE, "ptrace-syscall", 1.35), seed=9)]))
     assert within.set_index("ratio").loc[label, "verdict"] == "unchanged"
     assert beyond.set_index("ratio").loc[label, "verdict"] == "regressed"
 
@@ -82,14 +85,15 @@ def test_a_change_beyond_the_threshold_within_the_noise_is_inconclusive():
     assert R.judge(0.7, 0.6, 0.8, 0.1) == "improved"
 
 
-def test_a_baseline_from_another_machine_is_refused_or_only_warns(tmp_path):
+def test_a_baseline_from_another_machine_is_refused_unless_forced_or_warn_only(tmp_path):
     b = baseline_of(tmp_path, BASE, vm=True, sigma=1e-7)
     host = write_suite(tmp_path / "host.json", slower(BASE, "ptrace-sysemu", 1.5), seed=3)
     refused = run_bench("check", "--baseline", str(b), "--current", str(host))
     assert refused.returncode == 2 and "another machine" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
-    warned = run_bench("check", "--baseline", str(b), "--current", str(host), "--elsewhere", "warn")
-    assert warned.returncode == 0 and "warning only" in warned.stderr and "REGRESSION" in warned.stdout
+    warned = run_bench("check", "--baseline", str(b), "--current", str(host), "--warn-only")
+    assert warned.returncode == 0 and "warning only" in warned.stderr and "another machine" in warned.stderr
+    assert "REGRESSION" in warned.stdout
     forced = run_bench("check", "--baseline", str(b), "--current", str(host), "--force")
     assert forced.returncode == 1
 
@@ -123,7 +127,7 @@ def test_baseline_window_takes_the_runs_before_the_current_one(tmp_path, monkeyp
                           started="2026-01-09T00:00:00")
     proc = run_bench("check", "--baseline-window", "3", "--current", str(current))
     assert proc.returncode == 1 and "ptrace-sysemu" in proc.stderr, proc.stderr
-    assert "2 x noise" in proc.stdout
+    assert "3 sd: sd" in proc.stdout
 
 
 def test_history_plots_every_ratio_run_after_run(tmp_path):
