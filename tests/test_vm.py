@@ -13,7 +13,7 @@ import pytest
 
 from bench import kernel, vm
 from bench.errors import BenchError
-from tracers.driver import VMEXEC
+from tracers.driver import VMEXEC, constants
 
 REPO = Path(__file__).resolve().parent.parent
 GCC = ["gcc", "-O2", "-Wall", "-Wextra", "-fno-stack-protector"]
@@ -120,7 +120,7 @@ def test_host_reports_unavailable(vmexec_bin):
                           capture_output=True, text=True, timeout=60)
     if "-vmexec" in os.uname().release:
         pytest.skip("the host itself runs the patched kernel")
-    assert proc.returncode == 3
+    assert proc.returncode == constants()["exit"]["unavailable"]
     report = last_json(proc.stdout)
     assert report["unavailable"] and report["error"].startswith("ENOSYS")
 
