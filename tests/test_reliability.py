@@ -131,7 +131,10 @@ def test_interrupted_run_leaves_no_debris_and_no_half_written_result(tmp_path, e
         for line in proc.stdout:        # wait until pyperf workers are tracing
             if line.startswith("measuring"):
                 break
-        time.sleep(2)
+        # Busy: the main process and a worker (a snapshot can fall between two workers: poll).
+        deadline = time.monotonic() + 30
+        while len(leftovers(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert len(leftovers(marker)) >= 2, "the run should be busy: main process and a worker"
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)      # the terminal signals the whole group
