@@ -139,24 +139,23 @@ def _rerun_arguments(df: pd.DataFrame) -> list[str]:
     return ["run", *kept]
 
 
-def make(paths: list[pathlib.Path]) -> tuple[dict, pd.DataFrame]:
-    """(the baseline's metadata, its reference run) from runs of the same code on one machine; the
+def make(paths: list[pathlib.Path]) -> tuple[dict, pd.DataFrame, pathlib.Path]:
+    """(the baseline's metadata, its reference run, that run's file) from runs of the same code on one machine; the
     reference run (for its metadata and its command) is the newest, and every ratio's centre and
     spread are measured over all of them."""
-    runs = [A.load([p]) for p in paths]
-    machines = {json.dumps(machine(r), sort_keys=True) for r in runs}
+    runs = sorted(((A.load([p]), p) for p in paths), key=lambda rp: rp[0]["started"].iloc[0])
+    machines = {json.dumps(machine(r), sort_keys=True) for r, _ in runs}
     if len(machines) > 1:
         raise UsageError("a baseline's runs must come from one machine: " + " vs ".join(sorted(machines)))
-    runs.sort(key=lambda r: r["started"].iloc[0])
-    reference = runs[-1]
-    meta = {"runs": [p.name for p in paths], "noise": noise(runs) if len(runs) > 1 else {},
+    reference, newest = runs[-1]
+    meta = {"runs": [p.name for p in paths], "noise": noise([r for r, _ in runs]) if len(runs) > 1 else {},
             "rerun": _rerun_arguments(reference), "machine": machine(reference)}
-    return meta, reference
+    return meta, reference, newest
 
 
 def write(paths: list[pathlib.Path], output: pathlib.Path, force: bool = False) -> pathlib.Path:
     """Write (or replace) a baseline: the newest of `paths` with BASELINE_KEY added to its metadata."""
-    meta, reference = make(paths)
+    meta, _, newest = make(paths)
     if output.exists():
         old = load(output)
         if machine(old.values) != meta["machine"] and not force:
@@ -164,7 +163,6 @@ def write(paths: list[pathlib.Path], output: pathlib.Path, force: bool = False) 
                              "--force replaces it")
     else:
         results.check_new(output)
-    newest = max(paths, key=lambda p: results.recorded_start(results.read_json(p)))
     data = results.read_json(newest)
     data.setdefault("metadata", {})[BASELINE_KEY] = json.dumps(meta, sort_keys=True)
     results.publish(output, lambda staged: staged.write_text(json.dumps(data, sort_keys=True) + "\n"))
@@ -183,6 +181,7 @@ def load(path: pathlib.Path) -> Baseline:
 def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None) -> Baseline:
     """A baseline made in memory from the last k runs of the current run's machine in the results directory."""
     mine = machine(A.load([current]))
+    before = results.recorded_start(results.read_json(current))
     found = []
     for path in sorted(results.directory(where).glob("*.json")):
         if path.resolve() == current.resolve():
@@ -194,13 +193,12 @@ def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None
             df = A.load([path])
         except UsageError:
             continue
-        if machine(df) == mine and (recorded := results.recorded_start(data)) < results.recorded_start(
-                results.read_json(current)):
+        if machine(df) == mine and (recorded := results.recorded_start(data)) < before:
             found.append((recorded, path))
     window = [p for _, p in sorted(found)[-k:]]
     if not window:
         raise UsageError(f"no earlier run of this machine in {results.directory(where)} to form a baseline")
-    meta, reference = make(window)
+    meta, reference, _ = make(window)
     return Baseline(window[-1], reference, meta["noise"], meta["runs"], meta["rerun"])
 
 
