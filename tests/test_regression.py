@@ -78,6 +78,19 @@ def test_deterministic_runs_catch_a_one_percent_change(tmp_path):
     assert R.regressed_backends(table) == ["ptrace-sysemu"]
 
 
+def test_icount_ratios_across_two_cpus_are_judged_as_timed(tmp_path):
+    """QEMU's round-robin hands the CPU between vCPUs on host-timed events: a cross-CPU count moves with load."""
+    b = R.load(baseline_of(tmp_path, BASE, BASE, BASE, vm=True, sigma=1e-7))
+    table = R.check(b, A.load([write_suite(tmp_path / "c.json", slower(BASE, "ptrace-sysemu", 1.01),
+                                           vm=True, sigma=1e-7, seed=5)])).set_index("ratio")
+    same, cross = (f"ptrace-sysemu:pin={pin} ÷ native:pin=in-process" for pin in ("same", "cross"))
+    assert R.ratio_mode("exact", same) == "exact" and table.loc[same, "threshold"] == R.FLOOR["exact"]
+    assert table.loc[same, "verdict"] == "regressed"
+    assert R.ratio_mode("exact", cross) == "timed" and table.loc[cross, "threshold"] == R.FLOOR["timed"]
+    assert table.loc[cross, "verdict"] == "unchanged"
+    assert R.ratio_mode("timed", same) == "timed"
+
+
 def test_a_change_beyond_the_threshold_within_the_noise_is_inconclusive():
     assert R.judge(1.3, 0.9, 1.8, 0.1) == "inconclusive"
     assert R.judge(1.3, 1.1, 1.5, 0.1) == "regressed"
