@@ -41,6 +41,8 @@ from bench.environment import REPO
 from bench.errors import BenchError, UsageError
 
 PLUGIN_SOURCE = REPO / "anatomy" / "vmexec_anatomy.c"
+#: The guest's /sys/devices/system/cpu/vulnerabilities, one "name<TAB>state" line each (raw/).
+VULNERABILITIES = "vulnerabilities.tsv"
 QEMU_PACKAGE = "qemu-system-x86"
 SOURCES_FILE = Path("/etc/apt/sources.list.d/vmexec-bench-src.sources")
 DEFAULT_SYSCALLS = 20000
@@ -440,7 +442,11 @@ def _guest_script(share: Path, backends: list[str], syscalls: int, in_process: d
     lines = ["set -u",
              # The driver's load address must be the same in tracer and tracee (and stable).
              "echo 0 > /proc/sys/kernel/randomize_va_space",
-             f"cat /proc/kallsyms > {shlex.quote(str(share / 'kallsyms.txt'))}"]
+             f"cat /proc/kallsyms > {shlex.quote(str(share / 'kallsyms.txt'))}",
+             # The speculation mitigations this guest kernel runs, as it reports them.
+             "for f in /sys/devices/system/cpu/vulnerabilities/*; do "
+             "printf '%s\\t%s\\n' \"${f##*/}\" \"$(cat \"$f\")\"; done "
+             f"> {shlex.quote(str(share / VULNERABILITIES))}"]
     for b in backends:
         pin = ["-T", str(PIN_CPU)] if in_process[b] else ["-t", str(PIN_CPU), "-T", str(PIN_CPU)]
         cmd = shlex.join([str(VMEXEC), "run", b, "-n", str(syscalls), *pin])
@@ -450,10 +456,11 @@ def _guest_script(share: Path, backends: list[str], syscalls: int, in_process: d
     return "\n".join(lines) + "\n"
 
 
-def run_guest(backends: list[str], syscalls: int, raw: Path, log=print) -> None:
-    """Boot the guest with the plugin, run every backend once (same CPU), and leave the raw
-    outputs in raw/: counts.txt.gz (the plugin's), kallsyms.txt.gz, driver.tsv (the driver's JSON
-    per backend), guest.json, and a copy of the driver binary that ran."""
+def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant: str = "bench") -> None:
+    """Boot the guest (kernel build `variant`, with its command line) with the plugin, run every
+    backend once (same CPU), and leave the raw outputs in raw/: counts.txt.gz (the plugin's),
+    kallsyms.txt.gz, driver.tsv (the driver's JSON per backend), vulnerabilities.tsv (the guest's
+    /sys/devices/system/cpu/vulnerabilities), guest.json, and a copy of the driver binary that ran."""
     import tracers
     from bench import kernel, vm
     from tracers.driver import VMEXEC, DriverBackend
@@ -465,30 +472,32 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print) -> None:
     if syscalls < 100:
         raise UsageError("--syscalls must be at least 100")
     lib = build_plugin(log)
-    kb = kernel.build(log=lambda msg: log(f"kernel: {msg}"))
+    kb = kernel.build(log=lambda msg: log(f"kernel: {msg}"), variant=variant)
+    kernel_args = kernel.BOOT_ARGS.get(variant, ())
     raw.mkdir(parents=True, exist_ok=True)
-    for name in ("counts.txt.gz", "kallsyms.txt.gz", "driver.tsv"):
+    for name in ("counts.txt.gz", "kallsyms.txt.gz", "driver.tsv", VULNERABILITIES):
         (raw / name).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="vmexec-anatomy-") as tmp:
         share = Path(tmp)
         # A copy of the binary that ran, for symbolisation after a rebuild.
         shutil.copy2(VMEXEC, raw / "vmexec")
         script = _guest_script(share, backends, syscalls, {b: known[b].in_process for b in backends})
-        log(f"anatomy: booting the icount guest with the plugin ({len(backends)} backends, "
-            f"{syscalls} syscalls each)")
+        log(f"anatomy: booting the icount guest ({variant} kernel) with the plugin ({len(backends)} "
+            f"backends, {syscalls} syscalls each)")
         run = vm.run_in_guest(["sh", "-c", script], kernel=kb.bzimage, accel="tcg", timing="icount",
-                              output_dir=share, run_timeout=3600,
+                              output_dir=share, run_timeout=3600, kernel_args=kernel_args,
                               extra_qemu_args=("-plugin", f"{lib},out={share / 'counts.txt'}"))
         run.check()
-        for name in ("counts.txt", "kallsyms.txt", "driver.tsv"):
+        for name in ("counts.txt", "kallsyms.txt", "driver.tsv", VULNERABILITIES):
             if not (share / name).exists():
                 raise BenchError(f"the guest left no {name}; console tail: {run.console[-1500:]}")
-            if name == "driver.tsv":
+            if name in ("driver.tsv", VULNERABILITIES):
                 shutil.copy2(share / name, raw / name)
             else:   # kept compressed: a committed run stays small
                 with (share / name).open("rb") as src, gzip.open(raw / f"{name}.gz", "wb") as dst:
                     shutil.copyfileobj(src, dst)
-    (raw / "guest.json").write_text(json.dumps({"guest_kernel": kb.release, "syscalls": syscalls,
+    (raw / "guest.json").write_text(json.dumps({"guest_kernel": kb.release, "kernel_variant": variant,
+                                                "kernel_args": list(kernel_args), "syscalls": syscalls,
                                                 "backends": backends, "pin": f"same CPU ({PIN_CPU})",
                                                 "qemu": installed_qemu_source_version(),
                                                 "qemu_cmdline": run.qemu_cmdline}, indent=1) + "\n")
@@ -723,9 +732,23 @@ def plot(results: list[BackendAnatomy], out: Path) -> list[Path]:
     return paths
 
 
-def default_directory() -> Path:
+def default_directory(variant: str = "bench") -> Path:
+    """anatomy/ in the results directory for the benchmark kernel, anatomy/VARIANT/ for another build."""
     from bench import results
-    return results.directory() / "anatomy"
+    return variant_directory(results.directory() / "anatomy", variant)
+
+
+def variant_directory(anatomy: Path, variant: str) -> Path:
+    """Where a kernel variant's anatomy lies, given the benchmark kernel's anatomy directory."""
+    return anatomy if variant == "bench" else anatomy / variant
+
+
+def guest_vulnerabilities(raw: Path) -> dict[str, str]:
+    """{vulnerability: the guest kernel's state} from a raw/ directory ({} for a run before they were kept)."""
+    path = raw / VULNERABILITIES
+    if not path.exists():
+        return {}
+    return dict(line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line)
 
 
 def report_blocks(directory: Path | None = None) -> list:
@@ -741,7 +764,8 @@ def report_blocks(directory: Path | None = None) -> list:
                           "symbolised through the same boot's /proc/kallsyms. Expensive events are counted by "
                           "instruction bytes; exceptions/interrupts as entries into the IDT stubs. "
                           f"Meta: {doc['meta'].get('guest_kernel', '?')}, QEMU {doc['meta'].get('qemu', '?')}, "
-                          f"{doc['meta'].get('syscalls', '?')} syscalls per backend.")]
+                          f"{doc['meta'].get('syscalls', '?')} syscalls per backend. "
+                          + mitigations_phrase(doc["meta"]))]
     blocks.append(("list", doc["sentences"]))
     rows = [[f"`{b['backend']}`", _fmt(b["insns_per_syscall"]), _fmt(b["icount_ns_per_syscall"]),
              f"{100 * b['disagreement']:+.3f}%", _fmt(b["insns_rep_once_per_syscall"]),
@@ -769,6 +793,19 @@ def report_blocks(directory: Path | None = None) -> list:
     return blocks
 
 
+def mitigations_phrase(meta: dict) -> str:
+    """What the guest kernel reported in /sys/devices/system/cpu/vulnerabilities (all but "Not affected")."""
+    vuln = meta.get("vulnerabilities")
+    if not vuln:
+        return "Guest mitigations: not recorded."
+    shown = [f"{k}: {v}" for k, v in sorted(vuln.items()) if v != "Not affected"]
+    args = meta.get("kernel_args") or []
+    return (f"Guest kernel build `{meta.get('kernel_variant', 'bench')}`"
+            + (f", booted with `{' '.join(args)}`" if args else "")
+            + "; the guest reports " + ("; ".join(shown) or "nothing but Not affected")
+            + f" ({len(vuln) - len(shown)} others Not affected).")
+
+
 def to_markdown(blocks: list) -> str:
     from bench import report
     return "# Instruction anatomy\n\n" + report.to_markdown(blocks)
@@ -777,12 +814,13 @@ def to_markdown(blocks: list) -> str:
 # ------------------------------------------------------------------------------------------- CLI
 
 def _cmd_anatomy(args) -> int:
-    out = args.output or default_directory()
+    out = args.output or default_directory(args.kernel_variant)
     raw = out / "raw"
     if args.from_raw is None:
         from bench.errors import writable_directory
         writable_directory(out, create=True)
-        run_guest(args.backends, args.syscalls, raw, log=lambda m: print(m, file=sys.stderr))
+        run_guest(args.backends, args.syscalls, raw, log=lambda m: print(m, file=sys.stderr),
+                  variant=args.kernel_variant)
     else:
         raw = args.from_raw
         if not raw.is_dir():
@@ -792,6 +830,7 @@ def _cmd_anatomy(args) -> int:
         raise BenchError("no backend ran in the guest: " + json.dumps(failed_runs(raw)))
     meta = json.loads((raw / "guest.json").read_text()) if (raw / "guest.json").exists() else {}
     meta.pop("qemu_cmdline", None)
+    meta["vulnerabilities"] = guest_vulnerabilities(raw)
     written = write_outputs(results, out, failed_runs(raw), meta)
     for s in sentences(results):
         print(s)
@@ -807,6 +846,7 @@ def _cmd_anatomy(args) -> int:
 
 
 def register_cli(subparsers) -> None:
+    from bench import kernel
     from bench.cli import _list_of
 
     p = subparsers.add_parser("anatomy", help="instruction-level anatomy of each backend in the icount guest")
@@ -814,7 +854,11 @@ def register_cli(subparsers) -> None:
                    help=f"comma-separated C backends (default: {','.join(DEFAULT_BACKENDS)})")
     p.add_argument("--syscalls", type=int, default=DEFAULT_SYSCALLS,
                    help=f"intercepted syscalls per backend (default {DEFAULT_SYSCALLS})")
-    p.add_argument("--output", type=Path, help="output directory (default: anatomy/ in the results directory)")
+    p.add_argument("--kernel-variant", default="bench", choices=sorted(kernel.VARIANTS),
+                   help="which kernel build the guest boots (default bench; 'mitigations': the host's "
+                        "speculation mitigations forced on)")
+    p.add_argument("--output", type=Path, help="output directory (default: anatomy/ in the results directory "
+                                               "for the bench kernel, anatomy/VARIANT/ for another)")
     p.add_argument("--from-raw", type=Path, metavar="DIR",
                    help="analyse an earlier run's raw/ directory instead of booting the guest")
     p.set_defaults(func=_cmd_anatomy)
