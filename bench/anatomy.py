@@ -793,6 +793,55 @@ def report_blocks(directory: Path | None = None) -> list:
     return blocks
 
 
+def _grown_phases(off: dict, on: dict, k: int = 3) -> str:
+    """The k phases whose instructions per syscall grew most from off to on, as text."""
+    grown = sorted(((p, on["phases"][p]["insns"] - off["phases"].get(p, {"insns": 0.0})["insns"])
+                    for p in on["phases"]), key=lambda pv: -pv[1])[:k]
+    return ", ".join(f"{SHORT.get(p, p)} {d:+,.0f}" for p, d in grown if d > 0) or "none"
+
+
+def mitigation_blocks(directory: Path) -> list:
+    """The report section 'Speculation mitigations off and on': the benchmark kernel's anatomy in
+    directory beside the mitigation-matched kernel's (directory/mitigations/); [] unless both exist."""
+    from bench.analysis import BASELINE, CANDIDATE
+
+    paths = [Path(directory) / "anatomy.json", variant_directory(Path(directory), MODEL_VARIANT) / "anatomy.json"]
+    if not all(p.exists() for p in paths):
+        return []
+    off_doc, on_doc = (json.loads(p.read_text()) for p in paths)
+    off, on = ({b["backend"]: b for b in d["backends"]} for d in (off_doc, on_doc))
+    both = sorted((n for n in off if n in on), key=lambda n: off[n]["icount_ns_per_syscall"])
+    ns = "icount_ns_per_syscall"
+    blocks: list = [("p", "The same guest anatomy on two kernel builds of the same source: `bench` (tinyconfig: "
+                          "every speculation mitigation compiled out) and `mitigations` (the host's mitigations "
+                          "compiled in and forced on the command line). icount ns = instructions, same CPU. "
+                          f"Mitigations off: {mitigations_phrase(off_doc['meta'])} Mitigations on: "
+                          f"{mitigations_phrase(on_doc['meta'])}")]
+    if BASELINE in both and CANDIDATE in both:
+        s_off, s_on = off[BASELINE][ns], on[BASELINE][ns]
+        p_off, p_on = off[CANDIDATE][ns], on[CANDIDATE][ns]
+        r_off, r_on = s_off / p_off, s_on / p_on
+        blocks.append(("p", f"With the host's mitigations on, PTRACE_SYSEMU's path grows from {_fmt(s_off)} to "
+                            f"{_fmt(s_on)} instructions per syscall ({100 * (s_on / s_off - 1):+.1f}%; most in "
+                            f"{_grown_phases(off[BASELINE], on[BASELINE])}) and process_vm_exec's from {_fmt(p_off)} "
+                            f"to {_fmt(p_on)} ({100 * (p_on / p_off - 1):+.1f}%; most in "
+                            f"{_grown_phases(off[CANDIDATE], on[CANDIDATE])}): process_vm_exec's path-length "
+                            f"advantage {'grows' if r_on > r_off else 'shrinks' if r_on < r_off else 'stays'} from "
+                            f"{r_off:.2f}x to {r_on:.2f}x."))
+    rows = []
+    for n in both:
+        a, b = off[n], on[n]
+        speedups = [f"{d[BASELINE][ns] / d[n][ns]:.2f}x" if BASELINE in d else "–" for d in (off, on)]
+        rows.append([f"`{n}`", _fmt(a[ns]), _fmt(b[ns]), f"{_fmt(b[ns] - a[ns])} ({100 * (b[ns] / a[ns] - 1):+.1f}%)",
+                     *speedups, f"{_fmt(a['totals']['fence'])} → {_fmt(b['totals']['fence'])}",
+                     f"{_fmt(a['totals']['cr3_write'])} → {_fmt(b['totals']['cr3_write'])}",
+                     _grown_phases(a, b)])
+    blocks.append(("table", ["backend", "icount ns/syscall, mitigations off", "on", "added",
+                             "SYSEMU ÷ backend, off", "on", "fences, off → on", "CR3 writes, off → on",
+                             "phases that grew most"], rows))
+    return blocks
+
+
 def mitigations_phrase(meta: dict) -> str:
     """What the guest kernel reported in /sys/devices/system/cpu/vulnerabilities (all but "Not affected")."""
     vuln = meta.get("vulnerabilities")
@@ -865,7 +914,8 @@ def register_cli(subparsers) -> None:
     m = subparsers.add_parser("anatomy-model", help="fit host ns/syscall to the guest anatomy; predict process_vm_exec")
     m.add_argument("--host", type=Path, action="append",
                    help="host results file(s) of `bench run` (default: the newest host run in the results directory)")
-    m.add_argument("--anatomy", type=Path, help="anatomy directory (default: anatomy/ in the results directory)")
+    m.add_argument("--anatomy", type=Path, help=f"anatomy directory (default: anatomy/{MODEL_VARIANT}/ in the "
+                                                "results directory, the mitigation-matched guest)")
     m.add_argument("--output", type=Path, help="also write the Markdown here")
     m.set_defaults(func=_cmd_model)
 
@@ -900,6 +950,10 @@ def host_ns_per_syscall(paths: list[Path]) -> dict[str, float]:
     return {b: float(g.iloc[-1]["median_ns"]) for b, g in s.groupby("backend")}
 
 
+#: The kernel build whose guest anatomy the cost model is fitted on: the host's mitigations.
+MODEL_VARIANT = "mitigations"
+
+
 @dataclasses.dataclass
 class CostModel:
     parameters: dict[str, float]            # feature -> ns per unit
@@ -910,6 +964,8 @@ class CostModel:
     candidate_ns: float                     # process_vm_exec's predicted host ns/syscall
     candidate_range: tuple[float, float]    # corrected by the extreme leave-one-out errors
     baseline_ns: float                      # PTRACE_SYSEMU on the host, measured
+    variant: str = "bench"                  # the kernel build of the guest anatomy
+    inputs: str = ""                        # the files it was fitted on, for the reader
 
     @property
     def speedup(self) -> float:
@@ -919,8 +975,14 @@ class CostModel:
     def speedup_range(self) -> tuple[float, float]:
         return self.baseline_ns / self.candidate_range[1], self.baseline_ns / self.candidate_range[0]
 
+    def prediction(self):
+        """What the verdict uses (bench.analysis.ModelPrediction)."""
+        from bench import analysis
+        return analysis.ModelPrediction(self.speedup, *self.speedup_range, self.candidate_ns, self.baseline_ns,
+                                        dict(self.loo), self.variant == MODEL_VARIANT, self.inputs)
 
-def fit_model(anatomy_json: Path, host: dict[str, float]) -> CostModel:
+
+def fit_model(anatomy_json: Path, host: dict[str, float], inputs: str = "") -> CostModel:
     """Non-negative least squares on relative errors (each mechanism weighs the same), host ns/syscall
     against the guest anatomy's features; leave-one-out errors; process_vm_exec's prediction with a
     range: the prediction divided by (1 + e) for the largest and smallest leave-one-out error e."""
@@ -956,57 +1018,74 @@ def fit_model(anatomy_json: Path, host: dict[str, float]) -> CostModel:
     lo_e, hi_e = min(loo.values()), max(loo.values())
     rng = (pred / (1 + hi_e), pred / (1 + lo_e)) if lo_e > -1 else (pred / (1 + hi_e), float("inf"))
     return CostModel(dict(zip(MODEL_FEATURES, map(float, p))), names, {n: host[n] for n in names},
-                     {n: float(X[i] @ p) for i, n in enumerate(names)}, loo, pred, rng, host[analysis.BASELINE])
+                     {n: float(X[i] @ p) for i, n in enumerate(names)}, loo, pred, rng, host[analysis.BASELINE],
+                     doc.get("meta", {}).get("kernel_variant", "bench"), inputs)
 
 
-def model_blocks(m: CostModel, inputs: str = "") -> list:
+def model_blocks(m: CostModel) -> list:
     formula = " + ".join(f"{v:.4g} × {k}" for k, v in m.parameters.items())
     rows = [[f"`{n}`", _fmt(m.measured[n]), _fmt(m.fitted[n]), f"{100 * m.loo[n]:+.1f}%"] for n in m.backends]
     return [("p", f"Host ns/syscall = {formula} (per intercepted syscall; non-negative least squares on "
                   f"relative errors over {len(m.backends)} mechanisms). "
                   + " ".join(f"{k}: {v}." for k, v in MODEL_FEATURES.items())
-                  + (f" Inputs: {inputs}." if inputs else "")),
+                  + (f" Inputs: {m.inputs}." if m.inputs else "")),
             ("table", ["mechanism", "host ns/syscall (measured)", "model", "leave-one-out error"], rows),
             ("p", f"process_vm_exec, predicted for this host: {_fmt(m.candidate_ns)} ns/syscall "
                   f"({_fmt(m.candidate_range[0])}–{_fmt(m.candidate_range[1])} with the extreme leave-one-out "
                   f"errors), a speed-up over PTRACE_SYSEMU ({_fmt(m.baseline_ns)} ns measured) of "
                   f"{m.speedup:.2f}x ({m.speedup_range[0]:.2f}–{m.speedup_range[1]:.2f}). "
-                  "The guest anatomy was measured with every speculation mitigation off (no mitigation-matched "
-                  "kernel yet), and in the mechanisms fitted CR3 writes always come with a scheduler round "
-                  "trip, so the CR3 term also carries what a context switch costs beyond its instructions: "
-                  "process_vm_exec, which writes CR3 without one, is an extrapolation.")]
+                  + ("The guest anatomy was measured on the mitigation-matched kernel (the host's speculation "
+                     "mitigations forced on). " if m.variant == MODEL_VARIANT else
+                     f"The guest anatomy was measured on the `{m.variant}` kernel, not the mitigation-matched one: "
+                     "the verdict does not judge this model. ")
+                  + "In the mechanisms fitted, CR3 writes always come with a scheduler round trip, so the CR3 "
+                  "term also carries what a context switch costs beyond its instructions: process_vm_exec, "
+                  "which writes CR3 without one, is an extrapolation.")]
 
 
-def cost_model_blocks(host_paths, directory: Path | None = None) -> list:
-    """The report section 'Cost model' as blocks: the model fitted to the host runs among host_paths
-    (results files) and the anatomy in directory (default: anatomy/ in the results directory);
-    [] without an anatomy, a one-paragraph reason if the model cannot be fitted."""
-    anatomy_json = Path(directory or default_directory()) / "anatomy.json"
-    if not anatomy_json.exists():
-        return []
+def _inputs(host: list[Path], anatomy_json: Path) -> str:
+    return f"host run(s) {', '.join(f'`{p.name}`' for p in host)}; guest anatomy `{anatomy_json}`"
+
+
+def fitted_model(host_paths, directory: Path | None = None) -> tuple[CostModel | None, str]:
+    """(the cost model, "") fitted to the host runs among host_paths (results files) and the
+    mitigation-matched anatomy under directory (the benchmark kernel's anatomy directory; default:
+    anatomy/ in the results directory), or (None, why not)."""
     from bench import results
 
+    anatomy_json = variant_directory(Path(directory or default_directory()), MODEL_VARIANT) / "anatomy.json"
+    if not anatomy_json.exists():
+        return None, (f"no mitigation-matched guest anatomy ({anatomy_json}: `python -m bench anatomy "
+                      f"--kernel-variant {MODEL_VARIANT}`)")
     host = [Path(p) for p in host_paths if results.classify(results.read_json(p)) == "host"]
     try:
-        m = fit_model(anatomy_json, host_ns_per_syscall(host))
+        return fit_model(anatomy_json, host_ns_per_syscall(host), _inputs(host, anatomy_json)), ""
     except UsageError as e:
-        return [("p", f"No cost model: {e}.")]
-    return model_blocks(m, f"host run(s) {', '.join(f'`{p.name}`' for p in host)}")
+        return None, str(e)
+
+
+def cost_model_blocks(model: CostModel | None, why: str, directory: Path) -> list:
+    """The report section 'Cost model' as blocks: the model, or why there is none ([] when directory,
+    the benchmark kernel's anatomy directory, holds no anatomy at all)."""
+    if model is not None:
+        return model_blocks(model)
+    return [("p", f"No cost model: {why}.")] if (Path(directory) / "anatomy.json").exists() else []
 
 
 def _cmd_model(args) -> int:
     from bench import results
 
-    anatomy_json = (args.anatomy or default_directory()) / "anatomy.json"
+    anatomy_json = (args.anatomy or default_directory(MODEL_VARIANT)) / "anatomy.json"
     if not anatomy_json.exists():
-        raise UsageError(f"no {anatomy_json}: run `bench anatomy` first (or give --anatomy DIR)")
+        raise UsageError(f"no {anatomy_json}: run `bench anatomy --kernel-variant {MODEL_VARIANT}` first "
+                         "(or give --anatomy DIR)")
     paths = args.host or [p for p in results.newest() if results.classify(results.read_json(p)) == "host"]
     for p in paths:
         if not Path(p).is_file():
             raise UsageError(f"no such results file: {p}")
-    m = fit_model(anatomy_json, host_ns_per_syscall([Path(p) for p in paths]))
-    inputs = f"host run(s) {', '.join(f'`{Path(p).name}`' for p in paths)}; guest anatomy `{anatomy_json}`"
-    text = to_markdown(model_blocks(m, inputs)).replace("# Instruction anatomy", "# Cost model", 1)
+    paths = [Path(p) for p in paths]
+    m = fit_model(anatomy_json, host_ns_per_syscall(paths), _inputs(paths, anatomy_json))
+    text = to_markdown(model_blocks(m)).replace("# Instruction anatomy", "# Cost model", 1)
     if args.output:
         args.output.write_text(text)
     print(text, end="")

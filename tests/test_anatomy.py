@@ -204,10 +204,11 @@ def test_anatomy_in_the_guest_agrees_with_the_icount_clock(tmp_path):
     assert any(kind == "table" for kind, *_ in blocks)
 
 
-def _anatomy_doc(path, features):
+def _anatomy_doc(path, features, variant=None):
     backends = [{"backend": b, "insns_per_syscall": i, "totals": {"cr3_write": c, "syscall": k, A.EVENT: 0.0}}
                 for b, (i, c, k) in features.items()]
-    path.write_text(json.dumps({"backends": backends}))
+    meta = {"kernel_variant": variant} if variant else {}
+    path.write_text(json.dumps({"meta": meta, "backends": backends}))
     return path
 
 
@@ -230,6 +231,24 @@ def test_the_cost_model_recovers_known_parameters_and_reports_leave_one_out_erro
     assert all(v >= 0 for v in m.parameters.values())
 
 
+def test_only_a_model_fitted_on_the_mitigation_matched_anatomy_is_marked_matched(tmp_path):
+    features = {"native": (227, 0, 1), "ptrace-sysemu": (12434, 2, 5), "ptrace-syscall": (24396, 4, 9),
+                "seccomp-trap": (5310, 0, 2), "seccomp-unotify": (6469, 2, 3), "process-vm-exec": (2386, 2, 2)}
+    host = {b: 0.2 * i + 300 * c + 50 * k for b, (i, c, k) in features.items() if b != "process-vm-exec"}
+    for variant, matched in ((None, False), ("bench", False), (A.MODEL_VARIANT, True)):
+        m = A.fit_model(_anatomy_doc(tmp_path / "anatomy.json", features, variant), host, "inputs")
+        p = m.prediction()
+        assert p.matched is matched and p.inputs == "inputs"
+        assert (p.speedup, p.low, p.high) == (m.speedup, *m.speedup_range)
+        assert p.loo == m.loo and p.baseline_ns == host["ptrace-sysemu"]
+    # The report's model comes from anatomy/mitigations/ beside the benchmark kernel's anatomy.
+    where = A.variant_directory(tmp_path / "anatomy", A.MODEL_VARIANT)
+    where.mkdir(parents=True)
+    _anatomy_doc(where / "anatomy.json", features, A.MODEL_VARIANT)
+    model, why = A.fitted_model([], tmp_path / "anatomy")
+    assert model is None and "no host run" in why
+
+
 def test_the_cost_model_needs_enough_mechanisms(tmp_path):
     doc = _anatomy_doc(tmp_path / "anatomy.json", {"ptrace-sysemu": (1, 1, 1), "process-vm-exec": (1, 1, 1)})
     with pytest.raises(A.UsageError, match="too few"):
@@ -239,7 +258,10 @@ def test_the_cost_model_needs_enough_mechanisms(tmp_path):
 
 
 def test_report_sections_are_empty_without_an_anatomy(tmp_path):
-    assert A.report_blocks(tmp_path) == [] and A.cost_model_blocks([], tmp_path) == []
+    assert A.report_blocks(tmp_path) == [] and A.mitigation_blocks(tmp_path) == []
+    model, why = A.fitted_model([], tmp_path)
+    assert model is None and "no mitigation-matched guest anatomy" in why
+    assert A.cost_model_blocks(model, why, tmp_path) == []
 
 
 def test_deb_src_entries_mirror_this_machines_debian_sources():
