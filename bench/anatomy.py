@@ -82,6 +82,12 @@ ALL_EVENTS = (*CLASSES, EVENT, REP_EXTRA)
 
 #: Kernel functions by phase: the first pattern that matches a function's name wins.
 KERNEL_PHASES: list[tuple[str, str]] = [
+    # Out-of-line code of the speculation mitigations (the "mitigations" kernel): retpolines, return
+    # thunks, untraining sequences.  The RSB filling at context switch is inline (__switch_to_asm).
+    ("speculation thunks",
+     r"^(__x86_indirect_thunk_|__x86_indirect_its_thunk_|__x86_indirect_call_thunk_|__x86_indirect_jump_thunk_|"
+     r"__x86_return_thunk$|its_return_thunk$|its_static_thunk$|retbleed_return_thunk$|call_depth_return_thunk$|"
+     r"srso_|entry_untrain_ret$|entry_ibpb$|clear_bhb_loop$)"),
     ("exceptions & interrupts",
      r"^(asm_exc_|exc_|asm_sysvec_|sysvec_|__sysvec_|asm_common_interrupt|common_interrupt|irq|handle_irq|"
      r"__handle_irq|native_irq_return|error_entry|error_return|paranoid_|hrtimer|__hrtimer|tick_|"
@@ -154,7 +160,7 @@ USER_LIBS = "user: libc, ld.so, vDSO"
 PHASES = (USER_LOOP, USER_BACKEND, USER_LIBS, "syscall entry/exit", "getppid & pid lookups",
           "interception (ptrace, seccomp, signals, wait, process_vm_exec)", "register & user copies",
           "scheduler & context switch", "mm switch", "locking & RCU", "memory allocation",
-          "exceptions & interrupts", "idle", KERNEL_OTHER)
+          "exceptions & interrupts", "speculation thunks", "idle", KERNEL_OTHER)
 SHORT = {"interception (ptrace, seccomp, signals, wait, process_vm_exec)": "interception machinery",
          "scheduler & context switch": "scheduler and context switch"}
 

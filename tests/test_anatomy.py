@@ -78,6 +78,8 @@ def test_kernel_functions_fall_into_the_expected_phases():
         "__x64_sys_process_vm_exec": A.PHASES[5], "__x64_sys_getppid": "getppid & pid lookups",
         "asm_exc_page_fault": "exceptions & interrupts", "account_entity_enqueue": "scheduler & context switch",
         "_raw_spin_lock_irqsave": "locking & RCU", "nsec_to_clock_t": A.PHASES[5],
+        "__x86_indirect_thunk_rax": "speculation thunks", "its_return_thunk": "speculation thunks",
+        "__x86_return_thunk": "speculation thunks",
         "slab_alloc_node.isra.0": "memory allocation", "default_idle": "idle", "some_unknown_fn": A.KERNEL_OTHER,
     }
     assert {f: A.kernel_phase(f) for f in expect} == expect
