@@ -218,8 +218,12 @@ def _every_backend(i: Inputs) -> list:
 
 
 def anatomy_dir(paths: list[pathlib.Path]) -> pathlib.Path:
-    """The instruction anatomy beside the inputs (results/anatomy/ for results/*.json)."""
-    return paths[0].parent / "anatomy"
+    """The instruction anatomy beside the inputs: anatomy/ in the first input's directory
+    (results/anatomy/ for results/*.json), or in the nearest of its parents that has one (for runs
+    kept inside results/anatomy/ itself, such as its host and guest runs)."""
+    first = paths[0].resolve().parent
+    found = next((d / "anatomy" for d in (first, *first.parents) if (d / "anatomy" / "anatomy.json").exists()), None)
+    return found or first / "anatomy"
 
 
 def _other_plots(i: Inputs) -> list:

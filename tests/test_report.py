@@ -83,6 +83,13 @@ def test_report_judges_a_model_that_fits_and_shows_three_figures(tmp_path):
     assert "## A host cost model from the anatomy" in md and "mitigation-matched kernel" in md
 
 
+def test_the_anatomy_is_found_beside_the_inputs_or_above_them(tmp_path):
+    (tmp_path / "anatomy" / "host").mkdir(parents=True)
+    assert report.anatomy_dir([tmp_path / "run.json"]) == (tmp_path / "anatomy").resolve()
+    (tmp_path / "anatomy" / "anatomy.json").write_text("{}")
+    assert report.anatomy_dir([tmp_path / "anatomy" / "host" / "run.json"]) == (tmp_path / "anatomy").resolve()
+
+
 def test_plots_are_the_same_bytes_when_drawn_again(files, tmp_path):
     """No date, no random ids: a committed report changes only where the data did."""
     first = report.write_report([files["host"], files["guest"]], tmp_path / "a")
