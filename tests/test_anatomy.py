@@ -149,6 +149,7 @@ def test_attribution_adds_events_and_exception_entries():
     (["--backends", "python-ptrace-sysemu"], "non-C"),
     (["--from-raw", "/nonexistent/raw"], "not a directory"),
     (["--syscalls", "many"], "invalid int"),
+    (["--kernel-variant", "no-such-kernel"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     proc = run_bench("anatomy", "--output", str(tmp_path / "out"), *args, timeout=120)
@@ -159,6 +160,30 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 def test_from_raw_needs_an_anatomy_runs_directory(tmp_path):
     proc = run_bench("anatomy", "--output", str(tmp_path / "out"), "--from-raw", str(tmp_path), timeout=120)
     assert proc.returncode == 2 and "not an anatomy run" in proc.stderr
+
+
+def test_the_mitigations_kernel_compiles_them_in_and_forces_the_hosts_on_its_command_line():
+    from bench import kernel
+    options = kernel.fragment_options("mitigations")
+    for name in ("CONFIG_CPU_MITIGATIONS", "CONFIG_MITIGATION_RETPOLINE", "CONFIG_MITIGATION_RETHUNK",
+                 "CONFIG_MITIGATION_ITS", "CONFIG_MITIGATION_SPECTRE_V1", "CONFIG_MITIGATION_SPECTRE_V2"):
+        assert options[name] == "y", name
+    assert "CONFIG_CPU_MITIGATIONS" not in kernel.fragment_options("bench")
+    args = kernel.BOOT_ARGS["mitigations"]
+    assert {"spectre_v2=retpoline", "indirect_target_selection=force", "pti=off"} <= set(args)
+    assert kernel.cache_key("mitigations") != kernel.cache_key("bench")
+    assert A.variant_directory(A.Path("r/anatomy"), "mitigations") == A.Path("r/anatomy/mitigations")
+    assert A.variant_directory(A.Path("r/anatomy"), "bench") == A.Path("r/anatomy")
+
+
+def test_the_guests_vulnerabilities_are_read_from_the_raw_directory(tmp_path):
+    assert A.guest_vulnerabilities(tmp_path) == {}
+    (tmp_path / A.VULNERABILITIES).write_text("meltdown\tNot affected\nspectre_v2\tMitigation: Retpolines; RSB filling\n")
+    vuln = A.guest_vulnerabilities(tmp_path)
+    assert vuln == {"meltdown": "Not affected", "spectre_v2": "Mitigation: Retpolines; RSB filling"}
+    text = A.mitigations_phrase({"vulnerabilities": vuln, "kernel_variant": "mitigations", "kernel_args": ["pti=off"]})
+    assert "`mitigations`" in text and "`pti=off`" in text and "spectre_v2: Mitigation: Retpolines" in text
+    assert "meltdown" not in text and "1 others Not affected" in text
 
 
 def test_no_report_section_without_an_anatomy_run(tmp_path):
