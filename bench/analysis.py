@@ -475,7 +475,7 @@ class Headline:
 
 
 def _model_phrase(m: ModelPrediction) -> str:
-    return (f"the host cost model predicts {m.speedup:.2f}x ({m.low:.2f}–{m.high:.2f} with its extreme "
+    return (f"{m.speedup:.2f}x ({m.low:.2f}–{m.high:.2f} with its extreme "
             f"leave-one-out errors; process_vm_exec {m.candidate_ns:,.0f} ns/syscall against PTRACE_SYSEMU's "
             f"{m.baseline_ns:,.0f} ns measured on the host)")
 
@@ -502,7 +502,7 @@ def figures(df: pd.DataFrame, r: pd.DataFrame, hg: pd.DataFrame | None, model: M
         out.append(f"cost model: {no_model}")
     else:
         why = model.why_not_judged()
-        out.append(f"cost model: {_model_phrase(model)}; worst leave-one-out error "
+        out.append(f"cost model's prediction for the host: {_model_phrase(model)}; worst leave-one-out error "
                    f"{100 * model.worst_error:.1f}% " + (f"(judged: within ±{100 * MODEL_MAX_LOO_ERROR:g}%)"
                                                         if why is None else f"(not judged: {why})"))
     measured = r[r.apply(lambda row: clock(row) in HARDWARE_CLOCKS, axis=1)] if not r.empty else r
@@ -534,6 +534,7 @@ def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame |
     h = _headline_row(r)
     a = assess(df, h, hg, model)
     shown = figures(df, r, hg, model, no_model)
+    mitigated = _runs_mitigations(df, h["run_id"])
     ci = f"{h['speedup_low']:.2f}–{h['speedup_high']:.2f}"
     if a.clock in HARDWARE_CLOCKS:
         return Headline(f"process_vm_exec is {h['speedup']:.2f}x faster than PTRACE_SYSEMU (95% CI {ci}, "
@@ -543,26 +544,39 @@ def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame |
     sentence = (f"process_vm_exec is {h['speedup']:.2f}x faster than PTRACE_SYSEMU as {what}; 95% CI {ci} "
                 f"covers repeats only) {_environment_phrase(h)}; ")
     if a.model_judged:
-        return Headline(sentence + f"{_model_phrase(model)}, every mechanism it was fitted on predicted within "
+        return Headline(sentence + f"the host cost model predicts {_model_phrase(model)}, every mechanism it was "
+                        f"fitted on predicted within "
                         f"±{100 * MODEL_MAX_LOO_ERROR:g}% when left out (worst {100 * model.worst_error:.1f}%): "
                         f"{a.judgement}; the distortion bracket, {a.bracket[0]:.2f}–{a.bracket[1]:.2f}x, is shown "
-                        f"beside it", _caveat(h, a), a, shown)
+                        f"beside it", _caveat(h, a, mitigated), a, shown)
     if a.low is None:
-        return Headline(sentence + a.judgement, _caveat(h, a), a, shown)
+        return Headline(sentence + a.judgement, _caveat(h, a, mitigated), a, shown)
     d = a.distortions
     sentence += (f"divided by the host-versus-guest distortion of {len(d)} C mechanisms "
                  f"({d['distortion'].min():.2f}–{d['distortion'].max():.2f}), the hardware-equivalent "
                  f"speed-up is {a.low:.2f}–{a.high:.2f}x: {a.judgement}")
     if model is not None and h["pin"] == "same":
-        sentence += (f"; {_model_phrase(model)}, not judged because {model.why_not_judged()}")
-    return Headline(sentence, _caveat(h, a), a, shown)
+        sentence += (f"; the host cost model predicts {_model_phrase(model)}, not judged because "
+                     f"{model.why_not_judged()}")
+    return Headline(sentence, _caveat(h, a, mitigated), a, shown)
 
 
-def _caveat(h: pd.Series, a: Assessment) -> str:
+def _runs_mitigations(df: pd.DataFrame, run_id: str) -> bool:
+    """Whether a run's kernel reported any speculation mitigation in force (its recorded vulnerabilities)."""
+    try:
+        recorded = json.loads(df.loc[df["run_id"] == run_id, "vmexec_mitigations"].iloc[0] or "{}")
+    except (TypeError, json.JSONDecodeError, IndexError):
+        return False
+    return any(str(v).startswith("Mitigation") for v in recorded.values())
+
+
+def _caveat(h: pd.Series, a: Assessment, mitigated: bool = False) -> str:
     why = ("icount advances the guest clock one nanosecond per executed instruction, so repeats agree to the "
            "digit and the CI covers only that repetition; it sees no cache or TLB miss and prices a CR3 "
-           "write, WRMSR, SYSRET or IPI like an add, and the guest runs without the host's speculation "
-           "mitigations" if a.clock == "icount" else
+           "write, WRMSR, SYSRET or IPI like an add, and "
+           + ("counts the guest's speculation mitigations (retpolines, return thunks) as the instructions they "
+              "are, not as the mispredictions they cost" if mitigated else
+              "the guest runs without the host's speculation mitigations") if a.clock == "icount" else
            "TCG wall time is the emulator's speed, which neither preserves hardware costs nor repeats "
            "from boot to boot")
     text = (f"Read this as a {'path length' if a.clock == 'icount' else 'emulator time'}, not a hardware "

@@ -106,11 +106,13 @@ def test_a_model_within_the_leave_one_out_limit_is_judged_instead_of_the_bracket
     assert (a.low, a.high) == (pytest.approx(8.0), pytest.approx(18.0))
     assert a.bracket == (pytest.approx(4.0, rel=1e-3), pytest.approx(6.25, rel=1e-3))
     assert "claim is reproduced" in h.sentence and "4.00–6.25x, is shown beside it" in h.sentence
+    # The synthetic guest reports retpolines: the caveat says icount counts them as instructions.
+    assert "speculation mitigations (retpolines" in h.caveat and "cost model replaces" in h.caveat
     # The three figures, side by side, whichever is judged.
     icount, bracket, model = h.figures
     assert icount.startswith("icount path-length ratio") and "5.00x" in icount
     assert bracket.startswith("distortion bracket: 4.00–6.25x") and "3 C mechanisms" in bracket
-    assert model.startswith("cost model:") and "12.00x (8.00–18.00" in model and "(judged" in model
+    assert model.startswith("cost model's prediction") and "12.00x (8.00–18.00" in model and "(judged" in model
 
 
 @pytest.mark.parametrize("model, why", [

@@ -79,7 +79,7 @@ def test_report_judges_a_model_that_fits_and_shows_three_figures(tmp_path):
     assert "the distortion bracket" in first and "is shown beside it" in first
     figures = md.split("\n\n")[2]
     assert "icount path-length ratio" in figures and "5.00x" in figures
-    assert "distortion bracket: " in figures and "cost model: " in figures and "(judged" in figures
+    assert "distortion bracket: " in figures and "cost model's prediction" in figures and "(judged" in figures
     assert "## A host cost model from the anatomy" in md and "mitigation-matched kernel" in md
 
 
