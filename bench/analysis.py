@@ -502,9 +502,9 @@ def figures(df: pd.DataFrame, r: pd.DataFrame, hg: pd.DataFrame | None, model: M
         out.append(f"cost model: {no_model}")
     else:
         why = model.why_not_judged()
-        out.append(f"cost model's prediction for the host: {_model_phrase(model)}; worst leave-one-out error "
-                   f"{100 * model.worst_error:.1f}% " + (f"(judged: within ±{100 * MODEL_MAX_LOO_ERROR:g}%)"
-                                                        if why is None else f"(not judged: {why})"))
+        out.append(f"cost model's prediction for the host: {_model_phrase(model)} "
+                   + (f"(judged: worst leave-one-out error {100 * model.worst_error:.1f}%, within "
+                      f"±{100 * MODEL_MAX_LOO_ERROR:g}%)" if why is None else f"(not judged: {why})"))
     measured = r[r.apply(lambda row: clock(row) in HARDWARE_CLOCKS, axis=1)] if not r.empty else r
     if not measured.empty:
         row = _headline_row(measured)
@@ -599,8 +599,9 @@ def _caveat(h: pd.Series, a: Assessment, mitigated: bool = False) -> str:
                    f"distortion is its guest speed-up over PTRACE_SYSEMU ÷ its host speed-up, with both "
                    f"runs' 95% CIs: {items}. The process_vm_exec speed-up's CI divided by the largest and the "
                    f"smallest of these gives {a.low:.2f}–{a.high:.2f}x, assuming process_vm_exec is "
-                   f"distorted like one of them. A validated model of guest-to-hardware time, or a run "
-                   f"under KVM or on bare metal, would replace it.")
+                   f"distorted like one of them. The host cost model would replace it if every mechanism "
+                   f"it was fitted on were predicted within ±{100 * MODEL_MAX_LOO_ERROR:g}% when left out; "
+                   f"a run under KVM or on bare metal would replace both.")
 
 
 def verdict(df: pd.DataFrame, model: ModelPrediction | None = None) -> str:

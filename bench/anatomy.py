@@ -1050,7 +1050,8 @@ def model_blocks(m: CostModel) -> list:
 
 
 def _inputs(host: list[Path], anatomy_json: Path) -> str:
-    return f"host run(s) {', '.join(f'`{p.name}`' for p in host)}; guest anatomy `{anatomy_json}`"
+    where = Path(os.path.relpath(anatomy_json)) if anatomy_json.is_absolute() else anatomy_json
+    return f"host run(s) {', '.join(f'`{p.name}`' for p in host)}; guest anatomy `{where}`"
 
 
 def fitted_model(host_paths, directory: Path | None = None) -> tuple[CostModel | None, str]:
