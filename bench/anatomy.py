@@ -46,8 +46,10 @@ VULNERABILITIES = "vulnerabilities.tsv"
 QEMU_PACKAGE = "qemu-system-x86"
 SOURCES_FILE = Path("/etc/apt/sources.list.d/vmexec-bench-src.sources")
 DEFAULT_SYSCALLS = 20000
-DEFAULT_BACKENDS = ("native", "ptrace-sysemu", "process-vm-exec", "seccomp-trace", "seccomp-trap",
-                    "seccomp-unotify")
+#: Every C backend of the driver (python-ptrace-sysemu is the interpreter's cost, not a kernel path).
+DEFAULT_BACKENDS = ("native", "ptrace-sysemu", "ptrace-sysemu-poke", "ptrace-syscall", "process-vm-exec",
+                    "seccomp-trace", "seccomp-unotify", "seccomp-unotify-sync", "seccomp-trap",
+                    "syscall-user-dispatch")
 #: The pinning the anatomy uses: tracer and tracee on the guest's CPU 0 (in-process: the tracee).
 PIN_CPU = 0
 #: The agreement the plugin's count must have with the icount clock (relative).
