@@ -41,11 +41,15 @@ from bench.environment import REPO
 from bench.errors import BenchError, UsageError
 
 PLUGIN_SOURCE = REPO / "anatomy" / "vmexec_anatomy.c"
+#: The guest's /sys/devices/system/cpu/vulnerabilities, one "name<TAB>state" line each (raw/).
+VULNERABILITIES = "vulnerabilities.tsv"
 QEMU_PACKAGE = "qemu-system-x86"
 SOURCES_FILE = Path("/etc/apt/sources.list.d/vmexec-bench-src.sources")
 DEFAULT_SYSCALLS = 20000
-DEFAULT_BACKENDS = ("native", "ptrace-sysemu", "process-vm-exec", "seccomp-trace", "seccomp-trap",
-                    "seccomp-unotify")
+#: Every C backend of the driver (python-ptrace-sysemu is the interpreter's cost, not a kernel path).
+DEFAULT_BACKENDS = ("native", "ptrace-sysemu", "ptrace-sysemu-poke", "ptrace-syscall", "process-vm-exec",
+                    "seccomp-trace", "seccomp-unotify", "seccomp-unotify-sync", "seccomp-trap",
+                    "syscall-user-dispatch")
 #: The pinning the anatomy uses: tracer and tracee on the guest's CPU 0 (in-process: the tracee).
 PIN_CPU = 0
 #: The agreement the plugin's count must have with the icount clock (relative).
@@ -80,6 +84,12 @@ ALL_EVENTS = (*CLASSES, EVENT, REP_EXTRA)
 
 #: Kernel functions by phase: the first pattern that matches a function's name wins.
 KERNEL_PHASES: list[tuple[str, str]] = [
+    # Out-of-line code of the speculation mitigations (the "mitigations" kernel): retpolines, return
+    # thunks, untraining sequences.  The RSB filling at context switch is inline (__switch_to_asm).
+    ("speculation thunks",
+     r"^(__x86_indirect_thunk_|__x86_indirect_its_thunk_|__x86_indirect_call_thunk_|__x86_indirect_jump_thunk_|"
+     r"__x86_return_thunk$|its_return_thunk$|its_static_thunk$|retbleed_return_thunk$|call_depth_return_thunk$|"
+     r"srso_|entry_untrain_ret$|entry_ibpb$|clear_bhb_loop$)"),
     ("exceptions & interrupts",
      r"^(asm_exc_|exc_|asm_sysvec_|sysvec_|__sysvec_|asm_common_interrupt|common_interrupt|irq|handle_irq|"
      r"__handle_irq|native_irq_return|error_entry|error_return|paranoid_|hrtimer|__hrtimer|tick_|"
@@ -152,7 +162,7 @@ USER_LIBS = "user: libc, ld.so, vDSO"
 PHASES = (USER_LOOP, USER_BACKEND, USER_LIBS, "syscall entry/exit", "getppid & pid lookups",
           "interception (ptrace, seccomp, signals, wait, process_vm_exec)", "register & user copies",
           "scheduler & context switch", "mm switch", "locking & RCU", "memory allocation",
-          "exceptions & interrupts", "idle", KERNEL_OTHER)
+          "exceptions & interrupts", "speculation thunks", "idle", KERNEL_OTHER)
 SHORT = {"interception (ptrace, seccomp, signals, wait, process_vm_exec)": "interception machinery",
          "scheduler & context switch": "scheduler and context switch"}
 
@@ -440,7 +450,11 @@ def _guest_script(share: Path, backends: list[str], syscalls: int, in_process: d
     lines = ["set -u",
              # The driver's load address must be the same in tracer and tracee (and stable).
              "echo 0 > /proc/sys/kernel/randomize_va_space",
-             f"cat /proc/kallsyms > {shlex.quote(str(share / 'kallsyms.txt'))}"]
+             f"cat /proc/kallsyms > {shlex.quote(str(share / 'kallsyms.txt'))}",
+             # The speculation mitigations this guest kernel runs, as it reports them.
+             "for f in /sys/devices/system/cpu/vulnerabilities/*; do "
+             "printf '%s\\t%s\\n' \"${f##*/}\" \"$(cat \"$f\")\"; done "
+             f"> {shlex.quote(str(share / VULNERABILITIES))}"]
     for b in backends:
         pin = ["-T", str(PIN_CPU)] if in_process[b] else ["-t", str(PIN_CPU), "-T", str(PIN_CPU)]
         cmd = shlex.join([str(VMEXEC), "run", b, "-n", str(syscalls), *pin])
@@ -450,10 +464,11 @@ def _guest_script(share: Path, backends: list[str], syscalls: int, in_process: d
     return "\n".join(lines) + "\n"
 
 
-def run_guest(backends: list[str], syscalls: int, raw: Path, log=print) -> None:
-    """Boot the guest with the plugin, run every backend once (same CPU), and leave the raw
-    outputs in raw/: counts.txt.gz (the plugin's), kallsyms.txt.gz, driver.tsv (the driver's JSON
-    per backend), guest.json, and a copy of the driver binary that ran."""
+def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant: str = "bench") -> None:
+    """Boot the guest (kernel build `variant`, with its command line) with the plugin, run every
+    backend once (same CPU), and leave the raw outputs in raw/: counts.txt.gz (the plugin's),
+    kallsyms.txt.gz, driver.tsv (the driver's JSON per backend), vulnerabilities.tsv (the guest's
+    /sys/devices/system/cpu/vulnerabilities), guest.json, and a copy of the driver binary that ran."""
     import tracers
     from bench import kernel, vm
     from tracers.driver import VMEXEC, DriverBackend
@@ -465,30 +480,32 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print) -> None:
     if syscalls < 100:
         raise UsageError("--syscalls must be at least 100")
     lib = build_plugin(log)
-    kb = kernel.build(log=lambda msg: log(f"kernel: {msg}"))
+    kb = kernel.build(log=lambda msg: log(f"kernel: {msg}"), variant=variant)
+    kernel_args = kernel.BOOT_ARGS.get(variant, ())
     raw.mkdir(parents=True, exist_ok=True)
-    for name in ("counts.txt.gz", "kallsyms.txt.gz", "driver.tsv"):
+    for name in ("counts.txt.gz", "kallsyms.txt.gz", "driver.tsv", VULNERABILITIES):
         (raw / name).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="vmexec-anatomy-") as tmp:
         share = Path(tmp)
         # A copy of the binary that ran, for symbolisation after a rebuild.
         shutil.copy2(VMEXEC, raw / "vmexec")
         script = _guest_script(share, backends, syscalls, {b: known[b].in_process for b in backends})
-        log(f"anatomy: booting the icount guest with the plugin ({len(backends)} backends, "
-            f"{syscalls} syscalls each)")
+        log(f"anatomy: booting the icount guest ({variant} kernel) with the plugin ({len(backends)} "
+            f"backends, {syscalls} syscalls each)")
         run = vm.run_in_guest(["sh", "-c", script], kernel=kb.bzimage, accel="tcg", timing="icount",
-                              output_dir=share, run_timeout=3600,
+                              output_dir=share, run_timeout=3600, kernel_args=kernel_args,
                               extra_qemu_args=("-plugin", f"{lib},out={share / 'counts.txt'}"))
         run.check()
-        for name in ("counts.txt", "kallsyms.txt", "driver.tsv"):
+        for name in ("counts.txt", "kallsyms.txt", "driver.tsv", VULNERABILITIES):
             if not (share / name).exists():
                 raise BenchError(f"the guest left no {name}; console tail: {run.console[-1500:]}")
-            if name == "driver.tsv":
+            if name in ("driver.tsv", VULNERABILITIES):
                 shutil.copy2(share / name, raw / name)
             else:   # kept compressed: a committed run stays small
                 with (share / name).open("rb") as src, gzip.open(raw / f"{name}.gz", "wb") as dst:
                     shutil.copyfileobj(src, dst)
-    (raw / "guest.json").write_text(json.dumps({"guest_kernel": kb.release, "syscalls": syscalls,
+    (raw / "guest.json").write_text(json.dumps({"guest_kernel": kb.release, "kernel_variant": variant,
+                                                "kernel_args": list(kernel_args), "syscalls": syscalls,
                                                 "backends": backends, "pin": f"same CPU ({PIN_CPU})",
                                                 "qemu": installed_qemu_source_version(),
                                                 "qemu_cmdline": run.qemu_cmdline}, indent=1) + "\n")
@@ -723,9 +740,23 @@ def plot(results: list[BackendAnatomy], out: Path) -> list[Path]:
     return paths
 
 
-def default_directory() -> Path:
+def default_directory(variant: str = "bench") -> Path:
+    """anatomy/ in the results directory for the benchmark kernel, anatomy/VARIANT/ for another build."""
     from bench import results
-    return results.directory() / "anatomy"
+    return variant_directory(results.directory() / "anatomy", variant)
+
+
+def variant_directory(anatomy: Path, variant: str) -> Path:
+    """Where a kernel variant's anatomy lies, given the benchmark kernel's anatomy directory."""
+    return anatomy if variant == "bench" else anatomy / variant
+
+
+def guest_vulnerabilities(raw: Path) -> dict[str, str]:
+    """{vulnerability: the guest kernel's state} from a raw/ directory ({} for a run before they were kept)."""
+    path = raw / VULNERABILITIES
+    if not path.exists():
+        return {}
+    return dict(line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line)
 
 
 def report_blocks(directory: Path | None = None) -> list:
@@ -741,7 +772,8 @@ def report_blocks(directory: Path | None = None) -> list:
                           "symbolised through the same boot's /proc/kallsyms. Expensive events are counted by "
                           "instruction bytes; exceptions/interrupts as entries into the IDT stubs. "
                           f"Meta: {doc['meta'].get('guest_kernel', '?')}, QEMU {doc['meta'].get('qemu', '?')}, "
-                          f"{doc['meta'].get('syscalls', '?')} syscalls per backend.")]
+                          f"{doc['meta'].get('syscalls', '?')} syscalls per backend. "
+                          + mitigations_phrase(doc["meta"]))]
     blocks.append(("list", doc["sentences"]))
     rows = [[f"`{b['backend']}`", _fmt(b["insns_per_syscall"]), _fmt(b["icount_ns_per_syscall"]),
              f"{100 * b['disagreement']:+.3f}%", _fmt(b["insns_rep_once_per_syscall"]),
@@ -769,6 +801,68 @@ def report_blocks(directory: Path | None = None) -> list:
     return blocks
 
 
+def _grown_phases(off: dict, on: dict, k: int = 3) -> str:
+    """The k phases whose instructions per syscall grew most from off to on, as text."""
+    grown = sorted(((p, on["phases"][p]["insns"] - off["phases"].get(p, {"insns": 0.0})["insns"])
+                    for p in on["phases"]), key=lambda pv: -pv[1])[:k]
+    return ", ".join(f"{SHORT.get(p, p)} {d:+,.0f}" for p, d in grown if d > 0) or "none"
+
+
+def mitigation_blocks(directory: Path) -> list:
+    """The report section 'Speculation mitigations off and on': the benchmark kernel's anatomy in
+    directory beside the mitigation-matched kernel's (directory/mitigations/); [] unless both exist."""
+    from bench.analysis import BASELINE, CANDIDATE
+
+    paths = [Path(directory) / "anatomy.json", variant_directory(Path(directory), MODEL_VARIANT) / "anatomy.json"]
+    if not all(p.exists() for p in paths):
+        return []
+    off_doc, on_doc = (json.loads(p.read_text()) for p in paths)
+    off, on = ({b["backend"]: b for b in d["backends"]} for d in (off_doc, on_doc))
+    both = sorted((n for n in off if n in on), key=lambda n: off[n]["icount_ns_per_syscall"])
+    ns = "icount_ns_per_syscall"
+    blocks: list = [("p", "The same guest anatomy on two kernel builds of the same source: `bench` (tinyconfig: "
+                          "every speculation mitigation compiled out) and `mitigations` (the host's mitigations "
+                          "compiled in and forced on the command line). icount ns = instructions, same CPU. "
+                          f"Mitigations off: {mitigations_phrase(off_doc['meta'])} Mitigations on: "
+                          f"{mitigations_phrase(on_doc['meta'])}")]
+    if BASELINE in both and CANDIDATE in both:
+        s_off, s_on = off[BASELINE][ns], on[BASELINE][ns]
+        p_off, p_on = off[CANDIDATE][ns], on[CANDIDATE][ns]
+        r_off, r_on = s_off / p_off, s_on / p_on
+        blocks.append(("p", f"With the host's mitigations on, PTRACE_SYSEMU's path grows from {_fmt(s_off)} to "
+                            f"{_fmt(s_on)} instructions per syscall ({100 * (s_on / s_off - 1):+.1f}%; most in "
+                            f"{_grown_phases(off[BASELINE], on[BASELINE])}) and process_vm_exec's from {_fmt(p_off)} "
+                            f"to {_fmt(p_on)} ({100 * (p_on / p_off - 1):+.1f}%; most in "
+                            f"{_grown_phases(off[CANDIDATE], on[CANDIDATE])}): process_vm_exec's path-length "
+                            f"advantage {'grows' if r_on > r_off else 'shrinks' if r_on < r_off else 'stays'} from "
+                            f"{r_off:.2f}x to {r_on:.2f}x."))
+    rows = []
+    for n in both:
+        a, b = off[n], on[n]
+        speedups = [f"{d[BASELINE][ns] / d[n][ns]:.2f}x" if BASELINE in d else "–" for d in (off, on)]
+        rows.append([f"`{n}`", _fmt(a[ns]), _fmt(b[ns]), f"{_fmt(b[ns] - a[ns])} ({100 * (b[ns] / a[ns] - 1):+.1f}%)",
+                     *speedups, f"{_fmt(a['totals']['fence'])} → {_fmt(b['totals']['fence'])}",
+                     f"{_fmt(a['totals']['cr3_write'])} → {_fmt(b['totals']['cr3_write'])}",
+                     _grown_phases(a, b)])
+    blocks.append(("table", ["backend", "icount ns/syscall, mitigations off", "on", "added",
+                             "SYSEMU ÷ backend, off", "on", "fences, off → on", "CR3 writes, off → on",
+                             "phases that grew most"], rows))
+    return blocks
+
+
+def mitigations_phrase(meta: dict) -> str:
+    """What the guest kernel reported in /sys/devices/system/cpu/vulnerabilities (all but "Not affected")."""
+    vuln = meta.get("vulnerabilities")
+    if not vuln:
+        return "Guest mitigations: not recorded."
+    shown = [f"{k}: {v}" for k, v in sorted(vuln.items()) if v != "Not affected"]
+    args = meta.get("kernel_args") or []
+    return (f"Guest kernel build `{meta.get('kernel_variant', 'bench')}`"
+            + (f", booted with `{' '.join(args)}`" if args else "")
+            + "; the guest reports " + ("; ".join(shown) or "nothing but Not affected")
+            + f" ({len(vuln) - len(shown)} others Not affected).")
+
+
 def to_markdown(blocks: list) -> str:
     from bench import report
     return "# Instruction anatomy\n\n" + report.to_markdown(blocks)
@@ -777,12 +871,13 @@ def to_markdown(blocks: list) -> str:
 # ------------------------------------------------------------------------------------------- CLI
 
 def _cmd_anatomy(args) -> int:
-    out = args.output or default_directory()
+    out = args.output or default_directory(args.kernel_variant)
     raw = out / "raw"
     if args.from_raw is None:
         from bench.errors import writable_directory
         writable_directory(out, create=True)
-        run_guest(args.backends, args.syscalls, raw, log=lambda m: print(m, file=sys.stderr))
+        run_guest(args.backends, args.syscalls, raw, log=lambda m: print(m, file=sys.stderr),
+                  variant=args.kernel_variant)
     else:
         raw = args.from_raw
         if not raw.is_dir():
@@ -792,6 +887,7 @@ def _cmd_anatomy(args) -> int:
         raise BenchError("no backend ran in the guest: " + json.dumps(failed_runs(raw)))
     meta = json.loads((raw / "guest.json").read_text()) if (raw / "guest.json").exists() else {}
     meta.pop("qemu_cmdline", None)
+    meta["vulnerabilities"] = guest_vulnerabilities(raw)
     written = write_outputs(results, out, failed_runs(raw), meta)
     for s in sentences(results):
         print(s)
@@ -807,6 +903,7 @@ def _cmd_anatomy(args) -> int:
 
 
 def register_cli(subparsers) -> None:
+    from bench import kernel
     from bench.cli import _list_of
 
     p = subparsers.add_parser("anatomy", help="instruction-level anatomy of each backend in the icount guest")
@@ -814,14 +911,19 @@ def register_cli(subparsers) -> None:
                    help=f"comma-separated C backends (default: {','.join(DEFAULT_BACKENDS)})")
     p.add_argument("--syscalls", type=int, default=DEFAULT_SYSCALLS,
                    help=f"intercepted syscalls per backend (default {DEFAULT_SYSCALLS})")
-    p.add_argument("--output", type=Path, help="output directory (default: anatomy/ in the results directory)")
+    p.add_argument("--kernel-variant", default="bench", choices=sorted(kernel.VARIANTS),
+                   help="which kernel build the guest boots (default bench; 'mitigations': the host's "
+                        "speculation mitigations forced on)")
+    p.add_argument("--output", type=Path, help="output directory (default: anatomy/ in the results directory "
+                                               "for the bench kernel, anatomy/VARIANT/ for another)")
     p.add_argument("--from-raw", type=Path, metavar="DIR",
                    help="analyse an earlier run's raw/ directory instead of booting the guest")
     p.set_defaults(func=_cmd_anatomy)
     m = subparsers.add_parser("anatomy-model", help="fit host ns/syscall to the guest anatomy; predict process_vm_exec")
     m.add_argument("--host", type=Path, action="append",
                    help="host results file(s) of `bench run` (default: the newest host run in the results directory)")
-    m.add_argument("--anatomy", type=Path, help="anatomy directory (default: anatomy/ in the results directory)")
+    m.add_argument("--anatomy", type=Path, help=f"anatomy directory (default: anatomy/{MODEL_VARIANT}/ in the "
+                                                "results directory, the mitigation-matched guest)")
     m.add_argument("--output", type=Path, help="also write the Markdown here")
     m.set_defaults(func=_cmd_model)
 
@@ -856,6 +958,10 @@ def host_ns_per_syscall(paths: list[Path]) -> dict[str, float]:
     return {b: float(g.iloc[-1]["median_ns"]) for b, g in s.groupby("backend")}
 
 
+#: The kernel build whose guest anatomy the cost model is fitted on: the host's mitigations.
+MODEL_VARIANT = "mitigations"
+
+
 @dataclasses.dataclass
 class CostModel:
     parameters: dict[str, float]            # feature -> ns per unit
@@ -866,6 +972,8 @@ class CostModel:
     candidate_ns: float                     # process_vm_exec's predicted host ns/syscall
     candidate_range: tuple[float, float]    # corrected by the extreme leave-one-out errors
     baseline_ns: float                      # PTRACE_SYSEMU on the host, measured
+    variant: str = "bench"                  # the kernel build of the guest anatomy
+    inputs: str = ""                        # the files it was fitted on, for the reader
 
     @property
     def speedup(self) -> float:
@@ -875,8 +983,14 @@ class CostModel:
     def speedup_range(self) -> tuple[float, float]:
         return self.baseline_ns / self.candidate_range[1], self.baseline_ns / self.candidate_range[0]
 
+    def prediction(self):
+        """What the verdict uses (bench.analysis.ModelPrediction)."""
+        from bench import analysis
+        return analysis.ModelPrediction(self.speedup, *self.speedup_range, self.candidate_ns, self.baseline_ns,
+                                        dict(self.loo), self.variant == MODEL_VARIANT, self.inputs)
 
-def fit_model(anatomy_json: Path, host: dict[str, float]) -> CostModel:
+
+def fit_model(anatomy_json: Path, host: dict[str, float], inputs: str = "") -> CostModel:
     """Non-negative least squares on relative errors (each mechanism weighs the same), host ns/syscall
     against the guest anatomy's features; leave-one-out errors; process_vm_exec's prediction with a
     range: the prediction divided by (1 + e) for the largest and smallest leave-one-out error e."""
@@ -912,57 +1026,75 @@ def fit_model(anatomy_json: Path, host: dict[str, float]) -> CostModel:
     lo_e, hi_e = min(loo.values()), max(loo.values())
     rng = (pred / (1 + hi_e), pred / (1 + lo_e)) if lo_e > -1 else (pred / (1 + hi_e), float("inf"))
     return CostModel(dict(zip(MODEL_FEATURES, map(float, p))), names, {n: host[n] for n in names},
-                     {n: float(X[i] @ p) for i, n in enumerate(names)}, loo, pred, rng, host[analysis.BASELINE])
+                     {n: float(X[i] @ p) for i, n in enumerate(names)}, loo, pred, rng, host[analysis.BASELINE],
+                     doc.get("meta", {}).get("kernel_variant", "bench"), inputs)
 
 
-def model_blocks(m: CostModel, inputs: str = "") -> list:
+def model_blocks(m: CostModel) -> list:
     formula = " + ".join(f"{v:.4g} × {k}" for k, v in m.parameters.items())
     rows = [[f"`{n}`", _fmt(m.measured[n]), _fmt(m.fitted[n]), f"{100 * m.loo[n]:+.1f}%"] for n in m.backends]
     return [("p", f"Host ns/syscall = {formula} (per intercepted syscall; non-negative least squares on "
                   f"relative errors over {len(m.backends)} mechanisms). "
                   + " ".join(f"{k}: {v}." for k, v in MODEL_FEATURES.items())
-                  + (f" Inputs: {inputs}." if inputs else "")),
+                  + (f" Inputs: {m.inputs}." if m.inputs else "")),
             ("table", ["mechanism", "host ns/syscall (measured)", "model", "leave-one-out error"], rows),
             ("p", f"process_vm_exec, predicted for this host: {_fmt(m.candidate_ns)} ns/syscall "
                   f"({_fmt(m.candidate_range[0])}–{_fmt(m.candidate_range[1])} with the extreme leave-one-out "
                   f"errors), a speed-up over PTRACE_SYSEMU ({_fmt(m.baseline_ns)} ns measured) of "
                   f"{m.speedup:.2f}x ({m.speedup_range[0]:.2f}–{m.speedup_range[1]:.2f}). "
-                  "The guest anatomy was measured with every speculation mitigation off (no mitigation-matched "
-                  "kernel yet), and in the mechanisms fitted CR3 writes always come with a scheduler round "
-                  "trip, so the CR3 term also carries what a context switch costs beyond its instructions: "
-                  "process_vm_exec, which writes CR3 without one, is an extrapolation.")]
+                  + ("The guest anatomy was measured on the mitigation-matched kernel (the host's speculation "
+                     "mitigations forced on). " if m.variant == MODEL_VARIANT else
+                     f"The guest anatomy was measured on the `{m.variant}` kernel, not the mitigation-matched one: "
+                     "the verdict does not judge this model. ")
+                  + "In the mechanisms fitted, CR3 writes always come with a scheduler round trip, so the CR3 "
+                  "term also carries what a context switch costs beyond its instructions: process_vm_exec, "
+                  "which writes CR3 without one, is an extrapolation.")]
 
 
-def cost_model_blocks(host_paths, directory: Path | None = None) -> list:
-    """The report section 'Cost model' as blocks: the model fitted to the host runs among host_paths
-    (results files) and the anatomy in directory (default: anatomy/ in the results directory);
-    [] without an anatomy, a one-paragraph reason if the model cannot be fitted."""
-    anatomy_json = Path(directory or default_directory()) / "anatomy.json"
-    if not anatomy_json.exists():
-        return []
+def _inputs(host: list[Path], anatomy_json: Path) -> str:
+    where = Path(os.path.relpath(anatomy_json)) if anatomy_json.is_absolute() else anatomy_json
+    return f"host run(s) {', '.join(f'`{p.name}`' for p in host)}; guest anatomy `{where}`"
+
+
+def fitted_model(host_paths, directory: Path | None = None) -> tuple[CostModel | None, str]:
+    """(the cost model, "") fitted to the host runs among host_paths (results files) and the
+    mitigation-matched anatomy under directory (the benchmark kernel's anatomy directory; default:
+    anatomy/ in the results directory), or (None, why not)."""
     from bench import results
 
+    anatomy_json = variant_directory(Path(directory or default_directory()), MODEL_VARIANT) / "anatomy.json"
+    if not anatomy_json.exists():
+        return None, (f"no mitigation-matched guest anatomy ({anatomy_json}: `python -m bench anatomy "
+                      f"--kernel-variant {MODEL_VARIANT}`)")
     host = [Path(p) for p in host_paths if results.classify(results.read_json(p)) == "host"]
     try:
-        m = fit_model(anatomy_json, host_ns_per_syscall(host))
+        return fit_model(anatomy_json, host_ns_per_syscall(host), _inputs(host, anatomy_json)), ""
     except UsageError as e:
-        return [("p", f"No cost model: {e}.")]
-    return model_blocks(m, f"host run(s) {', '.join(f'`{p.name}`' for p in host)}")
+        return None, str(e)
+
+
+def cost_model_blocks(model: CostModel | None, why: str, directory: Path) -> list:
+    """The report section 'Cost model' as blocks: the model, or why there is none ([] when directory,
+    the benchmark kernel's anatomy directory, holds no anatomy at all)."""
+    if model is not None:
+        return model_blocks(model)
+    return [("p", f"No cost model: {why}.")] if (Path(directory) / "anatomy.json").exists() else []
 
 
 def _cmd_model(args) -> int:
     from bench import results
 
-    anatomy_json = (args.anatomy or default_directory()) / "anatomy.json"
+    anatomy_json = (args.anatomy or default_directory(MODEL_VARIANT)) / "anatomy.json"
     if not anatomy_json.exists():
-        raise UsageError(f"no {anatomy_json}: run `bench anatomy` first (or give --anatomy DIR)")
+        raise UsageError(f"no {anatomy_json}: run `bench anatomy --kernel-variant {MODEL_VARIANT}` first "
+                         "(or give --anatomy DIR)")
     paths = args.host or [p for p in results.newest() if results.classify(results.read_json(p)) == "host"]
     for p in paths:
         if not Path(p).is_file():
             raise UsageError(f"no such results file: {p}")
-    m = fit_model(anatomy_json, host_ns_per_syscall([Path(p) for p in paths]))
-    inputs = f"host run(s) {', '.join(f'`{Path(p).name}`' for p in paths)}; guest anatomy `{anatomy_json}`"
-    text = to_markdown(model_blocks(m, inputs)).replace("# Instruction anatomy", "# Cost model", 1)
+    paths = [Path(p) for p in paths]
+    m = fit_model(anatomy_json, host_ns_per_syscall(paths), _inputs(paths, anatomy_json))
+    text = to_markdown(model_blocks(m)).replace("# Instruction anatomy", "# Cost model", 1)
     if args.output:
         args.output.write_text(text)
     print(text, end="")

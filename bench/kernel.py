@@ -28,17 +28,35 @@ LOCALVERSION = "-vmexec"
 #: tinyconfig, in order.  "bench" is the benchmark kernel; "debug" adds BUG, lockdep,
 #: KASAN, MEMCG, ... for the attack suite (tests/test_kernel_attacks.py); "safe" is the
 #: benchmark kernel in safe mode (FPU/PKRU/FS-GS isolation); "unpatched" is the same
-#: source and config without any patch, for what the port costs tasks that never call it.
+#: source and config without any patch, for what the port costs tasks that never call it;
+#: "mitigations" is the benchmark kernel with the host's speculation mitigations (see
+#: MITIGATION_ARGS).
 VARIANTS = {"bench": ("config.fragment",),
             "debug": ("config.fragment", "config.debug.fragment"),
             "safe": ("config.fragment", "config.safe.fragment"),
-            "unpatched": ("config.fragment",)}
+            "unpatched": ("config.fragment",),
+            "mitigations": ("config.fragment", "config.mitigations.fragment")}
 LOCALVERSIONS = {"bench": LOCALVERSION, "debug": LOCALVERSION + "-debug",
-                 "safe": LOCALVERSION + "-safe", "unpatched": "-unpatched"}
+                 "safe": LOCALVERSION + "-safe", "unpatched": "-unpatched",
+                 "mitigations": LOCALVERSION + "-mitigations"}
 #: Kernel command-line arguments a variant needs in the guest.  The debug kernel (lockdep,
 #: KASAN) is so slow under TCG that ACPICA's 30 s AML loop timeout fires in QEMU's _PRT
 #: method and the boot stalls (AE_AML_LOOP_TIMEOUT): it boots without ACPI (MP table, PIRQ).
-BOOT_ARGS = {"debug": ("acpi=off",)}
+#: The "mitigations" kernel's command line: what the development host's kernel runs
+#: (/sys/devices/system/cpu/vulnerabilities on the host, next to each argument), forced,
+#: because TCG's CPU model (AuthenticAMD family 15, "QEMU TCG CPU") advertises none of the
+#: host's bugs; everything the host does not run is turned off.  spectre_v1's usercopy and
+#: swapgs barriers are on by default once CPU_MITIGATIONS is built in.
+MITIGATION_ARGS = {
+    "spectre_v2=retpoline": "spectre_v2: Mitigation: Retpolines; RSB filling (at context switch); BHI: Retpoline",
+    "spectre_v2_user=off": "spectre_v2: STIBP: disabled, and no IBPB (the host's CPU offers none)",
+    "indirect_target_selection=force": "indirect_target_selection: Mitigation: Aligned branch/return thunks",
+    "retbleed=off": "retbleed: Vulnerable",
+    "spec_store_bypass_disable=off": "spec_store_bypass: Vulnerable",
+    "spec_rstack_overflow=off": "spec_rstack_overflow: Not affected",
+    "pti=off": "meltdown: Not affected (no page-table isolation)",
+}
+BOOT_ARGS = {"debug": ("acpi=off",), "mitigations": tuple(MITIGATION_ARGS)}
 #: Options that exist only with the patches: not requested of the unpatched kernel.
 PATCH_OPTIONS = ("CONFIG_PROCESS_VM_EXEC",)
 #: Bump when the build steps below change what they produce.
@@ -251,5 +269,6 @@ def register_cli(subparsers) -> None:
     b = sub.add_parser("build", help="build (or find in the cache) the patched bzImage")
     b.add_argument("--force", action="store_true", help="rebuild even if a cached build exists")
     b.add_argument("--variant", choices=sorted(VARIANTS), default="bench",
-                   help="'debug': the attack suite's kernel (BUG, lockdep, KASAN, MEMCG; own cache key)")
+                   help="'debug': the attack suite's kernel (BUG, lockdep, KASAN, MEMCG; own cache key); "
+                        "'mitigations': the host's speculation mitigations forced on")
     b.set_defaults(func=_cmd_build)

@@ -190,12 +190,15 @@ class Inputs:
     plots: list[str]                # stems of the plots drawn
     paths: list[pathlib.Path]       # every input file
     suites: list[pathlib.Path]      # the pyperf suites among them
+    model: anatomy.CostModel | None = None      # the host cost model (anatomy_dir(paths))
+    no_model: str = ""                          # why there is none
 
 
 def _first_screen(i: Inputs) -> list:
     """The verdict, its caveat and the key plot, then the rule they follow."""
     h = i.findings.headline
     return [("p", f"**Verdict: {h.sentence}**"),
+            *([("p", "Side by side:"), ("list", list(h.figures))] if h.figures else []),
             *([("p", f"*Caveat:* {h.caveat}")] if h.caveat else []),
             *([("img", plots.KEY_PLOT, plots.CAPTIONS[plots.KEY_PLOT])] if plots.KEY_PLOT in i.plots else []),
             ("h", 1, "process_vm_exec vs PTRACE_SYSEMU: benchmark report"),
@@ -214,9 +217,13 @@ def _every_backend(i: Inputs) -> list:
             *_backend_blocks(i.findings.table, i.findings.values)]
 
 
-def _anatomy_dir(i: Inputs) -> pathlib.Path:
-    """The instruction anatomy beside the inputs (results/anatomy/ for results/*.json)."""
-    return i.paths[0].parent / "anatomy"
+def anatomy_dir(paths: list[pathlib.Path]) -> pathlib.Path:
+    """The instruction anatomy beside the inputs: anatomy/ in the first input's directory
+    (results/anatomy/ for results/*.json), or in the nearest of its parents that has one (for runs
+    kept inside results/anatomy/ itself, such as its host and guest runs)."""
+    first = paths[0].resolve().parent
+    found = next((d / "anatomy" for d in (first, *first.parents) if (d / "anatomy" / "anatomy.json").exists()), None)
+    return found or first / "anatomy"
 
 
 def _other_plots(i: Inputs) -> list:
@@ -231,8 +238,10 @@ SECTIONS: list[tuple[str | None, Callable[[Inputs], list]]] = [
     ("Every backend", _every_backend),
     ("Plots", _other_plots),
     ("Host vs guest", lambda i: _host_guest_blocks(i.findings.host_guest) if i.findings.values["vm"].any() else []),
-    ("Instruction anatomy", lambda i: anatomy.report_blocks(_anatomy_dir(i))),
-    ("A host cost model from the anatomy", lambda i: anatomy.cost_model_blocks(i.suites, _anatomy_dir(i))),
+    ("Instruction anatomy", lambda i: anatomy.report_blocks(anatomy_dir(i.paths))),
+    ("Speculation mitigations off and on", lambda i: anatomy.mitigation_blocks(anatomy_dir(i.paths))),
+    ("A host cost model from the anatomy",
+     lambda i: anatomy.cost_model_blocks(i.model, i.no_model, anatomy_dir(i.paths))),
     ("pyperf's stability checks", lambda i: _stability_blocks(i.suites, A.run_ids(i.suites), i.findings.summary)),
     ("The RFC's figures beside ours", lambda i: _rfc_blocks(i.findings.summary, i.rfc)),
     ("Environment", lambda i: _environment_blocks(i.findings.values)),
@@ -323,15 +332,16 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     paths = [pathlib.Path(p) for p in paths]
     df, rfc = load_inputs(paths)
     writable_directory(output, create=True)
-    f = A.findings(df)
+    suites, _ = results.split(paths)
+    model, no_model = anatomy.fitted_model(suites, anatomy_dir(paths))
+    f = A.findings(df, model.prediction() if model else None, no_model)
     written = {}
     figs = plots.figures(f)
     for stem, fig in figs.items():
         written.update({f"{stem}.{fmt}": p for fmt, p in plots.save(fig, output, stem).items()})
     written[CASES_CSV] = output / CASES_CSV
     f.table.drop(columns=["started"]).to_csv(written[CASES_CSV], index=False, float_format="%.6g")
-    suites, _ = results.split(paths)
-    doc = build(Inputs(f, rfc, list(figs), paths, suites))
+    doc = build(Inputs(f, rfc, list(figs), paths, suites, model, no_model))
     written["report.md"] = output / "report.md"
     written["report.md"].write_text(to_markdown(doc))
     written["report.html"] = output / "report.html"

@@ -89,6 +89,73 @@ def test_icount_verdict_is_a_path_length_ratio_judged_on_the_distortion_range(tm
     assert "python-ptrace-sysemu" not in h.caveat and "path length" in h.caveat
 
 
+def _model(speedup=6.0, loo=None, matched=True):
+    """A cost-model prediction with a known interval: the speed-up and 1.5x either side."""
+    loo = {"native": 0.10, "seccomp-trap": -0.15, "ptrace-syscall": 0.05} if loo is None else loo
+    return A.ModelPrediction(speedup, speedup / 1.5, speedup * 1.5, 10_000 / speedup, 10_000.0, loo, matched,
+                             "synthetic")
+
+
+def test_a_model_within_the_leave_one_out_limit_is_judged_instead_of_the_bracket(tmp_path):
+    host = write_suite(tmp_path / "host.json", EXACT_HOST, sigma=1e-5)
+    guest = write_suite(tmp_path / "guest.json", EXACT_GUEST, vm=True, sigma=1e-5)
+    df = A.load([host, guest])
+    h = A.headline(df, model=_model(12.0))
+    a = h.assessment
+    assert a.model_judged and a.interval == "cost-model interval"
+    assert (a.low, a.high) == (pytest.approx(8.0), pytest.approx(18.0))
+    assert a.bracket == (pytest.approx(4.0, rel=1e-3), pytest.approx(6.25, rel=1e-3))
+    assert "claim is reproduced" in h.sentence and "4.00–6.25x, is shown beside it" in h.sentence
+    # The synthetic guest reports retpolines: the caveat says icount counts them as instructions.
+    assert "speculation mitigations (retpolines" in h.caveat and "cost model replaces" in h.caveat
+    # The three figures, side by side, whichever is judged.
+    icount, bracket, model = h.figures
+    assert icount.startswith("icount path-length ratio") and "5.00x" in icount
+    assert bracket.startswith("distortion bracket: 4.00–6.25x") and "3 C mechanisms" in bracket
+    assert model.startswith("cost model's prediction") and "12.00x (8.00–18.00" in model and "(judged" in model
+
+
+@pytest.mark.parametrize("model, why", [
+    (_model(12.0, loo={"native": 0.1, "seccomp-trap": -(A.MODEL_MAX_LOO_ERROR + 0.01)}), "exceeds"),
+    (_model(12.0, matched=False), "mitigation-matched"),
+])
+def test_a_model_outside_the_rule_is_shown_but_the_bracket_is_judged(tmp_path, model, why):
+    host = write_suite(tmp_path / "host.json", EXACT_HOST, sigma=1e-5)
+    guest = write_suite(tmp_path / "guest.json", EXACT_GUEST, vm=True, sigma=1e-5)
+    h = A.headline(A.load([host, guest]), model=model)
+    assert not h.assessment.model_judged and h.assessment.interval == "hardware-equivalent range"
+    assert (h.assessment.low, h.assessment.high) == (pytest.approx(4.0, rel=1e-3), pytest.approx(6.25, rel=1e-3))
+    assert "neither confirmed nor refuted (the range contains 5)" in h.sentence
+    assert "not judged because" in h.sentence and why in h.sentence
+    assert "(not judged:" in h.figures[2]
+
+
+def test_the_limit_is_inclusive_and_applies_to_every_mechanism():
+    at = A.MODEL_MAX_LOO_ERROR
+    assert _model(loo={"a": at, "b": -at}).why_not_judged() is None
+    assert "b: -20.1%" in _model(loo={"a": 0.0, "b": -at - 0.001}).why_not_judged()
+
+
+def test_without_a_model_the_verdict_says_so_and_judges_the_bracket(tmp_path):
+    host = write_suite(tmp_path / "host.json", EXACT_HOST, sigma=1e-5)
+    guest = write_suite(tmp_path / "guest.json", EXACT_GUEST, vm=True, sigma=1e-5)
+    h = A.headline(A.load([host, guest]), no_model="no mitigation-matched anatomy")
+    assert h.assessment.interval == "hardware-equivalent range"
+    assert h.figures[2] == "cost model: no mitigation-matched anatomy"
+
+
+def test_a_hardware_run_is_placed_beside_the_prediction_with_the_models_error(tmp_path):
+    kvm = write_suite(tmp_path / "kvm.json", {**GUEST, "process-vm-exec:pin=same": 2_500.0}, vm=True,
+                      accelerator="kvm", timing="wall", sigma=1e-5)
+    icount = write_suite(tmp_path / "icount.json", GUEST, vm=True, sigma=1e-5)
+    h = A.headline(A.load([kvm, icount]), model=_model(5.0))
+    assert h.assessment.clock == "kvm" and not h.assessment.model_judged
+    measured = h.figures[3]
+    # KVM measured 10,000 / 2,500 = 4.00x; the model said 5.00x: +25% off.
+    assert measured.startswith("measured on KVM") and "4.00x" in measured and "+25.0%" in measured
+    assert h.figures[0].startswith("icount path-length ratio") and "5.00x" in h.figures[0]
+
+
 def test_two_probes_are_too_few_to_bound_the_distortion(tmp_path):
     two = {k: v for k, v in EXACT_HOST.items() if not k.startswith("seccomp-trace")}
     host = write_suite(tmp_path / "host.json", two, sigma=1e-5)

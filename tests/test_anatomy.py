@@ -78,6 +78,8 @@ def test_kernel_functions_fall_into_the_expected_phases():
         "__x64_sys_process_vm_exec": A.PHASES[5], "__x64_sys_getppid": "getppid & pid lookups",
         "asm_exc_page_fault": "exceptions & interrupts", "account_entity_enqueue": "scheduler & context switch",
         "_raw_spin_lock_irqsave": "locking & RCU", "nsec_to_clock_t": A.PHASES[5],
+        "__x86_indirect_thunk_rax": "speculation thunks", "its_return_thunk": "speculation thunks",
+        "__x86_return_thunk": "speculation thunks",
         "slab_alloc_node.isra.0": "memory allocation", "default_idle": "idle", "some_unknown_fn": A.KERNEL_OTHER,
     }
     assert {f: A.kernel_phase(f) for f in expect} == expect
@@ -147,6 +149,7 @@ def test_attribution_adds_events_and_exception_entries():
     (["--backends", "python-ptrace-sysemu"], "non-C"),
     (["--from-raw", "/nonexistent/raw"], "not a directory"),
     (["--syscalls", "many"], "invalid int"),
+    (["--kernel-variant", "no-such-kernel"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     proc = run_bench("anatomy", "--output", str(tmp_path / "out"), *args, timeout=120)
@@ -157,6 +160,36 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 def test_from_raw_needs_an_anatomy_runs_directory(tmp_path):
     proc = run_bench("anatomy", "--output", str(tmp_path / "out"), "--from-raw", str(tmp_path), timeout=120)
     assert proc.returncode == 2 and "not an anatomy run" in proc.stderr
+
+
+def test_the_mitigations_kernel_compiles_them_in_and_forces_the_hosts_on_its_command_line():
+    from bench import kernel
+    options = kernel.fragment_options("mitigations")
+    for name in ("CONFIG_CPU_MITIGATIONS", "CONFIG_MITIGATION_RETPOLINE", "CONFIG_MITIGATION_RETHUNK",
+                 "CONFIG_MITIGATION_ITS", "CONFIG_MITIGATION_SPECTRE_V1", "CONFIG_MITIGATION_SPECTRE_V2"):
+        assert options[name] == "y", name
+    assert "CONFIG_CPU_MITIGATIONS" not in kernel.fragment_options("bench")
+    args = kernel.BOOT_ARGS["mitigations"]
+    assert {"spectre_v2=retpoline", "indirect_target_selection=force", "pti=off"} <= set(args)
+    assert kernel.cache_key("mitigations") != kernel.cache_key("bench")
+    assert A.variant_directory(A.Path("r/anatomy"), "mitigations") == A.Path("r/anatomy/mitigations")
+    assert A.variant_directory(A.Path("r/anatomy"), "bench") == A.Path("r/anatomy")
+
+
+def test_the_guests_vulnerabilities_are_read_from_the_raw_directory(tmp_path):
+    assert A.guest_vulnerabilities(tmp_path) == {}
+    (tmp_path / A.VULNERABILITIES).write_text("meltdown\tNot affected\nspectre_v2\tMitigation: Retpolines; RSB filling\n")
+    vuln = A.guest_vulnerabilities(tmp_path)
+    assert vuln == {"meltdown": "Not affected", "spectre_v2": "Mitigation: Retpolines; RSB filling"}
+    text = A.mitigations_phrase({"vulnerabilities": vuln, "kernel_variant": "mitigations", "kernel_args": ["pti=off"]})
+    assert "`mitigations`" in text and "`pti=off`" in text and "spectre_v2: Mitigation: Retpolines" in text
+    assert "meltdown" not in text and "1 others Not affected" in text
+
+
+def test_the_default_backends_are_every_c_backend():
+    import tracers
+    from tracers.driver import DriverBackend
+    assert sorted(A.DEFAULT_BACKENDS) == sorted(b.name for b in tracers.all_backends() if isinstance(b, DriverBackend))
 
 
 def test_no_report_section_without_an_anatomy_run(tmp_path):
@@ -204,10 +237,11 @@ def test_anatomy_in_the_guest_agrees_with_the_icount_clock(tmp_path):
     assert any(kind == "table" for kind, *_ in blocks)
 
 
-def _anatomy_doc(path, features):
+def _anatomy_doc(path, features, variant=None):
     backends = [{"backend": b, "insns_per_syscall": i, "totals": {"cr3_write": c, "syscall": k, A.EVENT: 0.0}}
                 for b, (i, c, k) in features.items()]
-    path.write_text(json.dumps({"backends": backends}))
+    meta = {"kernel_variant": variant} if variant else {}
+    path.write_text(json.dumps({"meta": meta, "backends": backends}))
     return path
 
 
@@ -230,6 +264,24 @@ def test_the_cost_model_recovers_known_parameters_and_reports_leave_one_out_erro
     assert all(v >= 0 for v in m.parameters.values())
 
 
+def test_only_a_model_fitted_on_the_mitigation_matched_anatomy_is_marked_matched(tmp_path):
+    features = {"native": (227, 0, 1), "ptrace-sysemu": (12434, 2, 5), "ptrace-syscall": (24396, 4, 9),
+                "seccomp-trap": (5310, 0, 2), "seccomp-unotify": (6469, 2, 3), "process-vm-exec": (2386, 2, 2)}
+    host = {b: 0.2 * i + 300 * c + 50 * k for b, (i, c, k) in features.items() if b != "process-vm-exec"}
+    for variant, matched in ((None, False), ("bench", False), (A.MODEL_VARIANT, True)):
+        m = A.fit_model(_anatomy_doc(tmp_path / "anatomy.json", features, variant), host, "inputs")
+        p = m.prediction()
+        assert p.matched is matched and p.inputs == "inputs"
+        assert (p.speedup, p.low, p.high) == (m.speedup, *m.speedup_range)
+        assert p.loo == m.loo and p.baseline_ns == host["ptrace-sysemu"]
+    # The report's model comes from anatomy/mitigations/ beside the benchmark kernel's anatomy.
+    where = A.variant_directory(tmp_path / "anatomy", A.MODEL_VARIANT)
+    where.mkdir(parents=True)
+    _anatomy_doc(where / "anatomy.json", features, A.MODEL_VARIANT)
+    model, why = A.fitted_model([], tmp_path / "anatomy")
+    assert model is None and "no host run" in why
+
+
 def test_the_cost_model_needs_enough_mechanisms(tmp_path):
     doc = _anatomy_doc(tmp_path / "anatomy.json", {"ptrace-sysemu": (1, 1, 1), "process-vm-exec": (1, 1, 1)})
     with pytest.raises(A.UsageError, match="too few"):
@@ -239,7 +291,10 @@ def test_the_cost_model_needs_enough_mechanisms(tmp_path):
 
 
 def test_report_sections_are_empty_without_an_anatomy(tmp_path):
-    assert A.report_blocks(tmp_path) == [] and A.cost_model_blocks([], tmp_path) == []
+    assert A.report_blocks(tmp_path) == [] and A.mitigation_blocks(tmp_path) == []
+    model, why = A.fitted_model([], tmp_path)
+    assert model is None and "no mitigation-matched guest anatomy" in why
+    assert A.cost_model_blocks(model, why, tmp_path) == []
 
 
 def test_deb_src_entries_mirror_this_machines_debian_sources():

@@ -2,7 +2,9 @@
 import pandas as pd
 import pytest
 
-from bench import plots, report
+import json
+
+from bench import anatomy, plots, report
 from conftest import run_bench
 from data.synthetic import write_reference_set, write_suite
 
@@ -28,8 +30,11 @@ def test_report_writes_markdown_html_and_plots(files, tmp_path):
     assert first.strip("*").removeprefix("Verdict: ") in proc.stdout
     # the caveat and the key plot stand beside the verdict, on the first screen, not below the tables
     blocks = md.split("\n\n")
-    assert blocks[1].startswith("*Caveat:*") and "path length" in blocks[1] and "distortion" in blocks[1]
-    assert blocks[2].startswith("![") and f"({plots.KEY_PLOT}.png)" in blocks[2]
+    assert blocks[1] == "Side by side:" and blocks[2].count("\n- ") == 2     # three figures
+    assert "icount path-length ratio" in blocks[2] and "distortion bracket" in blocks[2]
+    assert "cost model: no mitigation-matched guest anatomy" in blocks[2]
+    assert blocks[3].startswith("*Caveat:*") and "path length" in blocks[3] and "distortion" in blocks[3]
+    assert blocks[4].startswith("![") and f"({plots.KEY_PLOT}.png)" in blocks[4]
     # the document lists each backend once per pinning; every case, sweeps included, is in the CSV
     tables = md[md.index("## Every backend"):md.index("## Plots")]
     assert "`ptrace-sysemu:pin=same:pages=16`" not in tables and "(cases.csv)" in tables
@@ -44,6 +49,45 @@ def test_report_writes_markdown_html_and_plots(files, tmp_path):
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(PLOTS)
     assert 'src="cost.png"' not in html and "<table>" in html
+
+
+#: Guest anatomy features per mechanism (instructions, CR3 writes, kernel entries) and the host's
+#: ns/syscall they give exactly at 0.2 ns per instruction, 300 ns per CR3 write, 50 per entry.
+FEATURES = {"native:pin=in-process": (227, 0, 1), "ptrace-sysemu:pin=same": (12434, 2, 5),
+            "ptrace-syscall:pin=same": (24396, 4, 9), "seccomp-trace:pin=same": (12800, 2, 5),
+            "seccomp-trap:pin=in-process": (5310, 0, 2), "seccomp-unotify:pin=same": (6469, 2, 3),
+            "process-vm-exec:pin=same": (2386, 2, 2)}
+
+
+def test_report_judges_a_model_that_fits_and_shows_three_figures(tmp_path):
+    d = tmp_path / "results"
+    d.mkdir()
+    host = {c: 0.2 * i + 300 * k3 + 50 * k for c, (i, k3, k) in FEATURES.items() if "process-vm-exec" not in c}
+    write_suite(d / "host.json", host, sigma=1e-5)
+    write_suite(d / "guest.json", {"ptrace-sysemu:pin=same": 10_000.0, "process-vm-exec:pin=same": 2_000.0,
+                                   "seccomp-trap:pin=in-process": 2_500.0, "ptrace-syscall:pin=same": 16_000.0,
+                                   "seccomp-trace:pin=same": 12_000.0}, vm=True, sigma=1e-5)
+    where = anatomy.variant_directory(d / "anatomy", anatomy.MODEL_VARIANT)
+    where.mkdir(parents=True)
+    (where / "anatomy.json").write_text(json.dumps({"meta": {"kernel_variant": anatomy.MODEL_VARIANT}, "backends": [
+        {"backend": c.split(":")[0], "insns_per_syscall": i, "totals": {"cr3_write": k3, "syscall": k, anatomy.EVENT: 0}}
+        for c, (i, k3, k) in FEATURES.items()]}))
+    md = report.write_report([d / "host.json", d / "guest.json"], tmp_path / "report")["report.md"].read_text()
+    predicted = host["ptrace-sysemu:pin=same"] / (0.2 * 2386 + 300 * 2 + 50 * 2)
+    first = md.splitlines()[0]
+    assert f"the host cost model predicts {predicted:.2f}x" in first and "claim is not reproduced" in first
+    assert "the distortion bracket" in first and "is shown beside it" in first
+    figures = md.split("\n\n")[2]
+    assert "icount path-length ratio" in figures and "5.00x" in figures
+    assert "distortion bracket: " in figures and "cost model's prediction" in figures and "(judged" in figures
+    assert "## A host cost model from the anatomy" in md and "mitigation-matched kernel" in md
+
+
+def test_the_anatomy_is_found_beside_the_inputs_or_above_them(tmp_path):
+    (tmp_path / "anatomy" / "host").mkdir(parents=True)
+    assert report.anatomy_dir([tmp_path / "run.json"]) == (tmp_path / "anatomy").resolve()
+    (tmp_path / "anatomy" / "anatomy.json").write_text("{}")
+    assert report.anatomy_dir([tmp_path / "anatomy" / "host" / "run.json"]) == (tmp_path / "anatomy").resolve()
 
 
 def test_plots_are_the_same_bytes_when_drawn_again(files, tmp_path):
