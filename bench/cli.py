@@ -125,21 +125,7 @@ def build_parser() -> Parser:
             continue
         if hasattr(module, "register_cli"):
             module.register_cli(sub)
-    _offer_every_kernel_variant(parser)
     return parser
-
-
-def _offer_every_kernel_variant(parser: argparse.ArgumentParser) -> None:
-    """Every --kernel-variant option of every subcommand offers each build of bench.kernel.VARIANTS
-    (bench/vm.py lists its choices by hand)."""
-    from .kernel import VARIANTS
-
-    for action in parser._actions:
-        if action.dest == "kernel_variant":
-            action.choices = sorted(VARIANTS)
-        elif isinstance(action, argparse._SubParsersAction):
-            for sub in set(action.choices.values()):
-                _offer_every_kernel_variant(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bench import accelerators, results
+from bench import accelerators, kernel, results
 from bench.environment import REPO
 from bench.errors import BenchError, UsageError
 
@@ -256,17 +256,16 @@ def _add_vm_options(p: argparse.ArgumentParser) -> None:
                         + " that offers the timing and boots here")
     p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
     p.add_argument("--memory", type=int, default=2048, help="guest memory in MiB (default 2048)")
-    p.add_argument("--kernel-variant", default="bench",
-                   choices=("bench", "safe", "debug", "unpatched"),
+    p.add_argument("--kernel-variant", default="bench", choices=sorted(kernel.VARIANTS),
                    help="which cached kernel build to boot (bench/kernel.py VARIANTS; default bench; "
-                        "safe: process_vm_exec isolates FPU/PKRU/FS-GS; unpatched: no process_vm_exec)")
+                        "safe: process_vm_exec isolates FPU/PKRU/FS-GS; unpatched: no process_vm_exec; "
+                        "mitigations: the host's speculation mitigations forced on)")
     p.add_argument("--boot-timeout", type=float, default=120, metavar="S")
     p.add_argument("--run-timeout", type=float, default=3600, metavar="S")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the arguments")
 
 
 def _prepare(args) -> tuple[object, str]:
-    from bench import kernel
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     if args.cpus < 1:
@@ -282,7 +281,6 @@ def _prepare(args) -> tuple[object, str]:
 
 
 def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun:
-    from bench import kernel
     return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
                         kernel_args=kernel.BOOT_ARGS.get(getattr(args, "kernel_variant", "bench"), ()),
                         cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
