@@ -46,10 +46,6 @@ VULNERABILITIES = "vulnerabilities.tsv"
 QEMU_PACKAGE = "qemu-system-x86"
 SOURCES_FILE = Path("/etc/apt/sources.list.d/vmexec-bench-src.sources")
 DEFAULT_SYSCALLS = 20000
-#: Every C backend of the driver (python-ptrace-sysemu is the interpreter's cost, not a kernel path).
-DEFAULT_BACKENDS = ("native", "ptrace-sysemu", "ptrace-sysemu-poke", "ptrace-syscall", "process-vm-exec",
-                    "seccomp-trace", "seccomp-unotify", "seccomp-unotify-sync", "seccomp-trap",
-                    "syscall-user-dispatch")
 #: The pinning the anatomy uses: tracer and tracee on the guest's CPU 0 (in-process: the tracee).
 PIN_CPU = 0
 #: The agreement the plugin's count must have with the icount clock (relative).
@@ -870,13 +866,20 @@ def to_markdown(blocks: list) -> str:
 
 # ------------------------------------------------------------------------------------------- CLI
 
+def default_backends() -> list[str]:
+    """Every C backend of the driver, in its registry's order (python-ptrace-sysemu is the
+    interpreter's cost, not a kernel path)."""
+    from tracers.driver import driver_backends
+    return [b.name for b in driver_backends()]
+
+
 def _cmd_anatomy(args) -> int:
     out = args.output or default_directory(args.kernel_variant)
     raw = out / "raw"
     if args.from_raw is None:
         from bench.errors import writable_directory
         writable_directory(out, create=True)
-        run_guest(args.backends, args.syscalls, raw, log=lambda m: print(m, file=sys.stderr),
+        run_guest(args.backends or default_backends(), args.syscalls, raw, log=lambda m: print(m, file=sys.stderr),
                   variant=args.kernel_variant)
     else:
         raw = args.from_raw
@@ -907,8 +910,8 @@ def register_cli(subparsers) -> None:
     from bench.cli import _list_of
 
     p = subparsers.add_parser("anatomy", help="instruction-level anatomy of each backend in the icount guest")
-    p.add_argument("--backends", type=_list_of(str), default=list(DEFAULT_BACKENDS),
-                   help=f"comma-separated C backends (default: {','.join(DEFAULT_BACKENDS)})")
+    p.add_argument("--backends", type=_list_of(str),
+                   help="comma-separated C backends (default: every backend of the C driver)")
     p.add_argument("--syscalls", type=int, default=DEFAULT_SYSCALLS,
                    help=f"intercepted syscalls per backend (default {DEFAULT_SYSCALLS})")
     p.add_argument("--kernel-variant", default="bench", choices=sorted(kernel.VARIANTS),

@@ -189,7 +189,7 @@ def test_the_guests_vulnerabilities_are_read_from_the_raw_directory(tmp_path):
 def test_the_default_backends_are_every_c_backend():
     import tracers
     from tracers.driver import DriverBackend
-    assert sorted(A.DEFAULT_BACKENDS) == sorted(b.name for b in tracers.all_backends() if isinstance(b, DriverBackend))
+    assert sorted(A.default_backends()) == sorted(b.name for b in tracers.all_backends() if isinstance(b, DriverBackend))
 
 
 def test_no_report_section_without_an_anatomy_run(tmp_path):
