@@ -61,6 +61,12 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
+def compiler() -> str:
+    """The compiler that built the C driver, and so every timed loop (the driver's own answer)."""
+    from tracers.driver import constants     # the driver is built before anything is measured
+    return str(constants().get("compiler", "unknown"))
+
+
 def usable_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
@@ -76,4 +82,5 @@ def run_metadata() -> dict[str, str | int]:
         "vmexec_accelerator": accelerator(),
         "vmexec_mitigations": json.dumps(mitigations(), sort_keys=True),
         "vmexec_commit": git_commit(),
+        "vmexec_compiler": compiler(),
     }

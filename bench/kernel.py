@@ -69,10 +69,12 @@ TOOLS = {"make": "make", "gcc": "gcc", "patch": "patch", "tar": "tar", "xz": "xz
 @dataclasses.dataclass(frozen=True)
 class KernelBuild:
     bzimage: Path
-    release: str      # e.g. '6.12.117-vmexec'
+    release: str      # e.g. '6.12.118-vmexec'
     cache_key: str
     seconds: float    # how long this call took
     cached: bool
+    source: str = ""      # the source package and its version, e.g. 'linux-source-6.12 6.12.118-1~deb12u1'
+    compiler: str = ""    # the compiler's first line of --version
 
 
 def cache_root() -> Path:
@@ -120,20 +122,35 @@ def fragment_options(variant: str = "bench") -> dict[str, str]:
     return options
 
 
-def _source_version() -> str:
-    """The installed package version, if dpkg knows it, plus the tarball's size and mtime."""
-    st = SOURCE_TARBALL.stat()
+def source_package_version() -> str:
+    """The installed version of SOURCE_PACKAGE as dpkg knows it, or "" (not installed with dpkg)."""
     try:
-        version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", SOURCE_PACKAGE],
-                                 capture_output=True, text=True, timeout=30).stdout
-    except OSError:
-        version = ""
-    return f"{version} {st.st_size} {st.st_mtime_ns}"
+        return subprocess.run(["dpkg-query", "-W", "-f=${Version}", SOURCE_PACKAGE],
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def _source_version() -> str:
+    """The installed package version, plus the tarball's size and mtime."""
+    st = SOURCE_TARBALL.stat()
+    return f"{source_package_version()} {st.st_size} {st.st_mtime_ns}"
+
+
+def compiler_version() -> str:
+    """The first line of `gcc --version`: a distribution's compiler update changes the code
+    generated, so it is part of the cache key (a cached kernel is what a fresh build would give)."""
+    try:
+        out = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.splitlines()[0].strip() if out.strip() else "unknown"
 
 
 def cache_key(variant: str = "bench") -> str:
     h = hashlib.sha256()
-    h.update(f"script {BUILD_SCRIPT_VERSION}\nsource {_source_version()}\n".encode())
+    h.update(f"script {BUILD_SCRIPT_VERSION}\nsource {_source_version()}\n"
+             f"compiler {compiler_version()}\n".encode())
     if variant == "unpatched":
         h.update(b"unpatched\n")
     for p in patches(variant):
@@ -234,7 +251,8 @@ def build(force: bool = False, log=print, variant: str = "bench") -> KernelBuild
         fcntl.flock(lock, fcntl.LOCK_EX)    # one build per key at a time
         if not force and meta_path.exists() and bzimage.exists():
             meta = json.loads(meta_path.read_text())
-            return KernelBuild(bzimage, meta["release"], key, time.monotonic() - start, True)
+            return KernelBuild(bzimage, meta["release"], key, time.monotonic() - start, True,
+                               meta.get("source", ""), meta.get("compiler", ""))
 
         meta_path.unlink(missing_ok=True)
         work = home / "work"
@@ -249,16 +267,20 @@ def build(force: bool = False, log=print, variant: str = "bench") -> KernelBuild
         shutil.copyfile(work / "obj" / "arch" / "x86" / "boot" / "bzImage", bzimage)
         shutil.copyfile(work / "obj" / ".config", home / "config")
         seconds = time.monotonic() - start
+        source = f"{SOURCE_PACKAGE} {source_package_version() or 'unknown version'}"
+        compiler = compiler_version()
         # Written last: its presence marks a complete build.
-        meta_path.write_text(json.dumps({"release": release, "seconds": round(seconds, 1)}) + "\n")
+        meta_path.write_text(json.dumps({"release": release, "seconds": round(seconds, 1),
+                                         "source": source, "compiler": compiler}) + "\n")
         shutil.rmtree(work)     # ~2 GB of sources and objects; ccache keeps what matters
-    log(f"kernel {release} built in {seconds:.0f} s: {bzimage}")
-    return KernelBuild(bzimage, release, key, seconds, False)
+    log(f"kernel {release} built in {seconds:.0f} s from {source} with {compiler}: {bzimage}")
+    return KernelBuild(bzimage, release, key, seconds, False, source, compiler)
 
 
 def _cmd_build(args) -> int:
     kb = build(force=args.force, variant=args.variant)
-    print(f"bzImage: {kb.bzimage}\nrelease: {kb.release}\ncached: {str(kb.cached).lower()}\n"
+    print(f"bzImage: {kb.bzimage}\nrelease: {kb.release}\nsource: {kb.source or 'not recorded'}\n"
+          f"compiler: {kb.compiler or 'not recorded'}\ncached: {str(kb.cached).lower()}\n"
           f"seconds: {kb.seconds:.1f}")
     return 0
 

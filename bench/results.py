@@ -46,6 +46,7 @@ METADATA = {
     "vmexec_accelerator": "bare-metal, tcg, or virtualized (hypervisor), as seen from inside",
     "vmexec_mitigations": "JSON: /sys/devices/system/cpu/vulnerabilities, file by file",
     "vmexec_commit": "git describe of the harness that measured",
+    "vmexec_compiler": "the compiler that built the C driver (its loops and tracers)",
     # the run (bench.runner)
     "vmexec_cpus_used": "the two CPUs pinned cases used: TRACER,TRACEE",
     "vmexec_command": "the command line of the run",
@@ -56,6 +57,11 @@ METADATA = {
     "vmexec_tag_accelerator": "the guest's accelerator: kvm or tcg",
     "vmexec_tag_timing": "the guest's clock: wall, or icount (1 ns per instruction)",
     "vmexec_tag_guest_kernel": "the guest kernel's release",
+    "vmexec_tag_qemu": "the QEMU that ran the guest (qemu-system-x86_64 --version)",
+    "vmexec_tag_host_cpu_model": "the host's CPU model under the guest",
+    "vmexec_tag_kernel_source": "the Debian package the guest kernel was built from, and its version",
+    # set by `bench check --against` on the comparison commit's run
+    "vmexec_tag_revision": "the git commit whose tree made the run (bench check --against)",
     # a baseline (bench.regression)
     "vmexec_baseline": "JSON: the runs a baseline was made from, each ratio's measured run-to-run noise, "
                        "and the arguments that repeat its run",

@@ -73,14 +73,24 @@ static int cmd_list(void)
 	return EXIT_OK;
 }
 
-/* The values Python must agree on with the driver and the loop: told, never copied. */
+#ifdef __clang__
+#define COMPILER "clang " __clang_version__
+#else
+#define COMPILER "gcc " __VERSION__
+#endif
+
+/*
+ * The values Python must agree on with the driver and the loop: told, never copied.
+ * "compiler" is the one that built this driver (and so the timed loops): a run records it
+ * as part of the machine a ratio holds on.
+ */
 static int cmd_constants(void)
 {
-	printf("{\"loop_syscall\": %d, \"loop_arg\": %ld, \"loop_end_arg\": %ld,"
+	printf("{\"compiler\": \"%s\", \"loop_syscall\": %d, \"loop_arg\": %ld, \"loop_end_arg\": %ld,"
 	       " \"ptrace_sysemu\": %d, \"default_inject\": %d, \"default_timeout_s\": %d,"
 	       " \"max_parallel\": %d, \"page_bytes\": %d,"
 	       " \"exit\": {\"ok\": %d, \"failed\": %d, \"usage\": %d, \"unavailable\": %d}}\n",
-	       LOOP_SYSCALL, LOOP_ARG, LOOP_END_ARG, PTRACE_SYSEMU, DEFAULT_INJECT, DEFAULT_TIMEOUT_S,
+	       COMPILER, LOOP_SYSCALL, LOOP_ARG, LOOP_END_ARG, PTRACE_SYSEMU, DEFAULT_INJECT, DEFAULT_TIMEOUT_S,
 	       MAX_PARALLEL, PAGE_BYTES, EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE);
 	return EXIT_OK;
 }
