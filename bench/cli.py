@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pathlib
+import signal
 import sys
 
 from .errors import BenchError, UsageError
@@ -128,7 +129,15 @@ def build_parser() -> Parser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (a CI runner's cancel, `timeout`) unwinds like Ctrl-C, so every command's clean-up runs
+    # (a guest's QEMU, a child run, temporary files); SIGINT too where it was inherited as ignored
+    # (a script's background job).  `bench run` installs its own handlers for the measurement.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "processes", None) is not None and args.processes < 1:
@@ -146,3 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

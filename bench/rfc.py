@@ -21,7 +21,7 @@ from bench.cli import parse_tag
 from bench.environment import REPO
 from bench.errors import BenchError, UsageError
 from bench.kernel import cache_root
-from tracers.driver import constants
+from tracers.driver import constants, run_group
 
 PROGRAMS = ("ptrace_vm_exec", "process_vm_exec")
 SOURCES = [*(REPO / "rfc" / f"{p}.c" for p in PROGRAMS),
@@ -55,8 +55,10 @@ def run(seconds: float = 5.0) -> list[dict]:
     unavailable = constants()["exit"]["unavailable"]
     results = []
     for name, exe in compile_programs().items():
-        proc = subprocess.run([str(exe), str(seconds)], capture_output=True, text=True,
-                              timeout=seconds + 60)
+        try:    # an interruption or a hang takes the program's tracee down with it
+            proc = run_group([str(exe), str(seconds)], timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"rfc/{name} did not finish within {seconds + 60:g} s") from None
         if proc.returncode not in (0, unavailable) or not proc.stdout.strip():
             raise BenchError(f"rfc/{name} failed (exit status {proc.returncode}): "
                              f"{(proc.stderr or proc.stdout).strip()[-500:]}")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench import accelerators, kernel, results
-from bench.environment import REPO
+from bench.environment import REPO, cpu_model
 from bench.errors import BenchError, UsageError
 
 GUEST_INIT = REPO / "kernel" / "guest-init.sh"
@@ -58,6 +58,15 @@ class GuestRun:
 def _tail(console: str) -> str:
     lines = [line for line in console.splitlines() if line.strip()][-TAIL_LINES:]
     return " | ".join(lines) if lines else "(empty)"
+
+
+def qemu_version() -> str:
+    """QEMU's own first line of --version (its release and the distribution's package), or why not."""
+    try:
+        out = subprocess.run([QEMU, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unknown ({e})"
+    return out.splitlines()[0].strip() if out.strip() else "unknown"
 
 
 def _kvm_usable() -> str | None:
@@ -215,7 +224,10 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
                            tuple(extra_qemu_args), tuple(kernel_args))
 
     start = time.monotonic()
-    proc = subprocess.Popen(cmdline, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    # QEMU leads a session of its own (a terminal's Ctrl-C is ours to handle), and setpriv makes it
+    # die with this process however this one ends, SIGKILL included: no guest outlives its command.
+    guard = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+    proc = subprocess.Popen([*guard, *cmdline], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         console = _Console(proc.stdout, nonce, echo)
@@ -248,7 +260,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
                     cmdline, text)
 
 
-def _add_vm_options(p: argparse.ArgumentParser) -> None:
+def add_vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timing", choices=accelerators.TIMINGS, default="wall",
                    help="wall: real time; icount: 1 guest ns per instruction, deterministic (TCG)")
     p.add_argument("--accel", choices=("auto", *accelerators.ACCELERATORS), default="auto",
@@ -321,7 +333,11 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
     name = final.name
     with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
         guest_result = Path(share) / name
-        tags += [f"accelerator={accel}", f"timing={args.timing}", f"guest_kernel={kb.release}"]
+        # What the guest cannot see of its machine: the emulator, the host's CPU, the kernel's source.
+        tags += [f"accelerator={accel}", f"timing={args.timing}", f"guest_kernel={kb.release}",
+                 f"qemu={qemu_version()}", f"host_cpu_model={cpu_model()}"]
+        if kb.source:
+            tags.append(f"kernel_source={kb.source}")
         command = [sys.executable, "-m", "bench", subcommand, "--output", str(guest_result),
                    *(a for t in tags for a in ("--tag", t)), *args.command]
         run = _run(args, command, kb, accel, Path(share))
@@ -357,13 +373,13 @@ def register_cli(subparsers) -> None:
     p = subparsers.add_parser("vm", help="run in a QEMU guest on the patched kernel")
     sub = p.add_subparsers(dest="vm_command", required=True, parser_class=type(p))
     r = sub.add_parser("run", help="`bench run ARGS` inside the guest; results land in --results")
-    _add_vm_options(r)
+    add_vm_options(r)
     r.add_argument("--results", type=Path, help="directory for the results file (default: ./results)")
     r.set_defaults(func=_cmd_run)
     f = sub.add_parser("rfc", help="`bench rfc ARGS` inside the guest; results land in --results")
-    _add_vm_options(f)
+    add_vm_options(f)
     f.add_argument("--results", type=Path, help="directory for the results file (default: ./results)")
     f.set_defaults(func=_cmd_rfc)
     s = sub.add_parser("shell", help="run any command inside the guest (exit status: the command's)")
-    _add_vm_options(s)
+    add_vm_options(s)
     s.set_defaults(func=_cmd_shell)

@@ -36,9 +36,14 @@ def injected_fault(backend: str, variable: str = FAULT_ENV) -> str | None:
 def _run_driver(args: list[str], timeout: float) -> subprocess.CompletedProcess:
     if not VMEXEC.exists():
         raise BackendUnavailable(f"{VMEXEC} is not built: reinstall the package (pip install -e .)")
-    # A session of its own, so a timeout can take the whole process group
-    # (tracers and tracees) down, leaving nothing stopped behind.
-    proc = subprocess.Popen([str(VMEXEC), *args], stdout=subprocess.PIPE,
+    return run_group([str(VMEXEC), *args], timeout)
+
+
+def run_group(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """argv run to its end, its output captured; on a timeout or an interruption here its whole
+    process group is killed first (a tracer's tracee included), so nothing is left stopped behind."""
+    # A session of its own, so the whole group can be taken down.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
