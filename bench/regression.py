@@ -31,6 +31,7 @@ import pandas as pd
 from . import analysis as A
 from . import results
 from .errors import UsageError
+from .kernel import LOCALVERSIONS
 
 BASELINE_KEY = "vmexec_baseline"
 #: Each ratio is judged against these references.
@@ -53,9 +54,12 @@ ONE_CPU = ("same", A.IN_PROCESS)
 UNMEASURED = {"exact": 0.01, "timed": 0.15}
 #: missing: the baseline has the ratio, the current run could not measure it (a backend that broke).
 VERDICTS = ("regressed", "missing", "improved", "inconclusive", "unchanged")
-#: What must match for two runs to be compared (their machine): metadata column -> name shown.
-MACHINE = {"kind": "kind", "kernel": "kernel", "vmexec_cpu_model": "CPU model", "accelerator": "accelerator",
-           "timing": "timing"}
+#: What must match for two runs to be compared (their machine): field -> name shown.  A ratio
+#: holds only on the kernel, emulator, compiler and CPU it was measured with: any of them moves a
+#: path length or a price.  Fields a run did not record (older files) are not compared.
+MACHINE = {"kind": "kind", "kernel": "kernel release", "vmexec_cpu_model": "CPU model",
+           "host_cpu_model": "host CPU model", "qemu": "QEMU version", "compiler": "compiler",
+           "accelerator": "accelerator", "timing": "timing"}
 
 
 def mode(df: pd.DataFrame) -> str:
@@ -71,9 +75,15 @@ def ratio_mode(run_mode: str, label: str) -> str:
 
 
 def machine(df: pd.DataFrame) -> dict[str, str]:
+    """A run's MACHINE fields ("" where it recorded none)."""
     first = df.iloc[0]
-    return {"kind": "guest" if first["vm"] else "host",
-            **{k: str(first[k]) for k in MACHINE if k != "kind"}}
+    guest = bool(first["vm"])
+    return {"kind": "guest" if guest else "host", "kernel": str(first["kernel"]),
+            "vmexec_cpu_model": str(first["vmexec_cpu_model"]),
+            "host_cpu_model": str(first["vmexec_tag_host_cpu_model"] if guest else first["vmexec_cpu_model"]),
+            "qemu": str(first["vmexec_tag_qemu"]) if guest else "none",
+            "compiler": str(first["vmexec_compiler"]),
+            "accelerator": str(first["accelerator"]), "timing": str(first["timing"])}
 
 
 def _label(numerator: str, num_pin: str, den: str, den_pin: str, pages: int, parallel: int) -> str:
@@ -118,6 +128,11 @@ class Baseline:
     noise: dict[str, dict]          # label -> centre, sd and runs (noise()); empty: one run
     runs: list[str]                 # the runs it was made from
     rerun: list[str]                # `python -m bench` arguments that repeat its run
+    described: str = ""             # how the check names it ("the baseline FILE" if empty)
+
+    @property
+    def name(self) -> str:
+        return self.described or f"the baseline {self.path.name}"
 
     def threshold(self, label: str) -> tuple[float, str]:
         """(threshold, where it comes from) for one ratio."""
@@ -136,6 +151,15 @@ class Baseline:
         return self.noise[label]["centre"] if label in self.noise else reference_run
 
 
+def kernel_variant(release: str) -> str:
+    """The build variant (bench.kernel.VARIANTS) whose local version ends a guest kernel's release."""
+    # The longest suffix first: '-vmexec-mitigations' before '-vmexec'.
+    for variant, suffix in sorted(LOCALVERSIONS.items(), key=lambda vs: -len(vs[1])):
+        if release.endswith(suffix):
+            return variant
+    return "bench"
+
+
 def _rerun_arguments(df: pd.DataFrame) -> list[str]:
     """`python -m bench ...` arguments that repeat a run: its recorded command without --output and --tag."""
     recorded = shlex.split(str(df["vmexec_command"].iloc[0]))
@@ -150,7 +174,9 @@ def _rerun_arguments(df: pd.DataFrame) -> list[str]:
             kept.append(a)
     first = df.iloc[0]
     if first["vm"]:
-        return ["vm", "run", "--timing", str(first["timing"]), "--accel", str(first["accelerator"]), "--", *kept]
+        variant = kernel_variant(str(first["kernel"]))
+        return ["vm", "run", "--timing", str(first["timing"]), "--accel", str(first["accelerator"]),
+                *(["--kernel-variant", variant] if variant != "bench" else []), "--", *kept]
     return ["run", *kept]
 
 
@@ -193,6 +219,11 @@ def load(path: pathlib.Path) -> Baseline:
     return Baseline(path, A.load([path]), meta["noise"], meta["runs"], meta["rerun"])
 
 
+def from_run(path: pathlib.Path, rerun: list[str], described: str) -> Baseline:
+    """A one-run baseline made in memory from a run of this machine (bench check --against)."""
+    return Baseline(path, A.load([path]), {}, [path.name], rerun, described)
+
+
 def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None) -> Baseline:
     """A baseline made in memory from the last k runs of the current run's machine in the results directory."""
     mine = machine(A.load([current]))
@@ -218,7 +249,26 @@ def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None
 
 
 def differences(a: dict, b: dict) -> str:
-    return "; ".join(f"{MACHINE[k]} {a[k]!r} vs {b[k]!r}" for k in MACHINE if a.get(k) != b.get(k))
+    """Every MACHINE field recorded by both a and b that differs, as 'NAME 'A' vs 'B'; ...' ("" if none)."""
+    return "; ".join(f"{MACHINE[k]} {a[k]!r} vs {b[k]!r}" for k in MACHINE
+                     if a.get(k) and b.get(k) and a[k] != b[k])
+
+
+def refuse_foreign(baseline: Baseline, here: dict[str, str], force: bool = False) -> None:
+    """UsageError naming every field in which `here` differs from the baseline's machine, and how to
+    re-baseline, unless forced.  Fields missing from `here` (not known before a run) are not compared."""
+    difference = differences(machine(baseline.values), here)
+    if difference and not force:
+        raise UsageError(f"the baseline {baseline.path} was taken on another machine (baseline vs here: {difference}): its ratios "
+                         f"need not hold here; re-baseline here with {rebaseline_command(baseline)}; or compare "
+                         "two commits on this machine with `bench check --against REV`; --force compares anyway")
+
+
+def rebaseline_command(baseline: Baseline) -> str:
+    """The commands that make a baseline like this one anew on the machine at hand."""
+    runs = "3" if mode(baseline.values) == "exact" else "5"
+    return (f"`python -m bench {shlex.join(baseline.rerun)}` {runs} or more times, then "
+            f"`python -m bench baseline RESULTS... --output {baseline.path} --force`")
 
 
 # --------------------------------------------------------------------------- the check
@@ -234,14 +284,11 @@ def judge(change: float, low: float, high: float, threshold: float) -> str:
 
 def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.DataFrame:
     """One row per ratio found in both runs: baseline, current, change and its interval, threshold, verdict."""
-    difference = differences(machine(baseline.values), machine(current))
-    if difference and not force:
-        raise UsageError(f"the baseline {baseline.path.name} was taken on another machine ({difference}): "
-                         "its ratios need not hold here; --force compares anyway")
+    refuse_foreign(baseline, machine(current), force)
     base, cur = ratio_table(baseline.values), ratio_table(current)
     common = [label for label in cur if label in base]
     if not common:
-        raise UsageError(f"the current run and the baseline {baseline.path.name} have no ratio in common")
+        raise UsageError(f"the current run and {baseline.name} have no ratio in common")
     missing = [label for label in base if label not in cur]
     tail = 100 * (1 - CONFIDENCE) / 2
     shuffle = np.random.default_rng(A.SEED + 1)     # independent pairing of the two runs' resamples
@@ -294,7 +341,7 @@ def summary(table: pd.DataFrame, baseline: Baseline) -> str:
     counts = ", ".join(f"{(table['verdict'] == v).sum()} {v}" for v in VERDICTS)
     named = regressed_backends(table)
     verdict = (f"REGRESSION in {', '.join(named)}" if named else "no regression")
-    return (f"{verdict}: {counts} of {len(table)} ratios against the baseline {baseline.path.name} "
+    return (f"{verdict}: {counts} of {len(table)} ratios against {baseline.name} "
             f"({_modes(baseline.values)}; a ratio regressed when it got worse by more than its threshold "
             f"and its {CONFIDENCE:.0%} interval lies wholly above no change)")
 

@@ -6,47 +6,47 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import subprocess
 import sys
 import tempfile
 
-from .errors import BenchError, UsageError
+from .errors import BenchError, UsageError, writable_directory
 
 FORMATS = ("text", "json", "markdown")
 
 
-def _run_now(rerun: list[str], directory: pathlib.Path) -> pathlib.Path:
-    """Repeat the baseline's run (`python -m bench RERUN`) into directory; the new results file."""
-    if rerun[:2] == ["vm", "run"]:
-        split = rerun.index("--")
-        command = [*rerun[:split], "--results", str(directory), *rerun[split:]]
-    else:
-        command = [*rerun, "--output", str(directory / "current.json")]
-    print(f"check: running python -m bench {' '.join(command)}", file=sys.stderr, flush=True)
-    # The run's own output goes to stderr: stdout carries only the check's table.
-    proc = subprocess.run([sys.executable, "-m", "bench", *command], stdout=sys.stderr)
-    found = sorted(directory.glob("*.json"))
-    if proc.returncode or not found:
-        raise BenchError(f"the run to check failed (exit status {proc.returncode}); nothing was compared")
-    return found[0]
-
-
 def _cmd_check(args) -> int:
     from . import analysis as A
+    from . import continuous
     from . import regression as R
 
     if args.baseline_window is not None and args.current is None:
         raise UsageError("--baseline-window needs --current: the runs before it form the baseline")
+    if args.command and args.against is None:
+        raise UsageError("a command after -- is what --against measures; with a baseline its own run is repeated")
+    if args.results is not None and args.against is None:
+        raise UsageError("--results keeps the two runs of --against")
+    if args.against is not None and args.current is not None:
+        raise UsageError("--against measures both trees now: it takes no --current")
+    if args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    forced = args.force or args.warn_only
     with tempfile.TemporaryDirectory(prefix="vmexec-check-") as tmp:
-        if args.baseline_window is not None:
-            baseline = R.from_window(args.current, args.baseline_window)
+        if args.against is not None:
+            baseline, current = _against(args, pathlib.Path(tmp))
         else:
-            baseline = R.load(args.baseline)
-        current = args.current or _run_now(baseline.rerun, pathlib.Path(tmp))
+            baseline = R.from_window(args.current, args.baseline_window) if args.baseline_window is not None \
+                else R.load(args.baseline)
+            current = args.current
+            if current is None:
+                # Refused before anything is measured: what the run would record here, against the baseline.
+                R.refuse_foreign(baseline, continuous.machine_for(baseline.rerun), force=forced)
+                current = continuous.run_bench(baseline.rerun, pathlib.Path(tmp) / "current")
         df = A.load([current])
         elsewhere = R.differences(R.machine(baseline.values), R.machine(df))
-        table = R.check(baseline, df, force=args.force or args.warn_only)
+        table = R.check(baseline, df, force=forced or args.against is not None)
     print(R.render(table, baseline, args.format))
+    if elsewhere and args.against is not None:
+        print(f"check: note: the two trees' runs differ in {elsewhere}", file=sys.stderr)
     named = R.regressed_backends(table)
     if named and args.warn_only:
         print(f"check: warning only: regression in {', '.join(named)}"
@@ -55,6 +55,25 @@ def _cmd_check(args) -> int:
     if named:
         raise BenchError(f"regression in {', '.join(named)}")
     return 0
+
+
+def _against(args, tmp: pathlib.Path):
+    """(one-run baseline from the comparison commit, this tree's results file), both measured now."""
+    from . import continuous
+    from . import regression as R
+
+    revision = continuous.resolve(args.against)
+    command = list(args.command or continuous.DEFAULT_RUN)
+    where = args.results or tmp
+    if args.results is not None:
+        writable_directory(args.results, create=True)
+    reference, current, seconds = continuous.against(revision, command, where)
+    print(f"check: the pair of runs took {sum(seconds.values()):.0f} s ({revision.asked} "
+          f"{revision.short}: {seconds['reference']:.0f} s, export and driver build included; "
+          f"this tree: {seconds['current']:.0f} s)" + (f"; both kept in {where}" if args.results else ""),
+          file=sys.stderr)
+    baseline = R.from_run(reference, command, f"{revision.asked} ({revision.short}) measured now")
+    return baseline, current
 
 
 def _cmd_baseline(args) -> int:
@@ -70,7 +89,6 @@ def _cmd_baseline(args) -> int:
 def _cmd_history(args) -> int:
     from . import plots, results
     from . import regression as R
-    from .errors import writable_directory
 
     paths = args.results or [p for p in sorted(results.directory().glob("*.json"))
                              if results.classify(results.read_json(p)) != "rfc"]
@@ -99,11 +117,26 @@ def _count(text: str) -> int:
 
 
 def register_cli(subparsers) -> None:
-    k = subparsers.add_parser("check", help="judge a run against a baseline (exit 1 on a regression)")
+    k = subparsers.add_parser(
+        "check", help="judge a run against a baseline or another commit (exit 1 on a regression)",
+        description="Judge interception costs, ratio by ratio, against a baseline file, the last runs of this "
+                    "machine, or another commit measured now on this machine (--against: no stored baseline "
+                    "needed). Not pyperf's `check`, which checks one suite's stability.")
     source = k.add_mutually_exclusive_group(required=True)
-    source.add_argument("--baseline", type=pathlib.Path, metavar="FILE", help="a baseline (bench baseline)")
+    source.add_argument("--baseline", type=pathlib.Path, metavar="FILE",
+                        help="a baseline (bench baseline); refused before any run if taken on another machine")
     source.add_argument("--baseline-window", type=_count, metavar="K",
                         help="the last K earlier runs of the current run's machine in the results directory")
+    source.add_argument("--against", metavar="REV",
+                        help="a git commit (e.g. HEAD^, origin/main): its tree and this one make the same run now, "
+                             "here, and this one is judged against it; the run after -- (default: "
+                             "the icount guest, `vm run --timing icount --accel tcg -- --backends "
+                             "native,ptrace-sysemu,process-vm-exec,seccomp-trace,seccomp-trap --pin same,cross "
+                             "--processes 2 --values 3`, about 6 minutes for the pair)")
+    k.add_argument("--results", type=pathlib.Path, metavar="DIR",
+                   help="with --against: keep both runs' results files here (default: removed)")
+    k.add_argument("command", nargs=argparse.REMAINDER,
+                   help="with --against: -- then the `python -m bench` command both trees run (run ... or vm run ...)")
     k.add_argument("--current", type=pathlib.Path, metavar="FILE",
                    help="the run to judge (default: run now, with the baseline's options)")
     k.add_argument("--format", choices=FORMATS, default="text",

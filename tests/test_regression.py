@@ -178,3 +178,81 @@ def test_without_current_the_baselines_own_run_is_repeated(tiny_results, tmp_pat
     assert proc.returncode in (0, 1), proc.stderr        # host timings: either verdict is honest
     assert "check: running python -m bench run" in proc.stderr
     assert "ptrace-sysemu:pin=same ÷ native:pin=in-process" in proc.stdout
+
+
+def test_a_baseline_from_another_machine_is_refused_before_its_run_is_repeated(tmp_path):
+    b = baseline_of(tmp_path, BASE)         # recorded kernel 6.1.0-host and a synthetic CPU
+    proc = run_bench("check", "--baseline", str(b))
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "check: running" not in proc.stderr
+    assert "kernel release '6.1.0-host' vs" in proc.stderr and "CPU model 'Synthetic CPU @ 3.0GHz' vs" in proc.stderr
+    assert "re-baseline here with `python -m bench run --fast` 5 or more times" in proc.stderr
+    assert f"--output {b} --force" in proc.stderr and "bench check --against REV" in proc.stderr
+
+
+def test_every_field_of_the_machine_that_differs_is_named_and_unrecorded_ones_are_not():
+    there = {"kind": "guest", "kernel": "6.12.117-vmexec", "qemu": "QEMU emulator version 7.2.19",
+             "compiler": "gcc 12.2.0", "host_cpu_model": "Intel Xeon", "accelerator": "tcg", "timing": "icount",
+             "vmexec_cpu_model": ""}
+    here = {**there, "kernel": "6.12.118-vmexec", "qemu": "QEMU emulator version 7.2.22",
+            "compiler": "gcc 12.3.0", "host_cpu_model": "AMD EPYC", "vmexec_cpu_model": "QEMU TCG CPU"}
+    said = R.differences(there, here)
+    assert said == ("kernel release '6.12.117-vmexec' vs '6.12.118-vmexec'; host CPU model 'Intel Xeon' vs "
+                    "'AMD EPYC'; QEMU version 'QEMU emulator version 7.2.19' vs 'QEMU emulator version 7.2.22'; "
+                    "compiler 'gcc 12.2.0' vs 'gcc 12.3.0'")
+    assert R.differences(there, {k: v for k, v in there.items() if k != "kernel"}) == ""
+
+
+def test_a_guest_run_is_known_before_it_boots(monkeypatch, tmp_path):
+    from bench import continuous, kernel, vm
+
+    monkeypatch.setattr(kernel, "build", lambda log, variant: kernel.KernelBuild(
+        tmp_path / "bzImage", f"6.12.999-vmexec{'-mitigations' if variant == 'mitigations' else ''}", "k", 0, True))
+    monkeypatch.setattr(vm, "qemu_version", lambda: "QEMU emulator version 99.0")
+    here = continuous.machine_for(["vm", "run", "--timing", "icount", "--accel", "tcg", "--kernel-variant",
+                                   "mitigations", "--", "--pin", "same"])
+    assert here["kind"] == "guest" and here["kernel"] == "6.12.999-vmexec-mitigations"
+    assert here["qemu"] == "QEMU emulator version 99.0" and here["accelerator"] == "tcg" and here["timing"] == "icount"
+    assert here["compiler"].startswith(("gcc ", "clang ")) and "vmexec_cpu_model" not in here   # not known before boot
+
+
+def test_a_guest_baseline_repeats_its_kernel_variant():
+    assert R.kernel_variant("6.12.118-vmexec-mitigations") == "mitigations"
+    assert R.kernel_variant("6.12.118-vmexec") == "bench" and R.kernel_variant("6.12.118-unpatched") == "unpatched"
+
+
+@pytest.mark.skipif(not (A.pathlib.Path(__file__).resolve().parent.parent / ".git").exists(),
+                    reason="--against needs a git checkout")
+def test_against_a_commit_runs_its_own_tree_then_this_one(tmp_path):
+    import subprocess
+
+    from bench.environment import REPO
+
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    proc = run_bench("check", "--against", "HEAD", "--results", str(tmp_path), "--warn-only", "--format", "json",
+                     "--", "run", "--backends", "native,ptrace-sysemu", "--pin", "same", "--processes", "1",
+                     "--values", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert [r["ratio"] for r in report["ratios"]] == ["ptrace-sysemu:pin=same ÷ native:pin=in-process"]
+    assert f"HEAD ({head[:12]}) measured now" in report["summary"]
+    reference = json.loads((tmp_path / head[:12] / "run.json").read_text())["metadata"]
+    current = json.loads((tmp_path / "worktree" / "run.json").read_text())["metadata"]
+    # HEAD's run was made by HEAD's own code, exported beside the results; this tree's by this tree.
+    assert reference["vmexec_tag_revision"] == head
+    assert reference["vmexec_command"].startswith(str(tmp_path / "export" / "tree" / "bench"))
+    assert current["vmexec_command"].startswith(str(REPO / "bench")) and "vmexec_tag_revision" not in current
+    assert not (tmp_path / "export").exists()       # the exported tree is removed after its run
+    assert "the pair of runs took" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "--against", "no-such-commit"], "names no commit"),
+    (["check", "--against", "HEAD", "--current", "x.json"], "takes no --current"),
+    (["check", "--baseline", "b.json", "--", "run"], "is what --against measures"),
+    (["check", "--baseline", "b.json", "--results", "d"], "keeps the two runs of --against"),
+    (["check", "--against", "HEAD", "--", "report"], "measures with `run` or `vm run`"),
+])
+def test_bad_against_input_is_one_line_and_exit_2(args, message):
+    proc = run_bench(*args)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -1,0 +1,188 @@
+"""Runs the regression check makes: a baseline's run repeated now, and `bench check --against REV`,
+which measures a commit's tree and the working tree on this machine and judges one against the
+other (as asv's `continuous` does), so no baseline from another day, kernel or emulator is needed.
+
+The comparison commit's tree is exported with `git archive` into a temporary directory (nothing in
+the repository changes), its C driver is built there by its own setup.py, and its own
+`python -m bench` makes the reference run with this Python; then this tree makes the same run.
+Both use this machine's kernel cache, QEMU and compiler.  The test knobs (tracers.driver.TEST_KNOBS:
+planted faults and slowdowns) apply to the tree under test only: the reference is the commit as it is.
+
+Every run is a child process that dies with this one (setpriv --pdeathsig), and an interrupted
+check stops its child, which stops its guest, before it exits.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+from tracers.driver import TEST_KNOBS
+
+from . import environment, kernel, vm
+from .environment import REPO
+from .errors import BenchError, UsageError
+
+#: What `--against` measures unless told otherwise: the icount guest (same-CPU ratios repeat to the
+#: instruction across boots) on the claim's backends and the two mechanisms nearest them, both pinnings.
+DEFAULT_RUN = ("vm", "run", "--timing", "icount", "--accel", "tcg", "--",
+               "--backends", "native,ptrace-sysemu,process-vm-exec,seccomp-trace,seccomp-trap",
+               "--pin", "same,cross", "--processes", "2", "--values", "3")
+#: How long a stopped child may take to stop its own children (a guest) before it is killed.
+STOP_GRACE = 30.0
+
+
+def _is_guest_run(command: list[str]) -> bool:
+    return command[:2] == ["vm", "run"]
+
+
+def _with_output(command: list[str], directory: pathlib.Path) -> list[str]:
+    """command with its results placed in directory (`run --output`, `vm run --results`)."""
+    if _is_guest_run(command):
+        split = command.index("--") if "--" in command else len(command)
+        return [*command[:split], "--results", str(directory), *command[split:]]
+    if command[:1] == ["run"]:
+        return [*command, "--output", str(directory / "run.json")]
+    raise UsageError(f"the check measures with `run` or `vm run`, not `{' '.join(command[:2])}`")
+
+
+def run_bench(command: list[str], directory: pathlib.Path, *, cwd: pathlib.Path = REPO,
+              env: dict[str, str] | None = None, what: str = "") -> pathlib.Path:
+    """`python -m bench COMMAND` from the tree at cwd, its results placed in directory; the results file.
+
+    The child's output goes to stderr (stdout carries only the check's table).  SIGINT or SIGTERM
+    here stops the child with SIGTERM (a guest run then stops its QEMU) before it is re-raised.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    full = _with_output(command, directory)
+    print(f"check: running python -m bench {' '.join(full)}{what}", file=sys.stderr, flush=True)
+    # setpriv: the child is sent SIGTERM if this process dies, however it dies.
+    prefix = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "bench", *full], cwd=cwd, env=env,
+                            stdout=sys.stderr, stdin=subprocess.DEVNULL)
+    try:
+        status = proc.wait()
+    except BaseException:
+        _stop(proc)
+        raise
+    found = sorted(directory.glob("*.json"))
+    if status or not found:
+        raise BenchError(f"the run{what} failed (exit status {status}); nothing was compared")
+    return found[0]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, time to clean up (a guest run kills its QEMU), then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --------------------------------------------------------------------------- the machine before a run
+
+def machine_for(command: list[str], log=lambda msg: print(msg, file=sys.stderr)) -> dict[str, str]:
+    """The MACHINE fields (bench.regression) a run of `python -m bench COMMAND` would record here,
+    found without measuring: the guest's own CPU model is left out (known only once it boots);
+    a guest kernel is built, or found in the cache, to know its release."""
+    here = {"compiler": environment.compiler(), "host_cpu_model": environment.cpu_model()}
+    if not _is_guest_run(command):
+        return {**here, "kind": "host", "kernel": os.uname().release, "vmexec_cpu_model": here["host_cpu_model"],
+                "qemu": "none", "accelerator": environment.accelerator(), "timing": "wall"}
+    parser = argparse.ArgumentParser(prog="vm run", add_help=False)
+    vm.add_vm_options(parser)
+    args = parser.parse_args(command[2:])
+    kb = kernel.build(log=lambda msg: log(f"kernel: {msg}"), variant=args.kernel_variant)
+    accel = vm.choose_accel(args.accel, args.timing, kb.bzimage)[0]
+    return {**here, "kind": "guest", "kernel": kb.release, "qemu": vm.qemu_version(), "accelerator": accel,
+            "timing": args.timing}
+
+
+# --------------------------------------------------------------------------- --against REV
+
+@dataclasses.dataclass(frozen=True)
+class Revision:
+    asked: str          # as given, e.g. HEAD^
+    sha: str
+
+    @property
+    def short(self) -> str:
+        return self.sha[:12]
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UsageError(f"--against: git failed: {e}") from None
+
+
+def resolve(rev: str) -> Revision:
+    """The commit `rev` names in this checkout, or a one-line UsageError."""
+    if _git("rev-parse", "--is-inside-work-tree").stdout.strip() != "true":
+        raise UsageError(f"--against needs a git checkout of vmexec-bench; {REPO} is not in one")
+    proc = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if proc.returncode or not proc.stdout.strip():
+        raise UsageError(f"--against: {rev!r} names no commit of {REPO}")
+    return Revision(rev, proc.stdout.strip())
+
+
+def export_tree(revision: Revision, where: pathlib.Path) -> pathlib.Path:
+    """The commit's tree in where/tree (git archive: the repository is not touched), its driver built."""
+    tree = where / "tree"
+    tree.mkdir(parents=True)
+    archive = where / "tree.tar"
+    # Where the harness is vendored in a larger repository, only its own folder of that commit.
+    prefix = _git("rev-parse", "--show-prefix").stdout.strip().rstrip("/")
+    proc = _git("archive", "--format=tar", "-o", str(archive), f"{revision.sha}:{prefix}" if prefix else revision.sha)
+    if proc.returncode == 0:
+        proc = subprocess.run(["tar", "-xf", str(archive), "-C", str(tree)], capture_output=True, text=True,
+                              timeout=600)
+    if proc.returncode:
+        raise BenchError(f"exporting {revision.asked} ({revision.short}) failed: {proc.stderr.strip()[-300:]}")
+    archive.unlink()
+    # The commit's own setup.py builds its own driver in place, as `pip install -e` does.
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode or not (tree / "tracers" / "vmexec").exists():
+        tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+        raise BenchError(f"building the driver of {revision.asked} ({revision.short}) failed: {tail}")
+    return tree
+
+
+def honest_environment() -> dict[str, str]:
+    """This environment less the test knobs: the comparison commit is measured as it is."""
+    return {k: v for k, v in os.environ.items() if k not in TEST_KNOBS}
+
+
+def against(revision: Revision, command: list[str], where: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, dict]:
+    """(the commit's results file, this tree's results file, seconds each took): the same run from
+    both trees, the commit's first, into where/<sha12>/ and where/worktree/."""
+    _with_output(command, where)        # a command that cannot be measured is refused first
+    started = time.monotonic()
+    try:
+        tree = export_tree(revision, where / "export")
+        env = {**honest_environment(), "PYTHONPATH": str(tree)}
+        reference = run_bench([*command, *_revision_tag(command, revision)], where / revision.short, cwd=tree,
+                              env=env, what=f" from {revision.asked} ({revision.short})")
+    finally:
+        shutil.rmtree(where / "export", ignore_errors=True)
+    middle = time.monotonic()
+    current = run_bench(command, where / "worktree", what=" from this tree")
+    return reference, current, {"reference": middle - started, "current": time.monotonic() - middle}
+
+
+def _revision_tag(command: list[str], revision: Revision) -> list[str]:
+    """`--tag revision=SHA` where the run takes it: `run`'s own options, or after a guest run's `--`."""
+    tag = ["--tag", f"revision={revision.sha}"]
+    if _is_guest_run(command) and "--" not in command:
+        return ["--", *tag]
+    return tag
