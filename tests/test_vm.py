@@ -11,7 +11,7 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from bench import kernel, vm
+from bench import environment, kernel, vm
 from bench.errors import BenchError
 from tracers.driver import VMEXEC, constants
 
@@ -167,6 +167,17 @@ def test_vm_run_measures_both_backends_in_one_guest_run(bzimage, tmp_path):
     meta = suite.get_benchmarks()[0].get_metadata()
     assert meta["vmexec_tag_guest_kernel"].endswith("-vmexec") and meta["vmexec_tag_timing"] == "icount"
     assert json.loads(meta["vmexec_failed"]) == {}
+    # What the guest cannot see of its machine, recorded by the host (a baseline is judged on it).
+    assert meta["vmexec_tag_qemu"] == vm.qemu_version() and meta["vmexec_tag_qemu"].startswith("QEMU emulator")
+    assert meta["vmexec_tag_host_cpu_model"] == environment.cpu_model()
+    assert meta["vmexec_compiler"] == constants()["compiler"]
+    assert meta["vmexec_tag_kernel_source"] == f"linux-source-6.12 {kernel.source_package_version()}"
+
+
+def test_a_compiler_update_is_a_new_kernel_build(monkeypatch):
+    before = kernel.cache_key("bench")
+    monkeypatch.setattr(kernel, "compiler_version", lambda: "gcc (Debian 12.2.0-99) 12.2.1")
+    assert kernel.cache_key("bench") != before
 
 
 def test_vm_rfc_runs_both_rfc_programs(bzimage, tmp_path):
