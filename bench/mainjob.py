@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
+import time
 
 from bench import accelerators, kernel
-from bench.errors import BenchError, UsageError
+from bench.errors import BenchError, Interrupted, UsageError
 
 #: The first answer's backends: the claim's two, native, and three other C mechanisms whose
 #: host-versus-guest distortion bounds the emulator's error (the verdict needs at least three).
@@ -31,6 +33,9 @@ FIRST_ANSWER_DIR = "results/first-answer"
 #: The kernel a KVM guest boots, unless asked otherwise (--kvm-variant).
 KVM_VARIANT = "mitigations"
 CLOCK_CHOICES = ("auto", "kvm", "icount")
+#: Seconds a step has, once the job is interrupted, to end by itself (a guest run kills its QEMU)
+#: before it is sent SIGINT, and then before it is killed.
+STEP_GRACE = (2.0, 60.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +127,45 @@ def plan(decision: Decision, run_args: list[str] | tuple[str, ...] = ()) -> list
     return steps
 
 
+def _default_sigint() -> None:
+    """In the step's process: SIGINT ends it through KeyboardInterrupt (and a guest run's clean-up), even
+    if the job was started with SIGINT ignored (a background job of a script)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def run_step(argv: list[str], env: dict[str, str]) -> int:
+    """argv's exit status.  SIGINT or SIGTERM to the job ends the step first: a Ctrl-C reaches it too
+    (one process group); otherwise it is sent SIGINT after STEP_GRACE[0] s, so that a guest run kills
+    its QEMU, and SIGKILL after STEP_GRACE[1] s more; then Interrupted."""
+    received: list[str] = []
+
+    def note(signum, frame):
+        received.append(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        proc = subprocess.Popen(argv, env=env, preexec_fn=_default_sigint)
+        escalation = iter([(STEP_GRACE[0], proc.send_signal, signal.SIGINT), (STEP_GRACE[1], proc.kill, None)])
+        since = None
+        while True:
+            try:
+                status = proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if received and since is None:
+                since, (grace, act, arg) = time.monotonic(), next(escalation)
+            if since is not None and time.monotonic() - since > grace:
+                act(*([arg] if arg is not None else []))
+                since, (grace, act, arg) = time.monotonic(), next(escalation, (float("inf"), None, None))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise Interrupted(f"main job: interrupted by {received[0]}")
+    return status
+
+
 def execute(steps: list[Step]) -> None:
     """Runs the steps in order, each as `python -m bench ...`; stops at the first that fails."""
     for i, step in enumerate(steps, 1):
@@ -129,7 +173,7 @@ def execute(steps: list[Step]) -> None:
         if step.results_dir:
             env["VMEXEC_RESULTS_DIR"] = step.results_dir
         print(f"main job: step {i} of {len(steps)}: {step.what}: bench {' '.join(step.argv)}", flush=True)
-        status = subprocess.run([sys.executable, "-m", "bench", *step.argv], env=env).returncode
+        status = run_step([sys.executable, "-m", "bench", *step.argv], env)
         if status:
             raise BenchError(f"main job: step {i} ({step.what}) failed with exit status {status}")
 

@@ -1,6 +1,9 @@
 """The main job's choice of clock, by simulation (nothing here can boot KVM), and the verdict a KVM or a
 bare-metal run gives (synthetic suites, no timing involved)."""
 import os
+import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -164,3 +167,38 @@ def test_a_bare_metal_host_run_with_process_vm_exec_outranks_kvm_and_icount(tmp_
     assert h.assessment.clock == "hardware" and h.assessment.interval == "95% CI"
     assert h.sentence.startswith("process_vm_exec is 4.0") and "on the host (bare-metal)" in h.sentence
     assert "claim is not reproduced" in h.sentence     # 10,000 / 2,500 = 4: the measured CI lies below 5
+
+
+STEP = """
+import pathlib, sys, time
+print("ready", flush=True)
+try:
+    time.sleep(120)
+except KeyboardInterrupt:
+    pathlib.Path(sys.argv[1]).write_text("cleaned up")     # as a guest run kills its QEMU
+    sys.exit(130)
+"""
+JOB = """
+import sys
+from bench import mainjob
+from bench.errors import Interrupted
+try:
+    mainjob.run_step([sys.executable, "-c", sys.argv[1], sys.argv[2]], {})
+except Interrupted as e:
+    print(e, flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_job_lets_its_step_clean_up(tmp_path, signum):
+    """Sent to the job alone, even one started with SIGINT ignored (a script's background job): the step
+    gets SIGINT, cleans up, and the job ends with Interrupted."""
+    marker = tmp_path / "marker"
+    job = subprocess.Popen([sys.executable, "-c", JOB, STEP, str(marker)], stdout=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert job.stdout.readline().strip() == "ready"
+    job.send_signal(signum)
+    out, _ = job.communicate(timeout=100)
+    assert job.returncode == 130 and f"interrupted by {signum.name}" in out
+    assert marker.read_text() == "cleaned up"
