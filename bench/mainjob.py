@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from bench import accelerators, kernel
+from bench import kernel
 from bench.errors import BenchError, Interrupted, UsageError
 
 #: The first answer's backends: the claim's two, native, and three other C mechanisms whose
