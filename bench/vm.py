@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import re
+import resource
 import secrets
 import shlex
 import shutil
@@ -180,6 +181,12 @@ def _write_command(output_dir: Path, nonce: str, command: list[str], cwd: Path) 
     return script
 
 
+def _no_core_dump() -> None:
+    """In QEMU's process: an abort (KVM refusing -cpu host's MSRs, as PVM does) leaves no core of the
+    guest's memory behind."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def _kill(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)    # QEMU leads its own session
@@ -309,7 +316,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
 
     start = time.monotonic()
     proc = subprocess.Popen(cmdline, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_no_core_dump)
     pins = {}
     try:
         console = _Console(proc.stdout, nonce, echo)
