@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bench import kernel
 from bench.errors import BenchError, Interrupted, UsageError
@@ -56,6 +57,11 @@ class Step:
     what: str
     argv: tuple[str, ...]           # after `python -m bench`
     results_dir: str | None = None  # VMEXEC_RESULTS_DIR for the step; None: the default
+    own_results: bool = False       # a report: argv is followed by the result files this job wrote there
+
+    def directory(self) -> Path:
+        from bench import results
+        return results.directory(Path(self.results_dir) if self.results_dir else None)
 
 
 def probe_kvm() -> str | None:
@@ -111,7 +117,9 @@ def plan(decision: Decision, run_args: list[str] | tuple[str, ...] = ()) -> list
         steps.append(Step("first answer: icount guest",
                           (*_icount_guest("run"), "--", *same, "--processes", "1", "--values", "3"),
                           FIRST_ANSWER_DIR))
-    steps.append(Step("first answer: report", ("report",), FIRST_ANSWER_DIR))
+    # Reports name the files this job wrote: `bench report` alone would take the newest guest run, which on
+    # KVM is the icount one, and might take an older run's files.
+    steps.append(Step("first answer: report", ("report",), FIRST_ANSWER_DIR, own_results=True))
     # Host: every backend, both pinnings, both scaling sweeps.
     steps.append(Step("host: every backend", ("run", "--scaling", *run_args)))
     if decision.clock == "kvm":
@@ -123,7 +131,7 @@ def plan(decision: Decision, run_args: list[str] | tuple[str, ...] = ()) -> list
                       (*_icount_guest("run"), "--", "--scaling", "--processes", "2", "--values", "3")))
     steps.append(Step("RFC's programs", _kvm_guest(decision, "rfc") if decision.clock == "kvm"
                       else _icount_guest("rfc")))
-    steps.append(Step("report", ("report",)))
+    steps.append(Step("report", ("report",), own_results=True))
     return steps
 
 
@@ -166,14 +174,25 @@ def run_step(argv: list[str], env: dict[str, str]) -> int:
     return status
 
 
-def execute(steps: list[Step]) -> None:
-    """Runs the steps in order, each as `python -m bench ...`; stops at the first that fails."""
+def _results_in(directory: Path) -> set[Path]:
+    return {p.resolve() for p in directory.glob("*.json") if p.is_file()}
+
+
+def execute(steps: list[Step], run=None) -> None:
+    """Runs the steps in order, each as `python -m bench ...` (run: run_step); stops at the first that fails.
+    A report step is given the result files the job's earlier steps wrote in its directory."""
+    run = run or run_step
+    written: dict[Path, list[Path]] = {}
     for i, step in enumerate(steps, 1):
         env = dict(os.environ)
         if step.results_dir:
             env["VMEXEC_RESULTS_DIR"] = step.results_dir
-        print(f"main job: step {i} of {len(steps)}: {step.what}: bench {' '.join(step.argv)}", flush=True)
-        status = run_step([sys.executable, "-m", "bench", *step.argv], env)
+        where = step.directory().resolve()
+        argv = [*step.argv, *map(str, written.get(where, []))] if step.own_results else list(step.argv)
+        print(f"main job: step {i} of {len(steps)}: {step.what}: bench {' '.join(argv)}", flush=True)
+        before = _results_in(where)
+        status = run([sys.executable, "-m", "bench", *argv], env)
+        written.setdefault(where, []).extend(sorted(_results_in(where) - before))
         if status:
             raise BenchError(f"main job: step {i} ({step.what}) failed with exit status {status}")
 
@@ -186,7 +205,8 @@ def _cmd_main(args) -> int:
     if args.dry_run:
         for step in steps:
             where = f"VMEXEC_RESULTS_DIR={step.results_dir} " if step.results_dir else ""
-            print(f"{where}python -m bench {' '.join(step.argv)}")
+            own = " (the result files the steps above wrote)" if step.own_results else ""
+            print(f"{where}python -m bench {' '.join(step.argv)}{own}")
         return 0
     execute(steps)
     return 0

@@ -1,6 +1,7 @@
 """The main job's choice of clock, by simulation (nothing here can boot KVM), and the verdict a KVM or a
 bare-metal run gives (synthetic suites, no timing involved)."""
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -202,3 +203,30 @@ def test_an_interrupted_job_lets_its_step_clean_up(tmp_path, signum):
     out, _ = job.communicate(timeout=100)
     assert job.returncode == 130 and f"interrupted by {signum.name}" in out
     assert marker.read_text() == "cleaned up"
+
+
+def test_each_report_is_of_the_files_the_job_wrote(tmp_path, monkeypatch):
+    """On KVM the full run writes two guest runs; `bench report` alone would take the newest (icount)
+    one.  The job's reports name its own files, KVM and icount runs both, and no older file."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VMEXEC_RESULTS_DIR", raising=False)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "vm-tcg-icount-20250101-000000.json").write_text("{}")     # an older run's
+    calls = []
+
+    def fake(argv, env):
+        argv = argv[3:]     # after python -m bench
+        calls.append(argv)
+        where = tmp_path / env.get("VMEXEC_RESULTS_DIR", "results")
+        where.mkdir(parents=True, exist_ok=True)
+        name = {"run": "host", "vm": f"vm-{argv[3] if len(argv) > 3 else ''}-{argv[1]}"}.get(argv[0])
+        if name:
+            (where / f"{name}-{len(calls)}.json").write_text("{}")
+        return 0
+
+    mainjob.execute(mainjob.plan(mainjob.decide(probe=lambda: None)), run=fake)
+    reports = [c for c in calls if c[0] == "report"]
+    assert len(reports) == 2
+    first, full = ([pathlib.Path(p).name for p in r[1:]] for r in reports)
+    assert first == ["host-1.json", "vm-kvm-run-2.json"]
+    assert sorted(full) == ["host-4.json", "vm-kvm-rfc-7.json", "vm-kvm-run-5.json", "vm-tcg-run-6.json"]
