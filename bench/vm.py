@@ -262,18 +262,28 @@ def host_cpus_for(cpus: int) -> tuple[int, ...]:
     return tuple(usable[:cpus])
 
 
+def _status(code: int) -> str:
+    """'status N', or 'killed by SIGNAME' for a negative return code."""
+    if code >= 0:
+        return f"status {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
+
+
 def _wait_for(console: _Console, proc: subprocess.Popen, boot_timeout: float, run_timeout: float,
               start: float) -> str | None:
     """None once the guest command has ended (console.boot_seconds set), else what went wrong."""
     if not console.begun.wait(boot_timeout):
         return f"the guest did not start the command within {boot_timeout:g} s (boot hang?)"
     if console.begin_line is None:
-        return f"QEMU exited (status {proc.wait()}) before the guest started the command"
+        return f"QEMU exited ({_status(proc.wait())}) before the guest started the command"
     console.boot_seconds = time.monotonic() - start
     if not console.ended.wait(run_timeout):
         return f"the guest command did not finish within {run_timeout:g} s"
     if console.status is None:
-        return f"QEMU exited (status {proc.wait()}) before the guest command finished"
+        return f"QEMU exited ({_status(proc.wait())}) before the guest command finished"
     return None
 
 
