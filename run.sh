@@ -14,6 +14,7 @@ APT_PACKAGES=(
     gcc make git python3 python3-venv python3-dev
     linux-source-6.12 patch perl flex bison bc libelf-dev libssl-dev cpio xz-utils ccache
     qemu-system-x86
+    dpkg-dev debhelper kmod rsync
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
