@@ -40,6 +40,7 @@ CONFIG_CHANGES = (
     ("--disable", "DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT"), ("--disable", "DEBUG_INFO_DWARF4"),
     ("--disable", "DEBUG_INFO_DWARF5"), ("--enable", "DEBUG_INFO_NONE"),
     ("--set-str", "SYSTEM_TRUSTED_KEYS", ""), ("--set-str", "SYSTEM_REVOCATION_KEYS", ""),
+    ("--set-str", "LOCALVERSION", ""),          # the release is 6.12.N-vmexec, not the base kernel's suffix
 )
 SLIM = "slim"
 
@@ -142,42 +143,72 @@ def _configure(src: Path, obj: Path, make: list[str], base: Path | str, log) -> 
         kernel._check_config(obj / ".config", log, "bench")
 
 
+def configure_only(base: Path | str, output: Path, say=print) -> Path:
+    """The .config `make bindeb-pkg` would build, written to output/config-vmexec: unpack, patch,
+    configure (minutes), no build."""
+    _check_tools()
+    output = writable_directory(Path(output), create=True)
+    home = kernel.cache_root() / "package" / f"{package_key(base)}-config"
+    with _tree(home, base, say) as (src, obj, make, log):
+        say(f"configuring from {base} with CONFIG_PROCESS_VM_EXEC=y")
+        _configure(src, obj, make, base, log)
+        shutil.copyfile(obj / ".config", output / "config-vmexec")
+    return output / "config-vmexec"
+
+
+class _tree:
+    """A patched source tree under home/work (removed afterwards) and how to run make in it."""
+
+    def __init__(self, home: Path, base, say):
+        self.home, self.base, self.say = home, base, say
+
+    def __enter__(self):
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.lock = (self.home / ".lock").open("w")
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        self.work = work = self.home / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        src, obj = work / "src", work / "obj"
+        src.mkdir(parents=True)
+        obj.mkdir()
+        env = dict(os.environ, CCACHE_DIR=str(kernel.cache_root() / "ccache"), CCACHE_BASEDIR=str(work),
+                   VMEXEC_CC="ccache gcc" if shutil.which("ccache") else "gcc",
+                   KBUILD_BUILD_USER="vmexec-bench", KBUILD_BUILD_HOST="vmexec-bench")
+        log = kernel._Log(self.home / "build.log", env)
+        log.path.write_text(f"vmexec-bench kernel package ({self.base}), {self.home.name}\n")
+        self.say(f"unpacking {kernel.SOURCE_TARBALL.name}")
+        log.run("unpack", ["tar", "-xf", str(kernel.SOURCE_TARBALL), "--strip-components=1", "-C", str(src)], work)
+        for p in kernel.patches("bench"):
+            self.say(f"applying {p.name}")
+            log.run(f"patch {p.name}", ["patch", "-p1", "--forward", "--batch", "-i", str(p)], src)
+        make = ["make", f"O={obj}", f"LOCALVERSION={kernel.LOCALVERSION}", "CC=" + env["VMEXEC_CC"]]
+        return src, obj, make, log
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None:
+            shutil.rmtree(self.work)    # ~1-2 GB; a failed build's stays for its log's sake, until the next
+        self.lock.close()
+        return False
+
+
 def build_package(base: Path | str, output: Path, *, force: bool = False, say=print) -> dict:
     """Build (or find in the cache) the linux-image .deb of the series on `base`; copies every .deb
     into output and returns {'debs': [...], 'image': Path, 'release': str, 'seconds': float, 'cached': bool}."""
     start = time.monotonic()
     _check_tools()
-    key = package_key(base)
-    home = kernel.cache_root() / "package" / key
-    home.mkdir(parents=True, exist_ok=True)
+    output = writable_directory(Path(output), create=True)
+    home = kernel.cache_root() / "package" / package_key(base)
     done = home / "debs"
-    with (home / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        cached = not force and done.is_dir() and any(done.glob("linux-image-*.deb"))
-        if not cached:
+    cached = not force and done.is_dir() and any(done.glob("linux-image-*.deb"))
+    if not cached:
+        with _tree(home, base, say) as (src, obj, make, log):
             shutil.rmtree(done, ignore_errors=True)
-            work = home / "work"
-            shutil.rmtree(work, ignore_errors=True)
-            src, obj = work / "src", work / "obj"
-            src.mkdir(parents=True)
-            obj.mkdir()
-            env = dict(os.environ, CCACHE_DIR=str(kernel.cache_root() / "ccache"), CCACHE_BASEDIR=str(work),
-                       VMEXEC_CC="ccache gcc" if shutil.which("ccache") else "gcc",
-                       KBUILD_BUILD_USER="vmexec-bench", KBUILD_BUILD_HOST="vmexec-bench")
-            log = kernel._Log(home / "build.log", env)
-            log.path.write_text(f"vmexec-bench kernel package ({base}), key {key}\n")
-            say(f"unpacking {kernel.SOURCE_TARBALL.name}")
-            log.run("unpack", ["tar", "-xf", str(kernel.SOURCE_TARBALL), "--strip-components=1", "-C", str(src)],
-                    work)
-            for p in kernel.patches("bench"):
-                say(f"applying {p.name}")
-                log.run(f"patch {p.name}", ["patch", "-p1", "--forward", "--batch", "-i", str(p)], src)
-            make = ["make", f"O={obj}", f"LOCALVERSION={kernel.LOCALVERSION}", "CC=" + env["VMEXEC_CC"]]
             say(f"configuring from {base} with CONFIG_PROCESS_VM_EXEC=y")
             _configure(src, obj, make, base, log)
             jobs = len(os.sched_getaffinity(0))
             say(f"make bindeb-pkg with {jobs} jobs (log: {log.path})")
             log.run("make bindeb-pkg", make + [f"-j{jobs}", "bindeb-pkg"], src)
+            work = obj.parent
             debs = sorted({*work.glob("*.deb"), *obj.glob("*.deb")})
             if not any(d.name.startswith("linux-image-") for d in debs):
                 log.fail("make bindeb-pkg made no linux-image package")
@@ -185,8 +216,6 @@ def build_package(base: Path | str, output: Path, *, force: bool = False, say=pr
             for d in debs:
                 shutil.move(str(d), done / d.name)
             shutil.copyfile(obj / ".config", done / "config")
-            shutil.rmtree(work)
-    output = writable_directory(Path(output), create=True)
     copied = []
     for d in sorted(done.glob("*.deb")):
         shutil.copyfile(d, output / d.name)
@@ -217,6 +246,10 @@ def _cmd_package(args) -> int:
     if why_not:
         raise UsageError(f"kernel package: {why_not}")
     base = SLIM if args.slim else base_config(args.config)
+    if args.configure_only:
+        config = configure_only(base, args.output, say=lambda msg: print(f"kernel package: {msg}", flush=True))
+        print(f"config: {config} (CONFIG_PROCESS_VM_EXEC=y; what `make bindeb-pkg` would build)")
+        return 0
     result = build_package(base, args.output, force=args.force,
                            say=lambda msg: print(f"kernel package: {msg}", flush=True))
     image_mb = result["image"].stat().st_size / 2**20
@@ -249,4 +282,6 @@ def register_cli(subparsers) -> None:
     p.add_argument("--output", type=Path, default=Path("kernel-packages"),
                    help="directory the .deb files are copied to (default: ./kernel-packages)")
     p.add_argument("--force", action="store_true", help="rebuild even if a cached package exists")
+    p.add_argument("--configure-only", action="store_true",
+                   help="unpack, patch and configure (minutes), write the final config to --output, build nothing")
     p.set_defaults(func=_cmd_package)

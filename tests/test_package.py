@@ -56,3 +56,25 @@ def test_slim_package_holds_a_kernel_with_the_syscall(tmp_path):
     assert any(line.split()[-1:] == ["__x64_sys_process_vm_exec"] for line in symbols)
     config = (root / "boot" / f"config-{release}").read_text()
     assert "CONFIG_PROCESS_VM_EXEC=y" in config.splitlines()
+
+
+@pytest.mark.vm
+def test_a_distribution_config_is_configured_with_the_syscall(tmp_path):
+    """--configure-only on the running kernel's own config (/proc/config.gz: these machines have no
+    /boot/config-*): IA32 emulation, which the syscall's Kconfig excludes, and debug information are off."""
+    import gzip
+    from pathlib import Path
+
+    proc_config = Path("/proc/config.gz")
+    if not proc_config.exists():
+        pytest.skip("no /proc/config.gz")
+    base = tmp_path / "base.config"
+    base.write_bytes(gzip.decompress(proc_config.read_bytes()))
+    proc = subprocess.run([sys.executable, "-m", "bench", "kernel", "package", "--config", str(base),
+                           "--configure-only", "--output", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = (tmp_path / "out" / "config-vmexec").read_text().splitlines()
+    for line in ("CONFIG_PROCESS_VM_EXEC=y", "# CONFIG_IA32_EMULATION is not set", "CONFIG_DEBUG_INFO_NONE=y",
+                 'CONFIG_LOCALVERSION=""', 'CONFIG_SYSTEM_TRUSTED_KEYS=""'):
+        assert line in final, line
