@@ -205,7 +205,7 @@ def _qmp_vcpu_threads(path: Path, proc: subprocess.Popen, timeout: float = QMP_T
                 break
             except OSError as e:
                 if proc.poll() is not None:
-                    raise BenchError(f"QEMU exited (status {proc.returncode}) before it answered on QMP")
+                    raise BenchError(f"QEMU exited ({_status(proc.returncode)}) before it answered on QMP")
                 if time.monotonic() > deadline:
                     raise BenchError(f"QEMU's QMP socket did not answer within {timeout:g} s ({e.strerror})")
                 time.sleep(0.05)
