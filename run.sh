@@ -14,6 +14,7 @@ APT_PACKAGES=(
     gcc make git python3 python3-venv python3-dev
     linux-source-6.12 patch perl flex bison bc libelf-dev libssl-dev cpio xz-utils ccache
     qemu-system-x86
+    dpkg-dev debhelper kmod rsync
 )
 # Kept at the version the registry serves today, not merely installed once: a machine that
 # installed linux-source-6.12 last month must build the kernel a fresh machine builds now, or a
@@ -48,25 +49,12 @@ test)
     exec "$PY" -m pytest "$@"
     ;;
 *)
-    # First answer, in minutes: the claim's two backends, same CPU, on the
-    # host and then in the guest, with native and three other C mechanisms
-    # whose host-versus-guest distortion bounds the emulator's error (the
-    # verdict needs at least three), and a report of their own in
-    # results/first-answer/.  The full matrix below extends it.
-    claim=native,ptrace-sysemu,process-vm-exec,ptrace-syscall,seccomp-trace,seccomp-trap
-    VMEXEC_RESULTS_DIR=results/first-answer "$PY" -m bench run --fast --pin same --backends "$claim"
-    VMEXEC_RESULTS_DIR=results/first-answer "$PY" -m bench vm run --timing icount -- \
-        --pin same --backends "$claim" --processes 1 --values 3
-    VMEXEC_RESULTS_DIR=results/first-answer "$PY" -m bench report
-    # Host: every backend, both pinnings, both scaling sweeps.
-    "$PY" -m bench run --scaling "$@"
-    # Guest on the patched kernel (built and cached on first use): the same
-    # harness with process-vm-exec, in deterministic icount time (the parallel
-    # sweep is reported unmeasurable there: one instruction clock serves every
-    # vCPU); then the RFC's own two programs.  icount repeats itself, so few
-    # workers suffice.
-    "$PY" -m bench vm run --timing icount -- --scaling --processes 2 --values 3
-    "$PY" -m bench vm rfc --timing icount
-    "$PY" -m bench report
+    # The main job (bench/mainjob.py): a first answer in minutes (the claim's two backends, native
+    # and three other C mechanisms, same CPU, host then guest, with a report of its own in
+    # results/first-answer/), then every backend on the host and in the guest on the patched
+    # kernel, the RFC's own programs, and the report.  The guest runs take KVM's wall clock when a
+    # probe boot under KVM works (vCPUs pinned, the mitigations kernel), else TCG with icount; the
+    # first line says which and why.  Options go to the full host run (bench run --scaling ...).
+    exec "$PY" -m bench main -- "$@"
     ;;
 esac

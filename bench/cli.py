@@ -10,8 +10,8 @@ import sys
 from .errors import BenchError, UsageError
 
 #: Modules that add their own subcommands through register_cli(subparsers).
-PLUGINS = ("bench.kernel", "bench.vm", "bench.rfc", "bench.report_cli", "bench.regression_cli",
-           "bench.anatomy")
+PLUGINS = ("bench.kernel", "bench.package", "bench.vm", "bench.rfc", "bench.report_cli", "bench.regression_cli",
+           "bench.anatomy", "bench.mainjob")
 
 
 class Parser(argparse.ArgumentParser):

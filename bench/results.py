@@ -60,6 +60,7 @@ METADATA = {
     "vmexec_tag_qemu": "the QEMU that ran the guest (qemu-system-x86_64 --version)",
     "vmexec_tag_host_cpu_model": "the host's CPU model under the guest",
     "vmexec_tag_kernel_source": "the Debian package the guest kernel was built from, and its version",
+    "vmexec_tag_vcpu_host_cpus": "with --pin-vcpus: the host CPU each vCPU's thread was pinned to, in vCPU order",
     # set by `bench check --against` on the comparison commit's run
     "vmexec_tag_revision": "the git commit whose tree made the run (bench check --against)",
     # a baseline (bench.regression)

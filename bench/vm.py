@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import re
+import resource
 import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +38,8 @@ GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAIL_LINES = 25
 #: How long a probe boot may take before its accelerator counts as unusable.
 PROBE_TIMEOUT = 20.0
+#: How long QEMU may take to answer on its QMP socket (vCPU pinning).
+QMP_TIMEOUT = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +51,7 @@ class GuestRun:
     boot_seconds: float     # QEMU start to the command's start
     qemu_cmdline: list[str]
     console: str            # the whole console log, for diagnosis
+    vcpu_pins: dict = dataclasses.field(default_factory=dict)   # vCPU index -> (host thread id, host CPU)
 
     def check(self) -> GuestRun:
         """This run, or BenchError with the console's tail if the command failed."""
@@ -136,6 +142,7 @@ class _Console:
         self.lines: list[str] = []
         self.begin_line: int | None = None
         self.status: int | None = None
+        self.boot_seconds = 0.0     # QEMU start to the command's start
         self.begun = threading.Event()
         self.ended = threading.Event()
         self._nonce, self._echo = nonce, echo
@@ -183,6 +190,12 @@ def _write_command(output_dir: Path, nonce: str, command: list[str], cwd: Path) 
     return script
 
 
+def _no_core_dump() -> None:
+    """In QEMU's process: an abort (KVM refusing -cpu host's MSRs, as PVM does) leaves no core of the
+    guest's memory behind."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def _kill(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)    # QEMU leads its own session
@@ -191,17 +204,112 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _qmp_vcpu_threads(path: Path, proc: subprocess.Popen, timeout: float = QMP_TIMEOUT) -> dict[int, int]:
+    """vCPU index -> host thread id, from QEMU's QMP `query-cpus-fast` on the socket at path."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        while True:     # QEMU creates the socket while it starts
+            try:
+                sock.connect(str(path))
+                break
+            except OSError as e:
+                if proc.poll() is not None:
+                    raise BenchError(f"QEMU exited ({_status(proc.returncode)}) before it answered on QMP")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"QEMU's QMP socket did not answer within {timeout:g} s ({e.strerror})")
+                time.sleep(0.05)
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        stream = sock.makefile("rw")
+
+        def execute(command: str):
+            stream.write(json.dumps({"execute": command}) + "\n")
+            stream.flush()
+            for line in stream:
+                reply = json.loads(line)
+                if "return" in reply:
+                    return reply["return"]
+                if "error" in reply:
+                    raise BenchError(f"QMP {command}: {reply['error'].get('desc', reply['error'])}")
+            raise BenchError(f"QEMU closed its QMP socket during {command}")
+
+        try:
+            json.loads(stream.readline() or "{}")       # the greeting
+            execute("qmp_capabilities")
+            return {int(c["cpu-index"]): int(c["thread-id"]) for c in execute("query-cpus-fast")}
+        except (OSError, ValueError, KeyError) as e:
+            raise BenchError(f"QMP query-cpus-fast failed: {e}") from None
+
+
+def pin_vcpu_threads(threads: dict[int, int], host_cpus: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+    """Pins vCPU i's thread to host_cpus[i], each to its own CPU; returns vCPU -> (thread id, host CPU),
+    as the kernel reports the affinity afterwards."""
+    if len(set(threads.values())) != len(threads):
+        raise BenchError(f"the vCPUs share host threads ({threads}): single-threaded TCG (icount) cannot "
+                         "be pinned per vCPU")
+    if len(host_cpus) < len(threads) or len(set(host_cpus)) != len(host_cpus):
+        raise BenchError(f"{len(threads)} vCPUs need as many distinct host CPUs to be pinned to, "
+                         f"not {list(host_cpus)}")
+    pins = {}
+    for index, tid in sorted(threads.items()):
+        cpu = host_cpus[index]
+        try:
+            os.sched_setaffinity(tid, {cpu})
+            got = os.sched_getaffinity(tid)
+        except OSError as e:
+            raise BenchError(f"cannot pin vCPU {index} (thread {tid}) to CPU {cpu}: {e.strerror}") from None
+        if got != {cpu}:
+            raise BenchError(f"vCPU {index} (thread {tid}) runs on CPUs {sorted(got)} after pinning to {cpu}")
+        pins[index] = (tid, cpu)
+    return pins
+
+
+def host_cpus_for(cpus: int) -> tuple[int, ...]:
+    """The first `cpus` CPUs this process may use: one host CPU per vCPU."""
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < cpus:
+        raise UsageError(f"pinning {cpus} vCPUs needs {cpus} host CPUs; this process may use {len(usable)}")
+    return tuple(usable[:cpus])
+
+
+def _status(code: int) -> str:
+    """'status N', or 'killed by SIGNAME' for a negative return code."""
+    if code >= 0:
+        return f"status {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
+
+
+def _wait_for(console: _Console, proc: subprocess.Popen, boot_timeout: float, run_timeout: float,
+              start: float) -> str | None:
+    """None once the guest command has ended (console.boot_seconds set), else what went wrong."""
+    if not console.begun.wait(boot_timeout):
+        return f"the guest did not start the command within {boot_timeout:g} s (boot hang?)"
+    if console.begin_line is None:
+        return f"QEMU exited ({_status(proc.wait())}) before the guest started the command"
+    console.boot_seconds = time.monotonic() - start
+    if not console.ended.wait(run_timeout):
+        return f"the guest command did not finish within {run_timeout:g} s"
+    if console.status is None:
+        return f"QEMU exited ({_status(proc.wait())}) before the guest command finished"
+    return None
+
+
 def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timing: str = "wall",
                  cpus: int = 2, memory_mb: int = 2048, output_dir: Path, boot_timeout: float = 120,
                  run_timeout: float = 3600, cwd: Path = REPO,
                  echo: Callable[[str], None] | None = None,
-                 extra_qemu_args: tuple[str, ...] = (), kernel_args: tuple[str, ...] = ()) -> GuestRun:
+                 extra_qemu_args: tuple[str, ...] = (), kernel_args: tuple[str, ...] = (),
+                 pin_vcpus: tuple[int, ...] | None = None) -> GuestRun:
     """Boot `kernel`, run `command` as root in the guest, and return its status and output.
 
     Raises BenchError (with the console's tail) if the guest does not boot, panics, hangs
     or does not finish the command within the timeouts; a command that fails is not an
     error here (see GuestRun.check).  kernel_args go first on the kernel command line
-    (bench.kernel.BOOT_ARGS has those a build variant needs).
+    (bench.kernel.BOOT_ARGS has those a build variant needs).  pin_vcpus: host CPUs, one per vCPU:
+    vCPU i's thread (QMP query-cpus-fast) is pinned to pin_vcpus[i] as soon as QEMU answers, before
+    the guest has booted, so that guest CPUs stand for distinct host CPUs (GuestRun.vcpu_pins).
     """
     if not command:
         raise UsageError("no command to run in the guest")
@@ -220,28 +328,28 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     output_dir.mkdir(parents=True, exist_ok=True)
     nonce = secrets.token_hex(8)
     script = _write_command(output_dir, nonce, command, cwd)
+    qmp_dir = Path(tempfile.mkdtemp(prefix="vmexec-qmp-")) if pin_vcpus else None
+    qmp = ("-qmp", f"unix:{qmp_dir / 'qmp.sock'},server=on,wait=off") if qmp_dir else ()
     cmdline = qemu_command(Path(kernel), output_dir, nonce, accel, timing, cpus, memory_mb,
-                           tuple(extra_qemu_args), tuple(kernel_args))
+                           (*qmp, *extra_qemu_args), tuple(kernel_args))
 
     start = time.monotonic()
     # QEMU leads a session of its own (a terminal's Ctrl-C is ours to handle), and setpriv makes it
     # die with this process however this one ends, SIGKILL included: no guest outlives its command.
     guard = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
     proc = subprocess.Popen([*guard, *cmdline], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_no_core_dump)
+    pins = {}
     try:
         console = _Console(proc.stdout, nonce, echo)
         failure = None
-        if not console.begun.wait(boot_timeout):
-            failure = f"the guest did not start the command within {boot_timeout:g} s (boot hang?)"
-        elif console.begin_line is None:
-            failure = f"QEMU exited (status {proc.wait()}) before the guest started the command"
+        try:
+            if qmp_dir:
+                pins = pin_vcpu_threads(_qmp_vcpu_threads(qmp_dir / "qmp.sock", proc), tuple(pin_vcpus))
+        except BenchError as e:
+            failure = f"vCPU pinning failed: {e}"
         else:
-            boot_seconds = time.monotonic() - start
-            if not console.ended.wait(run_timeout):
-                failure = f"the guest command did not finish within {run_timeout:g} s"
-            elif console.status is None:
-                failure = f"QEMU exited (status {proc.wait()}) before the guest command finished"
+            failure = _wait_for(console, proc, boot_timeout, run_timeout, start)
         if failure is None:
             try:    # the guest reboots right after the marker
                 proc.wait(timeout=30)
@@ -250,14 +358,16 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     finally:
         _kill(proc)
         script.unlink(missing_ok=True)
+        if qmp_dir:
+            shutil.rmtree(qmp_dir, ignore_errors=True)
     console.join()
     text = "\n".join(console.lines)
     if failure:
         if "Kernel panic" in text:
             failure += " (the guest kernel panicked)"
         raise BenchError(f"{failure} [{accel}]; console tail: {_tail(text)}")
-    return GuestRun(console.status, console.output(), accel, timing, round(boot_seconds, 2),
-                    cmdline, text)
+    return GuestRun(console.status, console.output(), accel, timing, round(console.boot_seconds, 2),
+                    cmdline, text, pins)
 
 
 def add_vm_options(p: argparse.ArgumentParser) -> None:
@@ -271,7 +381,12 @@ def add_vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel-variant", default="bench", choices=sorted(kernel.VARIANTS),
                    help="which cached kernel build to boot (bench/kernel.py VARIANTS; default bench; "
                         "safe: process_vm_exec isolates FPU/PKRU/FS-GS; unpatched: no process_vm_exec; "
-                        "mitigations: the host's speculation mitigations forced on)")
+                        "mitigations: the host's speculation mitigations, forced on under TCG, the CPU's own "
+                        "defaults under KVM)")
+    p.add_argument("--pin-vcpus", action="store_true",
+                   help="pin each vCPU's host thread to its own host CPU (the first --cpus this process may "
+                        "use), so that --pin same|cross in the guest means the same on the host (KVM, or "
+                        "TCG wall time; not icount, whose vCPUs share one thread)")
     p.add_argument("--boot-timeout", type=float, default=120, metavar="S")
     p.add_argument("--run-timeout", type=float, default=3600, metavar="S")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the arguments")
@@ -285,6 +400,10 @@ def _prepare(args) -> tuple[object, str]:
     why_not = accelerators.check(args.accel, args.timing)
     if why_not:
         raise UsageError(why_not)
+    if getattr(args, "pin_vcpus", False):
+        if args.timing == "icount":
+            raise UsageError("--pin-vcpus: under icount one host thread runs every vCPU; nothing to pin")
+        args.host_cpus = host_cpus_for(args.cpus)
     kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr),
                       variant=getattr(args, "kernel_variant", "bench"))
     accel, why = choose_accel(args.accel, args.timing, kb.bzimage)
@@ -292,12 +411,19 @@ def _prepare(args) -> tuple[object, str]:
     return kb, accel
 
 
+def boot_args(variant: str, accel: str) -> tuple[str, ...]:
+    """The kernel command line a variant needs under accel (KVM: bench.kernel.KVM_BOOT_ARGS first)."""
+    if accel == "kvm" and variant in kernel.KVM_BOOT_ARGS:
+        return tuple(kernel.KVM_BOOT_ARGS[variant])
+    return tuple(kernel.BOOT_ARGS.get(variant, ()))
+
+
 def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun:
     return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
-                        kernel_args=kernel.BOOT_ARGS.get(getattr(args, "kernel_variant", "bench"), ()),
+                        kernel_args=boot_args(getattr(args, "kernel_variant", "bench"), accel),
                         cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
                         boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
-                        echo=echo_with_host_clock())
+                        echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None))
 
 
 #: The guest runner's progress lines (bench.runner.Progress).
@@ -338,6 +464,8 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
                  f"qemu={qemu_version()}", f"host_cpu_model={cpu_model()}"]
         if kb.source:
             tags.append(f"kernel_source={kb.source}")
+        if getattr(args, "host_cpus", None):    # vCPU i on host CPU host_cpus[i] (run_in_guest checks it)
+            tags.append("vcpu_host_cpus=" + ",".join(map(str, args.host_cpus)))
         command = [sys.executable, "-m", "bench", subcommand, "--output", str(guest_result),
                    *(a for t in tags for a in ("--tag", t)), *args.command]
         run = _run(args, command, kb, accel, Path(share))
@@ -345,7 +473,8 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
             raise BenchError(f"the guest run wrote no {name}; console tail: {_tail(run.console)}")
         results.publish(final, lambda staged: shutil.move(guest_result, staged))
         # kept even if some case failed: its metadata says which
-    print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s; results: {final}")
+    pinned = "".join(f", vCPU {i} on host CPU {cpu} (thread {tid})" for i, (tid, cpu) in sorted(run.vcpu_pins.items()))
+    print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s{pinned}; results: {final}")
     run.check()
     return 0
 

@@ -188,3 +188,27 @@ def test_vm_rfc_runs_both_rfc_programs(bzimage, tmp_path):
     record = json.loads(result.read_text())
     assert record["kind"] == "rfc-replica" and record["kernel"].endswith("-vmexec")
     assert all(p["available"] and p["iterations"] > 0 for p in record["programs"])
+
+
+def test_vcpu_threads_are_pinned_to_their_own_host_cpus(bzimage, share):
+    """--pin-vcpus under TCG wall time (multi-threaded TCG: one host thread per vCPU, as under KVM)."""
+    cpus = vm.host_cpus_for(2)
+    run = guest(["true"], bzimage, share, timing="wall", cpus=2, pin_vcpus=cpus)
+    assert run.exit_status == 0
+    assert sorted(run.vcpu_pins) == [0, 1]
+    assert [cpu for _, cpu in (run.vcpu_pins[0], run.vcpu_pins[1])] == list(cpus)
+    assert run.vcpu_pins[0][0] != run.vcpu_pins[1][0]
+    assert any(a.startswith("unix:") for a in run.qemu_cmdline if "qmp" in a)
+    assert not qemu_processes(share)
+
+
+def test_kvm_probe_is_bounded_and_leaves_no_qemu(bzimage):
+    """Where KVM boots the probe passes; here (/dev/kvm is PVM) it fails with one line, and either way
+    no QEMU is left behind (the main job falls back to TCG+icount on that line)."""
+    why = vm._kvm_usable()
+    if why:
+        pytest.skip(why)
+    vm._probe_cache.clear()
+    why = vm.probe(bzimage, "kvm")
+    assert why is None or (why.startswith("a probe boot failed") and "\n" not in why)
+    assert not [p for p in qemu_processes("vmexec-kvm-probe-") if "kvm" in p]

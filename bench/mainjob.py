@@ -1,0 +1,226 @@
+"""`bench main`: the main job of ./run.sh, KVM first wherever it boots.
+
+The job is a first answer (the claim's backends, same CPU, host then guest, and a report of its own
+in results/first-answer/), then the full run (every backend on the host, the guest, the RFC's
+programs) and the report.  Which clock the guest runs take is decided here, once, in Python:
+
+* KVM wall clock, when a probe boot under KVM runs a command (bench.vm.probe: bounded, no QEMU left
+  behind).  The guest then boots the `mitigations` kernel variant with the CPU's own defaults (no
+  forced mitigation options: under `-cpu host` the guest sees the host CPU's bugs and picks what
+  it needs), and each vCPU thread is pinned to its own host CPU, so that --pin same|cross in the
+  guest means the same on the host.  The icount run of the full job is still made: the anatomy and
+  the regression check are built on it.
+* TCG with icount otherwise, with the probe's reason.
+
+It prints which clock it took and why in one line, then runs each step as `python -m bench ...`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import kernel
+from bench.errors import BenchError, Interrupted, UsageError
+
+#: The first answer's backends: the claim's two, native, and three other C mechanisms whose
+#: host-versus-guest distortion bounds the emulator's error (the verdict needs at least three).
+CLAIM_BACKENDS = "native,ptrace-sysemu,process-vm-exec,ptrace-syscall,seccomp-trace,seccomp-trap"
+FIRST_ANSWER_DIR = "results/first-answer"
+#: The kernel a KVM guest boots, unless asked otherwise (--kvm-variant).
+KVM_VARIANT = "mitigations"
+CLOCK_CHOICES = ("auto", "kvm", "icount")
+#: Seconds a step has, once the job is interrupted, to end by itself (a guest run kills its QEMU)
+#: before it is sent SIGINT, and then before it is killed.
+STEP_GRACE = (2.0, 60.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    clock: str                  # "kvm" (KVM wall clock) or "icount" (TCG with icount)
+    reason: str                 # why, one line
+    kvm_variant: str | None     # the kernel variant the KVM guest boots
+
+    @property
+    def line(self) -> str:
+        what = (f"KVM wall clock (kernel variant {self.kvm_variant}, -cpu host, vCPUs pinned)"
+                if self.clock == "kvm" else "TCG with icount (a path-length clock)")
+        return f"main job: clock: {what}: {self.reason}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    what: str
+    argv: tuple[str, ...]           # after `python -m bench`
+    results_dir: str | None = None  # VMEXEC_RESULTS_DIR for the step; None: the default
+    own_results: bool = False       # a report: argv is followed by the result files this job wrote there
+
+    def directory(self) -> Path:
+        from bench import results
+        return results.directory(Path(self.results_dir) if self.results_dir else None)
+
+
+def probe_kvm() -> str | None:
+    """None if a probe boot under KVM runs a command here, else why not.
+
+    It boots the benchmark kernel, which the icount run needs anyway (built and cached on first
+    use); vm.probe bounds it (PROBE_TIMEOUT) and kills QEMU's whole session whatever happens.
+    """
+    from bench import vm
+
+    why_not = vm._kvm_usable()      # no /dev/kvm: no kernel build just to find out
+    if why_not:
+        return why_not
+    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr, flush=True))
+    return vm.probe(kb.bzimage, "kvm")
+
+
+def decide(requested: str = "auto", kvm_variant: str = KVM_VARIANT, probe=None) -> Decision:
+    """Which clock the main job's guest runs take, and why (probe: returns why KVM cannot boot, or None)."""
+    if requested not in CLOCK_CHOICES:
+        raise UsageError(f"--clock must be one of {', '.join(CLOCK_CHOICES)}, not {requested!r}")
+    if kvm_variant not in kernel.VARIANTS:
+        raise UsageError(f"--kvm-variant must be one of {', '.join(sorted(kernel.VARIANTS))}, not {kvm_variant!r}")
+    if requested == "icount":
+        return Decision("icount", "asked for (--clock icount)", None)
+    why_not = (probe or probe_kvm)()
+    if why_not is None:
+        return Decision("kvm", "a probe boot under KVM ran a command" + (" (--clock kvm)" if requested == "kvm" else ""),
+                        kvm_variant)
+    why_not = " ".join(str(why_not).split())       # one line, whatever the console said
+    if requested == "kvm":
+        raise BenchError(f"--clock kvm: KVM cannot boot a guest here: {why_not}")
+    return Decision("icount", f"KVM cannot boot a guest here: {why_not}", None)
+
+
+def _kvm_guest(decision: Decision, subcommand: str) -> tuple[str, ...]:
+    return ("vm", subcommand, "--accel", "kvm", "--timing", "wall", "--kernel-variant", decision.kvm_variant,
+            "--pin-vcpus")
+
+
+def _icount_guest(subcommand: str) -> tuple[str, ...]:
+    return ("vm", subcommand, "--accel", "tcg", "--timing", "icount")
+
+
+def plan(decision: Decision, run_args: list[str] | tuple[str, ...] = ()) -> list[Step]:
+    """The main job's steps; run_args go to the full host run (`bench run --scaling RUN_ARGS`)."""
+    same = ("--pin", "same", "--backends", CLAIM_BACKENDS)
+    steps = [Step("first answer: host", ("run", "--fast", *same), FIRST_ANSWER_DIR)]
+    if decision.clock == "kvm":
+        steps.append(Step("first answer: KVM guest", (*_kvm_guest(decision, "run"), "--", "--fast", *same),
+                          FIRST_ANSWER_DIR))
+    else:
+        steps.append(Step("first answer: icount guest",
+                          (*_icount_guest("run"), "--", *same, "--processes", "1", "--values", "3"),
+                          FIRST_ANSWER_DIR))
+    # Reports name the files this job wrote: `bench report` alone would take the newest guest run, which on
+    # KVM is the icount one, and might take an older run's files.
+    steps.append(Step("first answer: report", ("report",), FIRST_ANSWER_DIR, own_results=True))
+    # Host: every backend, both pinnings, both scaling sweeps.
+    steps.append(Step("host: every backend", ("run", "--scaling", *run_args)))
+    if decision.clock == "kvm":
+        steps.append(Step("KVM guest: every backend", (*_kvm_guest(decision, "run"), "--", "--scaling")))
+    # The icount guest, made on every machine: the anatomy and the regression check build on it.  Its
+    # parallel sweep is reported unmeasurable there (one instruction clock serves every vCPU); icount
+    # repeats itself, so few workers suffice.
+    steps.append(Step("icount guest: every backend",
+                      (*_icount_guest("run"), "--", "--scaling", "--processes", "2", "--values", "3")))
+    steps.append(Step("RFC's programs", _kvm_guest(decision, "rfc") if decision.clock == "kvm"
+                      else _icount_guest("rfc")))
+    steps.append(Step("report", ("report",), own_results=True))
+    return steps
+
+
+def _default_sigint() -> None:
+    """In the step's process: SIGINT ends it through KeyboardInterrupt (and a guest run's clean-up), even
+    if the job was started with SIGINT ignored (a background job of a script)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def run_step(argv: list[str], env: dict[str, str]) -> int:
+    """argv's exit status.  SIGINT or SIGTERM to the job ends the step first: a Ctrl-C reaches it too
+    (one process group); otherwise it is sent SIGINT after STEP_GRACE[0] s, so that a guest run kills
+    its QEMU, and SIGKILL after STEP_GRACE[1] s more; then Interrupted."""
+    received: list[str] = []
+
+    def note(signum, frame):
+        received.append(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        proc = subprocess.Popen(argv, env=env, preexec_fn=_default_sigint)
+        escalation = iter([(STEP_GRACE[0], proc.send_signal, signal.SIGINT), (STEP_GRACE[1], proc.kill, None)])
+        since = None
+        while True:
+            try:
+                status = proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if received and since is None:
+                since, (grace, act, arg) = time.monotonic(), next(escalation)
+            if since is not None and time.monotonic() - since > grace:
+                act(*([arg] if arg is not None else []))
+                since, (grace, act, arg) = time.monotonic(), next(escalation, (float("inf"), None, None))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise Interrupted(f"main job: interrupted by {received[0]}")
+    return status
+
+
+def _results_in(directory: Path) -> set[Path]:
+    return {p.resolve() for p in directory.glob("*.json") if p.is_file()}
+
+
+def execute(steps: list[Step], run=None) -> None:
+    """Runs the steps in order, each as `python -m bench ...` (run: run_step); stops at the first that fails.
+    A report step is given the result files the job's earlier steps wrote in its directory."""
+    run = run or run_step
+    written: dict[Path, list[Path]] = {}
+    for i, step in enumerate(steps, 1):
+        env = dict(os.environ)
+        if step.results_dir:
+            env["VMEXEC_RESULTS_DIR"] = step.results_dir
+        where = step.directory().resolve()
+        argv = [*step.argv, *map(str, written.get(where, []))] if step.own_results else list(step.argv)
+        print(f"main job: step {i} of {len(steps)}: {step.what}: bench {' '.join(argv)}", flush=True)
+        before = _results_in(where)
+        status = run([sys.executable, "-m", "bench", *argv], env)
+        written.setdefault(where, []).extend(sorted(_results_in(where) - before))
+        if status:
+            raise BenchError(f"main job: step {i} ({step.what}) failed with exit status {status}")
+
+
+def _cmd_main(args) -> int:
+    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    decision = decide(args.clock, args.kvm_variant)
+    print(decision.line, flush=True)
+    steps = plan(decision, run_args)
+    if args.dry_run:
+        for step in steps:
+            where = f"VMEXEC_RESULTS_DIR={step.results_dir} " if step.results_dir else ""
+            own = " (the result files the steps above wrote)" if step.own_results else ""
+            print(f"{where}python -m bench {' '.join(step.argv)}{own}")
+        return 0
+    execute(steps)
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser("main", help="the main job of ./run.sh: a first answer, the full run and the "
+                                           "report, on the KVM wall clock where KVM boots, else TCG+icount")
+    p.add_argument("--clock", choices=CLOCK_CHOICES, default=os.environ.get("VMEXEC_CLOCK", "auto"),
+                   help="auto (default, or $VMEXEC_CLOCK): KVM's wall clock if a probe boot works, else "
+                        "TCG+icount; kvm: fail if KVM does not boot; icount: never try KVM")
+    p.add_argument("--kvm-variant", choices=sorted(kernel.VARIANTS),
+                   default=os.environ.get("VMEXEC_KVM_VARIANT", KVM_VARIANT),
+                   help=f"the kernel variant a KVM guest boots (default {KVM_VARIANT}, or $VMEXEC_KVM_VARIANT)")
+    p.add_argument("--dry-run", action="store_true", help="decide the clock, print the steps, run nothing")
+    p.add_argument("run_args", nargs="...", help="-- then options for the full host run (bench run --scaling ...)")
+    p.set_defaults(func=_cmd_main)
