@@ -180,7 +180,8 @@ def write(paths: list[pathlib.Path], output: pathlib.Path, force: bool = False) 
         results.check_new(output)
     data = results.read_json(newest)
     data.setdefault("metadata", {})[BASELINE_KEY] = json.dumps(meta, sort_keys=True)
-    results.publish(output, lambda staged: staged.write_text(json.dumps(data, sort_keys=True) + "\n"))
+    results.publish(output, lambda staged: staged.write_text(json.dumps(data, sort_keys=True) + "\n"),
+                    exists="replace" if output.exists() else "fail")
     return output
 
 

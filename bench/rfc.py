@@ -81,13 +81,14 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write(programs: list[dict], output: Path, tags: dict[str, str], started: str) -> None:
+def write(programs: list[dict], output: Path, tags: dict[str, str], started: str, exists: str = "fail") -> Path:
     """The replica's record, published atomically (the schema bench.analysis.load_rfc reads)."""
     record = {"kind": results.RFC_KIND, "started": started, "kernel": os.uname().release,
               "accelerator": tags.get("accelerator", environment.accelerator()),
               "timing": tags.get("timing", "wall"), "commit": environment.git_commit(),
               "programs": programs}
-    results.publish(output, lambda staged: staged.write_text(json.dumps(record, indent=1) + "\n"))
+    return results.publish(output, lambda staged: staged.write_text(json.dumps(record, indent=1) + "\n"),
+                           exists=exists)
 
 
 def _cmd_rfc(args) -> int:
@@ -97,7 +98,7 @@ def _cmd_rfc(args) -> int:
     started = datetime.datetime.now().isoformat()
     programs = run(args.seconds)
     print(table(programs))
-    write(programs, output, dict(args.tag), started)
+    output = write(programs, output, dict(args.tag), started, exists="fail" if args.output else "rename")
     print(f"results: {output}")
     return 0
 

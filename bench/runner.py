@@ -263,16 +263,18 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
         register(runner, runnable, on_failure, before=_progress(len(runnable), log))
         if not tmp.exists():
             raise BenchError("every case failed during measurement: " + "; ".join(failed.values()))
-        finish(tmp, final, {**metadata, "vmexec_unavailable": json.dumps(unavailable, sort_keys=True),
-                            "vmexec_failed": json.dumps(failed, sort_keys=True)})
+        final = finish(tmp, final, {**metadata, "vmexec_unavailable": json.dumps(unavailable, sort_keys=True),
+                            "vmexec_failed": json.dumps(failed, sort_keys=True)},
+                       exists="fail" if opts.output else "rename")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return RunOutcome(final, unavailable, failed)
 
 
-def finish(tmp: pathlib.Path, final: pathlib.Path, metadata: dict) -> None:
-    """Add the run's metadata (and what could not be measured) to every benchmark, then publish atomically."""
+def finish(tmp: pathlib.Path, final: pathlib.Path, metadata: dict, exists: str = "fail") -> pathlib.Path:
+    """Add the run's metadata (and what could not be measured) to every benchmark, then publish atomically
+    (results.publish: where it went, never over another file)."""
     suite = pyperf.BenchmarkSuite.load(str(tmp))
     for bench in suite.get_benchmarks():
         bench.update_metadata(metadata)
-    results.publish(final, lambda staged: suite.dump(str(staged)))    # never clobbers: output_path() checked
+    return results.publish(final, lambda staged: suite.dump(str(staged)), exists=exists)
