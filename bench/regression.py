@@ -190,8 +190,19 @@ def load(path: pathlib.Path) -> Baseline:
     raw = data.get("metadata", {}).get(BASELINE_KEY) if isinstance(data.get("metadata"), dict) else None
     if raw is None:
         raise UsageError(f"{path}: not a baseline (no {BASELINE_KEY} metadata): make one with `bench baseline`")
-    meta = json.loads(raw)
-    return Baseline(path, A.load([path]), meta["noise"], meta["runs"], meta["rerun"])
+    try:
+        meta = json.loads(raw)
+        noise, runs, rerun = meta["noise"], meta["runs"], meta["rerun"]
+        if not (isinstance(runs, list) and isinstance(rerun, list) and all(isinstance(a, str) for a in rerun)):
+            raise TypeError("runs and rerun must be lists")
+        # A non-finite centre or spread would make every threshold NaN: bad input like a non-finite value.
+        bad = [label for label, n in noise.items()
+               if not (0 < n["centre"] < math.inf and 0 <= n["sd"] < math.inf and n["runs"] >= 2)]
+    except (TypeError, ValueError, KeyError, AttributeError) as e:     # json's errors are ValueErrors
+        raise UsageError(f"{path}: malformed {BASELINE_KEY} metadata ({type(e).__name__}: {e})") from None
+    if bad:
+        raise UsageError(f"{path}: case {bad[0]}: its noise in {BASELINE_KEY} is not finite")
+    return Baseline(path, A.load([path]), noise, runs, rerun)
 
 
 def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None) -> Baseline:
@@ -226,6 +237,8 @@ def differences(a: dict, b: dict) -> str:
 
 def judge(change: float, low: float, high: float, threshold: float) -> str:
     """regressed / improved only beyond the threshold and with the whole interval on that side of 1."""
+    if not all(map(math.isfinite, (change, low, high, threshold))):
+        return "missing"        # NaN compares false with everything: a ratio not computed is never "unchanged"
     if change > 1 + threshold:
         return "regressed" if low > 1 else "inconclusive"
     if change < 1 / (1 + threshold):

@@ -1,6 +1,7 @@
 """Issue 21: what a hostile user tries.  Nothing lost (concurrent runs, files appearing, full disks),
 nothing false accepted (non-finite numbers), and bad input is one line and exit 2, never a traceback."""
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -60,3 +61,92 @@ def test_a_file_appearing_at_the_target_during_the_write_is_never_overwritten(tm
     went = results.publish(final, write_while_another_appears, exists="rename")    # a name the harness chose
     assert went == tmp_path / "r-2.json" and went.read_text() == "mine\n"
     assert final.read_text() == "theirs\n" and hidden(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- item 3: non-finite values
+
+from data.synthetic import HOST, write_rfc, write_suite     # noqa: E402
+
+from bench import regression as R      # noqa: E402
+
+BASE = {k: v for k, v in HOST.items() if ":pages=" not in k and ":parallel=" not in k}
+
+
+def with_value(path: pathlib.Path, case: str, value: float) -> pathlib.Path:
+    """path with the first value of case's first worker replaced, as a hand-edited file would have it."""
+    data = json.loads(path.read_text())
+    bench = next(b for b in data["benchmarks"] if b["metadata"]["name"] == case)
+    bench["runs"][1]["values"][0] = value       # runs[0] holds only the common metadata here
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan, -1.0])
+def test_a_run_with_a_non_finite_value_is_bad_input_for_every_command(tmp_path, bad):
+    good = write_suite(tmp_path / "good.json", BASE, started="2026-01-01T00:00:00")
+    baseline = R.write([good], tmp_path / "baseline.json")
+    broken = with_value(write_suite(tmp_path / "broken.json", BASE, started="2026-01-01T00:01:00"),
+                        "native:pin=in-process", bad)
+    for args in (["check", "--baseline", str(baseline), "--current", str(broken)],
+                 ["compare", str(good), str(broken)],
+                 ["report", str(good), str(broken), "--output", str(tmp_path / "report")],
+                 ["baseline", str(good), str(broken), "--output", str(tmp_path / "b2.json")],
+                 ["history", str(good), str(broken), "--output", str(tmp_path / "history")]):
+        err = one_line(run_bench(*args))
+        assert "broken.json" in err, (args, err)
+        if bad == math.inf:     # pyperf itself refuses nan and negative values when it loads them
+            assert "case native:pin=in-process: value inf is not a finite positive time" in err, (args, err)
+    assert not (tmp_path / "b2.json").exists()
+
+
+def test_an_rfc_replica_with_an_infinite_cost_is_bad_input(tmp_path):
+    good = write_suite(tmp_path / "good.json", BASE)
+    rfc = write_rfc(tmp_path / "rfc.json")
+    data = json.loads(rfc.read_text())
+    data["programs"][0]["true_ns_per_iteration"] = math.inf
+    rfc.write_text(json.dumps(data))
+    err = one_line(run_bench("report", str(good), str(rfc), "--output", str(tmp_path / "report")))
+    assert "rfc.json: program ptrace_vm_exec: true_ns_per_iteration" in err
+
+
+def test_a_ratio_that_cannot_be_computed_is_never_unchanged():
+    for args in [(math.nan, math.nan, math.nan, 0.02), (1.0, math.nan, 1.01, 0.02), (1.0, 0.99, 1.01, math.nan),
+                 (math.inf, 2.0, math.inf, 0.02)]:
+        assert R.judge(*args) == "missing", args
+    assert R.judge(1.0, 0.99, 1.01, 0.02) == "unchanged"
+
+
+def rewrite_baseline_meta(path: pathlib.Path, edit) -> pathlib.Path:
+    data = json.loads(path.read_text())
+    data["metadata"][R.BASELINE_KEY] = edit(json.loads(data["metadata"][R.BASELINE_KEY]))
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: {**m, "noise": {k: {**n, "sd": math.nan} for k, n in m["noise"].items()}}, "not finite"),
+    (lambda m: json.dumps(m)[:-1] + "]", "malformed vmexec_baseline"),
+    (lambda m: json.dumps({k: v for k, v in m.items() if k != "noise"}), "malformed vmexec_baseline"),
+    (lambda m: json.dumps({**m, "rerun": "run --fast"}), "malformed vmexec_baseline"),
+])
+def test_a_baseline_with_non_finite_noise_or_malformed_metadata_is_bad_input(tmp_path, edit, message):
+    runs = [write_suite(tmp_path / f"run{i}.json", BASE, seed=i + 1, started=f"2026-01-01T00:0{i}:00")
+            for i in range(2)]
+    baseline = R.write(runs, tmp_path / "baseline.json")
+
+    def apply(meta):
+        out = edit(meta)
+        return out if isinstance(out, str) else json.dumps(out)
+    rewrite_baseline_meta(baseline, apply)
+    err = one_line(run_bench("check", "--baseline", str(baseline), "--current", str(runs[0])))
+    assert message in err
+
+
+def test_metadata_of_the_wrong_type_is_bad_input(tmp_path):
+    good = write_suite(tmp_path / "good.json", BASE)
+    data = json.loads(good.read_text())
+    for b in data["benchmarks"]:
+        b.setdefault("metadata", {})["vmexec_pages"] = "lots"
+    (tmp_path / "lots.json").write_text(json.dumps(data))
+    err = one_line(run_bench("compare", str(good), str(tmp_path / "lots.json")))
+    assert "lots.json: case" in err and "malformed metadata" in err
