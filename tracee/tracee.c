@@ -96,7 +96,7 @@ int tracee_main(int argc, char **argv)
 	}
 	if (st.syscalls <= 0 || optind != argc)
 		return usage_error("vmexec tracee: -n SYSCALLS (>= 1) is required");
-	if (st.pages > (1L << 20))
+	if (st.pages > MAX_PAGES)
 		return usage_error("vmexec tracee: -k is at most 1048576 pages");
 	if (st.pages) {
 		void *buf = mmap(NULL, st.pages * PAGE_BYTES, PROT_READ | PROT_WRITE,
