@@ -17,9 +17,9 @@ import subprocess
 from pathlib import Path
 
 from bench import environment, results
-from bench.cli import parse_tag
+from bench.cli import number, parse_tag
 from bench.environment import REPO
-from bench.errors import BenchError, UsageError
+from bench.errors import BenchError
 from bench.kernel import cache_root
 from tracers.driver import constants
 
@@ -92,8 +92,6 @@ def write(programs: list[dict], output: Path, tags: dict[str, str], started: str
 
 
 def _cmd_rfc(args) -> int:
-    if args.seconds <= 0:
-        raise UsageError("--seconds must be > 0")
     output = results.output(args.output, f"rfc-{socket.gethostname()}")
     started = datetime.datetime.now().isoformat()
     programs = run(args.seconds)
@@ -105,7 +103,8 @@ def _cmd_rfc(args) -> int:
 
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser("rfc", help="the RFC's own two benchmark programs, re-implemented")
-    p.add_argument("--seconds", type=float, default=5.0, help="loop length (the RFC: 5)")
+    p.add_argument("--seconds", type=number(float, 0, 3600, above=True), default=5.0,
+                   help="loop length (the RFC: 5)")
     p.add_argument("--output", type=Path, help="results file (default: ./results/rfc-HOST-TIME.json)")
     p.add_argument("--tag", type=parse_tag, action="append", default=[],
                    help="KEY=VALUE; accelerator= and timing= describe a VM run")

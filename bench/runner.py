@@ -245,16 +245,16 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
             "--inherit-environ", ",".join(TEST_KNOBS)]
     if opts.mode != "normal":
         argv.append(f"--{opts.mode}")
-    if opts.processes:
-        argv += ["--processes", str(opts.processes)]
-    if opts.values:
-        argv += ["--values", str(opts.values)]
     if opts.min_time:
         argv += ["--min-time", str(opts.min_time)]
 
     try:
         runner = make_runner()
         runner.parse_args(argv)
+        # Set after parsing: pyperf's --fast and --rigorous replace any --processes and --values given with them.
+        for option in ("processes", "values"):
+            if getattr(opts, option):
+                setattr(runner.args, option, getattr(opts, option))
         log(f"measuring {len(runnable)} cases with pyperf ({opts.mode}) ...")
 
         def on_failure(case, reason):

@@ -150,3 +150,58 @@ def test_metadata_of_the_wrong_type_is_bad_input(tmp_path):
     (tmp_path / "lots.json").write_text(json.dumps(data))
     err = one_line(run_bench("compare", str(good), str(tmp_path / "lots.json")))
     assert "lots.json: case" in err and "malformed metadata" in err
+
+
+# --------------------------------------------------------------------------- items 4, 6, 10, 11, 16: options
+
+#: A run as small as the harness makes one, for the checks that must refuse it before measuring.
+SMALL = ["run", "--backends", "native", "--pin", "same", "--processes", "1", "--values", "1"]
+
+
+@pytest.mark.parametrize("args, message", [
+    ([*SMALL, "--timeout", "nan"], "--timeout"),
+    ([*SMALL, "--timeout", "inf"], "--timeout"),
+    ([*SMALL, "--timeout", "1e308"], "--timeout"),
+    ([*SMALL, "--min-time", "nan"], "--min-time"),
+    (["rfc", "--seconds", "nan"], "--seconds"),
+    (["rfc", "--seconds", "inf"], "--seconds"),
+    ([*SMALL, "--processes", str(10 ** 20)], "--processes"),
+    ([*SMALL, "--values", str(10 ** 9)], "--values"),
+    ([*SMALL, "--pages", "1048577"], "--pages"),
+    ([*SMALL, "--tag", "note=two\nlines"], "--tag"),
+    ([*SMALL, "--output", "/tmp/two\nlines.json"], "newline"),
+    (["--bogus"], "--bogus"),
+])
+def test_absurd_options_are_refused_before_anything_is_measured(args, message):
+    proc = run_bench(*args, timeout=120)
+    assert message in one_line(proc)
+    assert proc.stdout == ""        # nothing checked, nothing measured
+
+
+def test_fast_keeps_the_processes_and_values_given(tmp_path):
+    """--processes and --values override the mode, as the help says: pyperf's --fast replaced them."""
+    out = tmp_path / "r.json"
+    proc = run_bench("run", "--fast", "--backends", "native", "--processes", "1", "--values", "1",
+                     "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    bench = pyperf.BenchmarkSuite.load(str(out)).get_benchmark("native:pin=in-process")
+    assert bench.get_nvalue() == 1        # --fast alone: 3 processes of 2 values
+
+
+# --------------------------------------------------------------------------- item 13: the C driver's numbers
+
+@pytest.mark.parametrize("option", [["-P", "4294967297"], ["-t", "4294967296"], ["-w", "4294967297"],
+                                    ["-T", "999"], ["-t", "999"]])
+def test_the_driver_never_truncates_a_number_and_answers_usage_errors_alike(option):
+    from tracers.driver import VMEXEC
+    proc = subprocess.run([str(VMEXEC), "run", "native", "-n", "1000", *option], capture_output=True, text=True,
+                          timeout=60)
+    assert option[0] in one_line(proc)
+
+
+def test_the_driver_reads_decimal_only():
+    from conftest import run_vmexec
+    proc, report = run_vmexec("run", "native", "-n", "010")
+    assert proc.returncode == 0 and report["syscalls"] == 10
+    proc, _ = run_vmexec("run", "native", "-n", "0x10")
+    one_line(proc)
