@@ -1,5 +1,6 @@
 """Issue 21: what a hostile user tries.  Nothing lost (concurrent runs, files appearing, full disks),
 nothing false accepted (non-finite numbers), and bad input is one line and exit 2, never a traceback."""
+import gzip
 import json
 import math
 import os
@@ -205,3 +206,72 @@ def test_the_driver_reads_decimal_only():
     assert proc.returncode == 0 and report["syscalls"] == 10
     proc, _ = run_vmexec("run", "native", "-n", "0x10")
     one_line(proc)
+
+
+# --------------------------------------------------------------------------- items 7, 8, 14, 16: anatomy
+
+from bench import anatomy as AN      # noqa: E402
+
+#: Guest anatomy features (instructions, CR3 writes, kernel entries per syscall) and host costs that fit them.
+FEATURES = {"native": (227, 0, 1), "ptrace-sysemu": (12434, 2, 5), "ptrace-syscall": (24396, 4, 9),
+            "seccomp-trap": (5310, 0, 2), "seccomp-unotify": (6469, 2, 3), "process-vm-exec": (2386, 2, 2)}
+PINS = {"native": "in-process", "seccomp-trap": "in-process"}
+
+
+def model_inputs(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """(anatomy directory, host run) from which anatomy-model fits a model."""
+    anatomy = tmp_path / "anatomy"
+    anatomy.mkdir()
+    backends = [{"backend": b, "insns_per_syscall": i, "totals": {"cr3_write": c, "syscall": k, AN.EVENT: 0.0}}
+                for b, (i, c, k) in FEATURES.items()]
+    (anatomy / "anatomy.json").write_text(json.dumps({"meta": {}, "backends": backends}))
+    host = write_suite(tmp_path / "host.json", {f"{b}:pin={PINS.get(b, 'same')}": 0.2 * i + 300 * c + 50 * k
+                                               for b, (i, c, k) in FEATURES.items() if b != "process-vm-exec"})
+    return anatomy, host
+
+
+def test_anatomy_model_output_is_new_and_atomic(tmp_path):
+    anatomy, host = model_inputs(tmp_path)
+    base = ["anatomy-model", "--anatomy", str(anatomy), "--host", str(host), "--output"]
+    written = tmp_path / "model.md"
+    proc = run_bench(*base, str(written))
+    assert proc.returncode == 0, proc.stderr
+    assert written.read_text().startswith("# Cost model") and hidden(tmp_path) == []
+    for target in (host, tmp_path / "model.md", tmp_path, pathlib.Path("/proc/model.md")):
+        before = target.read_bytes() if target.is_file() else None
+        one_line(run_bench(*base, str(target)))
+        assert (target.read_bytes() if target.is_file() else None) == before, target
+
+
+@pytest.mark.parametrize("content", [b"{}", b"\x89PNG\r\n\x1a\n\x00\xff", b'{"meta": {}, "backends": [{"backend": '
+                                     b'"native", "insns_per_syscall": Infinity, "totals": {}}]}'])
+def test_a_malformed_anatomy_json_is_bad_input(tmp_path, content):
+    anatomy, host = model_inputs(tmp_path)
+    (anatomy / "anatomy.json").write_bytes(content)
+    assert "anatomy.json" in one_line(run_bench("anatomy-model", "--anatomy", str(anatomy), "--host", str(host)))
+    # bench report finds the anatomy beside the results
+    err = one_line(run_bench("report", str(host), "--output", str(tmp_path / "report")))
+    assert "anatomy.json" in err
+
+
+def raw_directory(tmp_path: pathlib.Path, counts: bytes) -> pathlib.Path:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "counts.txt.gz").write_bytes(counts)
+    (raw / "kallsyms.txt.gz").write_bytes(gzip.compress(b"ffffffff81000000 T _stext\n"))
+    (raw / "driver.tsv").write_text('native\t0\t{"ok": true, "calls": 100, "matched": 100, "elapsed_ns": 1}\n')
+    (raw / "vmexec").write_bytes(b"")
+    return raw
+
+
+@pytest.mark.parametrize("counts", [b"\x1f\x8b\x08 truncated", gzip.compress(b"# no window at all\n")])
+def test_anatomy_from_raw_on_junk_is_bad_input(tmp_path, counts):
+    raw = raw_directory(tmp_path, counts)
+    err = one_line(run_bench("anatomy", "--from-raw", str(raw), "--output", str(tmp_path / "out")))
+    assert str(raw) in err
+
+
+@pytest.mark.parametrize("args", [["--syscalls", "0"], ["--backends", "no-such-backend"]])
+def test_anatomy_with_bad_arguments_makes_no_directory(tmp_path, args):
+    one_line(run_bench("anatomy", "--output", str(tmp_path / "out"), *args))
+    assert not (tmp_path / "out").exists()
