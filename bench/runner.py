@@ -26,7 +26,7 @@ from tracers import BackendFailed, BackendUnavailable
 from tracers.driver import TEST_KNOBS
 
 from . import environment, plan, results
-from .errors import BenchError, Interrupted, UsageError
+from .errors import BenchError, Interrupted, UsageError, writable_directory
 
 #: Short checked run that validates each case before it is timed.
 PREFLIGHT_SYSCALLS = 2000
@@ -211,6 +211,7 @@ def run(opts: RunOptions, log=_say) -> RunOutcome:
     backends = select_backends(opts.backends)
     cpus = choose_cpus(opts.cpus)
     final = output_path(opts.output)
+    writable_directory(pathlib.Path(tempfile.gettempdir()))     # where pyperf writes the suite first
     opts = dataclasses.replace(opts, timeout=opts.timeout or tracers.driver.constants()["default_timeout_s"])
     cases = plan.build_plan(backends, opts.pins, opts.pages, opts.parallel, cpus, opts.timeout)
 

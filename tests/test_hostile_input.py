@@ -275,3 +275,53 @@ def test_anatomy_from_raw_on_junk_is_bad_input(tmp_path, counts):
 def test_anatomy_with_bad_arguments_makes_no_directory(tmp_path, args):
     one_line(run_bench("anatomy", "--output", str(tmp_path / "out"), *args))
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- item 5: a full disk
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB file system mounted for the test (needs root, as the harness does)."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield where
+    subprocess.run(["umount", str(where)], check=True)
+
+
+def fill(where: pathlib.Path, leave: int = 0) -> None:
+    """Leave about `leave` bytes free on where's file system (an empty file can still be made)."""
+    st = os.statvfs(where)
+    with open(where / "filler", "wb", buffering=0) as f:
+        try:
+            f.write(b"\0" * max(st.f_bavail * st.f_frsize - leave, 0))
+            while not leave:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+def test_a_full_disk_is_found_before_measuring_and_leaves_nothing(tmp_path, small_disk):
+    good = write_suite(tmp_path / "good.json", BASE)
+    fill(small_disk)
+    for args in ([*SMALL, "--output", str(small_disk / "r.json")],
+                 ["baseline", str(good), "--output", str(small_disk / "b.json")],
+                 ["report", str(good), "--output", str(small_disk / "report")]):
+        proc = run_bench(*args)
+        assert "KiB free" in one_line(proc), args
+        assert proc.stdout == ""
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]
+
+
+def test_a_disk_that_fills_during_the_report_leaves_no_partial_file(tmp_path, small_disk, monkeypatch):
+    from bench import report
+    good = write_suite(tmp_path / "good.json", BASE)
+    fill(small_disk, leave=100 << 10)       # room for a plot or two
+    monkeypatch.setattr(report, "REPORT_BYTES", 0, raising=False)    # past the up-front check
+    with pytest.raises(BenchError, match="could not write .*No space left on device"):
+        report.write_report([good], small_disk)
+    assert hidden(small_disk) == []
+    assert [p for p in small_disk.iterdir() if p.suffix in (".png", ".svg")]       # it did fill up mid-way
+    for png in small_disk.glob("*.png"):
+        assert png.read_bytes().endswith(b"IEND\xaeB`\x82"), png      # complete, not truncated
