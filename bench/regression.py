@@ -159,6 +159,13 @@ def make(paths: list[pathlib.Path]) -> tuple[dict, pd.DataFrame, pathlib.Path]:
     reference run (for its metadata and its command) is the newest, and every ratio's centre and
     spread are measured over all of them."""
     runs = sorted(((A.load([p]), p) for p in paths), key=lambda rp: rp[0]["started"].iloc[0])
+    # One run counted twice (the same file, or a copy: pyperf's start has microseconds) would shrink its noise.
+    seen: dict = {}
+    for r, p in runs:
+        for key in (p.resolve(), r["started"].iloc[0]):
+            if key and key in seen:
+                raise UsageError(f"{p} and {seen[key]} are the same run: a baseline counts each run once")
+            seen[key] = p
     machines = {json.dumps(machine(r), sort_keys=True) for r, _ in runs}
     if len(machines) > 1:
         raise UsageError("a baseline's runs must come from one machine: " + " vs ".join(sorted(machines)))

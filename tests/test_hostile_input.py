@@ -325,3 +325,15 @@ def test_a_disk_that_fills_during_the_report_leaves_no_partial_file(tmp_path, sm
     assert [p for p in small_disk.iterdir() if p.suffix in (".png", ".svg")]       # it did fill up mid-way
     for png in small_disk.glob("*.png"):
         assert png.read_bytes().endswith(b"IEND\xaeB`\x82"), png      # complete, not truncated
+
+
+# --------------------------------------------------------------------------- item 12: duplicate baseline runs
+
+def test_a_baseline_refuses_one_run_counted_twice(tmp_path):
+    run = write_suite(tmp_path / "run.json", BASE, started="2026-01-01T00:00:00")
+    copy = tmp_path / "copy.json"
+    copy.write_bytes(run.read_bytes())
+    for twice in ([run, run], [run, copy]):
+        err = one_line(run_bench("baseline", *map(str, twice), "--output", str(tmp_path / "b.json")))
+        assert "same run" in err
+    assert not (tmp_path / "b.json").exists()
