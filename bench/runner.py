@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import shutil
 import signal
@@ -239,7 +240,8 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
     metadata["vmexec_cpus_used"] = f"{cpus[0]},{cpus[1]}"
     metadata["vmexec_command"] = " ".join(sys.argv) or "bench run"
     # In progress outside results/: even a SIGKILLed run leaves nothing half-written there.
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="vmexec-bench-"))
+    clear_stale_workdirs()
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{WORKDIR}{os.getpid()}-"))
     tmp = workdir / "suite.json"
     # pyperf kills a worker that outlives every backend run it could make.
     argv = ["--output", str(tmp), "--plan", plan.dumps(runnable), "--timeout", str(int(opts.timeout * 2 + 60)),
@@ -270,6 +272,28 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return RunOutcome(final, unavailable, failed)
+
+
+#: A run's temporary directory: WORKDIR + its process id + "-" + mkdtemp's random part.
+WORKDIR = "vmexec-bench-pid"
+
+
+def clear_stale_workdirs() -> None:
+    """Remove the temporary directories of runs whose process is gone (SIGKILL, SIGHUP: no clean-up ran)."""
+    for d in pathlib.Path(tempfile.gettempdir()).glob(f"{WORKDIR}*-*"):
+        pid = d.name.removeprefix(WORKDIR).partition("-")[0]
+        if pid.isdigit() and d.is_dir() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # another user's process
+        return True
+    return True
 
 
 def finish(tmp: pathlib.Path, final: pathlib.Path, metadata: dict, exists: str = "fail") -> pathlib.Path:

@@ -337,3 +337,21 @@ def test_a_baseline_refuses_one_run_counted_twice(tmp_path):
         err = one_line(run_bench("baseline", *map(str, twice), "--output", str(tmp_path / "b.json")))
         assert "same run" in err
     assert not (tmp_path / "b.json").exists()
+
+
+# --------------------------------------------------------------------------- item 15: stale temporary files
+
+def test_a_run_clears_the_temporary_files_of_runs_that_died(tmp_path):
+    from bench import runner
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"{runner.WORKDIR}{dead.pid}-x1y2z3"
+    live = tmp_path / f"{runner.WORKDIR}{os.getpid()}-a1b2c3"        # this test's: alive
+    for d in (stale, live):
+        d.mkdir()
+        (d / "suite.json").write_text("{}")
+    proc = subprocess.run([sys.executable, "-m", "bench", *SMALL, "--output", str(tmp_path / "r.json")],
+                          env={**os.environ, "TMPDIR": str(tmp_path)}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert not stale.exists() and (live / "suite.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "r.json"])
