@@ -61,7 +61,8 @@ _RUN_KEYS = (*(k for k in METADATA if k not in _CASE_METADATA),
 
 def _suite(path: pathlib.Path, data: dict) -> pyperf.BenchmarkSuite:
     if classify(data) == "rfc":
-        raise UsageError(f"{path}: an RFC-replica file, not a pyperf suite (use load_rfc)")
+        raise UsageError(f"{path}: an RFC-replica file, not a pyperf suite (bench report reads it; "
+                         "compare, check, baseline and history take runs of bench run)")
     if "benchmarks" not in data or "version" not in data:
         raise UsageError(f"{path}: JSON but not a pyperf suite (no 'benchmarks'/'version')")
     try:

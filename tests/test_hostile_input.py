@@ -355,3 +355,9 @@ def test_a_run_clears_the_temporary_files_of_runs_that_died(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not stale.exists() and (live / "suite.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "r.json"])
+
+
+def test_compare_names_no_internal_function(tmp_path):
+    rfc, run = write_rfc(tmp_path / "rfc.json"), write_suite(tmp_path / "a.json", BASE)
+    err = one_line(run_bench("compare", str(rfc), str(run)))
+    assert "RFC-replica" in err and "load_rfc" not in err
