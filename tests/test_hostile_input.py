@@ -244,7 +244,8 @@ def test_anatomy_model_output_is_new_and_atomic(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"{}", b"\x89PNG\r\n\x1a\n\x00\xff", b'{"meta": {}, "backends": [{"backend": '
-                                     b'"native", "insns_per_syscall": Infinity, "totals": {}}]}'])
+                                     b'"native", "insns_per_syscall": Infinity, "totals": {}}]}'],
+                         ids=["empty object", "binary", "infinite count"])
 def test_a_malformed_anatomy_json_is_bad_input(tmp_path, content):
     anatomy, host = model_inputs(tmp_path)
     (anatomy / "anatomy.json").write_bytes(content)
@@ -264,7 +265,8 @@ def raw_directory(tmp_path: pathlib.Path, counts: bytes) -> pathlib.Path:
     return raw
 
 
-@pytest.mark.parametrize("counts", [b"\x1f\x8b\x08 truncated", gzip.compress(b"# no window at all\n")])
+@pytest.mark.parametrize("counts", [b"\x1f\x8b\x08 truncated", gzip.compress(b"# no window at all\n")],
+                         ids=["corrupt gzip", "nothing to pair"])
 def test_anatomy_from_raw_on_junk_is_bad_input(tmp_path, counts):
     raw = raw_directory(tmp_path, counts)
     err = one_line(run_bench("anatomy", "--from-raw", str(raw), "--output", str(tmp_path / "out")))
@@ -342,11 +344,10 @@ def test_a_baseline_refuses_one_run_counted_twice(tmp_path):
 # --------------------------------------------------------------------------- item 15: stale temporary files
 
 def test_a_run_clears_the_temporary_files_of_runs_that_died(tmp_path):
-    from bench import runner
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = tmp_path / f"{runner.WORKDIR}{dead.pid}-x1y2z3"
-    live = tmp_path / f"{runner.WORKDIR}{os.getpid()}-a1b2c3"        # this test's: alive
+    stale = tmp_path / f"vmexec-bench-pid{dead.pid}-x1y2z3"           # bench.runner.WORKDIR, PID, random
+    live = tmp_path / f"vmexec-bench-pid{os.getpid()}-a1b2c3"        # this test's: alive
     for d in (stale, live):
         d.mkdir()
         (d / "suite.json").write_text("{}")
