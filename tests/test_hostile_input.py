@@ -362,3 +362,22 @@ def test_compare_names_no_internal_function(tmp_path):
     rfc, run = write_rfc(tmp_path / "rfc.json"), write_suite(tmp_path / "a.json", BASE)
     err = one_line(run_bench("compare", str(rfc), str(run)))
     assert "RFC-replica" in err and "load_rfc" not in err
+
+
+# --------------------------------------------------------------------------- item 14: the tracee's -s
+
+def test_a_tracee_asked_to_be_traced_by_a_parent_that_is_not_its_tracer_refuses_instead_of_stopping():
+    from tracers.driver import VMEXEC
+    for args in (["-s", "1"], ["-s"]):      # a PID that is not the parent; the old form, from a shell
+        proc = subprocess.run([str(VMEXEC), "tracee", *args, "-n", "10"], capture_output=True, text=True, timeout=30)
+        one_line(proc)
+
+
+def test_python_ptrace_sysemu_still_traces_its_tracee():
+    import tracers
+    from tracers.base import RunSpec
+    backend = tracers.get_backend("python-ptrace-sysemu")
+    if backend.unavailable():
+        pytest.skip(backend.unavailable())
+    result = backend.run(RunSpec(syscalls=200))
+    assert result.elapsed_ns > 0
