@@ -101,7 +101,7 @@ def split(paths) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
     return suites, rfc
 
 
-#: Staged files end so; one left by a killed writer is named after its process (STAGED_PATTERN).
+#: Staged files end so (hidden, and named after their writer's process).
 STAGED_SUFFIX = ".staged.tmp"
 
 
@@ -146,11 +146,9 @@ def _link_new(staged: pathlib.Path, final: pathlib.Path) -> None:
     """Make staged's content appear at final at once, or FileExistsError if final exists."""
     try:
         os.link(staged, final)
-    except FileExistsError:
-        raise
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
-            raise
+            raise       # FileExistsError among them
         # A file system without hard links: claim the name exclusively, then fill it atomically.
         os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         os.replace(staged, final)
