@@ -64,6 +64,20 @@ def test_a_file_appearing_at_the_target_during_the_write_is_never_overwritten(tm
     assert final.read_text() == "theirs\n" and hidden(tmp_path) == []
 
 
+def test_without_hard_links_the_name_is_still_claimed_exclusively(tmp_path, monkeypatch):
+    """A file system without link() (EPERM): publishing still never replaces a file that appeared."""
+    import errno
+
+    def no_link(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+    monkeypatch.setattr(os, "link", no_link)
+    final = tmp_path / "r.json"
+    assert results.publish(final, lambda staged: staged.write_text("mine\n")) == final
+    assert final.read_text() == "mine\n"
+    went = results.publish(final, lambda staged: staged.write_text("again\n"), exists="rename")
+    assert went.name == "r-2.json" and final.read_text() == "mine\n" and hidden(tmp_path) == []
+
+
 # --------------------------------------------------------------------------- item 3: non-finite values
 
 from data.synthetic import HOST, write_rfc, write_suite     # noqa: E402
