@@ -11,11 +11,16 @@ import sys
 import pyperf
 import pytest
 
+from bench import anatomy as AN
+from bench import regression as R
 from bench import results
 from bench.errors import BenchError, UsageError
 from conftest import run_bench
+from data.synthetic import HOST, write_rfc, write_suite
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+#: Host-like runs without sweeps (as tests/test_regression.py uses them).
+BASE = {k: v for k, v in HOST.items() if ":pages=" not in k and ":parallel=" not in k}
 
 
 def one_line(proc, status=2):
@@ -80,11 +85,6 @@ def test_without_hard_links_the_name_is_still_claimed_exclusively(tmp_path, monk
 
 # --------------------------------------------------------------------------- item 3: non-finite values
 
-from data.synthetic import HOST, write_rfc, write_suite     # noqa: E402
-
-from bench import regression as R      # noqa: E402
-
-BASE = {k: v for k, v in HOST.items() if ":pages=" not in k and ":parallel=" not in k}
 
 
 def with_value(path: pathlib.Path, case: str, value: float) -> pathlib.Path:
@@ -223,8 +223,6 @@ def test_the_driver_reads_decimal_only():
 
 
 # --------------------------------------------------------------------------- items 7, 8, 14, 16: anatomy
-
-from bench import anatomy as AN      # noqa: E402
 
 #: Guest anatomy features (instructions, CR3 writes, kernel entries per syscall) and host costs that fit them.
 FEATURES = {"native": (227, 0, 1), "ptrace-sysemu": (12434, 2, 5), "ptrace-syscall": (24396, 4, 9),
