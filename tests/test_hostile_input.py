@@ -86,7 +86,6 @@ def test_without_hard_links_the_name_is_still_claimed_exclusively(tmp_path, monk
 # --------------------------------------------------------------------------- item 3: non-finite values
 
 
-
 def with_value(path: pathlib.Path, case: str, value: float) -> pathlib.Path:
     """path with the first value of case's first worker replaced, as a hand-edited file would have it."""
     data = json.loads(path.read_text())
