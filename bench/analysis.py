@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 
 import numpy as np
@@ -60,7 +61,8 @@ _RUN_KEYS = (*(k for k in METADATA if k not in _CASE_METADATA),
 
 def _suite(path: pathlib.Path, data: dict) -> pyperf.BenchmarkSuite:
     if classify(data) == "rfc":
-        raise UsageError(f"{path}: an RFC-replica file, not a pyperf suite (use load_rfc)")
+        raise UsageError(f"{path}: an RFC-replica file, not a pyperf suite (bench report reads it; "
+                         "compare, check, baseline and history take runs of bench run)")
     if "benchmarks" not in data or "version" not in data:
         raise UsageError(f"{path}: JSON but not a pyperf suite (no 'benchmarks'/'version')")
     try:
@@ -84,10 +86,13 @@ def _case_fields(name: str, meta: dict) -> dict:
             "parallel": int(meta.get("vmexec_parallel", named.get("parallel", 1)))}
 
 
-def _rows(run_id: str, suite: pyperf.BenchmarkSuite):
+def _rows(path: pathlib.Path, run_id: str, suite: pyperf.BenchmarkSuite):
     for bench in suite.get_benchmarks():
         meta = bench.get_metadata()
-        fields = _case_fields(bench.get_name(), meta)
+        try:
+            fields = _case_fields(bench.get_name(), meta)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"{path}: case {bench.get_name()}: malformed metadata ({e})") from None
         vm = str(meta.get("vmexec_tag_vm", "")) == "1"
         dates = bench.get_dates()     # None where pyperf recorded no date
         base = {"run_id": run_id, "case": bench.get_name(), **fields,
@@ -99,6 +104,11 @@ def _rows(run_id: str, suite: pyperf.BenchmarkSuite):
         base.update({k: meta.get(k, "") for k in _RUN_KEYS})
         for worker, run in enumerate(bench.get_runs()):
             for value in run.values:        # run.values excludes warm-ups
+                # pyperf accepts inf and nan; every ratio of them is NaN, and NaN compares false with
+                # any threshold: such a value would pass as "unchanged".
+                if not (isinstance(value, (int, float)) and 0 < value * 1e9 < math.inf):
+                    raise UsageError(f"{path}: case {bench.get_name()}: value {value!r} is not a finite "
+                                     "positive time")
                 yield {**base, "worker": worker, "value_ns": value * 1e9}
 
 
@@ -119,11 +129,15 @@ def load(paths) -> pd.DataFrame:
         raise UsageError("no results files given")
     rows = []
     for path, run_id in zip(paths, run_ids(paths)):
-        rows.extend(_rows(run_id, _suite(path, read_json(path))))
+        rows.extend(_rows(path, run_id, _suite(path, read_json(path))))
     df = pd.DataFrame(rows, columns=COLUMNS)
     # A run started when its first case did (pyperf's own date metadata).
     df["started"] = df.groupby("run_id")["started"].transform("min")
     return df
+
+
+#: The numbers of an RFC-replica program entry (bench.rfc writes them): finite and >= 0.
+RFC_NUMBERS = ("iterations", "seconds", "rfc_printed_ns", "true_ns_per_iteration")
 
 
 def load_rfc(path) -> dict:
@@ -135,6 +149,10 @@ def load_rfc(path) -> dict:
     for prog in data["programs"]:
         if not isinstance(prog, dict) or "program" not in prog or "available" not in prog:
             raise UsageError(f"{path}: malformed program entry {prog!r:.60}")
+        for key in RFC_NUMBERS:
+            value = prog.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise UsageError(f"{path}: program {prog['program']}: {key} {value!r} is not a finite number")
     return {"run_id": path.stem, **data}
 
 

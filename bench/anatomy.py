@@ -21,10 +21,12 @@ cache (~/.cache/vmexec-bench/qemu-plugin/).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import gzip
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
@@ -460,14 +462,11 @@ def _guest_script(share: Path, backends: list[str], syscalls: int, in_process: d
     return "\n".join(lines) + "\n"
 
 
-def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant: str = "bench") -> None:
-    """Boot the guest (kernel build `variant`, with its command line) with the plugin, run every
-    backend once (same CPU), and leave the raw outputs in raw/: counts.txt.gz (the plugin's),
-    kallsyms.txt.gz, driver.tsv (the driver's JSON per backend), vulnerabilities.tsv (the guest's
-    /sys/devices/system/cpu/vulnerabilities), guest.json, and a copy of the driver binary that ran."""
+def check_arguments(backends: list[str], syscalls: int) -> dict:
+    """The driver's backends by name, or a one-line UsageError unless every backend is one of them
+    and syscalls is enough."""
     import tracers
-    from bench import kernel, vm
-    from tracers.driver import VMEXEC, DriverBackend
+    from tracers.driver import DriverBackend
 
     known = {b.name: b for b in tracers.all_backends() if isinstance(b, DriverBackend)}
     bad = [b for b in backends if b not in known]
@@ -475,6 +474,18 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant:
         raise UsageError(f"unknown or non-C backend(s) {', '.join(bad)} (choose from {', '.join(known)})")
     if syscalls < 100:
         raise UsageError("--syscalls must be at least 100")
+    return known
+
+
+def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant: str = "bench") -> None:
+    """Boot the guest (kernel build `variant`, with its command line) with the plugin, run every
+    backend once (same CPU), and leave the raw outputs in raw/: counts.txt.gz (the plugin's),
+    kallsyms.txt.gz, driver.tsv (the driver's JSON per backend), vulnerabilities.tsv (the guest's
+    /sys/devices/system/cpu/vulnerabilities), guest.json, and a copy of the driver binary that ran."""
+    from bench import kernel, vm
+    from tracers.driver import VMEXEC
+
+    known = check_arguments(backends, syscalls)
     lib = build_plugin(log)
     kb = kernel.build(log=lambda msg: log(f"kernel: {msg}"), variant=variant)
     kernel_args = kernel.BOOT_ARGS.get(variant, ())
@@ -546,13 +557,20 @@ class BackendAnatomy:
         return self.insns_per_syscall - self.totals()[REP_EXTRA]
 
 
+def _gunzip(path: Path) -> str:
+    try:
+        return gzip.decompress(path.read_bytes()).decode()
+    except (OSError, EOFError, UnicodeDecodeError) as e:       # gzip.BadGzipFile is an OSError
+        raise UsageError(f"{path}: not a complete gzip file of text ({e})") from None
+
+
 def analyse(raw: Path) -> list[BackendAnatomy]:
     """The raw outputs of one guest boot, per backend (per syscall)."""
     for name in ("counts.txt.gz", "kallsyms.txt.gz", "driver.tsv", "vmexec"):
         if not (raw / name).exists():
             raise UsageError(f"{raw} has no {name}: not an anatomy run's raw directory")
-    windows = parse_counts(gzip.decompress((raw / "counts.txt.gz").read_bytes()).decode())
-    ksyms = KernelSymbols(gzip.decompress((raw / "kallsyms.txt.gz").read_bytes()).decode())
+    windows = parse_counts(_gunzip(raw / "counts.txt.gz"))
+    ksyms = KernelSymbols(_gunzip(raw / "kallsyms.txt.gz"))
     runs = []
     for line in (raw / "driver.tsv").read_text().splitlines():
         backend, status, out = line.split("\t", 2)
@@ -755,13 +773,55 @@ def guest_vulnerabilities(raw: Path) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line)
 
 
+#: The numbers of one backend in anatomy.json (write_outputs) that its readers use.
+ANATOMY_NUMBERS = ("insns_per_syscall", "icount_ns_per_syscall", "disagreement", "insns_rep_once_per_syscall")
+
+
+def _finite(x) -> bool:
+    """x is a finite number, or a dict of them (nested)."""
+    if isinstance(x, dict):
+        return all(map(_finite, x.values()))
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def load_anatomy(path: Path) -> dict:
+    """An anatomy.json (write_outputs), or a one-line UsageError: read as results files are (missing,
+    binary, truncated, not an object), with its backends named and every number of theirs finite."""
+    from bench import results
+
+    doc = results.read_json(path)
+    backends = doc.get("backends")
+    if not isinstance(backends, list) or not backends or not isinstance(doc.get("meta", {}), dict):
+        raise UsageError(f"{path}: not an anatomy.json (no list of backends)")
+    for b in backends:
+        name = b.get("backend") if isinstance(b, dict) else None
+        if not (isinstance(name, str) and "insns_per_syscall" in b and isinstance(b.get("totals"), dict)
+                and _finite({k: v for k, v in b.items() if k in (*ANATOMY_NUMBERS, "totals", "phases")})):
+            raise UsageError(f"{path}: backend {name or b!r:.60}: missing, malformed or non-finite counts")
+    return doc
+
+
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Inside, a key missing from or of the wrong type in the anatomy.json at path is that file's fault."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise UsageError(f"{path}: malformed anatomy.json ({type(e).__name__}: {e})") from None
+
+
 def report_blocks(directory: Path | None = None) -> list:
     """The report section 'Instruction anatomy' as blocks (report.py's format), from an anatomy
     output directory (default: anatomy/ in the results directory); [] if there is none."""
     path = Path(directory or default_directory()) / "anatomy.json"
     if not path.exists():
         return []
-    doc = json.loads(path.read_text())
+    doc = load_anatomy(path)
+    with _reading(path):
+        return _anatomy_blocks(doc)
+
+
+def _anatomy_blocks(doc: dict) -> list:
     blocks: list = [("p", "Guest instructions per intercepted syscall, counted per program counter by the "
                           "project's QEMU plugin (anatomy/) between the loop markers on every vCPU, in the "
                           "icount guest on the patched kernel, tracer and tracee on one CPU; kernel addresses "
@@ -807,12 +867,17 @@ def _grown_phases(off: dict, on: dict, k: int = 3) -> str:
 def mitigation_blocks(directory: Path) -> list:
     """The report section 'Speculation mitigations off and on': the benchmark kernel's anatomy in
     directory beside the mitigation-matched kernel's (directory/mitigations/); [] unless both exist."""
-    from bench.analysis import BASELINE, CANDIDATE
-
     paths = [Path(directory) / "anatomy.json", variant_directory(Path(directory), MODEL_VARIANT) / "anatomy.json"]
     if not all(p.exists() for p in paths):
         return []
-    off_doc, on_doc = (json.loads(p.read_text()) for p in paths)
+    off_doc, on_doc = (load_anatomy(p) for p in paths)
+    with _reading(f"{paths[0]} or {paths[1]}"):
+        return _mitigation_blocks(off_doc, on_doc)
+
+
+def _mitigation_blocks(off_doc: dict, on_doc: dict) -> list:
+    from bench.analysis import BASELINE, CANDIDATE
+
     off, on = ({b["backend"]: b for b in d["backends"]} for d in (off_doc, on_doc))
     both = sorted((n for n in off if n in on), key=lambda n: off[n]["icount_ns_per_syscall"])
     ns = "icount_ns_per_syscall"
@@ -878,6 +943,7 @@ def _cmd_anatomy(args) -> int:
     raw = out / "raw"
     if args.from_raw is None:
         from bench.errors import writable_directory
+        check_arguments(args.backends or default_backends(), args.syscalls)    # before making the directory
         writable_directory(out, create=True)
         run_guest(args.backends or default_backends(), args.syscalls, raw, log=lambda m: print(m, file=sys.stderr),
                   variant=args.kernel_variant)
@@ -885,7 +951,13 @@ def _cmd_anatomy(args) -> int:
         raw = args.from_raw
         if not raw.is_dir():
             raise UsageError(f"--from-raw: {raw} is not a directory")
-    results = analyse(raw)
+    try:
+        results = analyse(raw)
+    except (BenchError, ValueError, KeyError, IndexError, TypeError) as e:
+        if args.from_raw is None:
+            raise
+        # An earlier run's files, given by the user: what they hold is input, bad input is exit 2.
+        raise UsageError(f"--from-raw {raw}: cannot be analysed: {e}") from None
     if not results:
         raise BenchError("no backend ran in the guest: " + json.dumps(failed_runs(raw)))
     meta = json.loads((raw / "guest.json").read_text()) if (raw / "guest.json").exists() else {}
@@ -1002,8 +1074,9 @@ def fit_model(anatomy_json: Path, host: dict[str, float], inputs: str = "") -> C
 
     from bench import analysis
 
-    doc = json.loads(anatomy_json.read_text())
-    feats = {b["backend"]: model_features(b["totals"], b["insns_per_syscall"]) for b in doc["backends"]}
+    doc = load_anatomy(anatomy_json)
+    with _reading(anatomy_json):
+        feats = {b["backend"]: model_features(b["totals"], b["insns_per_syscall"]) for b in doc["backends"]}
     if analysis.CANDIDATE not in feats:
         raise UsageError(f"{anatomy_json} has no {analysis.CANDIDATE} anatomy")
     if analysis.BASELINE not in host:
@@ -1088,6 +1161,8 @@ def _cmd_model(args) -> int:
     from bench import results
 
     anatomy_json = (args.anatomy or default_directory(MODEL_VARIANT)) / "anatomy.json"
+    if args.output:
+        results.check_new(args.output)      # before the work: exists, a directory, /proc: one line
     if not anatomy_json.exists():
         raise UsageError(f"no {anatomy_json}: run `bench anatomy --kernel-variant {MODEL_VARIANT}` first "
                          "(or give --anatomy DIR)")
@@ -1099,6 +1174,6 @@ def _cmd_model(args) -> int:
     m = fit_model(anatomy_json, host_ns_per_syscall(paths), _inputs(paths, anatomy_json))
     text = to_markdown(model_blocks(m)).replace("# Instruction anatomy", "# Cost model", 1)
     if args.output:
-        args.output.write_text(text)
+        results.publish(args.output, lambda staged: staged.write_text(text))
     print(text, end="")
     return 0

@@ -35,10 +35,30 @@ def _list_of(kind, choices=None):
     return parse
 
 
+def number(kind, low, high, *, above=False):
+    """An argparse type: a kind from low (excluded if above) to high; nan and inf are in no such range."""
+    def parse(text: str):
+        try:
+            x = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        if not ((low < x) if above else (low <= x)) or not x <= high:
+            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {low:g} and <= {high:g}, not {text}")
+        return x
+    return parse
+
+
+#: Upper bounds of the run's options: beyond them a run would not end in any useful time.
+MAX_PROCESSES = MAX_VALUES = 1000
+MAX_TIMEOUT_S = 86400.0
+#: The recorded command and the tags are pyperf metadata, which may not hold a newline.
+NEWLINES = ("\n", "\r")
+
+
 def parse_tag(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
-    if not sep or not key.isidentifier() or not value.strip():
-        raise argparse.ArgumentTypeError(f"tags are KEY=VALUE, not {text!r}")
+    if not sep or not key.isidentifier() or not value.strip() or any(c in value for c in NEWLINES):
+        raise argparse.ArgumentTypeError(f"tags are KEY=VALUE on one line, not {text!r}")
     return key, value
 
 
@@ -61,9 +81,15 @@ def _cmd_run(args) -> int:
     if args.scaling:
         args.pages = sorted(set(args.pages) | {0, 1, 16, 256, 4096})
         args.parallel = sorted(set(args.parallel) | {1, 2, 4})
-    most = tracers.driver.constants()["max_parallel"]
-    if not all(1 <= m <= most for m in args.parallel):
-        raise UsageError(f"--parallel takes pair counts from 1 to {most}")
+    limits = tracers.driver.constants()
+    if not all(1 <= m <= limits["max_parallel"] for m in args.parallel):
+        raise UsageError(f"--parallel takes pair counts from 1 to {limits['max_parallel']}")
+    if not all(k <= limits["max_pages"] for k in args.pages):
+        raise UsageError(f"--pages takes page counts from 0 to {limits['max_pages']}")
+    # Checked before measuring: at the end, pyperf would refuse to record them.
+    for arg in sys.argv[1:]:
+        if any(c in arg for c in NEWLINES):
+            raise UsageError(f"argument {arg!r} holds a newline, which the results' metadata cannot record")
     if args.cpus and len(args.cpus) != 2:
         raise UsageError("--cpus takes two CPUs: TRACER,TRACEE for cross-CPU pinning")
     opts = runner.RunOptions(
@@ -86,7 +112,8 @@ def _cmd_run(args) -> int:
 
 def build_parser() -> Parser:
     parser = Parser(prog="python -m bench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    # Not required=True: argparse would then answer `bench --bogus` with "required: command", not the bad option.
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     p = sub.add_parser("list", help="show every backend and whether it can run here")
     p.set_defaults(func=_cmd_list)
@@ -104,13 +131,16 @@ def build_parser() -> Parser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--fast", action="store_true", help="pyperf --fast: rough answers quickly")
     mode.add_argument("--rigorous", action="store_true", help="pyperf --rigorous: more worker processes")
-    p.add_argument("--processes", type=int, help="pyperf worker processes per case (overrides the mode)")
-    p.add_argument("--values", type=int, help="pyperf values per worker process")
-    p.add_argument("--min-time", type=float, help="pyperf: seconds each value lasts at least (default 0.1); "
+    p.add_argument("--processes", type=number(int, 1, MAX_PROCESSES),
+                   help="pyperf worker processes per case (overrides the mode)")
+    p.add_argument("--values", type=number(int, 1, MAX_VALUES),
+                   help="pyperf values per worker process (overrides the mode)")
+    p.add_argument("--min-time", type=number(float, 0, 60, above=True),
+                   help="pyperf: seconds each value lasts at least (default 0.1); "
                    "longer values average out a noisy host")
     p.add_argument("--output", type=pathlib.Path, help="results file (default: results/HOST-TIME.json)")
     p.add_argument("--tag", type=parse_tag, action="append", default=[], help="KEY=VALUE recorded in the metadata")
-    p.add_argument("--timeout", type=float,
+    p.add_argument("--timeout", type=number(float, 0, MAX_TIMEOUT_S, above=True),
                    help="seconds one backend run may take before it is killed and reported "
                         "(default: the driver's, 'tracers/vmexec constants')")
     p.add_argument("--stop-on-failure", action="store_true",
@@ -139,15 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     # (a script's background job).  `bench run` installs its own handlers for the measurement.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        args = build_parser().parse_args(argv)
-        if getattr(args, "processes", None) is not None and args.processes < 1:
-            raise UsageError("--processes must be >= 1")
-        if getattr(args, "values", None) is not None and args.values < 1:
-            raise UsageError("--values must be >= 1")
-        if getattr(args, "min_time", None) is not None and not 0 < args.min_time <= 60:
-            raise UsageError("--min-time must be > 0 and <= 60 seconds")
-        if getattr(args, "timeout", None) is not None and args.timeout <= 0:
-            raise UsageError("--timeout must be > 0")
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.error("a command is required (see --help)")
         return args.func(args)
     except BenchError as e:
         print(f"bench: {'error' if e.exit_status == 2 else 'failed'}: {e}", file=sys.stderr)

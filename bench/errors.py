@@ -1,4 +1,5 @@
 """Errors the CLI turns into one line on stderr and an exit status, never a traceback."""
+import os
 import pathlib
 import tempfile
 
@@ -21,16 +22,28 @@ class Interrupted(BenchError):
     exit_status = 130
 
 
-def writable_directory(path: pathlib.Path, *, create: bool = False) -> pathlib.Path:
-    """path, checked (and made, if asked) by really writing there, or a one-line UsageError.
+#: Free space a results file needs at least: a full run's suite is about half a megabyte.
+MIN_FREE_BYTES = 1 << 20
 
-    Tried for real: root passes access() checks on read-only mounts.
+
+def writable_directory(path: pathlib.Path, *, create: bool = False, need: int = MIN_FREE_BYTES) -> pathlib.Path:
+    """path, checked (and made, if asked) by really writing there, with `need` bytes free, or a
+    one-line UsageError.
+
+    Tried for real: root passes access() checks on read-only mounts.  Free space is asked for
+    too: an empty file can be made on a full file system, and a run that finds out at its end
+    has lost its measurement.
     """
     try:
-        if create:
-            path.mkdir(parents=True, exist_ok=True)
-        elif not path.is_dir():
+        if not create and not path.is_dir():
             raise UsageError(f"output directory {path} does not exist")
+        # Before making it: a full disk leaves no empty directory behind.  A size of 0 is a pseudo
+        # file system (/proc), which the write below finds out about.
+        st = os.statvfs(next(p for p in (path, *path.parents) if p.exists()))
+        if st.f_blocks and st.f_bavail * st.f_frsize < need:
+            raise UsageError(f"output directory {path} has {st.f_bavail * st.f_frsize >> 10} KiB free; "
+                             f"this needs {need >> 10} KiB")
+        path.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=path).close()
     except OSError as e:
         raise UsageError(f"output directory {path} is not writable ({e.strerror})") from None

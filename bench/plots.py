@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from . import accelerators
+from . import accelerators, results
 from . import analysis as A
 
 #: Log scale when the largest value is this many times the smallest.
@@ -337,6 +337,7 @@ def save(fig: Figure, directory: pathlib.Path, stem: str) -> dict[str, pathlib.P
     out = {}
     with matplotlib.rc_context({"svg.hashsalt": "vmexec-bench"}):
         for fmt, metadata in (("png", {"Software": None}), ("svg", {"Date": None})):
-            out[fmt] = directory / f"{stem}.{fmt}"
-            fig.savefig(out[fmt], dpi=110, format=fmt, metadata=metadata)
+            # Staged and renamed into place: a full disk leaves no truncated image behind.
+            out[fmt] = results.publish(directory / f"{stem}.{fmt}", lambda staged: fig.savefig(
+                staged, dpi=110, format=fmt, metadata=metadata), exists="replace")
     return out

@@ -185,6 +185,13 @@ def make(paths: list[pathlib.Path]) -> tuple[dict, pd.DataFrame, pathlib.Path]:
     reference run (for its metadata and its command) is the newest, and every ratio's centre and
     spread are measured over all of them."""
     runs = sorted(((A.load([p]), p) for p in paths), key=lambda rp: rp[0]["started"].iloc[0])
+    # One run counted twice (the same file, or a copy: pyperf's start has microseconds) would shrink its noise.
+    seen: dict = {}
+    for r, p in runs:
+        for key in (p.resolve(), r["started"].iloc[0]):
+            if key and key in seen:
+                raise UsageError(f"{p} and {seen[key]} are the same run: a baseline counts each run once")
+            seen[key] = p
     machines = {json.dumps(machine(r), sort_keys=True) for r, _ in runs}
     if len(machines) > 1:
         raise UsageError("a baseline's runs must come from one machine: " + " vs ".join(sorted(machines)))
@@ -206,7 +213,8 @@ def write(paths: list[pathlib.Path], output: pathlib.Path, force: bool = False) 
         results.check_new(output)
     data = results.read_json(newest)
     data.setdefault("metadata", {})[BASELINE_KEY] = json.dumps(meta, sort_keys=True)
-    results.publish(output, lambda staged: staged.write_text(json.dumps(data, sort_keys=True) + "\n"))
+    results.publish(output, lambda staged: staged.write_text(json.dumps(data, sort_keys=True) + "\n"),
+                    exists="replace" if output.exists() else "fail")
     return output
 
 
@@ -215,8 +223,19 @@ def load(path: pathlib.Path) -> Baseline:
     raw = data.get("metadata", {}).get(BASELINE_KEY) if isinstance(data.get("metadata"), dict) else None
     if raw is None:
         raise UsageError(f"{path}: not a baseline (no {BASELINE_KEY} metadata): make one with `bench baseline`")
-    meta = json.loads(raw)
-    return Baseline(path, A.load([path]), meta["noise"], meta["runs"], meta["rerun"])
+    try:
+        meta = json.loads(raw)
+        noise, runs, rerun = meta["noise"], meta["runs"], meta["rerun"]
+        if not (isinstance(runs, list) and isinstance(rerun, list) and all(isinstance(a, str) for a in rerun)):
+            raise TypeError("runs and rerun must be lists")
+        # A non-finite centre or spread would make every threshold NaN: bad input like a non-finite value.
+        bad = [label for label, n in noise.items()
+               if not (0 < n["centre"] < math.inf and 0 <= n["sd"] < math.inf and n["runs"] >= 2)]
+    except (TypeError, ValueError, KeyError, AttributeError) as e:     # json's errors are ValueErrors
+        raise UsageError(f"{path}: malformed {BASELINE_KEY} metadata ({type(e).__name__}: {e})") from None
+    if bad:
+        raise UsageError(f"{path}: case {bad[0]}: its noise in {BASELINE_KEY} is not finite")
+    return Baseline(path, A.load([path]), noise, runs, rerun)
 
 
 def from_run(path: pathlib.Path, rerun: list[str], described: str) -> Baseline:
@@ -234,7 +253,8 @@ def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None
             continue
         try:
             data = results.read_json(path)
-            if results.classify(data) == "rfc" or BASELINE_KEY in data.get("metadata", {}):
+            meta = data.get("metadata", {})
+            if results.classify(data) == "rfc" or not isinstance(meta, dict) or BASELINE_KEY in meta:
                 continue
             df = A.load([path])
         except UsageError:
@@ -275,6 +295,8 @@ def rebaseline_command(baseline: Baseline) -> str:
 
 def judge(change: float, low: float, high: float, threshold: float) -> str:
     """regressed / improved only beyond the threshold and with the whole interval on that side of 1."""
+    if not all(map(math.isfinite, (change, low, high, threshold))):
+        return "missing"        # NaN compares false with everything: a ratio not computed is never "unchanged"
     if change > 1 + threshold:
         return "regressed" if low > 1 else "inconclusive"
     if change < 1 / (1 + threshold):

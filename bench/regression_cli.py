@@ -86,12 +86,26 @@ def _cmd_baseline(args) -> int:
     return 0
 
 
+def _runs_in(directory: pathlib.Path):
+    """The runs (pyperf suites of this harness) in a results directory; other files are skipped, as
+    `report` skips them: the directory may hold anything."""
+    from . import analysis as A
+    from . import results
+
+    for path in sorted(directory.glob("*.json")):
+        try:
+            if results.classify(results.read_json(path)) != "rfc":
+                A.load([path])
+                yield path
+        except UsageError:
+            continue
+
+
 def _cmd_history(args) -> int:
     from . import plots, results
     from . import regression as R
 
-    paths = args.results or [p for p in sorted(results.directory().glob("*.json"))
-                             if results.classify(results.read_json(p)) != "rfc"]
+    paths = args.results or list(_runs_in(results.directory()))
     if not paths:
         raise UsageError(f"no results in {results.directory()}")
     h = R.history(paths)

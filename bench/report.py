@@ -331,7 +331,7 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     """Load the results, draw every plot, write report.md and report.html into output."""
     paths = [pathlib.Path(p) for p in paths]
     df, rfc = load_inputs(paths)
-    writable_directory(output, create=True)
+    writable_directory(output, create=True, need=REPORT_BYTES)
     suites, _ = results.split(paths)
     model, no_model = anatomy.fitted_model(suites, anatomy_dir(paths))
     f = A.findings(df, model.prediction() if model else None, no_model)
@@ -339,14 +339,22 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     figs = plots.figures(f)
     for stem, fig in figs.items():
         written.update({f"{stem}.{fmt}": p for fmt, p in plots.save(fig, output, stem).items()})
-    written[CASES_CSV] = output / CASES_CSV
-    f.table.drop(columns=["started"]).to_csv(written[CASES_CSV], index=False, float_format="%.6g")
+    table = f.table.drop(columns=["started"])
+    written[CASES_CSV] = _replace(output / CASES_CSV, lambda p: table.to_csv(p, index=False, float_format="%.6g"))
     doc = build(Inputs(f, rfc, list(figs), paths, suites, model, no_model))
-    written["report.md"] = output / "report.md"
-    written["report.md"].write_text(to_markdown(doc))
-    written["report.html"] = output / "report.html"
-    written["report.html"].write_text(to_html(doc, {s: (output / f"{s}.png").read_bytes() for s in figs}))
+    written["report.md"] = _replace(output / "report.md", lambda p: p.write_text(to_markdown(doc)))
+    page = to_html(doc, {s: (output / f"{s}.png").read_bytes() for s in figs})
+    written["report.html"] = _replace(output / "report.html", lambda p: p.write_text(page))
     return written
+
+
+#: Free space a report needs at least: its plots, twice over (PNG and SVG), and the HTML embedding them.
+REPORT_BYTES = 8 << 20
+
+
+def _replace(path: pathlib.Path, write) -> pathlib.Path:
+    """Each report file is replaced whole, or (a full disk) not at all: never left half-written."""
+    return results.publish(path, write, exists="replace")
 
 
 def format_compare(c: pd.DataFrame, a: str, b: str) -> str:

@@ -13,14 +13,17 @@ METADATA, with what it means (as pyperf's own METADATA registry does).
 from __future__ import annotations
 
 import datetime
+import errno
 import gzip
+import itertools
 import json
 import os
 import pathlib
+import secrets
 import socket
 from collections.abc import Callable
 
-from .errors import UsageError, writable_directory
+from .errors import BenchError, UsageError, writable_directory
 
 KINDS = ("host", "guest", "rfc")
 #: Where results go when no directory is named: ./results under the current
@@ -105,15 +108,57 @@ def split(paths) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
     return suites, rfc
 
 
-def publish(final: pathlib.Path, write: Callable[[pathlib.Path], None]) -> pathlib.Path:
-    """write(staged) beside final, then rename into place: a reader never sees half a file."""
-    staged = final.with_name(f".{final.name}.staged.tmp")
+#: Staged files end so (hidden, and named after their writer's process).
+STAGED_SUFFIX = ".staged.tmp"
+
+
+def staged_name(final: pathlib.Path) -> pathlib.Path:
+    """A hidden name beside final that no other writer uses, even one publishing to the same final."""
+    return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}{STAGED_SUFFIX}")
+
+
+def publish(final: pathlib.Path, write: Callable[[pathlib.Path], None], *, exists: str = "fail") -> pathlib.Path:
+    """write(staged) beside final, then link it into place; returns where it went.
+
+    A reader never sees half a file, and nothing is ever replaced, not even a
+    file that appeared at final while this ran (a concurrent run's): a hard
+    link fails where os.replace would overwrite.  If final exists by then,
+    exists says what happens: "fail" (UsageError), "rename" (the first free
+    NAME-2.json, NAME-3.json, ...: for names the harness chose) or "replace"
+    (atomically: for a file the caller means to replace, a baseline).
+    """
+    staged = staged_name(final)
     try:
-        write(staged)
-        os.replace(staged, final)
+        try:
+            write(staged)
+        except OSError as e:        # a full disk, most often: one line, and nothing half-written stays
+            raise BenchError(f"could not write {final}: {e.strerror or e}") from None
+        if exists == "replace":
+            os.replace(staged, final)
+            return final
+        for n in itertools.count(1):
+            candidate = final if n == 1 else final.with_name(f"{final.stem}-{n}{final.suffix}")
+            try:
+                _link_new(staged, candidate)
+                return candidate
+            except FileExistsError:
+                if exists != "rename":
+                    raise UsageError(f"{final} appeared while this ran: results are never overwritten; "
+                                     "choose another --output") from None
     finally:
         staged.unlink(missing_ok=True)
-    return final
+
+
+def _link_new(staged: pathlib.Path, final: pathlib.Path) -> None:
+    """Make staged's content appear at final at once, or FileExistsError if final exists."""
+    try:
+        os.link(staged, final)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise       # FileExistsError among them
+        # A file system without hard links: claim the name exclusively, then fill it atomically.
+        os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.replace(staged, final)
 
 
 def read_json(path: str | pathlib.Path) -> dict:

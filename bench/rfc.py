@@ -17,9 +17,9 @@ import subprocess
 from pathlib import Path
 
 from bench import environment, results
-from bench.cli import parse_tag
+from bench.cli import number, parse_tag
 from bench.environment import REPO
-from bench.errors import BenchError, UsageError
+from bench.errors import BenchError
 from bench.kernel import cache_root
 from tracers.driver import constants, run_group
 
@@ -83,30 +83,30 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write(programs: list[dict], output: Path, tags: dict[str, str], started: str) -> None:
+def write(programs: list[dict], output: Path, tags: dict[str, str], started: str, exists: str = "fail") -> Path:
     """The replica's record, published atomically (the schema bench.analysis.load_rfc reads)."""
     record = {"kind": results.RFC_KIND, "started": started, "kernel": os.uname().release,
               "accelerator": tags.get("accelerator", environment.accelerator()),
               "timing": tags.get("timing", "wall"), "commit": environment.git_commit(),
               "programs": programs}
-    results.publish(output, lambda staged: staged.write_text(json.dumps(record, indent=1) + "\n"))
+    return results.publish(output, lambda staged: staged.write_text(json.dumps(record, indent=1) + "\n"),
+                           exists=exists)
 
 
 def _cmd_rfc(args) -> int:
-    if args.seconds <= 0:
-        raise UsageError("--seconds must be > 0")
     output = results.output(args.output, f"rfc-{socket.gethostname()}")
     started = datetime.datetime.now().isoformat()
     programs = run(args.seconds)
     print(table(programs))
-    write(programs, output, dict(args.tag), started)
+    output = write(programs, output, dict(args.tag), started, exists="fail" if args.output else "rename")
     print(f"results: {output}")
     return 0
 
 
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser("rfc", help="the RFC's own two benchmark programs, re-implemented")
-    p.add_argument("--seconds", type=float, default=5.0, help="loop length (the RFC: 5)")
+    p.add_argument("--seconds", type=number(float, 0, 3600, above=True), default=5.0,
+                   help="loop length (the RFC: 5)")
     p.add_argument("--output", type=Path, help="results file (default: ./results/rfc-HOST-TIME.json)")
     p.add_argument("--tag", type=parse_tag, action="append", default=[],
                    help="KEY=VALUE; accelerator= and timing= describe a VM run")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import shutil
 import signal
@@ -26,7 +27,7 @@ from tracers import BackendFailed, BackendUnavailable
 from tracers.driver import TEST_KNOBS
 
 from . import environment, plan, results
-from .errors import BenchError, Interrupted, UsageError
+from .errors import BenchError, Interrupted, UsageError, writable_directory
 
 #: Short checked run that validates each case before it is timed.
 PREFLIGHT_SYSCALLS = 2000
@@ -211,6 +212,7 @@ def run(opts: RunOptions, log=_say) -> RunOutcome:
     backends = select_backends(opts.backends)
     cpus = choose_cpus(opts.cpus)
     final = output_path(opts.output)
+    writable_directory(pathlib.Path(tempfile.gettempdir()))     # where pyperf writes the suite first
     opts = dataclasses.replace(opts, timeout=opts.timeout or tracers.driver.constants()["default_timeout_s"])
     cases = plan.build_plan(backends, opts.pins, opts.pages, opts.parallel, cpus, opts.timeout)
 
@@ -238,23 +240,24 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
     metadata["vmexec_cpus_used"] = f"{cpus[0]},{cpus[1]}"
     metadata["vmexec_command"] = " ".join(sys.argv) or "bench run"
     # In progress outside results/: even a SIGKILLed run leaves nothing half-written there.
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="vmexec-bench-"))
+    clear_stale_workdirs()
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{WORKDIR}{os.getpid()}-"))
     tmp = workdir / "suite.json"
     # pyperf kills a worker that outlives every backend run it could make.
     argv = ["--output", str(tmp), "--plan", plan.dumps(runnable), "--timeout", str(int(opts.timeout * 2 + 60)),
             "--inherit-environ", ",".join(TEST_KNOBS)]
     if opts.mode != "normal":
         argv.append(f"--{opts.mode}")
-    if opts.processes:
-        argv += ["--processes", str(opts.processes)]
-    if opts.values:
-        argv += ["--values", str(opts.values)]
     if opts.min_time:
         argv += ["--min-time", str(opts.min_time)]
 
     try:
         runner = make_runner()
         runner.parse_args(argv)
+        # Set after parsing: pyperf's --fast and --rigorous replace any --processes and --values given with them.
+        for option in ("processes", "values"):
+            if getattr(opts, option):
+                setattr(runner.args, option, getattr(opts, option))
         log(f"measuring {len(runnable)} cases with pyperf ({opts.mode}) ...")
 
         def on_failure(case, reason):
@@ -263,16 +266,40 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
         register(runner, runnable, on_failure, before=_progress(len(runnable), log))
         if not tmp.exists():
             raise BenchError("every case failed during measurement: " + "; ".join(failed.values()))
-        finish(tmp, final, {**metadata, "vmexec_unavailable": json.dumps(unavailable, sort_keys=True),
-                            "vmexec_failed": json.dumps(failed, sort_keys=True)})
+        final = finish(tmp, final, {**metadata, "vmexec_unavailable": json.dumps(unavailable, sort_keys=True),
+                            "vmexec_failed": json.dumps(failed, sort_keys=True)},
+                       exists="fail" if opts.output else "rename")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return RunOutcome(final, unavailable, failed)
 
 
-def finish(tmp: pathlib.Path, final: pathlib.Path, metadata: dict) -> None:
-    """Add the run's metadata (and what could not be measured) to every benchmark, then publish atomically."""
+#: A run's temporary directory: WORKDIR + its process id + "-" + mkdtemp's random part.
+WORKDIR = "vmexec-bench-pid"
+
+
+def clear_stale_workdirs() -> None:
+    """Remove the temporary directories of runs whose process is gone (SIGKILL, SIGHUP: no clean-up ran)."""
+    for d in pathlib.Path(tempfile.gettempdir()).glob(f"{WORKDIR}*-*"):
+        pid = d.name.removeprefix(WORKDIR).partition("-")[0]
+        if pid.isdigit() and d.is_dir() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # another user's process
+        return True
+    return True
+
+
+def finish(tmp: pathlib.Path, final: pathlib.Path, metadata: dict, exists: str = "fail") -> pathlib.Path:
+    """Add the run's metadata (and what could not be measured) to every benchmark, then publish atomically
+    (results.publish: where it went, never over another file)."""
     suite = pyperf.BenchmarkSuite.load(str(tmp))
     for bench in suite.get_benchmarks():
         bench.update_metadata(metadata)
-    results.publish(final, lambda staged: suite.dump(str(staged)))    # never clobbers: output_path() checked
+    return results.publish(final, lambda staged: suite.dump(str(staged)), exists=exists)

@@ -471,7 +471,8 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
         run = _run(args, command, kb, accel, Path(share))
         if not guest_result.exists():
             raise BenchError(f"the guest run wrote no {name}; console tail: {_tail(run.console)}")
-        results.publish(final, lambda staged: shutil.move(guest_result, staged))
+        # A name the harness chose: a concurrent run's file there makes this one NAME-2.json.
+        final = results.publish(final, lambda staged: shutil.move(guest_result, staged), exists="rename")
         # kept even if some case failed: its metadata says which
     pinned = "".join(f", vCPU {i} on host CPU {cpu} (thread {tid})" for i, (tid, cpu) in sorted(run.vcpu_pins.items()))
     print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s{pinned}; results: {final}")

@@ -11,9 +11,13 @@ enum { EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE };
 
 /* Prints msg as one line on stderr; returns EXIT_USAGE. */
 int usage_error(const char *msg);
-/* An integer >= min that fits a long; exits with a one-line error otherwise. */
+/* A decimal integer from min to max; exits with a one-line error (EXIT_USAGE) otherwise. */
+long parse_range(const char *text, const char *option, long min, long max);
+/* parse_range(text, option, min, LONG_MAX). */
 long parse_long(const char *text, const char *option, long min);
 /* parse_long(text, option, 0). */
 long parse_count(const char *text, const char *option);
+/* parse_range(text, option, 0, max), for a value kept in an int: never truncated. */
+int parse_int(const char *text, const char *option, int max);
 
 #endif

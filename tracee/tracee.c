@@ -75,8 +75,8 @@ void syscall_loop_borrowed(struct loop_state *st)
 
 /*
  * `vmexec tracee -n N [-e EXPECT] [-k PAGES] [-s]`: the loop in a process of
- * its own.  Untraced it checks the real getppid(); with -s it first makes its
- * parent its tracer and stops, for tracers written outside the driver
+ * its own.  Untraced it checks the real getppid(); with -s PID it first makes its
+ * parent (which must be PID) its tracer and stops, for tracers written outside the driver
  * (python-ptrace).  -k writes PAGES distinct pages between two calls, as the
  * driver's tracees do.
  */
@@ -84,19 +84,23 @@ int tracee_main(int argc, char **argv)
 {
 	struct loop_state st = { .self_timed = 1 };
 	int opt, traced = 0, have_expect = 0;
+	long tracer = 0;
 
-	while ((opt = getopt(argc, argv, "n:e:k:s")) != -1) {
+	while ((opt = getopt(argc, argv, "n:e:k:s:")) != -1) {
 		switch (opt) {
 		case 'n': st.syscalls = parse_count(optarg, "-n"); break;
 		case 'e': st.expect = parse_long(optarg, "-e", LONG_MIN); have_expect = 1; break;
 		case 'k': st.pages = parse_count(optarg, "-k"); break;
-		case 's': traced = 1; break;
-		default: return usage_error("usage: vmexec tracee -n SYSCALLS [-e EXPECT] [-k PAGES] [-s]");
+		case 's': traced = 1; tracer = parse_count(optarg, "-s"); break;
+		default: return usage_error("usage: vmexec tracee -n SYSCALLS [-e EXPECT] [-k PAGES] [-s TRACER_PID]");
 		}
 	}
 	if (st.syscalls <= 0 || optind != argc)
 		return usage_error("vmexec tracee: -n SYSCALLS (>= 1) is required");
-	if (st.pages > (1L << 20))
+	/* Only a parent that says it will trace: any other (a shell) would leave this process stopped. */
+	if (traced && tracer != getppid())
+		return usage_error("vmexec tracee: -s names the parent that traces this process, and is not it");
+	if (st.pages > MAX_PAGES)
 		return usage_error("vmexec tracee: -k is at most 1048576 pages");
 	if (st.pages) {
 		void *buf = mmap(NULL, st.pages * PAGE_BYTES, PROT_READ | PROT_WRITE,

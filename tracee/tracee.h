@@ -22,6 +22,8 @@
 #define LOOP_END_ARG   0xe0d0e0d0L
 
 #define PAGE_BYTES 4096
+/* Most pages a tracee writes between two calls (-k). */
+#define MAX_PAGES  (1L << 20)
 #define CACHE_LINE 64
 #define LINES_PER_PAGE (PAGE_BYTES / CACHE_LINE)
 

@@ -88,10 +88,10 @@ static int cmd_constants(void)
 {
 	printf("{\"compiler\": \"%s\", \"loop_syscall\": %d, \"loop_arg\": %ld, \"loop_end_arg\": %ld,"
 	       " \"ptrace_sysemu\": %d, \"default_inject\": %d, \"default_timeout_s\": %d,"
-	       " \"max_parallel\": %d, \"page_bytes\": %d,"
+	       " \"max_parallel\": %d, \"max_pages\": %ld, \"page_bytes\": %d,"
 	       " \"exit\": {\"ok\": %d, \"failed\": %d, \"usage\": %d, \"unavailable\": %d}}\n",
 	       COMPILER, LOOP_SYSCALL, LOOP_ARG, LOOP_END_ARG, PTRACE_SYSEMU, DEFAULT_INJECT, DEFAULT_TIMEOUT_S,
-	       MAX_PARALLEL, PAGE_BYTES, EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE);
+	       MAX_PARALLEL, MAX_PAGES, PAGE_BYTES, EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE);
 	return EXIT_OK;
 }
 
@@ -260,10 +260,10 @@ static int cmd_run(int argc, char **argv)
 		case 'i': cfg.inject = parse_long(optarg, "-i", LONG_MIN); break;
 		case 'e': cfg.expect = parse_long(optarg, "-e", LONG_MIN); break;
 		case 'k': cfg.pages = parse_count(optarg, "-k"); break;
-		case 't': cfg.cpu_tracer = (int)parse_count(optarg, "-t"); break;
-		case 'T': cfg.cpu_tracee = (int)parse_count(optarg, "-T"); break;
-		case 'P': cfg.parallel = (int)parse_count(optarg, "-P"); break;
-		case 'w': cfg.timeout_s = (int)parse_count(optarg, "-w"); break;
+		case 't': cfg.cpu_tracer = parse_int(optarg, "-t", CPU_SETSIZE - 1); break;
+		case 'T': cfg.cpu_tracee = parse_int(optarg, "-T", CPU_SETSIZE - 1); break;
+		case 'P': cfg.parallel = parse_int(optarg, "-P", MAX_PARALLEL); break;
+		case 'w': cfg.timeout_s = parse_int(optarg, "-w", INT_MAX); break;
 		case 'F': fault = parse_fault(optarg); break;
 		case 'L': plant_ns = parse_count(optarg, "-L"); break;
 		default: return usage_error("usage: vmexec run BACKEND -n SYSCALLS [-i INJECT] [-e EXPECT] "
@@ -279,8 +279,18 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (cfg.syscalls < 1 || cfg.parallel < 1 || cfg.parallel > MAX_PARALLEL || cfg.timeout_s < 1)
 		return usage_error("vmexec run: -n must be >= 1, -P between 1 and " STR(MAX_PARALLEL) ", -w >= 1");
-	if (cfg.pages > (1L << 20))
+	if (cfg.pages > MAX_PAGES)
 		return usage_error("vmexec run: -k is at most 1048576 pages");
+	/* Both CPUs checked alike, here: the tracee's would otherwise fail later, in its child, as a failed run. */
+	for (int i = 0; i < 2; i++) {
+		int cpu = i ? cfg.cpu_tracee : cfg.cpu_tracer;
+		cpu_set_t usable;
+
+		if (cpu >= 0 && (sched_getaffinity(0, sizeof(usable), &usable) || !CPU_ISSET(cpu, &usable))) {
+			fprintf(stderr, "vmexec: %s %d: not a CPU this process may use\n", i ? "-T" : "-t", cpu);
+			return EXIT_USAGE;
+		}
+	}
 	why = b->unavailable ? b->unavailable() : NULL;
 	if (why) {
 		printf("{\"backend\": ");

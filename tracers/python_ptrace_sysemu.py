@@ -2,7 +2,7 @@
 
 The same per-call work as the C `ptrace-sysemu` (wait, GETREGS, set rax,
 SETREGS, SYSEMU), to show what writing the tracer in Python costs.  The
-tracee is `vmexec tracee -s`, which makes this process its tracer and stops.
+tracee is `vmexec tracee -s PID`, which makes this process (PID) its tracer and stops.
 """
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ class PythonPtraceSysemu(Backend):
     def _run_pinned(self, spec: RunSpec) -> RunResult:
         expect = constants()["default_inject"] if spec.expect is None else spec.expect
         tracee = subprocess.Popen(
-            [str(VMEXEC), "tracee", "-s", "-n", str(spec.syscalls), "-e", str(expect), "-k", str(spec.pages)],
+            [str(VMEXEC), "tracee", "-s", str(os.getpid()), "-n", str(spec.syscalls), "-e", str(expect),
+             "-k", str(spec.pages)],
             stdout=subprocess.PIPE, text=True,
             preexec_fn=(lambda: os.sched_setaffinity(0, {spec.cpu_tracee}))
             if spec.cpu_tracee is not None else None)
