@@ -256,3 +256,16 @@ def test_against_a_commit_runs_its_own_tree_then_this_one(tmp_path):
 def test_bad_against_input_is_one_line_and_exit_2(args, message):
     proc = run_bench(*args)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_the_window_and_history_skip_stray_json_in_the_results_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
+    for i in range(2):
+        write_suite(tmp_path / f"r{i}.json", BASE, seed=i + 1, started=f"2026-01-0{i + 1}T00:00:00")
+    current = write_suite(tmp_path / "r9.json", BASE, seed=9, started="2026-01-09T00:00:00")
+    (tmp_path / "notes.json").write_text('{"metadata": "not an object"}')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    window = run_bench("check", "--baseline-window", "2", "--current", str(current))
+    assert window.returncode == 0 and "Traceback" not in window.stderr, window.stderr
+    history = run_bench("history", "--output", str(tmp_path / "h"))
+    assert history.returncode == 0 and "(3 runs)" in history.stdout, history.stderr
