@@ -440,9 +440,16 @@ def attribute(window: Window, ksyms: KernelSymbols, usyms: UserSymbols) -> list[
 
 # ----------------------------------------------------------------------------------- running it
 
-def _guest_script(share: Path, backends: list[str], syscalls: int, in_process: dict[str, bool]) -> str:
+def backend_commands(backends: list[str], syscalls: int, in_process: dict[str, bool]) -> list[tuple[str, list[str]]]:
+    """(label, driver argv) of each backend's run in the anatomy guest: same CPU."""
     from tracers.driver import VMEXEC
 
+    return [(b, [str(VMEXEC), "run", b, "-n", str(syscalls),
+                 *(["-T", str(PIN_CPU)] if in_process[b] else ["-t", str(PIN_CPU), "-T", str(PIN_CPU)])])
+            for b in backends]
+
+
+def _guest_script(share: Path, commands: list[tuple[str, list[str]]]) -> str:
     lines = ["set -u",
              # The driver's load address must be the same in tracer and tracee (and stable).
              "echo 0 > /proc/sys/kernel/randomize_va_space",
@@ -451,26 +458,28 @@ def _guest_script(share: Path, backends: list[str], syscalls: int, in_process: d
              "for f in /sys/devices/system/cpu/vulnerabilities/*; do "
              "printf '%s\\t%s\\n' \"${f##*/}\" \"$(cat \"$f\")\"; done "
              f"> {shlex.quote(str(share / VULNERABILITIES))}"]
-    for b in backends:
-        pin = ["-T", str(PIN_CPU)] if in_process[b] else ["-t", str(PIN_CPU), "-T", str(PIN_CPU)]
-        cmd = shlex.join([str(VMEXEC), "run", b, "-n", str(syscalls), *pin])
+    for b, argv in commands:
+        cmd = shlex.join(argv)
         lines.append(f"out=$({cmd}); status=$?; "
                      f"printf '%s\\t%s\\t%s\\n' {shlex.quote(b)} \"$status\" \"$out\" "
                      f">> {shlex.quote(str(share / 'driver.tsv'))}")
     return "\n".join(lines) + "\n"
 
 
-def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant: str = "bench") -> None:
+def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant: str = "bench",
+              commands: list[tuple[str, list[str]]] | None = None) -> None:
     """Boot the guest (kernel build `variant`, with its command line) with the plugin, run every
     backend once (same CPU), and leave the raw outputs in raw/: counts.txt.gz (the plugin's),
     kallsyms.txt.gz, driver.tsv (the driver's JSON per backend), vulnerabilities.tsv (the guest's
-    /sys/devices/system/cpu/vulnerabilities), guest.json, and a copy of the driver binary that ran."""
+    /sys/devices/system/cpu/vulnerabilities), guest.json, and a copy of the driver binary that ran.
+    commands, when given, are (label, driver argv) run instead of the backends (bench.prices: the
+    micro-benchmarks of the mechanisms' parts, between the same loop markers)."""
     import tracers
     from bench import kernel, vm
     from tracers.driver import VMEXEC, DriverBackend
 
     known = {b.name: b for b in tracers.all_backends() if isinstance(b, DriverBackend)}
-    bad = [b for b in backends if b not in known]
+    bad = [b for b in backends if b not in known] if commands is None else []
     if bad:
         raise UsageError(f"unknown or non-C backend(s) {', '.join(bad)} (choose from {', '.join(known)})")
     if syscalls < 100:
@@ -485,7 +494,10 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant:
         share = Path(tmp)
         # A copy of the binary that ran, for symbolisation after a rebuild.
         shutil.copy2(VMEXEC, raw / "vmexec")
-        script = _guest_script(share, backends, syscalls, {b: known[b].in_process for b in backends})
+        if commands is None:
+            commands = backend_commands(backends, syscalls, {b: known[b].in_process for b in backends})
+        backends = [label for label, _ in commands]
+        script = _guest_script(share, commands)
         log(f"anatomy: booting the icount guest ({variant} kernel) with the plugin ({len(backends)} "
             f"backends, {syscalls} syscalls each)")
         run = vm.run_in_guest(["sh", "-c", script], kernel=kb.bzimage, accel="tcg", timing="icount",
