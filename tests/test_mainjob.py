@@ -39,7 +39,7 @@ def test_a_probe_that_boots_takes_kvm_wall_clock_on_the_mitigations_kernel_with_
         args = parsed(step)
         assert (args.timing, args.kernel_variant, args.pin_vcpus) == ("wall", "mitigations", True)
     first = parsed(kvm[0])
-    assert first.command[first.command.index("--backends") + 1] == mainjob.CLAIM_BACKENDS
+    assert first.command[first.command.index("--backends") + 1] == mainjob.first_answer_backends()
     assert kvm[0].results_dir == mainjob.FIRST_ANSWER_DIR
     # the icount run is still made (the anatomy and the regression check build on it)
     icount = [s for s in guest_steps(steps) if parsed(s).timing == "icount"]
@@ -70,6 +70,24 @@ def test_a_probe_that_fails_takes_icount_and_says_why_in_one_line():
     assert [s.what for s in steps] == ["first answer: host", "first answer: icount guest", "first answer: report",
                                        "host: every backend", "icount guest: every backend", "RFC's programs",
                                        "report"]
+
+
+@pytest.mark.parametrize("probe", [lambda: None, lambda: PVM_WHY], ids=["kvm", "icount"])
+def test_the_first_answer_calibrates_on_every_c_mechanism_at_the_same_pinning(probe):
+    """Issue 18: the first answer must not calibrate on another set of mechanisms than the full run."""
+    from tracers.driver import driver_backends
+
+    every_c = {b.name for b in driver_backends()}
+    steps = mainjob.plan(mainjob.decide(probe=probe))
+    first = [s for s in steps if s.results_dir == mainjob.FIRST_ANSWER_DIR and s.argv[0] != "report"]
+    assert len(first) == 2          # host, then guest
+    for step in first:
+        argv = list(step.argv[step.argv.index("--") + 1:]) if "--" in step.argv else list(step.argv)
+        assert set(argv[argv.index("--backends") + 1].split(",")) == every_c
+        assert argv[argv.index("--pin") + 1] == "same"
+    # the full runs measure every backend (no --backends), same pinning among theirs
+    full = [s for s in steps if s.results_dir is None and s.argv[0] in ("run", "vm") and "rfc" not in s.argv]
+    assert full and all("--backends" not in s.argv for s in full)
 
 
 def test_the_main_command_prints_the_decision_first(monkeypatch, capsys):
