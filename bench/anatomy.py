@@ -367,16 +367,25 @@ def _load_segments(data: bytes) -> list[tuple[int, int, int, int]]:
     return loads
 
 
-def marker_vaddr(binary: Path) -> int:
-    """The link-time address of the BEGIN marker in the driver binary."""
+#: The driver's functions that hold a BEGIN marker: the syscall loop, and `vmexec price`'s parts.
+MARKED_FUNCTIONS = ("syscall_loop", "price_main")
+
+
+def marker_vaddrs(binary: Path) -> list[int]:
+    """The link-time addresses of the BEGIN markers in the driver binary (one per marked loop)."""
     data = binary.read_bytes()
-    at = data.find(MARK_BEGIN)
-    if at < 0 or data.find(MARK_BEGIN, at + 1) >= 0:
-        raise BenchError(f"{binary} must hold the BEGIN marker exactly once")
-    for off, vaddr, filesz, _ in _load_segments(data):
-        if off <= at < off + filesz:
-            return vaddr + at - off
-    raise BenchError(f"{binary}: the marker lies in no loadable segment")
+    found, at = [], data.find(MARK_BEGIN)
+    while at >= 0:
+        for off, vaddr, filesz, _ in _load_segments(data):
+            if off <= at < off + filesz:
+                found.append(vaddr + at - off)
+                break
+        else:
+            raise BenchError(f"{binary}: a marker lies in no loadable segment")
+        at = data.find(MARK_BEGIN, at + 1)
+    if not found:
+        raise BenchError(f"{binary} holds no BEGIN marker")
+    return found
 
 
 class UserSymbols:
@@ -384,17 +393,29 @@ class UserSymbols:
 
     def __init__(self, binary: Path, begin_pc: int):
         loads = _load_segments(binary.read_bytes())
-        self.base = begin_pc - marker_vaddr(binary)
-        self.end = self.base + max(vaddr + memsz for _, vaddr, _, memsz in loads)
         out = subprocess.run(["nm", "--defined-only", str(binary)], capture_output=True, text=True,
                              check=True).stdout
         syms = sorted((int(a, 16), n) for a, t, n in (l.split()[:3] for l in out.splitlines() if len(l.split()) >= 3)
                       if t in "tTwW")
-        self.addrs = [a + self.base for a, _ in syms]
         self.names = [n for _, n in syms]
-        if self.lookup(begin_pc) != "syscall_loop":
-            raise BenchError(f"the BEGIN marker ran at {begin_pc:#x}, which is not in syscall_loop "
-                             f"of {binary}: the guest ran another driver binary?")
+        # The load base is page-aligned, and the marker that ran lies in a marked function: of the
+        # binary's markers, exactly one must fit both.
+        fits = []
+        for vaddr in marker_vaddrs(binary):
+            base = begin_pc - vaddr
+            if base % 4096:
+                continue
+            self.base = base
+            self.end = base + max(v + memsz for _, v, _, memsz in loads)
+            self.addrs = [a + base for a, _ in syms]
+            if self.lookup(begin_pc) in MARKED_FUNCTIONS:
+                fits.append(base)
+        if len(fits) != 1:
+            raise BenchError(f"the BEGIN marker ran at {begin_pc:#x}, which fits {len(fits)} of the markers of "
+                             f"{binary} (in {', '.join(MARKED_FUNCTIONS)}): the guest ran another driver binary?")
+        self.base = fits[0]
+        self.end = self.base + max(v + memsz for _, v, _, memsz in loads)
+        self.addrs = [a + self.base for a, _ in syms]
 
     def lookup(self, pc: int) -> str | None:
         """The function of the driver holding pc, or None (not the driver)."""

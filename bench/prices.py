@@ -379,8 +379,14 @@ def _cmd_parts_anatomy(args) -> int:
     out = args.output or parts_directory(args.kernel_variant)
     writable_directory(out, create=True)
     raw = out / "raw"
-    anatomy.run_guest([], anatomy.DEFAULT_SYSCALLS, raw, log=lambda m: print(m, file=sys.stderr),
-                      variant=args.kernel_variant, commands=commands(str(VMEXEC), guest=True, cpu=anatomy.PIN_CPU))
+    if args.from_raw is None:
+        anatomy.run_guest([], anatomy.DEFAULT_SYSCALLS, raw, log=lambda m: print(m, file=sys.stderr),
+                          variant=args.kernel_variant,
+                          commands=commands(str(VMEXEC), guest=True, cpu=anatomy.PIN_CPU))
+    elif not args.from_raw.is_dir():
+        raise UsageError(f"--from-raw: {args.from_raw} is not a directory")
+    else:
+        raw = args.from_raw
     results = anatomy.analyse(raw)
     failed = anatomy.failed_runs(raw)
     if failed:
@@ -520,4 +526,6 @@ def register_cli(subparsers) -> None:
                    help="the kernel the guest boots (default mitigations, as the cost model's anatomy)")
     a.add_argument("--output", type=Path, help="output directory (default: anatomy/VARIANT/parts/ in the results "
                                                "directory)")
+    a.add_argument("--from-raw", type=Path, metavar="DIR", help="analyse an earlier run's raw/ directory instead "
+                                                                "of booting the guest")
     a.set_defaults(func=_cmd_parts_anatomy)
