@@ -116,7 +116,9 @@ def _icount_guest(subcommand: str) -> tuple[str, ...]:
 def plan(decision: Decision, run_args: list[str] | tuple[str, ...] = ()) -> list[Step]:
     """The main job's steps; run_args go to the full host run (`bench run --scaling RUN_ARGS`)."""
     same = ("--pin", "same", "--backends", first_answer_backends())
-    steps = [Step("first answer: host", ("run", "--fast", *same), FIRST_ANSWER_DIR)]
+    steps = [Step("first answer: host", ("run", "--fast", *same), FIRST_ANSWER_DIR),
+             # The parts' prices on this host (seconds), for the estimate composed from them (bench.prices).
+             Step("first answer: prices", ("prices",), FIRST_ANSWER_DIR)]
     if decision.clock == "kvm":
         steps.append(Step("first answer: KVM guest", (*_kvm_guest(decision, "run"), "--", "--fast", *same),
                           FIRST_ANSWER_DIR))
@@ -129,6 +131,7 @@ def plan(decision: Decision, run_args: list[str] | tuple[str, ...] = ()) -> list
     steps.append(Step("first answer: report", ("report",), FIRST_ANSWER_DIR, own_results=True))
     # Host: every backend, both pinnings, both scaling sweeps.
     steps.append(Step("host: every backend", ("run", "--scaling", *run_args)))
+    steps.append(Step("host: prices", ("prices",)))
     if decision.clock == "kvm":
         steps.append(Step("KVM guest: every backend", (*_kvm_guest(decision, "run"), "--", "--scaling")))
     # The icount guest, made on every machine: the anatomy and the regression check build on it.  Its

@@ -493,6 +493,10 @@ def _cmd_prices(args) -> int:
               f"--host): prices only in {record_path}", file=sys.stderr)
         return 0
     c, why = composed_model([Path(p) for p in host], anatomy_directory, [record_path])
+    if c is None and not args.prices:
+        # The measurement stands (the report composes from it when it can): say why not here, once.
+        print(f"prices: measured, not composed: {why}", file=sys.stderr)
+        return 0
     if c is None:
         raise UsageError(why)
     text = to_markdown(c)
