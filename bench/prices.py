@@ -423,7 +423,10 @@ def _host_run(paths: list[Path]) -> tuple[dict[str, float], tuple[float, float],
     if s.empty:
         raise UsageError(f"the host run has no {analysis.BASELINE} at --pin same")
     row = s.iloc[-1]
-    return measured, (float(row["ci_low"]), float(row["ci_high"])), {"kernel": str(row["kernel"])}
+    values = analysis.load(host)
+    first = values[values["run_id"] == row["run_id"]].iloc[0]
+    cpu = str(first.get("vmexec_cpu_model") or first.get("cpu_model_name") or "")
+    return measured, (float(row["ci_low"]), float(row["ci_high"])), {"kernel": str(row["kernel"]), "cpu_model": cpu}
 
 
 def composed_model(host_paths, anatomy_directory: Path, records=()) -> tuple[Composition | None, str]:
@@ -446,9 +449,10 @@ def composed_model(host_paths, anatomy_directory: Path, records=()) -> tuple[Com
         if record_path is None:
             return None, "no measured prices (`python -m bench prices` on this host)"
         record = json.loads(record_path.read_text())
-        if record.get("kernel") != meta["kernel"]:
-            return None, (f"the prices ({record_path.name}) were measured on kernel {record.get('kernel')}, "
-                          f"the host run on {meta['kernel']}")
+        for key, what in (("kernel", "kernel"), ("cpu_model", "CPU")):
+            if meta[key] and record.get(key) != meta[key]:
+                return None, (f"the prices ({record_path.name}) were measured on {what} {record.get(key)}, "
+                              f"the host run on {meta[key]}: not the same machine")
         c = composition(paths_from_anatomy(parts_dir), record["ns_per_iteration"], paths_from_anatomy(mech_dir),
                         measured, base_ci, inputs=_inputs(host_paths, record_path, parts_dir, mech_dir),
                         load=f"{record['load_before']} before, {record['load_after']} after")

@@ -189,13 +189,16 @@ def test_the_report_takes_the_composition_from_a_prices_record_of_the_same_kerne
     host = write_suite(tmp_path / "host.json", host_ns, sigma=1e-5)
     c, why = P.composed_model([host], tmp_path / "anatomy")
     assert c is None and "no measured prices" in why
-    kernel = A.load([host])["kernel"].iloc[0]
-    record = {"kernel": kernel, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
+    kernel, cpu = A.load([host])[["kernel", "vmexec_cpu_model"]].iloc[0]
+    record = {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
               "load_after": "0.1 0.1 0.1", "ns_per_iteration": host_values()}
     (tmp_path / "prices").mkdir()
     (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps({**record, "kernel": "another"}))
     c, why = P.composed_model([host], tmp_path / "anatomy")
-    assert c is None and "measured on kernel another" in why
+    assert c is None and "measured on kernel another" in why and "not the same machine" in why
+    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps({**record, "cpu_model": "Other CPU"}))
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert c is None and "measured on CPU Other CPU" in why
     (tmp_path / "prices" / "prices-x-2.json").write_text(json.dumps({**record, "started": "2026-12-04T18:16"}))
     c, why = P.composed_model([host], tmp_path / "anatomy")
     assert why == "" and all(abs(e) < 1e-3 for e in c.errors.values())
