@@ -498,6 +498,14 @@ def assess(df: pd.DataFrame, row: pd.Series, hg: pd.DataFrame | None = None,
     hg = host_vs_guest(df) if hg is None else hg
     used = hg[(hg["guest_run"] == row["run_id"]) & (hg["pin"] == row["pin"])
               & ~hg["backend"].isin(NOT_DISTORTION_PROBES)]
+    # The composed estimate stands on the host alone (its prices and its mechanisms' anatomy): the rule
+    # may judge it whether or not enough mechanisms ran on both host and guest to bound a bracket.
+    bracket = ((row["speedup_low"] / used["distortion_high"].max(), row["speedup_high"] / used["distortion_low"].min())
+               if len(used) >= MIN_PROBES else None)
+    if composed is not None and row["pin"] == "same" and composed.why_not_judged() is None:
+        return Assessment(kind, composed.low, composed.high,
+                          judge(composed.low, composed.high, interval="composed interval"), used, bracket,
+                          composed_judged=True)
     if used.empty:
         return Assessment(kind, None, None, f"the >{CLAIM:g}x claim cannot be judged for hardware "
                           "(no host run among the inputs bounds the emulator's distortion)", used)
@@ -505,11 +513,7 @@ def assess(df: pd.DataFrame, row: pd.Series, hg: pd.DataFrame | None = None,
         return Assessment(kind, None, None, f"the >{CLAIM:g}x claim cannot be judged for hardware "
                           f"(only {len(used)} C mechanism(s) measured on both host and guest; the distortion "
                           f"range needs at least {MIN_PROBES})", used)
-    low, high = row["speedup_low"] / used["distortion_high"].max(), row["speedup_high"] / used["distortion_low"].min()
-    if composed is not None and row["pin"] == "same" and composed.why_not_judged() is None:
-        return Assessment(kind, composed.low, composed.high,
-                          judge(composed.low, composed.high, interval="composed interval"), used, (low, high),
-                          composed_judged=True)
+    low, high = bracket
     if model is not None and row["pin"] == "same" and model.why_not_judged() is None:
         return Assessment(kind, model.low, model.high, judge(model.low, model.high, interval="model's interval"),
                           used, (low, high), True)
@@ -606,8 +610,8 @@ def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame |
         return Headline(sentence + f"composed from prices measured on the host, {composed.phrase()}, every C "
                         f"mechanism composed within ±{100 * COMPOSED_MAX_ERROR:g}% of its measured time (worst "
                         f"{composed.worst} {100 * composed.errors[composed.worst]:+.1f}%): {a.judgement}; the "
-                        f"distortion bracket, {a.bracket[0]:.2f}–{a.bracket[1]:.2f}x, and the fitted model are "
-                        f"shown beside it", _caveat(h, a, mitigated), a, shown)
+                        + (f"distortion bracket, {a.bracket[0]:.2f}–{a.bracket[1]:.2f}x, and " if a.bracket else "")
+                        + "the fitted model are shown beside it", _caveat(h, a, mitigated), a, shown)
     if a.model_judged:
         return Headline(sentence + f"the host cost model predicts {_model_phrase(model)}, every mechanism it was "
                         f"fitted on predicted within "
@@ -649,6 +653,11 @@ def _caveat(h: pd.Series, a: Assessment, mitigated: bool = False) -> str:
            "from boot to boot")
     text = (f"Read this as a {'path length' if a.clock == 'icount' else 'emulator time'}, not a hardware "
             f"time: {why}. That emulator-versus-hardware error is the largest uncertainty here. ")
+    if a.composed_judged:
+        return text + ("The estimate composed from prices measured on the host replaces the crude bracket here: "
+                       "each price comes from a micro-benchmark of its own, each mechanism is composed from its "
+                       "own anatomy, and its interval carries the worst error of the C mechanisms measured; it "
+                       "estimates the host the prices were measured on, which may itself be a virtual machine.")
     if a.distortions.empty:
         return text + ("No host run among the inputs measured the same mechanisms, so nothing bounds it: "
                        "add a host run (`python -m bench run`) to the report's inputs.")
@@ -657,11 +666,6 @@ def _caveat(h: pd.Series, a: Assessment, mitigated: bool = False) -> str:
                        f"mechanisms (fewer than {MIN_PROBES}) to bound it; run more backends on both.")
     items = "; ".join(f"{r['backend']} {r['distortion']:.2f} ({r['distortion_low']:.2f}–{r['distortion_high']:.2f})"
                       for _, r in a.distortions.sort_values("distortion").iterrows())
-    if a.composed_judged:
-        return text + ("The estimate composed from prices measured on the host replaces the crude bracket here: "
-                       "each price comes from a micro-benchmark of its own, each mechanism is composed from its "
-                       "own anatomy, and its interval carries the worst error of the C mechanisms measured; it "
-                       "estimates the host the prices were measured on, which may itself be a virtual machine.")
     if a.model_judged:
         return text + ("The host cost model replaces the crude bracket here: it prices the guest anatomy's "
                        "instructions, CR3 writes and kernel entries with parameters fitted to this host's "

@@ -18,7 +18,8 @@ PARTS = {"entry": P.Path_(300, 1, 0, 0), "signal": P.Path_(3000, 2, 0, 0), "thre
          "threads-k16": P.Path_(2580, 4, 0, 198), "processes-k16": P.Path_(2780, 4, 2, 198)}
 MECHANISMS = {"native": P.Path_(233, 1, 0, 0), "ptrace-sysemu": P.Path_(12800, 5, 2, 198),
               "ptrace-syscall": P.Path_(25100, 9, 4, 396), "seccomp-trap": P.Path_(5000, 2, 0, 0.1),
-              "seccomp-unotify": P.Path_(6800, 3, 2, 198), "process-vm-exec": P.Path_(1800, 2, 2, 0.07)}
+              "seccomp-unotify": P.Path_(6800, 3, 2, 198), "seccomp-trace": P.Path_(13100, 5, 2, 198),
+              "process-vm-exec": P.Path_(1800, 2, 2, 0.07)}
 
 
 def truth(path: P.Path_, trips: float) -> float:
@@ -239,3 +240,33 @@ def test_bad_prices_input_is_one_line_and_status_2(tmp_path):
         proc = run_bench(*args)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_the_report_judges_a_composition_that_fits_and_shows_it_beside_the_others(tmp_path, monkeypatch):
+    from bench import report
+    from data.synthetic import write_suite
+
+    d = tmp_path / "results"
+    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(d))
+    mech_dir = d / "anatomy" / "mitigations"
+    _write_anatomy(mech_dir, MECHANISMS)
+    _write_anatomy(mech_dir / "parts", PARTS)
+    (d / "anatomy" / "anatomy.json").write_text(json.dumps({"meta": {}, "failed": {}, "backends": [], "sentences": []}))
+    host_ns = {f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}": v
+               for m, v in measured().items()}
+    write_suite(d / "host.json", host_ns, sigma=1e-5)
+    write_suite(d / "guest.json", GUEST, vm=True, sigma=1e-5)
+    kernel, cpu = A.load([d / "host.json"])[["kernel", "vmexec_cpu_model"]].iloc[0]
+    (d / "prices").mkdir()
+    (d / "prices" / "prices-x-1.json").write_text(json.dumps(
+        {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
+         "load_after": "0.2 0.1 0.1", "ns_per_iteration": host_values()}))
+    md = report.write_report([d / "host.json", d / "guest.json"], tmp_path / "report")["report.md"].read_text()
+    speedup = measured()["ptrace-sysemu"] / truth(MECHANISMS["process-vm-exec"], 0.07 / 198)
+    first = md.splitlines()[0]
+    assert f"composed from prices measured on the host, {speedup:.2f}x" in first
+    assert "claim is reproduced" in first and "distortion bracket" in first
+    figures = md.split("\n\n")[2]
+    assert "composed from prices measured on the host" in figures and "(judged" in figures
+    assert "distortion bracket: " in figures and "icount path-length ratio" in figures
+    assert "## A hardware estimate from measured parts" in md and "Load (1, 5, 15 min): 0.1 0.1 0.1" in md
