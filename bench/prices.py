@@ -463,8 +463,11 @@ def composed_model(host_paths, anatomy_directory: Path, records=()) -> tuple[Com
 
 def _inputs(host_paths, record_path: Path, parts_dir: Path, mech_dir: Path) -> str:
     rel = lambda p: Path(os.path.relpath(p)) if Path(p).is_absolute() else Path(p)   # noqa: E731
+    kernels = [json.loads((d / "anatomy.json").read_text()).get("meta", {}).get("guest_kernel", "?")
+               for d in (parts_dir, mech_dir)]
     return (f"host run(s) {', '.join(f'`{Path(p).name}`' for p in host_paths)}; prices `{rel(record_path)}`; "
-            f"parts anatomy `{rel(parts_dir)}`; mechanisms' anatomy `{rel(mech_dir)}`")
+            f"parts anatomy `{rel(parts_dir)}` (guest kernel {kernels[0]}); mechanisms' anatomy `{rel(mech_dir)}` "
+            f"(guest kernel {kernels[1]})")
 
 
 def _cmd_prices(args) -> int:
