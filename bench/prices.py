@@ -276,6 +276,8 @@ def measure_host(runs: int = DEFAULT_RUNS, cpu: int = 0, log=print) -> dict:
 
     if runs < 5:
         raise UsageError("--runs must be at least 5 (a bootstrap of the median needs a few values)")
+    if cpu not in os.sched_getaffinity(0):
+        raise UsageError(f"--cpu {cpu}: not a CPU this process may run on ({sorted(os.sched_getaffinity(0))})")
     cmds = commands(str(VMEXEC), guest=False, cpu=cpu)
     values = {lab: [] for lab, _ in cmds}
     switches = {lab: [] for lab, _ in cmds}

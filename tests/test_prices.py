@@ -236,7 +236,9 @@ def test_bad_price_usage_is_one_line_and_status_2(args, words):
 
 def test_bad_prices_input_is_one_line_and_status_2(tmp_path):
     for args in (("prices", "--prices", str(tmp_path / "none.json")), ("prices", "--runs", "2", "--host",
-                                                                     str(tmp_path / "none.json"))):
+                                                                     str(tmp_path / "none.json")),
+                 ("prices", "--runs", "2", "--output-dir", str(tmp_path)),
+                 ("prices", "--cpu", "4096", "--output-dir", str(tmp_path))):
         proc = run_bench(*args)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
