@@ -366,6 +366,11 @@ MIN_PROBES = 3
 #: model's interval (the prediction divided by 1 + each extreme leave-one-out error) spans at most
 #: 1.2 / 0.8 = 1.5x, against the bracket's 2.3x.
 MODEL_MAX_LOO_ERROR = 0.20
+#: The hardware estimate composed from measured prices (bench.prices, issue 18 item 3) is judged only
+#: if every C mechanism measured on the host is composed within this relative error by the same
+#: prices; otherwise the distortion bracket is judged.  Fixed in the issue, before any composed
+#: result was seen.
+COMPOSED_MAX_ERROR = 0.20
 
 VERDICT_RULE = (f"Rule: the >{CLAIM:g}x claim is *reproduced* when the whole interval judged lies at or "
                 f"above {CLAIM:g}; *not reproduced* when it lies wholly below {CLAIM:g}; otherwise the data "
@@ -381,7 +386,12 @@ VERDICT_RULE = (f"Rule: the >{CLAIM:g}x claim is *reproduced* when the whole int
                 f"host-versus-guest distortions of the C mechanisms both ran at that pinning, with both "
                 f"runs' CIs. Either way the verdict shows the icount path-length ratio, the bracket and "
                 f"the model's prediction side by side, and a hardware run beside the model's prediction "
-                f"with the model's error on it. The "
+                f"with the model's error on it. Before both, the estimate composed from prices measured on "
+                f"the host by micro-benchmarks of their own (kernel entry, ns per instruction, scheduler "
+                f"round trip, address-space switch premium), each mechanism composed from its own anatomy: "
+                f"its interval (its 95% CI widened by the worst relative error) is judged only if every C "
+                f"mechanism measured on the host is composed within ±{100 * COMPOSED_MAX_ERROR:g}%, and is "
+                f"shown beside the others either way. The "
                 f"headline prefers bare metal, then KVM, then TCG with icount, then the rest; same-CPU "
                 f"pinning; the newest run by its recorded start.")
 
@@ -443,6 +453,41 @@ class ModelPrediction:
 
 
 @dataclasses.dataclass(frozen=True)
+class ComposedPrediction:
+    """The hardware estimate composed from measured prices (bench.prices.Composition), as the verdict uses it."""
+    speedup: float              # PTRACE_SYSEMU measured on the host ÷ process_vm_exec composed
+    low: float                  # the interval: the composed CI widened by the worst relative errors,
+    high: float                 # and PTRACE_SYSEMU's measured CI
+    candidate_ns: float         # process_vm_exec, composed host ns/syscall
+    baseline_ns: float          # PTRACE_SYSEMU, measured host ns/syscall
+    errors: dict                # C mechanism -> relative error (composed / measured - 1)
+    inputs: str = ""
+
+    @property
+    def worst(self) -> str:
+        return max(self.errors, key=lambda k: abs(self.errors[k]))
+
+    @property
+    def worst_error(self) -> float:
+        return abs(self.errors[self.worst])
+
+    def why_not_judged(self) -> str | None:
+        """None if the verdict may judge this interval (COMPOSED_MAX_ERROR), else why not."""
+        if self.worst_error > COMPOSED_MAX_ERROR:
+            return (f"{self.worst} is composed {100 * self.errors[self.worst]:+.1f}% off its measured time, "
+                    f"beyond ±{100 * COMPOSED_MAX_ERROR:g}%")
+        return None
+
+    def phrase(self) -> str:
+        return (f"{self.speedup:.2f}x ({self.low:.2f}–{self.high:.2f}: the composition's 95% CI widened by its worst "
+                f"errors, and PTRACE_SYSEMU's CI; process_vm_exec {self.candidate_ns:,.0f} ns/syscall composed "
+                f"against PTRACE_SYSEMU's {self.baseline_ns:,.0f} ns measured on the host)")
+
+    def errors_phrase(self) -> str:
+        return ", ".join(f"{k} {100 * v:+.1f}%" for k, v in sorted(self.errors.items(), key=lambda kv: kv[1]))
+
+
+@dataclasses.dataclass(frozen=True)
 class Assessment:
     """What one process_vm_exec / PTRACE_SYSEMU pairing says about the claim."""
     clock: str                  # one of CLOCKS
@@ -452,17 +497,18 @@ class Assessment:
     distortions: pd.DataFrame   # host_vs_guest() rows that bound the range (empty on a hardware clock)
     bracket: tuple | None = None    # the hardware-equivalent range, also when the model's interval is judged
     model_judged: bool = False
+    composed_judged: bool = False
 
     @property
     def interval(self) -> str:
-        return ("95% CI" if self.clock in HARDWARE_CLOCKS else "cost-model interval" if self.model_judged
-                else "hardware-equivalent range")
+        return ("95% CI" if self.clock in HARDWARE_CLOCKS else "composed interval" if self.composed_judged
+                else "cost-model interval" if self.model_judged else "hardware-equivalent range")
 
 
 def assess(df: pd.DataFrame, row: pd.Series, hg: pd.DataFrame | None = None,
-           model: ModelPrediction | None = None) -> Assessment:
-    """Judge one ratios() row of process_vm_exec against PTRACE_SYSEMU by VERDICT_RULE (the model, if
-    given, applies to same-CPU pinning under an emulator)."""
+           model: ModelPrediction | None = None, composed: ComposedPrediction | None = None) -> Assessment:
+    """Judge one ratios() row of process_vm_exec against PTRACE_SYSEMU by VERDICT_RULE (the composed
+    estimate, then the model, if given, apply to same-CPU pinning under an emulator)."""
     kind = clock(row)
     if kind in HARDWARE_CLOCKS:
         return Assessment(kind, row["speedup_low"], row["speedup_high"],
@@ -470,6 +516,14 @@ def assess(df: pd.DataFrame, row: pd.Series, hg: pd.DataFrame | None = None,
     hg = host_vs_guest(df) if hg is None else hg
     used = hg[(hg["guest_run"] == row["run_id"]) & (hg["pin"] == row["pin"])
               & ~hg["backend"].isin(NOT_DISTORTION_PROBES)]
+    # The composed estimate stands on the host alone (its prices and its mechanisms' anatomy): the rule
+    # may judge it whether or not enough mechanisms ran on both host and guest to bound a bracket.
+    bracket = ((row["speedup_low"] / used["distortion_high"].max(), row["speedup_high"] / used["distortion_low"].min())
+               if len(used) >= MIN_PROBES else None)
+    if composed is not None and row["pin"] == "same" and composed.why_not_judged() is None:
+        return Assessment(kind, composed.low, composed.high,
+                          judge(composed.low, composed.high, interval="composed interval"), used, bracket,
+                          composed_judged=True)
     if used.empty:
         return Assessment(kind, None, None, f"the >{CLAIM:g}x claim cannot be judged for hardware "
                           "(no host run among the inputs bounds the emulator's distortion)", used)
@@ -477,7 +531,7 @@ def assess(df: pd.DataFrame, row: pd.Series, hg: pd.DataFrame | None = None,
         return Assessment(kind, None, None, f"the >{CLAIM:g}x claim cannot be judged for hardware "
                           f"(only {len(used)} C mechanism(s) measured on both host and guest; the distortion "
                           f"range needs at least {MIN_PROBES})", used)
-    low, high = row["speedup_low"] / used["distortion_high"].max(), row["speedup_high"] / used["distortion_low"].min()
+    low, high = bracket
     if model is not None and row["pin"] == "same" and model.why_not_judged() is None:
         return Assessment(kind, model.low, model.high, judge(model.low, model.high, interval="model's interval"),
                           used, (low, high), True)
@@ -499,7 +553,8 @@ def _model_phrase(m: ModelPrediction) -> str:
 
 
 def figures(df: pd.DataFrame, r: pd.DataFrame, hg: pd.DataFrame | None, model: ModelPrediction | None,
-            no_model: str = "no cost model among the inputs") -> tuple[str, ...]:
+            no_model: str = "no cost model among the inputs", composed: ComposedPrediction | None = None,
+            no_composed: str = "") -> tuple[str, ...]:
     """The three figures the verdict shows side by side: the icount path-length ratio (same CPU
     preferred, newest run), the distortion bracket of that ratio, and the model's prediction; and,
     when a hardware clock (KVM, bare metal) measured process_vm_exec, the measured ratio with the
@@ -516,6 +571,13 @@ def figures(df: pd.DataFrame, r: pd.DataFrame, hg: pd.DataFrame | None, model: M
                f"distortion bracket: {a.low:.2f}–{a.high:.2f}x ({len(a.distortions)} C mechanisms' host-versus-guest "
                f"distortions {a.distortions['distortion'].min():.2f}–{a.distortions['distortion'].max():.2f})"
                if a.low is not None else f"distortion bracket: none ({a.judgement.split('(', 1)[-1].rstrip(')')})"]
+    if composed is not None:
+        why = composed.why_not_judged()
+        out.append(f"composed from prices measured on the host: {composed.phrase()} "
+                   + (f"(judged: every C mechanism within ±{100 * COMPOSED_MAX_ERROR:g}%" if why is None
+                      else f"(not judged: {why}") + f"; errors: {composed.errors_phrase()})")
+    elif no_composed:
+        out.append(f"composed from measured prices: none ({no_composed})")
     if model is None:
         out.append(f"cost model: {no_model}")
     else:
@@ -536,7 +598,8 @@ def figures(df: pd.DataFrame, r: pd.DataFrame, hg: pd.DataFrame | None, model: M
 
 
 def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame | None = None,
-             model: ModelPrediction | None = None, no_model: str = "no cost model among the inputs") -> Headline:
+             model: ModelPrediction | None = None, no_model: str = "no cost model among the inputs",
+             composed: ComposedPrediction | None = None, no_composed: str = "") -> Headline:
     """The verdict, computed from the data, and the caveat that goes beside it (rule: VERDICT_RULE).
 
     r and hg, when given, are ratios(df, CANDIDATE) and host_vs_guest(df), already computed; model is
@@ -550,8 +613,8 @@ def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame |
         why = "; ".join(f"{case}: {reason}" for case, reason in reasons(df, CANDIDATE).items())
         return Headline("cannot be judged: no process_vm_exec results" + (f" ({why})" if why else ""), "", None)
     h = _headline_row(r)
-    a = assess(df, h, hg, model)
-    shown = figures(df, r, hg, model, no_model)
+    a = assess(df, h, hg, model, composed)
+    shown = figures(df, r, hg, model, no_model, composed, no_composed)
     mitigated = _runs_mitigations(df, h["run_id"])
     ci = f"{h['speedup_low']:.2f}–{h['speedup_high']:.2f}"
     if a.clock in HARDWARE_CLOCKS:
@@ -561,6 +624,12 @@ def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame |
             else "an emulator-time ratio (TCG wall time is the emulator's speed, not the hardware's")
     sentence = (f"process_vm_exec is {h['speedup']:.2f}x faster than PTRACE_SYSEMU as {what}; 95% CI {ci} "
                 f"covers repeats only) {_environment_phrase(h)}; ")
+    if a.composed_judged:
+        return Headline(sentence + f"composed from prices measured on the host, {composed.phrase()}, every C "
+                        f"mechanism composed within ±{100 * COMPOSED_MAX_ERROR:g}% of its measured time (worst "
+                        f"{composed.worst} {100 * composed.errors[composed.worst]:+.1f}%): {a.judgement}; the "
+                        + (f"distortion bracket, {a.bracket[0]:.2f}–{a.bracket[1]:.2f}x, and " if a.bracket else "")
+                        + "the fitted model are shown beside it", _caveat(h, a, mitigated), a, shown)
     if a.model_judged:
         return Headline(sentence + f"the host cost model predicts {_model_phrase(model)}, every mechanism it was "
                         f"fitted on predicted within "
@@ -573,6 +642,9 @@ def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame |
     sentence += (f"divided by the host-versus-guest distortion of {len(d)} C mechanisms "
                  f"({d['distortion'].min():.2f}–{d['distortion'].max():.2f}), the hardware-equivalent "
                  f"speed-up is {a.low:.2f}–{a.high:.2f}x: {a.judgement}")
+    if composed is not None and h["pin"] == "same":
+        sentence += (f"; composed from prices measured on the host, {composed.phrase()}, not judged because "
+                     f"{composed.why_not_judged()}")
     if model is not None and h["pin"] == "same":
         sentence += (f"; the host cost model predicts {_model_phrase(model)}, not judged because "
                      f"{model.why_not_judged()}")
@@ -599,6 +671,11 @@ def _caveat(h: pd.Series, a: Assessment, mitigated: bool = False) -> str:
            "from boot to boot")
     text = (f"Read this as a {'path length' if a.clock == 'icount' else 'emulator time'}, not a hardware "
             f"time: {why}. That emulator-versus-hardware error is the largest uncertainty here. ")
+    if a.composed_judged:
+        return text + ("The estimate composed from prices measured on the host replaces the crude bracket here: "
+                       "each price comes from a micro-benchmark of its own, each mechanism is composed from its "
+                       "own anatomy, and its interval carries the worst error of the C mechanisms measured; it "
+                       "estimates the host the prices were measured on, which may itself be a virtual machine.")
     if a.distortions.empty:
         return text + ("No host run among the inputs measured the same mechanisms, so nothing bounds it: "
                        "add a host run (`python -m bench run`) to the report's inputs.")
@@ -644,12 +721,14 @@ class Findings:
 
 
 def findings(df: pd.DataFrame, model: ModelPrediction | None = None,
-             no_model: str = "no cost model among the inputs") -> Findings:
-    """Every figure of a report; model is the host cost model's prediction (bench.anatomy), if any."""
+             no_model: str = "no cost model among the inputs", composed: ComposedPrediction | None = None,
+             no_composed: str = "") -> Findings:
+    """Every figure of a report; model is the host cost model's prediction (bench.anatomy), composed
+    the estimate composed from measured prices (bench.prices), if any."""
     summary, every, claim = summarize(df), all_ratios(df), ratios(df, CANDIDATE)
     hg = host_vs_guest(df, r=every)
     return Findings(df, summary, backend_table(df, summary), every, claim, hg,
-                    headline(df, claim, hg, model, no_model))
+                    headline(df, claim, hg, model, no_model, composed, no_composed))
 
 
 def reasons(df: pd.DataFrame, backend: str | None = None) -> dict[str, str]:

@@ -369,16 +369,25 @@ def _load_segments(data: bytes) -> list[tuple[int, int, int, int]]:
     return loads
 
 
-def marker_vaddr(binary: Path) -> int:
-    """The link-time address of the BEGIN marker in the driver binary."""
+#: The driver's functions that hold a BEGIN marker: the syscall loop, and `vmexec price`'s parts.
+MARKED_FUNCTIONS = ("syscall_loop", "price_main")
+
+
+def marker_vaddrs(binary: Path) -> list[int]:
+    """The link-time addresses of the BEGIN markers in the driver binary (one per marked loop)."""
     data = binary.read_bytes()
-    at = data.find(MARK_BEGIN)
-    if at < 0 or data.find(MARK_BEGIN, at + 1) >= 0:
-        raise BenchError(f"{binary} must hold the BEGIN marker exactly once")
-    for off, vaddr, filesz, _ in _load_segments(data):
-        if off <= at < off + filesz:
-            return vaddr + at - off
-    raise BenchError(f"{binary}: the marker lies in no loadable segment")
+    found, at = [], data.find(MARK_BEGIN)
+    while at >= 0:
+        for off, vaddr, filesz, _ in _load_segments(data):
+            if off <= at < off + filesz:
+                found.append(vaddr + at - off)
+                break
+        else:
+            raise BenchError(f"{binary}: a marker lies in no loadable segment")
+        at = data.find(MARK_BEGIN, at + 1)
+    if not found:
+        raise BenchError(f"{binary} holds no BEGIN marker")
+    return found
 
 
 class UserSymbols:
@@ -386,17 +395,29 @@ class UserSymbols:
 
     def __init__(self, binary: Path, begin_pc: int):
         loads = _load_segments(binary.read_bytes())
-        self.base = begin_pc - marker_vaddr(binary)
-        self.end = self.base + max(vaddr + memsz for _, vaddr, _, memsz in loads)
         out = subprocess.run(["nm", "--defined-only", str(binary)], capture_output=True, text=True,
                              check=True).stdout
         syms = sorted((int(a, 16), n) for a, t, n in (l.split()[:3] for l in out.splitlines() if len(l.split()) >= 3)
                       if t in "tTwW")
-        self.addrs = [a + self.base for a, _ in syms]
         self.names = [n for _, n in syms]
-        if self.lookup(begin_pc) != "syscall_loop":
-            raise BenchError(f"the BEGIN marker ran at {begin_pc:#x}, which is not in syscall_loop "
-                             f"of {binary}: the guest ran another driver binary?")
+        # The load base is page-aligned, and the marker that ran lies in a marked function: of the
+        # binary's markers, exactly one must fit both.
+        fits = []
+        for vaddr in marker_vaddrs(binary):
+            base = begin_pc - vaddr
+            if base % 4096:
+                continue
+            self.base = base
+            self.end = base + max(v + memsz for _, v, _, memsz in loads)
+            self.addrs = [a + base for a, _ in syms]
+            if self.lookup(begin_pc) in MARKED_FUNCTIONS:
+                fits.append(base)
+        if len(fits) != 1:
+            raise BenchError(f"the BEGIN marker ran at {begin_pc:#x}, which fits {len(fits)} of the markers of "
+                             f"{binary} (in {', '.join(MARKED_FUNCTIONS)}): the guest ran another driver binary?")
+        self.base = fits[0]
+        self.end = self.base + max(v + memsz for _, v, _, memsz in loads)
+        self.addrs = [a + self.base for a, _ in syms]
 
     def lookup(self, pc: int) -> str | None:
         """The function of the driver holding pc, or None (not the driver)."""
@@ -442,9 +463,16 @@ def attribute(window: Window, ksyms: KernelSymbols, usyms: UserSymbols) -> list[
 
 # ----------------------------------------------------------------------------------- running it
 
-def _guest_script(share: Path, backends: list[str], syscalls: int, in_process: dict[str, bool]) -> str:
+def backend_commands(backends: list[str], syscalls: int, in_process: dict[str, bool]) -> list[tuple[str, list[str]]]:
+    """(label, driver argv) of each backend's run in the anatomy guest: same CPU."""
     from tracers.driver import VMEXEC
 
+    return [(b, [str(VMEXEC), "run", b, "-n", str(syscalls),
+                 *(["-T", str(PIN_CPU)] if in_process[b] else ["-t", str(PIN_CPU), "-T", str(PIN_CPU)])])
+            for b in backends]
+
+
+def _guest_script(share: Path, commands: list[tuple[str, list[str]]]) -> str:
     lines = ["set -u",
              # The driver's load address must be the same in tracer and tracee (and stable).
              "echo 0 > /proc/sys/kernel/randomize_va_space",
@@ -453,23 +481,22 @@ def _guest_script(share: Path, backends: list[str], syscalls: int, in_process: d
              "for f in /sys/devices/system/cpu/vulnerabilities/*; do "
              "printf '%s\\t%s\\n' \"${f##*/}\" \"$(cat \"$f\")\"; done "
              f"> {shlex.quote(str(share / VULNERABILITIES))}"]
-    for b in backends:
-        pin = ["-T", str(PIN_CPU)] if in_process[b] else ["-t", str(PIN_CPU), "-T", str(PIN_CPU)]
-        cmd = shlex.join([str(VMEXEC), "run", b, "-n", str(syscalls), *pin])
+    for b, argv in commands:
+        cmd = shlex.join(argv)
         lines.append(f"out=$({cmd}); status=$?; "
                      f"printf '%s\\t%s\\t%s\\n' {shlex.quote(b)} \"$status\" \"$out\" "
                      f">> {shlex.quote(str(share / 'driver.tsv'))}")
     return "\n".join(lines) + "\n"
 
 
-def check_arguments(backends: list[str], syscalls: int) -> dict:
+def check_arguments(backends: list[str], syscalls: int, commands: list | None = None) -> dict:
     """The driver's backends by name, or a one-line UsageError unless every backend is one of them
-    and syscalls is enough."""
+    (commands given instead of backends are the caller's own) and syscalls is enough."""
     import tracers
     from tracers.driver import DriverBackend
 
     known = {b.name: b for b in tracers.all_backends() if isinstance(b, DriverBackend)}
-    bad = [b for b in backends if b not in known]
+    bad = [b for b in backends if b not in known] if commands is None else []
     if bad:
         raise UsageError(f"unknown or non-C backend(s) {', '.join(bad)} (choose from {', '.join(known)})")
     if syscalls < 100:
@@ -477,15 +504,18 @@ def check_arguments(backends: list[str], syscalls: int) -> dict:
     return known
 
 
-def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant: str = "bench") -> None:
+def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant: str = "bench",
+              commands: list[tuple[str, list[str]]] | None = None) -> None:
     """Boot the guest (kernel build `variant`, with its command line) with the plugin, run every
     backend once (same CPU), and leave the raw outputs in raw/: counts.txt.gz (the plugin's),
     kallsyms.txt.gz, driver.tsv (the driver's JSON per backend), vulnerabilities.tsv (the guest's
-    /sys/devices/system/cpu/vulnerabilities), guest.json, and a copy of the driver binary that ran."""
+    /sys/devices/system/cpu/vulnerabilities), guest.json, and a copy of the driver binary that ran.
+    commands, when given, are (label, driver argv) run instead of the backends (bench.prices: the
+    micro-benchmarks of the mechanisms' parts, between the same loop markers)."""
     from bench import kernel, vm
     from tracers.driver import VMEXEC
 
-    known = check_arguments(backends, syscalls)
+    known = check_arguments(backends, syscalls, commands)
     lib = build_plugin(log)
     kb = kernel.build(log=lambda msg: log(f"kernel: {msg}"), variant=variant)
     kernel_args = kernel.BOOT_ARGS.get(variant, ())
@@ -496,7 +526,10 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant:
         share = Path(tmp)
         # A copy of the binary that ran, for symbolisation after a rebuild.
         shutil.copy2(VMEXEC, raw / "vmexec")
-        script = _guest_script(share, backends, syscalls, {b: known[b].in_process for b in backends})
+        if commands is None:
+            commands = backend_commands(backends, syscalls, {b: known[b].in_process for b in backends})
+        backends = [label for label, _ in commands]
+        script = _guest_script(share, commands)
         log(f"anatomy: booting the icount guest ({variant} kernel) with the plugin ({len(backends)} "
             f"backends, {syscalls} syscalls each)")
         run = vm.run_in_guest(["sh", "-c", script], kernel=kb.bzimage, accel="tcg", timing="icount",

@@ -11,7 +11,7 @@ from .errors import BenchError, UsageError
 
 #: Modules that add their own subcommands through register_cli(subparsers).
 PLUGINS = ("bench.kernel", "bench.package", "bench.vm", "bench.rfc", "bench.report_cli", "bench.regression_cli",
-           "bench.anatomy", "bench.mainjob")
+           "bench.anatomy", "bench.prices", "bench.mainjob")
 
 
 class Parser(argparse.ArgumentParser):

@@ -192,6 +192,8 @@ class Inputs:
     suites: list[pathlib.Path]      # the pyperf suites among them
     model: anatomy.CostModel | None = None      # the host cost model (anatomy_dir(paths))
     no_model: str = ""                          # why there is none
+    composed: object = None                     # bench.prices.Composition: the estimate from measured prices
+    no_composed: str = ""                       # why there is none
 
 
 def _first_screen(i: Inputs) -> list:
@@ -226,6 +228,13 @@ def anatomy_dir(paths: list[pathlib.Path]) -> pathlib.Path:
     return found or first / "anatomy"
 
 
+def _composed_blocks(i: Inputs) -> list:
+    from bench import prices
+    if i.composed is not None:
+        return prices.blocks(i.composed)
+    return [("p", f"No estimate from measured parts: {i.no_composed}.")] if i.no_composed else []
+
+
 def _other_plots(i: Inputs) -> list:
     return [("img", stem, plots.CAPTIONS[stem]) for stem in i.plots if stem != plots.KEY_PLOT]
 
@@ -240,6 +249,7 @@ SECTIONS: list[tuple[str | None, Callable[[Inputs], list]]] = [
     ("Host vs guest", lambda i: _host_guest_blocks(i.findings.host_guest) if i.findings.values["vm"].any() else []),
     ("Instruction anatomy", lambda i: anatomy.report_blocks(anatomy_dir(i.paths))),
     ("Speculation mitigations off and on", lambda i: anatomy.mitigation_blocks(anatomy_dir(i.paths))),
+    ("A hardware estimate from measured parts", _composed_blocks),
     ("A host cost model from the anatomy",
      lambda i: anatomy.cost_model_blocks(i.model, i.no_model, anatomy_dir(i.paths))),
     ("pyperf's stability checks", lambda i: _stability_blocks(i.suites, A.run_ids(i.suites), i.findings.summary)),
@@ -327,6 +337,17 @@ def to_html(doc: list, images: dict[str, bytes]) -> str:
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
+def _composed(suites, paths):
+    """The estimate from measured prices for the host run among suites (bench.prices), or (None, why);
+    (None, "") when the inputs hold no host run or no anatomy, where it has nothing to say."""
+    from bench import prices
+    if not any(results.classify(results.read_json(p)) == "host" for p in suites):
+        return None, ""
+    if not anatomy_dir(paths).is_dir():
+        return None, ""
+    return prices.composed_model(suites, anatomy_dir(paths))
+
+
 def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     """Load the results, draw every plot, write report.md and report.html into output."""
     paths = [pathlib.Path(p) for p in paths]
@@ -334,14 +355,16 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     writable_directory(output, create=True, need=REPORT_BYTES)
     suites, _ = results.split(paths)
     model, no_model = anatomy.fitted_model(suites, anatomy_dir(paths))
-    f = A.findings(df, model.prediction() if model else None, no_model)
+    composed, no_composed = _composed(suites, paths)
+    f = A.findings(df, model.prediction() if model else None, no_model,
+                   composed.prediction() if composed else None, no_composed)
     written = {}
     figs = plots.figures(f)
     for stem, fig in figs.items():
         written.update({f"{stem}.{fmt}": p for fmt, p in plots.save(fig, output, stem).items()})
     table = f.table.drop(columns=["started"])
     written[CASES_CSV] = _replace(output / CASES_CSV, lambda p: table.to_csv(p, index=False, float_format="%.6g"))
-    doc = build(Inputs(f, rfc, list(figs), paths, suites, model, no_model))
+    doc = build(Inputs(f, rfc, list(figs), paths, suites, model, no_model, composed, no_composed))
     written["report.md"] = _replace(output / "report.md", lambda p: p.write_text(to_markdown(doc)))
     page = to_html(doc, {s: (output / f"{s}.png").read_bytes() for s in figs})
     written["report.html"] = _replace(output / "report.html", lambda p: p.write_text(page))

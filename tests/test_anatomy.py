@@ -110,6 +110,12 @@ def test_the_plugins_output_is_parsed_per_window_and_pc():
         A.parse_counts(WINDOW.replace("insns=15", "insns=16"))
 
 
+def _loop_marker() -> int:
+    """The syscall loop's BEGIN marker (link-time address)."""
+    return next(o for o in A.marker_vaddrs(VMEXEC) if A.UserSymbols(VMEXEC, 0x555555554000 + o).lookup(
+        0x555555554000 + o) == "syscall_loop")
+
+
 def test_symbols_come_from_kallsyms_and_the_driver_binary():
     ks = A.KernelSymbols("ffffffff81000000 T entry_SYSCALL_64\nffffffff81000040 t asm_exc_page_fault\n"
                          "ffffffff81000100 T do_syscall_64\n")
@@ -117,10 +123,19 @@ def test_symbols_come_from_kallsyms_and_the_driver_binary():
     assert ks.lookup(0xFFFFFFFF81000040)[0] == "asm_exc_page_fault"
     # The driver as built, at the load address a non-ASLR PIE gets.
     base = 0x555555554000
-    offset = A.marker_vaddr(VMEXEC)
+    # One marker per marked loop: the syscall loop's and `vmexec price`'s; whichever ran, the load base
+    # comes out the same and the marker lies in its own function.
+    offsets = A.marker_vaddrs(VMEXEC)
+    marked = set()
+    for offset in offsets:
+        us = A.UserSymbols(VMEXEC, base + offset)
+        assert us.base == base
+        marked.add(us.lookup(base + offset))
+    assert marked == set(A.MARKED_FUNCTIONS) and len(offsets) == len(marked)
+    with pytest.raises(A.BenchError, match="fits 0 of the markers"):
+        A.UserSymbols(VMEXEC, base + offsets[0] + 8)
+    offset = _loop_marker()
     us = A.UserSymbols(VMEXEC, base + offset)
-    assert us.base == base
-    assert us.lookup(base + offset) == "syscall_loop"
     assert us.lookup(0x7FFFF7E00000) is None
     nm = subprocess.run(["nm", "--defined-only", str(VMEXEC)], capture_output=True, text=True, check=True).stdout
     main = next(int(line.split()[0], 16) for line in nm.splitlines() if line.split()[2:] == ["main"])
@@ -130,7 +145,7 @@ def test_symbols_come_from_kallsyms_and_the_driver_binary():
 def test_attribution_adds_events_and_exception_entries():
     ks = A.KernelSymbols("ffffffff81000000 T entry_SYSCALL_64\nffffffff81000040 t asm_exc_page_fault\n"
                          "ffffffff81000100 T do_syscall_64\n")
-    offset = A.marker_vaddr(VMEXEC)
+    offset = _loop_marker()
     us = A.UserSymbols(VMEXEC, 0x555555554000 + offset)
     w = A.Window(0, 0x555555554000 + offset, 0, 0,
                  {0xFFFFFFFF81000000: 5, 0xFFFFFFFF81000040: 2, 0xFFFFFFFF81000044: 2,

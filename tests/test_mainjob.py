@@ -39,7 +39,7 @@ def test_a_probe_that_boots_takes_kvm_wall_clock_on_the_mitigations_kernel_with_
         args = parsed(step)
         assert (args.timing, args.kernel_variant, args.pin_vcpus) == ("wall", "mitigations", True)
     first = parsed(kvm[0])
-    assert first.command[first.command.index("--backends") + 1] == mainjob.CLAIM_BACKENDS
+    assert first.command[first.command.index("--backends") + 1] == mainjob.first_answer_backends()
     assert kvm[0].results_dir == mainjob.FIRST_ANSWER_DIR
     # the icount run is still made (the anatomy and the regression check build on it)
     icount = [s for s in guest_steps(steps) if parsed(s).timing == "icount"]
@@ -67,9 +67,31 @@ def test_a_probe_that_fails_takes_icount_and_says_why_in_one_line():
     steps = mainjob.plan(d)
     assert all(parsed(s).accel == "tcg" and parsed(s).timing == "icount" for s in guest_steps(steps))
     assert not any(parsed(s).pin_vcpus for s in guest_steps(steps))
-    assert [s.what for s in steps] == ["first answer: host", "first answer: icount guest", "first answer: report",
-                                       "host: every backend", "icount guest: every backend", "RFC's programs",
-                                       "report"]
+    assert [s.what for s in steps] == ["first answer: host", "first answer: prices", "first answer: icount guest",
+                                       "first answer: report", "host: every backend", "host: prices",
+                                       "icount guest: every backend", "RFC's programs", "report"]
+
+
+@pytest.mark.parametrize("probe", [lambda: None, lambda: PVM_WHY], ids=["kvm", "icount"])
+def test_the_first_answer_calibrates_on_every_c_mechanism_at_the_same_pinning(probe):
+    """Issue 18: the first answer must not calibrate on another set of mechanisms than the full run."""
+    from tracers.driver import driver_backends
+
+    every_c = {b.name for b in driver_backends()}
+    steps = mainjob.plan(mainjob.decide(probe=probe))
+    first = [s for s in steps if s.results_dir == mainjob.FIRST_ANSWER_DIR and s.argv[0] not in ("report", "prices")]
+    assert len(first) == 2          # host, then guest
+    for step in first:
+        argv = list(step.argv[step.argv.index("--") + 1:]) if "--" in step.argv else list(step.argv)
+        assert set(argv[argv.index("--backends") + 1].split(",")) == every_c
+        assert argv[argv.index("--pin") + 1] == "same"
+    # the full runs measure every backend (no --backends), same pinning among theirs
+    full = [s for s in steps if s.results_dir is None and s.argv[0] in ("run", "vm") and "rfc" not in s.argv]
+    assert full and all("--backends" not in s.argv for s in full)
+    # both measure the parts' prices on the host, after their host run and before their report
+    for where in (mainjob.FIRST_ANSWER_DIR, None):
+        whats = [s.argv[0] for s in steps if s.results_dir == where]
+        assert whats.index("prices") == whats.index("run") + 1 and whats.index("prices") < whats.index("report")
 
 
 def test_the_main_command_prints_the_decision_first(monkeypatch, capsys):
@@ -219,7 +241,8 @@ def test_each_report_is_of_the_files_the_job_wrote(tmp_path, monkeypatch):
         calls.append(argv)
         where = tmp_path / env.get("VMEXEC_RESULTS_DIR", "results")
         where.mkdir(parents=True, exist_ok=True)
-        name = {"run": "host", "vm": f"vm-{argv[3] if len(argv) > 3 else ''}-{argv[1]}"}.get(argv[0])
+        name = ("host" if argv[0] == "run" else
+                f"vm-{argv[3] if len(argv) > 3 else ''}-{argv[1]}" if argv[0] == "vm" else None)
         if name:
             (where / f"{name}-{len(calls)}.json").write_text("{}")
         return 0
@@ -228,5 +251,6 @@ def test_each_report_is_of_the_files_the_job_wrote(tmp_path, monkeypatch):
     reports = [c for c in calls if c[0] == "report"]
     assert len(reports) == 2
     first, full = ([pathlib.Path(p).name for p in r[1:]] for r in reports)
-    assert first == ["host-1.json", "vm-kvm-run-2.json"]
-    assert sorted(full) == ["host-4.json", "vm-kvm-rfc-7.json", "vm-kvm-run-5.json", "vm-tcg-run-6.json"]
+    # (the prices steps write into prices/, which no report takes as a results file)
+    assert first == ["host-1.json", "vm-kvm-run-3.json"]
+    assert sorted(full) == ["host-5.json", "vm-kvm-rfc-9.json", "vm-kvm-run-7.json", "vm-tcg-run-8.json"]

@@ -7,6 +7,7 @@
  *   vmexec constants                  the values Python shares with the driver
  *   vmexec run BACKEND -n N [opts]    one measured run
  *   vmexec tracee -n N                the loop alone (native, untraced)
+ *   vmexec price PART -n N [opts]     a micro-benchmark of one part (prices.c)
  *
  * Exit statuses: tracee/args.h.  What backends call back into: runtime.c.
  */
@@ -387,5 +388,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "tracee"))
 		return tracee_main(argc - 1, argv + 1);
-	return usage_error("usage: vmexec list | vmexec constants | vmexec run BACKEND -n SYSCALLS [...] | vmexec tracee -n SYSCALLS");
+	if (argc >= 2 && !strcmp(argv[1], "price"))
+		return price_main(argc - 1, argv + 1);
+	return usage_error("usage: vmexec list | vmexec constants | vmexec run BACKEND -n SYSCALLS [...] | vmexec tracee -n SYSCALLS"
+			   " | vmexec price PART -n N [...]");
 }

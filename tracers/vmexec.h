@@ -84,6 +84,8 @@ uint64_t now_ns(void);
 int fail(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int fail_errno(struct session *s, const char *what);
 int pin_to_cpu(int cpu);
+/* `vmexec price`: micro-benchmarks of the mechanisms' parts (prices.c). */
+int price_main(int argc, char **argv);
 /*
  * Test-only (the regression check's planted slowdowns, `run -L NS`): add about
  * NS ns of spinning to each intercepted call of the ptrace tracers.
