@@ -214,30 +214,35 @@ def test_driver_rejects_huge_and_negative_counts():
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, (n, proc.stderr)
 
 
-def _wait_busy(marker: str, at_least: int, timeout: float = 120) -> None:
-    deadline, seen = time.monotonic() + timeout, []
-    while len(seen) < at_least and time.monotonic() < deadline:
-        time.sleep(0.2)
-        seen = leftovers(marker)     # a snapshot: /proc of a ptrace-stopped process can flicker
-    assert len(seen) >= at_least, f"never busy: {seen}"
+def _interrupt_when_busy(args: list[str], environ: dict, marker: str, busy: int, sig: signal.Signals,
+                         preexec_fn=None) -> subprocess.CompletedProcess:
+    """`python -m bench ARGS`, sent sig once `busy` of its processes (it included) are alive; its result."""
+    proc = subprocess.Popen([*BENCH, *args], env=environ, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+    try:
+        deadline, seen = time.monotonic() + 120, []
+        while len(seen) < busy and time.monotonic() < deadline:
+            time.sleep(0.2)
+            seen = leftovers(marker)     # a snapshot: /proc of a ptrace-stopped process can flicker
+        assert len(seen) >= busy, f"never busy: {seen}"
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, output)
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigint-background"])
 def test_an_interrupted_rfc_leaves_no_tracer_no_tracee_and_no_result(tmp_path, env, how):
     environ, marker = env
     out = tmp_path / "rfc.json"
-    proc = subprocess.Popen([*BENCH, "rfc", "--seconds", "120", "--output", str(out)], env=environ, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            preexec_fn=ignore_sigint if how == "sigint-background" else None)
-    try:
-        _wait_busy(marker, 3)       # bench rfc, the RFC's ptrace program and its tracee
-        proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130 and "interrupted" in output, output[-2000:]
+    # Busy: bench rfc, the RFC's ptrace program and its tracee.
+    proc = _interrupt_when_busy(["rfc", "--seconds", "120", "--output", str(out)], environ, marker, 3,
+                                signal.SIGTERM if how == "sigterm" else signal.SIGINT,
+                                ignore_sigint if how == "sigint-background" else None)
+    assert proc.returncode == 130 and "interrupted" in proc.stdout, proc.stdout[-2000:]
     assert_no_leftovers(marker)
     assert not out.exists()
 
@@ -245,21 +250,12 @@ def test_an_interrupted_rfc_leaves_no_tracer_no_tracee_and_no_result(tmp_path, e
 def test_an_interrupted_check_stops_its_run_and_leaves_nothing(tmp_path, env, tiny_results):
     from bench import regression as R
 
-    environ, marker = env
+    _, marker = env
     baseline = R.write([tiny_results], tmp_path / "b.json")
     before = set(pathlib.Path(os.environ.get("TMPDIR", "/tmp")).glob("vmexec-check-*"))
-    # The repeated run hangs in ptrace-sysemu: the check is busy until it is stopped.
-    proc = subprocess.Popen([*BENCH, "check", "--baseline", str(baseline)], text=True,
-                            env=with_fault(env, "ptrace-sysemu=hang"), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    try:
-        _wait_busy(marker, 3)       # the check, its run, the run's driver
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130 and "interrupted" in output, output[-2000:]
+    # The repeated run hangs in ptrace-sysemu: the check is busy (it, its run, the run's driver) until stopped.
+    proc = _interrupt_when_busy(["check", "--baseline", str(baseline)], with_fault(env, "ptrace-sysemu=hang"),
+                                marker, 3, signal.SIGTERM)
+    assert proc.returncode == 130 and "interrupted" in proc.stdout, proc.stdout[-2000:]
     assert_no_leftovers(marker)
     assert set(pathlib.Path(os.environ.get("TMPDIR", "/tmp")).glob("vmexec-check-*")) == before
