@@ -1,8 +1,9 @@
 #!/bin/bash
-# The quiet-window measurements of issue 18 item 3 (host run of every C mechanism at pin same, then the parts' prices).
+# The measurements of issue 18 item 3: a host run of every C mechanism at pin same, then the parts'
+# prices.  Usage: measure.sh [OUT] (default results/anatomy/prices), from anywhere in the repository.
 set -euo pipefail
-cd /work/h18b
-OUT=results/anatomy/prices
+cd "$(dirname "$0")/../../.."
+OUT=${1:-results/anatomy/prices}
 mkdir -p $OUT
 echo "start: $(date -Is) load: $(cut -d' ' -f1-3 /proc/loadavg)"
 VMEXEC_RESULTS_DIR=$OUT .venv/bin/python -m bench run --fast --pin same \

@@ -1,13 +1,3 @@
 #!/bin/bash
-# The quiet-window measurements of issue 18 item 3 (host run of every C mechanism at pin same, then the parts' prices).
-set -euo pipefail
-cd /work/h18b
-OUT=results/anatomy/prices/repeat
-mkdir -p $OUT
-echo "start: $(date -Is) load: $(cut -d' ' -f1-3 /proc/loadavg)"
-VMEXEC_RESULTS_DIR=$OUT .venv/bin/python -m bench run --fast --pin same \
-  --backends native,ptrace-sysemu,ptrace-sysemu-poke,ptrace-syscall,process-vm-exec,seccomp-trace,seccomp-unotify,seccomp-unotify-sync,seccomp-trap,syscall-user-dispatch
-echo "host run done: $(date -Is) load: $(cut -d' ' -f1-3 /proc/loadavg)"
-HOST=$(ls -t $OUT/*.json | grep -v prices- | head -1)
-.venv/bin/python -m bench prices --runs 30 --host "$HOST" --anatomy results/anatomy --output-dir $OUT --markdown $OUT/composed.md
-echo "end: $(date -Is) load: $(cut -d' ' -f1-3 /proc/loadavg)"
+# The repeat, five minutes later: the same measurements into this directory.
+exec "$(dirname "$0")/../measure.sh" results/anatomy/prices/repeat
