@@ -61,9 +61,8 @@ def run_bench(command: list[str], directory: pathlib.Path, *, cwd: pathlib.Path 
     directory.mkdir(parents=True, exist_ok=True)
     full = _with_output(command, directory)
     print(f"check: running python -m bench {' '.join(full)}{what}", file=sys.stderr, flush=True)
-    # setpriv: the child is sent SIGTERM if this process dies, however it dies.
-    prefix = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
-    proc = subprocess.Popen([*prefix, sys.executable, "-m", "bench", *full], cwd=cwd, env=env,
+    # SIGTERM, not SIGKILL: a dying check gives its run the time to stop its own guest.
+    proc = subprocess.Popen([*environment.dies_with_this_process("TERM"), sys.executable, "-m", "bench", *full], cwd=cwd, env=env,
                             stdout=sys.stderr, stdin=subprocess.DEVNULL)
     try:
         status = proc.wait()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench import accelerators, kernel, results
-from bench.environment import REPO, cpu_model
+from bench.environment import REPO, cpu_model, dies_with_this_process
 from bench.errors import BenchError, UsageError
 
 GUEST_INIT = REPO / "kernel" / "guest-init.sh"
@@ -336,8 +336,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     start = time.monotonic()
     # QEMU leads a session of its own (a terminal's Ctrl-C is ours to handle), and setpriv makes it
     # die with this process however this one ends, SIGKILL included: no guest outlives its command.
-    guard = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
-    proc = subprocess.Popen([*guard, *cmdline], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*dies_with_this_process("KILL"), *cmdline], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_no_core_dump)
     pins = {}
     try:
