@@ -49,7 +49,7 @@ test)
     exec "$PY" -m pytest "$@"
     ;;
 *)
-    # The main job (bench/mainjob.py): a first answer in minutes (the claim's two backends, native
+    # The main job (bench/commands/mainjob.py): a first answer in minutes (the claim's two backends, native
     # and three other C mechanisms, same CPU, host then guest, with a report of its own in
     # results/first-answer/), then every backend on the host and in the guest on the patched
     # kernel, the RFC's own programs, and the report.  The guest runs take KVM's wall clock when a

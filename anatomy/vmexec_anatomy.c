@@ -15,7 +15,7 @@
  * snapshot (END): one "window" per loop.  The 7.2 API cannot read registers
  * and has no interrupt/exception callback, so markers are matched by their
  * bytes at translation time, and exceptions/interrupts are counted later
- * (bench/anatomy.py) from the executions of the kernel's entry stubs.
+ * (bench/anatomy/) from the executions of the kernel's entry stubs.
  *
  * Output (text, one window per loop):
  *   window N begin_pc=0x.. end_pc=0x.. begin_vcpu=V end_vcpu=V insns=T

@@ -28,10 +28,10 @@ import shlex
 import numpy as np
 import pandas as pd
 
-from . import analysis as A
-from . import results
-from .errors import UsageError
-from .kernel import LOCALVERSIONS
+from bench import stats as A
+from bench import results
+from bench.errors import UsageError
+from bench.measure.kernel import LOCALVERSIONS
 
 BASELINE_KEY = "vmexec_baseline"
 #: Each ratio is judged against these references.
@@ -152,7 +152,7 @@ class Baseline:
 
 
 def kernel_variant(release: str) -> str:
-    """The build variant (bench.kernel.VARIANTS) whose local version ends a guest kernel's release."""
+    """The build variant (bench.measure.kernel.VARIANTS) whose local version ends a guest kernel's release."""
     # The longest suffix first: '-vmexec-mitigations' before '-vmexec'.
     for variant, suffix in sorted(LOCALVERSIONS.items(), key=lambda vs: -len(vs[1])):
         if release.endswith(suffix):

@@ -23,7 +23,7 @@ import secrets
 import socket
 from collections.abc import Callable
 
-from .errors import BenchError, UsageError, writable_directory
+from bench.errors import BenchError, UsageError, writable_directory
 
 KINDS = ("host", "guest", "rfc")
 #: Where results go when no directory is named: ./results under the current
@@ -34,14 +34,14 @@ RFC_KIND = "rfc-replica"
 #: Every vmexec_* key of a pyperf suite written by this harness, and what it means.
 #: `--tag KEY=VALUE` adds vmexec_tag_KEY; the tags below are the ones the harness sets itself.
 METADATA = {
-    # one case (bench.plan.Case)
+    # one case (bench.measure.plan.Case)
     "vmexec_backend": "interception backend (tracers/)",
     "vmexec_pin": "placement: same, cross, none (unpinned) or in-process",
     "vmexec_pages": "distinct pages the tracee writes between two calls",
     "vmexec_parallel": "tracer/tracee pairs running at once",
     "vmexec_cpu_tracer": "CPU the tracer is pinned to, or none",
     "vmexec_cpu_tracee": "CPU the tracee is pinned to, or none",
-    # the machine (bench.environment)
+    # the machine (bench.measure.environment)
     "vmexec_kernel": "kernel release the run measured (uname -r)",
     "vmexec_kernel_version": "kernel build (uname -v)",
     "vmexec_cpu_model": "CPU model name (/proc/cpuinfo)",
@@ -50,12 +50,12 @@ METADATA = {
     "vmexec_mitigations": "JSON: /sys/devices/system/cpu/vulnerabilities, file by file",
     "vmexec_commit": "git describe of the harness that measured",
     "vmexec_compiler": "the compiler that built the C driver (its loops and tracers)",
-    # the run (bench.runner)
+    # the run (bench.measure.runner)
     "vmexec_cpus_used": "the two CPUs pinned cases used: TRACER,TRACEE",
     "vmexec_command": "the command line of the run",
     "vmexec_unavailable": "JSON: case -> why it cannot run here",
     "vmexec_failed": "JSON: case -> why its check or measurement failed",
-    # tags set by `bench vm run` (bench.vm)
+    # tags set by `bench vm run` (bench.measure.vm)
     "vmexec_tag_vm": "1: measured inside the project's QEMU guest",
     "vmexec_tag_accelerator": "the guest's accelerator: kvm or tcg",
     "vmexec_tag_timing": "the guest's clock: wall, or icount (1 ns per instruction)",

@@ -1,5 +1,5 @@
 #!/bin/sh
-# PID 1 of a vmexec-bench guest (see bench/vm.py).  The root file system is
+# PID 1 of a vmexec-bench guest (see bench/measure/vm.py).  The root file system is
 # the host's, read-only over virtio-9p.  The kernel command line passes
 # vmexec_out (where to mount the writable share, which holds the command
 # script) and vmexec_nonce (makes the console markers unique) as environment

@@ -1,7 +1,7 @@
 """The accelerator table: QEMU arguments, the rule for "auto", and how far each clock is trusted."""
 import pytest
 
-from bench import accelerators as X
+from bench.measure import accelerators as X
 
 
 def test_auto_takes_the_first_usable_accelerator_that_offers_the_timing():

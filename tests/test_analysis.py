@@ -1,11 +1,11 @@
-"""bench.analysis on synthetic pyperf suites with known answers (no timing involved)."""
+"""bench.stats on synthetic pyperf suites with known answers (no timing involved)."""
 
 import numpy as np
 import pandas as pd
 import pyperf
 import pytest
 
-from bench import analysis as A
+from bench import stats as A
 from bench.errors import UsageError
 from data.synthetic import GUEST, HOST, write_reference_set, write_rfc, write_suite
 

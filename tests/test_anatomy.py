@@ -178,7 +178,7 @@ def test_from_raw_needs_an_anatomy_runs_directory(tmp_path):
 
 
 def test_the_mitigations_kernel_compiles_them_in_and_forces_the_hosts_on_its_command_line():
-    from bench import kernel
+    from bench.measure import kernel
     options = kernel.fragment_options("mitigations")
     for name in ("CONFIG_CPU_MITIGATIONS", "CONFIG_MITIGATION_RETPOLINE", "CONFIG_MITIGATION_RETHUNK",
                  "CONFIG_MITIGATION_ITS", "CONFIG_MITIGATION_SPECTRE_V1", "CONFIG_MITIGATION_SPECTRE_V2"):

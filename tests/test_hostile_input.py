@@ -328,7 +328,7 @@ def test_a_full_disk_is_found_before_measuring_and_leaves_nothing(tmp_path, smal
 
 
 def test_a_disk_that_fills_during_the_report_leaves_no_partial_file(tmp_path, small_disk, monkeypatch):
-    from bench import report
+    from bench.render import report
     good = write_suite(tmp_path / "good.json", BASE)
     fill(small_disk, leave=100 << 10)       # room for a plot or two
     monkeypatch.setattr(report, "REPORT_BYTES", 0, raising=False)    # past the up-front check
@@ -357,7 +357,7 @@ def test_a_baseline_refuses_one_run_counted_twice(tmp_path):
 def test_a_run_clears_the_temporary_files_of_runs_that_died(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = tmp_path / f"vmexec-bench-pid{dead.pid}-x1y2z3"           # bench.runner.WORKDIR, PID, random
+    stale = tmp_path / f"vmexec-bench-pid{dead.pid}-x1y2z3"           # bench.measure.runner.WORKDIR, PID, random
     live = tmp_path / f"vmexec-bench-pid{os.getpid()}-a1b2c3"        # this test's: alive
     for d in (stale, live):
         d.mkdir()

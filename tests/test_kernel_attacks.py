@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import kernel, vm
+from bench.measure import kernel
+from bench.measure import vm
 
 REPO = Path(__file__).resolve().parent.parent
 SELFTEST = REPO / "kernel" / "selftest" / "process_vm_exec"

@@ -9,8 +9,11 @@ import threading
 
 import pytest
 
-from bench import analysis as A
-from bench import cli, kernel, mainjob, vm
+from bench import stats as A
+from bench.commands import cli
+from bench.measure import kernel
+from bench.commands import mainjob
+from bench.measure import vm
 from bench.errors import BenchError
 from data.synthetic import GUEST, HOST, HOST_UNAVAILABLE, write_suite
 
@@ -203,7 +206,7 @@ except KeyboardInterrupt:
 """
 JOB = """
 import sys
-from bench import mainjob
+from bench.commands import mainjob
 from bench.errors import Interrupted
 try:
     mainjob.run_step([sys.executable, "-c", sys.argv[1], sys.argv[2]], {})

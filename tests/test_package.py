@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from bench import cli, package
+from bench.commands import cli
+from bench.measure import package
 from bench.errors import UsageError
 
 

@@ -1,6 +1,6 @@
 """What a run measures: the plan of cases (no timing involved)."""
 import tracers
-from bench import plan
+from bench.measure import plan
 
 
 def backends(*names):

@@ -1,12 +1,12 @@
-"""bench.prices and `vmexec price`: the parts' micro-benchmarks, the composition from measured prices and
+"""bench.anatomy.prices and `vmexec price`: the parts' micro-benchmarks, the composition from measured prices and
 its rule, on synthetic anatomies and synthetic prices with known answers (no timing in pass/fail)."""
 import json
 
 import numpy as np
 import pytest
 
-from bench import analysis as A
-from bench import prices as P
+from bench import stats as A
+from bench.anatomy import prices as P
 from bench.errors import BenchError, UsageError
 from conftest import run_bench, run_vmexec
 
@@ -245,7 +245,7 @@ def test_bad_prices_input_is_one_line_and_status_2(tmp_path):
 
 
 def test_the_report_judges_a_composition_that_fits_and_shows_it_beside_the_others(tmp_path, monkeypatch):
-    from bench import report
+    from bench.render import report
     from data.synthetic import write_suite
 
     d = tmp_path / "results"

@@ -1,5 +1,6 @@
 """The main job's sense of time: 'case k of N' with what is left, on the host's clock."""
-from bench import runner, vm
+from bench.measure import runner
+from bench.measure import vm
 
 
 def test_progress_estimates_what_is_left_from_the_cases_done():

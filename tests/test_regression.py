@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from bench import analysis as A
+from bench import stats as A
 from bench import regression as R
 from conftest import run_bench
 from data.synthetic import HOST, write_suite
@@ -204,7 +204,9 @@ def test_every_field_of_the_machine_that_differs_is_named_and_unrecorded_ones_ar
 
 
 def test_a_guest_run_is_known_before_it_boots(monkeypatch, tmp_path):
-    from bench import continuous, kernel, vm
+    from bench.measure import continuous
+    from bench.measure import kernel
+    from bench.measure import vm
 
     monkeypatch.setattr(kernel, "build", lambda log, variant: kernel.KernelBuild(
         tmp_path / "bzImage", f"6.12.999-vmexec{'-mitigations' if variant == 'mitigations' else ''}", "k", 0, True))
@@ -226,7 +228,7 @@ def test_a_guest_baseline_repeats_its_kernel_variant():
 def test_against_a_commit_runs_its_own_tree_then_this_one(tmp_path):
     import subprocess
 
-    from bench.environment import REPO
+    from bench.measure.environment import REPO
 
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     proc = run_bench("check", "--against", "HEAD", "--results", str(tmp_path), "--warn-only", "--format", "json",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import analysis as A
-from bench import continuous
+from bench import stats as A
+from bench.measure import continuous
 from conftest import run_bench
 from tracers.driver import PLANT_ENV
 

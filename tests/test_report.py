@@ -1,10 +1,12 @@
-"""bench.report and the report/compare/check commands, on synthetic results."""
+"""bench.render.report and the report/compare/check commands, on synthetic results."""
 import pandas as pd
 import pytest
 
 import json
 
-from bench import anatomy, plots, report
+from bench import anatomy
+from bench.render import plots
+from bench.render import report
 from conftest import run_bench
 from data.synthetic import write_reference_set, write_suite
 

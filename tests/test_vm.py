@@ -11,7 +11,9 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from bench import environment, kernel, vm
+from bench.measure import environment
+from bench.measure import kernel
+from bench.measure import vm
 from bench.errors import BenchError
 from tracers.driver import VMEXEC, constants
 

@@ -11,13 +11,13 @@ import pathlib
 import numpy as np
 import pyperf
 
-from bench.plan import Case
+from bench.measure.plan import Case
 
 MITIGATIONS = {"meltdown": "Not affected", "spectre_v2": "Mitigation: Retpolines", "mds": "Not affected"}
 
 
 def case_metadata(name: str) -> dict:
-    """The metadata `bench run` gives the case of that name (bench.plan.Case writes it)."""
+    """The metadata `bench run` gives the case of that name (bench.measure.plan.Case writes it)."""
     parts = name.split(":")
     named = dict(p.split("=", 1) for p in parts[1:])
     pin = named.get("pin", "same")

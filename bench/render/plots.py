@@ -15,8 +15,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from . import accelerators, results
-from . import analysis as A
+from bench.measure import accelerators
+from bench import results
+from bench import stats as A
 
 #: Log scale when the largest value is this many times the smallest.
 LOG_SPREAD = 20

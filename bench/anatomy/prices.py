@@ -23,7 +23,7 @@ each size is reported too.
 Every C mechanism's host ns/syscall is then composed from its own anatomy (instructions, entries,
 CR3 writes, and its scheduler round trips: the instructions it spends in __switch_to_asm, a
 fixed-length path, over the threads part's per round trip) with the same prices, process_vm_exec
-included, and compared with what the host measured.  COMPOSED_MAX_ERROR (bench.analysis) decides
+included, and compared with what the host measured.  COMPOSED_MAX_ERROR (bench.stats) decides
 whether the verdict may judge the composed interval.
 """
 from __future__ import annotations
@@ -180,8 +180,8 @@ class Composition:
         return self.baseline_ci[0] / self.candidate_range[1], self.baseline_ci[1] / self.candidate_range[0]
 
     def prediction(self):
-        """What the verdict uses (bench.analysis.ComposedPrediction)."""
-        from bench import analysis
+        """What the verdict uses (bench.stats.ComposedPrediction)."""
+        from bench import stats as analysis
         return analysis.ComposedPrediction(self.speedup, *self.speedup_range, self.candidate_ns, self.baseline_ns,
                                            dict(self.errors), self.inputs)
 
@@ -203,7 +203,7 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
     1 + the smallest relative error of the mechanisms measured (0 included): the composition's
     own error, at its worst, as the mechanisms show it.  The speed-up's range also spans
     PTRACE_SYSEMU's measured CI (baseline_ci)."""
-    from bench import analysis
+    from bench import stats as analysis
 
     missing = [p for p, _ in PARTS if p not in parts or p not in host_values]
     if missing:
@@ -323,7 +323,7 @@ def _fmt(x: float) -> str:
 
 
 def blocks(c: Composition) -> list:
-    from bench import analysis
+    from bench import stats as analysis
 
     rows = [[k, _fmt(c.prices[k]), f"{_fmt(c.prices_ci[k][0])}–{_fmt(c.prices_ci[k][1])}", v]
             for k, v in PRICES.items()]
@@ -360,7 +360,7 @@ def blocks(c: Composition) -> list:
 
 
 def to_markdown(c: Composition) -> str:
-    from bench import report
+    from bench.render import report
     return "# A hardware estimate from measured parts\n\n" + report.to_markdown(blocks(c))
 
 
@@ -414,7 +414,9 @@ def newest_record(directories) -> Path | None:
 def _host_run(paths: list[Path]) -> tuple[dict[str, float], tuple[float, float], dict]:
     """Measured host ns/syscall per backend (same CPU, in-process as they run), PTRACE_SYSEMU's 95% CI,
     and the host run's metadata (kernel, CPU model)."""
-    from bench import analysis, anatomy, results
+    from bench import stats as analysis
+    from bench import anatomy
+    from bench import results
 
     host = [p for p in paths if results.classify(results.read_json(p)) == "host"]
     if not host:
@@ -436,7 +438,8 @@ def composed_model(host_paths, anatomy_directory: Path, records=()) -> tuple[Com
     mechanisms' mitigation-matched anatomy under anatomy_directory, and the newest prices record
     (records, or prices/ in the results directory and in anatomy_directory) measured on the same
     kernel; or (None, why not)."""
-    from bench import anatomy, results
+    from bench import anatomy
+    from bench import results
 
     mech_dir = anatomy.variant_directory(Path(anatomy_directory), anatomy.MODEL_VARIANT)
     parts_dir = mech_dir / "parts"
@@ -473,7 +476,8 @@ def _inputs(host_paths, record_path: Path, parts_dir: Path, mech_dir: Path) -> s
 
 
 def _cmd_prices(args) -> int:
-    from bench import anatomy, results
+    from bench import anatomy
+    from bench import results
     from bench.errors import writable_directory
 
     anatomy_directory = args.anatomy or anatomy.default_directory()
@@ -516,7 +520,7 @@ def _cmd_prices(args) -> int:
 
 
 def register_cli(subparsers) -> None:
-    from bench import kernel
+    from bench.measure import kernel
 
     p = subparsers.add_parser("prices", help="measure the mechanisms' parts on this host and compose every "
                                              "mechanism (process_vm_exec included) from them")

@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.environment import REPO
+from bench.measure.environment import REPO
 from bench.errors import BenchError
 
 KERNEL_DIR = REPO / "kernel"

@@ -4,7 +4,7 @@ The job is a first answer (every C backend, same CPU, host then guest, and a rep
 in results/first-answer/), then the full run (every backend on the host, the guest, the RFC's
 programs) and the report.  Which clock the guest runs take is decided here, once, in Python:
 
-* KVM wall clock, when a probe boot under KVM runs a command (bench.vm.probe: bounded, no QEMU left
+* KVM wall clock, when a probe boot under KVM runs a command (bench.measure.vm.probe: bounded, no QEMU left
   behind).  The guest then boots the `mitigations` kernel variant with the CPU's own defaults (no
   forced mitigation options: under `-cpu host` the guest sees the host CPU's bugs and picks what
   it needs), and each vCPU thread is pinned to its own host CPU, so that --pin same|cross in the
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import kernel
+from bench.measure import kernel
 from bench.errors import BenchError, Interrupted, UsageError
 
 
@@ -77,7 +77,7 @@ def probe_kvm() -> str | None:
     It boots the benchmark kernel, which the icount run needs anyway (built and cached on first
     use); vm.probe bounds it (PROBE_TIMEOUT) and kills QEMU's whole session whatever happens.
     """
-    from bench import vm
+    from bench.measure import vm
 
     why_not = vm._kvm_usable()      # no /dev/kvm: no kernel build just to find out
     if why_not:
@@ -117,7 +117,7 @@ def plan(decision: Decision, run_args: list[str] | tuple[str, ...] = ()) -> list
     """The main job's steps; run_args go to the full host run (`bench run --scaling RUN_ARGS`)."""
     same = ("--pin", "same", "--backends", first_answer_backends())
     steps = [Step("first answer: host", ("run", "--fast", *same), FIRST_ANSWER_DIR),
-             # The parts' prices on this host (seconds), for the estimate composed from them (bench.prices).
+             # The parts' prices on this host (seconds), for the estimate composed from them (bench.anatomy.prices).
              Step("first answer: prices", ("prices",), FIRST_ANSWER_DIR)]
     if decision.clock == "kvm":
         steps.append(Step("first answer: KVM guest", (*_kvm_guest(decision, "run"), "--", "--fast", *same),

@@ -1,4 +1,4 @@
-"""The `report` and `compare` commands: a thin layer over bench.report and bench.analysis.
+"""The `report` and `compare` commands: a thin layer over bench.render.report and bench.stats.
 
 Kept apart from them so that every other command starts without importing
 pandas and matplotlib.
@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pathlib
 
-from .errors import UsageError
+from bench.errors import UsageError
 
 
 def _cmd_report(args) -> int:
-    from . import results
-    from .report import write_report
+    from bench import results
+    from bench.render.report import write_report
 
     paths = args.results or results.newest()
     written = write_report(paths, args.output or results.directory() / "report")
@@ -24,8 +24,8 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from . import analysis as A
-    from .report import format_compare
+    from bench import stats as A
+    from bench.render.report import format_compare
 
     a, b = A.load([args.a]), A.load([args.b])
     c = A.compare(a, b)

@@ -8,7 +8,7 @@ import platform
 import shutil
 import subprocess
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 VULNERABILITIES = pathlib.Path("/sys/devices/system/cpu/vulnerabilities")
 
 

@@ -16,11 +16,12 @@ import socket
 import subprocess
 from pathlib import Path
 
-from bench import environment, results
-from bench.cli import number, parse_tag
-from bench.environment import REPO
+from bench.measure import environment
+from bench import results
+from bench.commands.cli import number, parse_tag
+from bench.measure.environment import REPO
 from bench.errors import BenchError
-from bench.kernel import cache_root
+from bench.measure.kernel import cache_root
 from tracers.driver import constants, run_group
 
 PROGRAMS = ("ptrace_vm_exec", "process_vm_exec")
@@ -84,7 +85,7 @@ def table(results: list[dict]) -> str:
 
 
 def write(programs: list[dict], output: Path, tags: dict[str, str], started: str, exists: str = "fail") -> Path:
-    """The replica's record, published atomically (the schema bench.analysis.load_rfc reads)."""
+    """The replica's record, published atomically (the schema bench.stats.load_rfc reads)."""
     record = {"kind": results.RFC_KIND, "started": started, "kernel": os.uname().release,
               "accelerator": tags.get("accelerator", environment.accelerator()),
               "timing": tags.get("timing", "wall"), "commit": environment.git_commit(),

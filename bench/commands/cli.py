@@ -7,11 +7,11 @@ import pathlib
 import signal
 import sys
 
-from .errors import BenchError, UsageError
+from bench.errors import BenchError, UsageError
 
 #: Modules that add their own subcommands through register_cli(subparsers).
-PLUGINS = ("bench.kernel", "bench.package", "bench.vm", "bench.rfc", "bench.report_cli", "bench.regression_cli",
-           "bench.anatomy", "bench.prices", "bench.mainjob")
+PLUGINS = ("bench.measure.kernel", "bench.measure.package", "bench.measure.vm", "bench.measure.rfc", "bench.commands.report", "bench.commands.regression",
+           "bench.anatomy", "bench.anatomy.prices", "bench.commands.mainjob")
 
 
 class Parser(argparse.ArgumentParser):
@@ -76,7 +76,8 @@ def _cmd_list(args) -> int:
 def _cmd_run(args) -> int:
     import tracers.driver
 
-    from . import runner, summary
+    from bench.measure import runner
+    from bench.render import summary
 
     if args.scaling:
         args.pages = sorted(set(args.pages) | {0, 1, 16, 256, 4096})

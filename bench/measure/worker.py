@@ -1,4 +1,4 @@
-"""Entry point of the pyperf worker processes (`python -m bench.worker`)."""
+"""Entry point of the pyperf worker processes (`python -m bench.measure.worker`)."""
 import ctypes
 import os
 import signal
@@ -7,7 +7,8 @@ import sys
 from tracers import BackendFailed
 from tracers.driver import FAULT_ENV, WORKER_FAULT_ENV
 
-from . import plan, runner
+from bench.measure import plan
+from bench.measure import runner
 
 
 PR_SET_PDEATHSIG = 1

@@ -1,26 +1,26 @@
 """`bench report`: results turned into an answer a reader can check.
 
-The statistics live in bench.analysis and the plots in bench.plots; this
+The statistics live in bench.stats and the plots in bench.render.plots; this
 module lays them out as a document (a list of blocks, section by section from
 one list) and renders that document twice: Markdown for a code-hosting site
 and one self-contained HTML file with the plots embedded.
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import pathlib
-import re
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from . import analysis as A
-from . import anatomy, plots, results
-from .errors import UsageError, writable_directory
-from .plots import run_title
+from bench import stats as A
+from bench import anatomy
+from bench.render import plots
+from bench import results
+from bench.errors import UsageError, writable_directory
+from bench.render.document import table, to_html, to_markdown, to_text
+from bench.render.plots import run_title
 
 
 # --------------------------------------------------------------------------- inputs
@@ -42,9 +42,7 @@ def load_inputs(paths) -> tuple[pd.DataFrame, list[dict]]:
 
 
 # --------------------------------------------------------------------------- the document
-# A document is a list of blocks, plain tuples, rendered by to_markdown() and to_html():
-#   ("h", level, text)  ("p", text)  ("list", [text])  ("table", headers, rows)  ("img", stem, caption)
-# Text may use **bold** and `code`, the only inline markup both renderers support.
+# The blocks of bench.render.document, section by section.
 
 def _ns(x: float) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
@@ -192,7 +190,7 @@ class Inputs:
     suites: list[pathlib.Path]      # the pyperf suites among them
     model: anatomy.CostModel | None = None      # the host cost model (anatomy_dir(paths))
     no_model: str = ""                          # why there is none
-    composed: object = None                     # bench.prices.Composition: the estimate from measured prices
+    composed: object = None                     # bench.anatomy.prices.Composition: the estimate from measured prices
     no_composed: str = ""                       # why there is none
 
 
@@ -229,7 +227,7 @@ def anatomy_dir(paths: list[pathlib.Path]) -> pathlib.Path:
 
 
 def _composed_blocks(i: Inputs) -> list:
-    from bench import prices
+    from bench.anatomy import prices
     if i.composed is not None:
         return prices.blocks(i.composed)
     return [("p", f"No estimate from measured parts: {i.no_composed}.")] if i.no_composed else []
@@ -268,79 +266,10 @@ def build(i: Inputs) -> list:
     return doc
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(doc: list) -> str:
-    out = []
-    for block in doc:
-        kind = block[0]
-        if kind == "h":
-            out.append(f"{'#' * block[1]} {block[2]}")
-        elif kind == "p":
-            out.append(block[1])
-        elif kind == "list":
-            out.append("\n".join(f"- {item}" for item in block[1]))
-        elif kind == "table":
-            headers, rows = block[1], block[2]
-            lines = ["| " + " | ".join(map(_md_cell, headers)) + " |", "|" + "---|" * len(headers)]
-            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
-            out.append("\n".join(lines))
-        elif kind == "img":
-            out.append(f"![{block[2]}]({block[1]}.png)\n\n*{block[2]}* ([SVG]({block[1]}.svg))")
-    return "\n\n".join(out) + "\n"
-
-
-def _inline_html(text: str) -> str:
-    text = html.escape(str(text), quote=False)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    text = re.sub(r"\*(.+?)\*", r"<em>\1</em>", text)
-    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-    return re.sub(r"\[(.+?)\]\((.+?)\)", r'<a href="\2">\1</a>', text)
-
-
-#: A table cell that holds figures only (right-aligned, never wrapped): "3,261", "1.00x (0.98–1.02)", "4.1%".
-NUMBER = re.compile(r"[-–\d.,x%()\s]+")
-
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
-       "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px}"
-       "th{background:#f3f3f3}td{text-align:left}td.num{text-align:right;white-space:nowrap}img{max-width:100%}"
-       "code{background:#f5f5f5;padding:0 3px}")
-
-
-def _html_cell(text) -> str:
-    align = ' class="num"' if NUMBER.fullmatch(str(text)) else ""
-    return f"<td{align}>{_inline_html(text)}</td>"
-
-
-def to_html(doc: list, images: dict[str, bytes]) -> str:
-    """One self-contained page: the PNGs are embedded as base64 data URIs."""
-    body = []
-    for block in doc:
-        kind = block[0]
-        if kind == "h":
-            body.append(f"<h{block[1]}>{_inline_html(block[2])}</h{block[1]}>")
-        elif kind == "p":
-            body.append(f"<p>{_inline_html(block[1])}</p>")
-        elif kind == "list":
-            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block[1]) + "</ul>")
-        elif kind == "table":
-            head = "".join(f"<th>{_inline_html(h)}</th>" for h in block[1])
-            rows = "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in block[2])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif kind == "img":
-            data = base64.b64encode(images[block[1]]).decode()
-            body.append(f'<figure><img alt="{html.escape(block[2])}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{_inline_html(block[2])}</figcaption></figure>")
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>vmexec-bench report</title>"
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
 def _composed(suites, paths):
-    """The estimate from measured prices for the host run among suites (bench.prices), or (None, why);
+    """The estimate from measured prices for the host run among suites (bench.anatomy.prices), or (None, why);
     (None, "") when the inputs hold no host run or no anatomy, where it has nothing to say."""
-    from bench import prices
+    from bench.anatomy import prices
     if not any(results.classify(results.read_json(p)) == "host" for p in suites):
         return None, ""
     if not anatomy_dir(paths).is_dir():
@@ -381,7 +310,7 @@ def _replace(path: pathlib.Path, write) -> pathlib.Path:
 
 
 def format_compare(c: pd.DataFrame, a: str, b: str) -> str:
-    rows = [("case", f"{a} ns", f"{b} ns", "change", "significant?", "test")]
+    rows = []
     for _, r in c.iterrows():
         change = r["change"]
         word = "slower" if change > 1 else "faster"
@@ -390,9 +319,4 @@ def format_compare(c: pd.DataFrame, a: str, b: str) -> str:
                    "no" + (f" (t={r['t_score']:.2f})" if r["t_score"] is not None else ""))
         rows.append((r["case"], _ns(r["median_a_ns"]), _ns(r["median_b_ns"]),
                      f"{max(change, 1 / change):.2f}x {word}" if change != 1 else "no change", verdict, r["test"]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) if i in (0, len(row) - 1) else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths)))
-             for row in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return to_text([table(("case", f"{a} ns", f"{b} ns", "change", "significant?", "test"), rows, "lrrrrl")])

@@ -28,8 +28,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bench import accelerators, kernel, results
-from bench.environment import REPO, cpu_model, dies_with_this_process
+from bench.measure import accelerators
+from bench.measure import kernel
+from bench import results
+from bench.measure.environment import REPO, cpu_model, dies_with_this_process
 from bench.errors import BenchError, UsageError
 
 GUEST_INIT = REPO / "kernel" / "guest-init.sh"
@@ -103,7 +105,7 @@ def probe(kernel: Path, accel: str) -> str | None:
 
 
 def choose_accel(requested: str, timing: str, kernel: Path) -> tuple[str, str]:
-    """(accelerator, why), by the one rule for "auto" (bench.accelerators.choose)."""
+    """(accelerator, why), by the one rule for "auto" (bench.measure.accelerators.choose)."""
     return accelerators.choose(requested, timing, lambda accel: probe(kernel, accel))
 
 
@@ -307,7 +309,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     Raises BenchError (with the console's tail) if the guest does not boot, panics, hangs
     or does not finish the command within the timeouts; a command that fails is not an
     error here (see GuestRun.check).  kernel_args go first on the kernel command line
-    (bench.kernel.BOOT_ARGS has those a build variant needs).  pin_vcpus: host CPUs, one per vCPU:
+    (bench.measure.kernel.BOOT_ARGS has those a build variant needs).  pin_vcpus: host CPUs, one per vCPU:
     vCPU i's thread (QMP query-cpus-fast) is pinned to pin_vcpus[i] as soon as QEMU answers, before
     the guest has booted, so that guest CPUs stand for distinct host CPUs (GuestRun.vcpu_pins).
     """
@@ -378,7 +380,7 @@ def add_vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
     p.add_argument("--memory", type=int, default=2048, help="guest memory in MiB (default 2048)")
     p.add_argument("--kernel-variant", default="bench", choices=sorted(kernel.VARIANTS),
-                   help="which cached kernel build to boot (bench/kernel.py VARIANTS; default bench; "
+                   help="which cached kernel build to boot (bench/measure/kernel.py VARIANTS; default bench; "
                         "safe: process_vm_exec isolates FPU/PKRU/FS-GS; unpatched: no process_vm_exec; "
                         "mitigations: the host's speculation mitigations, forced on under TCG, the CPU's own "
                         "defaults under KVM)")
@@ -411,7 +413,7 @@ def _prepare(args) -> tuple[object, str]:
 
 
 def boot_args(variant: str, accel: str) -> tuple[str, ...]:
-    """The kernel command line a variant needs under accel (KVM: bench.kernel.KVM_BOOT_ARGS first)."""
+    """The kernel command line a variant needs under accel (KVM: bench.measure.kernel.KVM_BOOT_ARGS first)."""
     if accel == "kvm" and variant in kernel.KVM_BOOT_ARGS:
         return tuple(kernel.KVM_BOOT_ARGS[variant])
     return tuple(kernel.BOOT_ARGS.get(variant, ()))
@@ -425,14 +427,14 @@ def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun
                         echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None))
 
 
-#: The guest runner's progress lines (bench.runner.Progress).
+#: The guest runner's progress lines (bench.measure.runner.Progress).
 _CASE_LINE = re.compile(r"^case (\d+) of (\d+): (\S+) \(")
 
 
 def echo_with_host_clock() -> Callable[[str], None]:
     """Prints the guest's console, its 'case k of N' lines re-timed by the host's clock: an icount
     guest's clock counts instructions, which run several times slower than its nanoseconds."""
-    from bench.runner import Progress
+    from bench.measure.runner import Progress
 
     progress = None
 

@@ -39,7 +39,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from bench.environment import REPO
+from bench.measure.environment import REPO
 from bench.errors import BenchError, UsageError
 
 PLUGIN_SOURCE = REPO / "anatomy" / "vmexec_anatomy.c"
@@ -510,9 +510,10 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant:
     backend once (same CPU), and leave the raw outputs in raw/: counts.txt.gz (the plugin's),
     kallsyms.txt.gz, driver.tsv (the driver's JSON per backend), vulnerabilities.tsv (the guest's
     /sys/devices/system/cpu/vulnerabilities), guest.json, and a copy of the driver binary that ran.
-    commands, when given, are (label, driver argv) run instead of the backends (bench.prices: the
+    commands, when given, are (label, driver argv) run instead of the backends (bench.anatomy.prices: the
     micro-benchmarks of the mechanisms' parts, between the same loop markers)."""
-    from bench import kernel, vm
+    from bench.measure import kernel
+    from bench.measure import vm
     from tracers.driver import VMEXEC
 
     known = check_arguments(backends, syscalls, commands)
@@ -909,7 +910,7 @@ def mitigation_blocks(directory: Path) -> list:
 
 
 def _mitigation_blocks(off_doc: dict, on_doc: dict) -> list:
-    from bench.analysis import BASELINE, CANDIDATE
+    from bench.stats import BASELINE, CANDIDATE
 
     off, on = ({b["backend"]: b for b in d["backends"]} for d in (off_doc, on_doc))
     both = sorted((n for n in off if n in on), key=lambda n: off[n]["icount_ns_per_syscall"])
@@ -958,7 +959,7 @@ def mitigations_phrase(meta: dict) -> str:
 
 
 def to_markdown(blocks: list) -> str:
-    from bench import report
+    from bench.render import report
     return "# Instruction anatomy\n\n" + report.to_markdown(blocks)
 
 
@@ -1011,8 +1012,8 @@ def _cmd_anatomy(args) -> int:
 
 
 def register_cli(subparsers) -> None:
-    from bench import kernel
-    from bench.cli import _list_of
+    from bench.measure import kernel
+    from bench.commands.cli import _list_of
 
     p = subparsers.add_parser("anatomy", help="instruction-level anatomy of each backend in the icount guest")
     p.add_argument("--backends", type=_list_of(str),
@@ -1056,7 +1057,8 @@ def model_features(totals: dict, insns_per_syscall: float) -> list[float]:
 def host_ns_per_syscall(paths: list[Path]) -> dict[str, float]:
     """Median host ns/syscall per backend of the newest host run among paths: tracers pinned to one
     CPU, in-process backends as they run, no pages touched, one pair."""
-    from bench import analysis, results
+    from bench import stats as analysis
+    from bench import results
 
     host = [p for p in paths if results.classify(results.read_json(p)) == "host"]
     if not host:
@@ -1092,8 +1094,8 @@ class CostModel:
         return self.baseline_ns / self.candidate_range[1], self.baseline_ns / self.candidate_range[0]
 
     def prediction(self):
-        """What the verdict uses (bench.analysis.ModelPrediction)."""
-        from bench import analysis
+        """What the verdict uses (bench.stats.ModelPrediction)."""
+        from bench import stats as analysis
         return analysis.ModelPrediction(self.speedup, *self.speedup_range, self.candidate_ns, self.baseline_ns,
                                         dict(self.loo), self.variant == MODEL_VARIANT, self.inputs)
 
@@ -1105,7 +1107,7 @@ def fit_model(anatomy_json: Path, host: dict[str, float], inputs: str = "") -> C
     import numpy as np
     from scipy.optimize import nnls
 
-    from bench import analysis
+    from bench import stats as analysis
 
     doc = load_anatomy(anatomy_json)
     with _reading(anatomy_json):

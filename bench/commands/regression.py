@@ -9,15 +9,15 @@ import pathlib
 import sys
 import tempfile
 
-from .errors import BenchError, UsageError, writable_directory
+from bench.errors import BenchError, UsageError, writable_directory
 
 FORMATS = ("text", "json", "markdown")
 
 
 def _cmd_check(args) -> int:
-    from . import analysis as A
-    from . import continuous
-    from . import regression as R
+    from bench import stats as A
+    from bench.measure import continuous
+    from bench import regression as R
 
     if args.baseline_window is not None and args.current is None:
         raise UsageError("--baseline-window needs --current: the runs before it form the baseline")
@@ -59,8 +59,8 @@ def _cmd_check(args) -> int:
 
 def _against(args, tmp: pathlib.Path):
     """(one-run baseline from the comparison commit, this tree's results file), both measured now."""
-    from . import continuous
-    from . import regression as R
+    from bench.measure import continuous
+    from bench import regression as R
 
     revision = continuous.resolve(args.against)
     command = list(args.command or continuous.DEFAULT_RUN)
@@ -77,7 +77,7 @@ def _against(args, tmp: pathlib.Path):
 
 
 def _cmd_baseline(args) -> int:
-    from . import regression as R
+    from bench import regression as R
 
     written = R.write(args.runs, args.output, force=args.force)
     b = R.load(written)
@@ -89,8 +89,8 @@ def _cmd_baseline(args) -> int:
 def _runs_in(directory: pathlib.Path):
     """The runs (pyperf suites of this harness) in a results directory; other files are skipped, as
     `report` skips them: the directory may hold anything."""
-    from . import analysis as A
-    from . import results
+    from bench import stats as A
+    from bench import results
 
     for path in sorted(directory.glob("*.json")):
         try:
@@ -102,8 +102,9 @@ def _runs_in(directory: pathlib.Path):
 
 
 def _cmd_history(args) -> int:
-    from . import plots, results
-    from . import regression as R
+    from bench.render import plots
+    from bench import results
+    from bench import regression as R
 
     paths = args.results or list(_runs_in(results.directory()))
     if not paths:

@@ -1,6 +1,6 @@
 """`bench kernel package`: the series as an installable Debian kernel package, for bare metal.
 
-The guest kernel (bench.kernel) is a tinyconfig bzImage for QEMU.  On a spare machine the same
+The guest kernel (bench.measure.kernel) is a tinyconfig bzImage for QEMU.  On a spare machine the same
 series can run natively: this builds linux-source-6.12 + kernel/patches with the running
 kernel's own configuration (/boot/config-$(uname -r), or --config FILE) plus
 CONFIG_PROCESS_VM_EXEC=y, as `make bindeb-pkg` packages it, and prints how to install and boot
@@ -12,7 +12,7 @@ debug information is turned off (no multi-GB -dbg package, and no pahole for BTF
 signing-key paths, which exist only in Debian's own build tree, are emptied.
 
 --slim builds from the guest's slim config instead (tinyconfig + kernel/config.fragment, as
-bench.kernel does): not a kernel to boot a machine with, but a quick check that the packaging
+bench.measure.kernel does): not a kernel to boot a machine with, but a quick check that the packaging
 works (tests/test_package.py).
 """
 from __future__ import annotations
@@ -24,12 +24,12 @@ import shutil
 import time
 from pathlib import Path
 
-from bench import kernel
+from bench.measure import kernel
 from bench.errors import UsageError, writable_directory
 
 #: Bump when the steps below change what they produce.
 PACKAGE_SCRIPT_VERSION = "1"
-#: Tools `make bindeb-pkg` runs besides those of the guest build (bench.kernel.TOOLS), and their
+#: Tools `make bindeb-pkg` runs besides those of the guest build (bench.measure.kernel.TOOLS), and their
 #: Debian packages.
 PACKAGE_TOOLS = {"dpkg-buildpackage": "dpkg-dev", "dpkg-deb": "dpkg", "dh_testdir": "debhelper",
                  "depmod": "kmod", "rsync": "rsync"}     # rsync: the package's Build-Depends insist
@@ -266,7 +266,7 @@ def _cmd_package(args) -> int:
 
 
 def register_cli(subparsers) -> None:
-    """`bench kernel package`, added to bench.kernel's `kernel` command (PLUGINS registers that first)."""
+    """`bench kernel package`, added to bench.measure.kernel's `kernel` command (PLUGINS registers that first)."""
     import argparse
 
     parent = subparsers.choices.get("kernel")

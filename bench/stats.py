@@ -1,7 +1,7 @@
 """Results as data: load pyperf suites into one tidy frame, and the statistics that answer the question.
 
 Everything here is plain data in, plain data out (pandas frames, dicts,
-strings); bench.report and the notebooks only arrange and draw it.
+strings); bench.render.report and the notebooks only arrange and draw it.
 
 Conventions, used everywhere:
 
@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import pyperf
 
-from . import accelerators
-from .accelerators import CLOCKS, HARDWARE_CLOCKS
-from .errors import UsageError
-from .results import METADATA, classify, read_json
+from bench.measure import accelerators
+from bench.measure.accelerators import CLOCKS, HARDWARE_CLOCKS
+from bench.errors import UsageError
+from bench.results import METADATA, classify, read_json
 
 BASELINE = "ptrace-sysemu"
 CANDIDATE = "process-vm-exec"
@@ -136,7 +136,7 @@ def load(paths) -> pd.DataFrame:
     return df
 
 
-#: The numbers of an RFC-replica program entry (bench.rfc writes them): finite and >= 0.
+#: The numbers of an RFC-replica program entry (bench.measure.rfc writes them): finite and >= 0.
 RFC_NUMBERS = ("iterations", "seconds", "rfc_printed_ns", "true_ns_per_iteration")
 
 
@@ -366,7 +366,7 @@ MIN_PROBES = 3
 #: model's interval (the prediction divided by 1 + each extreme leave-one-out error) spans at most
 #: 1.2 / 0.8 = 1.5x, against the bracket's 2.3x.
 MODEL_MAX_LOO_ERROR = 0.20
-#: The hardware estimate composed from measured prices (bench.prices, issue 18 item 3) is judged only
+#: The hardware estimate composed from measured prices (bench.anatomy.prices, issue 18 item 3) is judged only
 #: if every C mechanism measured on the host is composed within this relative error by the same
 #: prices; otherwise the distortion bracket is judged.  Fixed in the issue, before any composed
 #: result was seen.
@@ -454,7 +454,7 @@ class ModelPrediction:
 
 @dataclasses.dataclass(frozen=True)
 class ComposedPrediction:
-    """The hardware estimate composed from measured prices (bench.prices.Composition), as the verdict uses it."""
+    """The hardware estimate composed from measured prices (bench.anatomy.prices.Composition), as the verdict uses it."""
     speedup: float              # PTRACE_SYSEMU measured on the host ÷ process_vm_exec composed
     low: float                  # the interval: the composed CI widened by the worst relative errors,
     high: float                 # and PTRACE_SYSEMU's measured CI
@@ -724,7 +724,7 @@ def findings(df: pd.DataFrame, model: ModelPrediction | None = None,
              no_model: str = "no cost model among the inputs", composed: ComposedPrediction | None = None,
              no_composed: str = "") -> Findings:
     """Every figure of a report; model is the host cost model's prediction (bench.anatomy), composed
-    the estimate composed from measured prices (bench.prices), if any."""
+    the estimate composed from measured prices (bench.anatomy.prices), if any."""
     summary, every, claim = summarize(df), all_ratios(df), ratios(df, CANDIDATE)
     hg = host_vs_guest(df, r=every)
     return Findings(df, summary, backend_table(df, summary), every, claim, hg,

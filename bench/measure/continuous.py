@@ -24,9 +24,11 @@ import time
 
 from tracers.driver import TEST_KNOBS
 
-from . import environment, kernel, vm
-from .environment import REPO
-from .errors import BenchError, UsageError
+from bench.measure import environment
+from bench.measure import kernel
+from bench.measure import vm
+from bench.measure.environment import REPO
+from bench.errors import BenchError, UsageError
 
 #: What `--against` measures unless told otherwise: the icount guest (same-CPU ratios repeat to the
 #: instruction across boots) on the claim's backends and the two mechanisms nearest them, both pinnings.

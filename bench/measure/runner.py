@@ -1,7 +1,7 @@
 """`bench run`: time every case with pyperf and write one suite to results/.
 
 The main process validates each case with a short checked run, then lets
-pyperf spawn worker processes (bench.worker) that register the same cases and
+pyperf spawn worker processes (bench.measure.worker) that register the same cases and
 time the one they are asked for.  The suite is written to a hidden temporary
 file and renamed into place only when complete, so an interrupted run leaves
 no half-written result and never touches an earlier one.
@@ -26,8 +26,10 @@ import tracers
 from tracers import BackendFailed, BackendUnavailable
 from tracers.driver import TEST_KNOBS
 
-from . import environment, plan, results
-from .errors import BenchError, Interrupted, UsageError, writable_directory
+from bench.measure import environment
+from bench.measure import plan
+from bench import results
+from bench.errors import BenchError, Interrupted, UsageError, writable_directory
 
 #: Short checked run that validates each case before it is timed.
 PREFLIGHT_SYSCALLS = 2000
@@ -38,7 +40,7 @@ ICOUNT_SERIAL = ("icount: every vCPU advances one instruction clock in turn, so 
 
 def pyperf_parser() -> argparse.ArgumentParser:
     """pyperf's own options plus the plan, parsed alike by manager and workers."""
-    parser = argparse.ArgumentParser(prog="python -m bench.worker")
+    parser = argparse.ArgumentParser(prog="python -m bench.measure.worker")
     parser.add_argument("--plan", required=True, help=argparse.SUPPRESS)
     return parser
 
@@ -48,7 +50,7 @@ def make_runner() -> pyperf.Runner:
         cmd.extend(["--plan", args.plan])
 
     return pyperf.Runner(_argparser=pyperf_parser(),
-                         program_args=("-m", "bench.worker"), add_cmdline_args=forward_plan)
+                         program_args=("-m", "bench.measure.worker"), add_cmdline_args=forward_plan)
 
 
 def time_case(loops: int, case: plan.Case) -> float:
