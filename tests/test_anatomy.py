@@ -201,10 +201,12 @@ def test_the_mitigations_kernel_compiles_them_in_and_forces_the_hosts_on_its_com
 
 def test_the_guests_vulnerabilities_are_read_from_the_raw_directory(tmp_path):
     assert counts.guest_vulnerabilities(tmp_path) == {}
-    (tmp_path / counts.VULNERABILITIES).write_text("meltdown\tNot affected\nspectre_v2\tMitigation: Retpolines; RSB filling\n")
+    (tmp_path / counts.VULNERABILITIES).write_text(
+        "meltdown\tNot affected\nspectre_v2\tMitigation: Retpolines; RSB filling\n")
     vuln = counts.guest_vulnerabilities(tmp_path)
     assert vuln == {"meltdown": "Not affected", "spectre_v2": "Mitigation: Retpolines; RSB filling"}
-    text = render.mitigations_phrase({"vulnerabilities": vuln, "kernel_variant": "mitigations", "kernel_args": ["pti=off"]})
+    text = render.mitigations_phrase({"vulnerabilities": vuln, "kernel_variant": "mitigations",
+                                      "kernel_args": ["pti=off"]})
     assert "`mitigations`" in text and "`pti=off`" in text and "spectre_v2: Mitigation: Retpolines" in text
     assert "meltdown" not in text and "1 others Not affected" in text
 
