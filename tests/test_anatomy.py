@@ -1,10 +1,18 @@
-"""bench.anatomy and the QEMU plugin (anatomy/vmexec_anatomy.c)."""
+"""bench.anatomy (plugin, phases, counts, guest, the cost model), its rendering and commands, and the QEMU plugin
+(anatomy/vmexec_anatomy.c)."""
 import json
+import re
 import subprocess
 
 import pytest
 
-from bench import anatomy as A
+from pathlib import Path
+
+from bench.anatomy import counts, guest, phases, plugin
+from bench.anatomy import model as cost
+from bench.errors import BenchError, UsageError
+from bench.measure.environment import REPO
+from bench.render import anatomy as render
 from conftest import run_bench
 from tracers.driver import VMEXEC
 
@@ -53,7 +61,7 @@ CLASSIFIED = {
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     exe = tmp_path_factory.mktemp("classify") / "classify"
-    subprocess.run(["gcc", "-O2", "-DVMEXEC_ANATOMY_CLASSIFY_MAIN", "-o", str(exe), str(A.PLUGIN_SOURCE)],
+    subprocess.run(["gcc", "-O2", "-DVMEXEC_ANATOMY_CLASSIFY_MAIN", "-o", str(exe), str(plugin.PLUGIN_SOURCE)],
                    check=True)
     return exe
 
@@ -63,7 +71,7 @@ def test_the_plugin_classifies_instructions_by_their_bytes(classifier):
                           capture_output=True, text=True, check=True)
     got = {}
     for hexbytes, bits in zip(CLASSIFIED, proc.stdout.split()):
-        got[hexbytes] = {c for k, c in enumerate(A.CLASSES) if int(bits, 16) >> k & 1}
+        got[hexbytes] = {c for k, c in enumerate(counts.CLASSES) if int(bits, 16) >> k & 1}
     assert got == CLASSIFIED
 
 
@@ -74,16 +82,16 @@ def test_kernel_functions_fall_into_the_expected_phases():
         "try_to_wake_up": "scheduler & context switch", "os_xrstor": "scheduler & context switch",
         "genregs_get": "register & user copies", "restore_sigcontext_regs": "register & user copies",
         "entry_SYSCALL_64": "syscall entry/exit", "__rseq_handle_notify_resume": "syscall entry/exit",
-        "ptrace_stop": A.PHASES[5], "__seccomp_filter": A.PHASES[5], "do_wait": A.PHASES[5],
-        "__x64_sys_process_vm_exec": A.PHASES[5], "__x64_sys_getppid": "getppid & pid lookups",
+        "ptrace_stop": phases.PHASES[5], "__seccomp_filter": phases.PHASES[5], "do_wait": phases.PHASES[5],
+        "__x64_sys_process_vm_exec": phases.PHASES[5], "__x64_sys_getppid": "getppid & pid lookups",
         "asm_exc_page_fault": "exceptions & interrupts", "account_entity_enqueue": "scheduler & context switch",
-        "_raw_spin_lock_irqsave": "locking & RCU", "nsec_to_clock_t": A.PHASES[5],
+        "_raw_spin_lock_irqsave": "locking & RCU", "nsec_to_clock_t": phases.PHASES[5],
         "__x86_indirect_thunk_rax": "speculation thunks", "its_return_thunk": "speculation thunks",
         "__x86_return_thunk": "speculation thunks",
-        "slab_alloc_node.isra.0": "memory allocation", "default_idle": "idle", "some_unknown_fn": A.KERNEL_OTHER,
+        "slab_alloc_node.isra.0": "memory allocation", "default_idle": "idle", "some_unknown_fn": phases.KERNEL_OTHER,
     }
-    assert {f: A.kernel_phase(f) for f in expect} == expect
-    assert set(expect.values()) <= set(A.PHASES)
+    assert {f: phases.kernel_phase(f) for f in expect} == expect
+    assert set(expect.values()) <= set(phases.PHASES)
 
 
 WINDOW = """# vmexec-anatomy: x86_64, vCPUs 2
@@ -100,24 +108,24 @@ exit windows=1 records=9
 
 
 def test_the_plugins_output_is_parsed_per_window_and_pc():
-    (w,) = A.parse_counts(WINDOW)
+    (w,) = counts.parse_counts(WINDOW)
     assert (w.begin_pc, w.end_pc, w.insns) == (0x555555556F5B, 0x555555556FEA, 15)
     assert w.counts == {0xFFFFFFFF81000010: 6, 0xFFFFFFFF81000000: 3, 0x555555556F5B: 1, 0xFFFFFFFF81000020: 5}
-    assert w.classes[0xFFFFFFFF81000000] == 1 << A.CLASSES.index("syscall")
+    assert w.classes[0xFFFFFFFF81000000] == 1 << counts.CLASSES.index("syscall")
     assert w.class_totals == {"syscall": 3}
     assert w.starts == {0xFFFFFFFF81000020: 2}
-    with pytest.raises(A.BenchError, match="add up"):
-        A.parse_counts(WINDOW.replace("insns=15", "insns=16"))
+    with pytest.raises(BenchError, match="add up"):
+        counts.parse_counts(WINDOW.replace("insns=15", "insns=16"))
 
 
 def _loop_marker() -> int:
     """The syscall loop's BEGIN marker (link-time address)."""
-    return next(o for o in A.marker_vaddrs(VMEXEC) if A.UserSymbols(VMEXEC, 0x555555554000 + o).lookup(
+    return next(o for o in counts.marker_vaddrs(VMEXEC) if counts.UserSymbols(VMEXEC, 0x555555554000 + o).lookup(
         0x555555554000 + o) == "syscall_loop")
 
 
 def test_symbols_come_from_kallsyms_and_the_driver_binary():
-    ks = A.KernelSymbols("ffffffff81000000 T entry_SYSCALL_64\nffffffff81000040 t asm_exc_page_fault\n"
+    ks = counts.KernelSymbols("ffffffff81000000 T entry_SYSCALL_64\nffffffff81000040 t asm_exc_page_fault\n"
                          "ffffffff81000100 T do_syscall_64\n")
     assert ks.lookup(0xFFFFFFFF81000010) == ("entry_SYSCALL_64", 0xFFFFFFFF81000000)
     assert ks.lookup(0xFFFFFFFF81000040)[0] == "asm_exc_page_fault"
@@ -125,17 +133,17 @@ def test_symbols_come_from_kallsyms_and_the_driver_binary():
     base = 0x555555554000
     # One marker per marked loop: the syscall loop's and `vmexec price`'s; whichever ran, the load base
     # comes out the same and the marker lies in its own function.
-    offsets = A.marker_vaddrs(VMEXEC)
+    offsets = counts.marker_vaddrs(VMEXEC)
     marked = set()
     for offset in offsets:
-        us = A.UserSymbols(VMEXEC, base + offset)
+        us = counts.UserSymbols(VMEXEC, base + offset)
         assert us.base == base
         marked.add(us.lookup(base + offset))
-    assert marked == set(A.MARKED_FUNCTIONS) and len(offsets) == len(marked)
-    with pytest.raises(A.BenchError, match="fits 0 of the markers"):
-        A.UserSymbols(VMEXEC, base + offsets[0] + 8)
+    assert marked == set(counts.MARKED_FUNCTIONS) and len(offsets) == len(marked)
+    with pytest.raises(BenchError, match="fits 0 of the markers"):
+        counts.UserSymbols(VMEXEC, base + offsets[0] + 8)
     offset = _loop_marker()
-    us = A.UserSymbols(VMEXEC, base + offset)
+    us = counts.UserSymbols(VMEXEC, base + offset)
     assert us.lookup(0x7FFFF7E00000) is None
     nm = subprocess.run(["nm", "--defined-only", str(VMEXEC)], capture_output=True, text=True, check=True).stdout
     main = next(int(line.split()[0], 16) for line in nm.splitlines() if line.split()[2:] == ["main"])
@@ -143,18 +151,18 @@ def test_symbols_come_from_kallsyms_and_the_driver_binary():
 
 
 def test_attribution_adds_events_and_exception_entries():
-    ks = A.KernelSymbols("ffffffff81000000 T entry_SYSCALL_64\nffffffff81000040 t asm_exc_page_fault\n"
+    ks = counts.KernelSymbols("ffffffff81000000 T entry_SYSCALL_64\nffffffff81000040 t asm_exc_page_fault\n"
                          "ffffffff81000100 T do_syscall_64\n")
     offset = _loop_marker()
-    us = A.UserSymbols(VMEXEC, 0x555555554000 + offset)
-    w = A.Window(0, 0x555555554000 + offset, 0, 0,
+    us = counts.UserSymbols(VMEXEC, 0x555555554000 + offset)
+    w = counts.Window(0, 0x555555554000 + offset, 0, 0,
                  {0xFFFFFFFF81000000: 5, 0xFFFFFFFF81000040: 2, 0xFFFFFFFF81000044: 2,
                   0x555555554000 + offset: 1, 0x7FFFF7E00000: 7},
-                 {0xFFFFFFFF81000000: 1 << A.CLASSES.index("swapgs")}, {})
-    rows = {r["function"]: r for r in A.attribute(w, ks, us)}
+                 {0xFFFFFFFF81000000: 1 << counts.CLASSES.index("swapgs")}, {})
+    rows = {r["function"]: r for r in counts.attribute(w, ks, us)}
     assert rows["entry_SYSCALL_64"]["swapgs"] == 5 and rows["entry_SYSCALL_64"]["insns"] == 5
-    assert rows["asm_exc_page_fault"][A.EVENT] == 2 and rows["asm_exc_page_fault"]["insns"] == 4
-    assert rows["syscall_loop"]["phase"] == A.USER_LOOP
+    assert rows["asm_exc_page_fault"][counts.EVENT] == 2 and rows["asm_exc_page_fault"]["insns"] == 4
+    assert rows["syscall_loop"]["phase"] == phases.USER_LOOP
     assert rows["(libraries)"]["insns"] == 7
 
 
@@ -187,28 +195,37 @@ def test_the_mitigations_kernel_compiles_them_in_and_forces_the_hosts_on_its_com
     args = kernel.BOOT_ARGS["mitigations"]
     assert {"spectre_v2=retpoline", "indirect_target_selection=force", "pti=off"} <= set(args)
     assert kernel.cache_key("mitigations") != kernel.cache_key("bench")
-    assert A.variant_directory(A.Path("r/anatomy"), "mitigations") == A.Path("r/anatomy/mitigations")
-    assert A.variant_directory(A.Path("r/anatomy"), "bench") == A.Path("r/anatomy")
+    assert counts.variant_directory(Path("r/anatomy"), "mitigations") == Path("r/anatomy/mitigations")
+    assert counts.variant_directory(Path("r/anatomy"), "bench") == Path("r/anatomy")
 
 
 def test_the_guests_vulnerabilities_are_read_from_the_raw_directory(tmp_path):
-    assert A.guest_vulnerabilities(tmp_path) == {}
-    (tmp_path / A.VULNERABILITIES).write_text("meltdown\tNot affected\nspectre_v2\tMitigation: Retpolines; RSB filling\n")
-    vuln = A.guest_vulnerabilities(tmp_path)
+    assert counts.guest_vulnerabilities(tmp_path) == {}
+    (tmp_path / counts.VULNERABILITIES).write_text(
+        "meltdown\tNot affected\nspectre_v2\tMitigation: Retpolines; RSB filling\n")
+    vuln = counts.guest_vulnerabilities(tmp_path)
     assert vuln == {"meltdown": "Not affected", "spectre_v2": "Mitigation: Retpolines; RSB filling"}
-    text = A.mitigations_phrase({"vulnerabilities": vuln, "kernel_variant": "mitigations", "kernel_args": ["pti=off"]})
+    text = render.mitigations_phrase({"vulnerabilities": vuln, "kernel_variant": "mitigations",
+                                      "kernel_args": ["pti=off"]})
     assert "`mitigations`" in text and "`pti=off`" in text and "spectre_v2: Mitigation: Retpolines" in text
     assert "meltdown" not in text and "1 others Not affected" in text
 
 
-def test_the_default_backends_are_every_c_backend():
-    import tracers
-    from tracers.driver import DriverBackend
-    assert sorted(A.default_backends()) == sorted(b.name for b in tracers.all_backends() if isinstance(b, DriverBackend))
+def test_the_default_backends_are_every_c_backend_in_the_registrys_order():
+    """Against the C registry's source (tracers/registry.c: one X(name) line a backend, each defined as
+    `const struct backend name = { .name = "..." }`), not against the driver's answer it is built from."""
+    registry = (REPO / "tracers" / "registry.c").read_text()
+    idents = re.findall(r"^\s*X\((\w+)\)", registry, re.M)
+    sources = "".join(p.read_text() for p in (REPO / "tracers").glob("*.c"))
+    names = [re.search(rf"const struct backend {i}\s*=\s*{{[^}}]*?\.name\s*=\s*\"([^\"]+)\"", sources).group(1)
+             for i in idents]
+    assert len(names) >= 10 and {"ptrace-sysemu", "process-vm-exec"} <= set(names)
+    assert guest.default_backends() == names
+    assert "python-ptrace-sysemu" not in guest.default_backends()
 
 
 def test_no_report_section_without_an_anatomy_run(tmp_path):
-    assert A.report_blocks(tmp_path) == []
+    assert render.report_blocks(tmp_path) == []
 
 
 @pytest.mark.vm
@@ -224,9 +241,9 @@ def test_anatomy_in_the_guest_agrees_with_the_icount_clock(tmp_path):
     assert set(by) == {"native", "ptrace-sysemu", "process-vm-exec"}
     for b in by.values():
         assert b["syscalls"] == 3000
-        assert abs(b["insns_per_syscall"] - b["icount_ns_per_syscall"]) <= A.AGREEMENT * b["icount_ns_per_syscall"]
+        assert abs(b["insns_per_syscall"] - b["icount_ns_per_syscall"]) <= counts.AGREEMENT * b["icount_ns_per_syscall"]
         assert sum(v["insns"] for v in b["phases"].values()) == pytest.approx(b["insns_per_syscall"])
-        assert b["phases"][A.USER_LOOP]["insns"] > 0       # the loop itself was found and symbolised
+        assert b["phases"][phases.USER_LOOP]["insns"] > 0       # the loop itself was found and symbolised
     native, sysemu, pvm = by["native"], by["ptrace-sysemu"], by["process-vm-exec"]
     # Natively, one SYSCALL, one SYSRET and two SWAPGS per call, no address-space switch.
     assert native["totals"]["syscall"] == pytest.approx(1, abs=0.01)
@@ -240,20 +257,20 @@ def test_anatomy_in_the_guest_agrees_with_the_icount_clock(tmp_path):
     assert pvm["phases"]["mm switch"]["insns"] > 0
     # REP string instructions: each iteration is an execution; some of them began an instruction.
     for b in by.values():
-        assert 0 <= b["totals"][A.REP_EXTRA] < b["totals"]["rep_string"] or b["totals"]["rep_string"] == 0
-        assert b["insns_rep_once_per_syscall"] == pytest.approx(b["insns_per_syscall"] - b["totals"][A.REP_EXTRA])
-    assert pvm["totals"][A.REP_EXTRA] > 100        # the sigcontext copies: a few hundred bytes each
+        assert 0 <= b["totals"][counts.REP_EXTRA] < b["totals"]["rep_string"] or b["totals"]["rep_string"] == 0
+        assert b["insns_rep_once_per_syscall"] == pytest.approx(b["insns_per_syscall"] - b["totals"][counts.REP_EXTRA])
+    assert pvm["totals"][counts.REP_EXTRA] > 100        # the sigcontext copies: a few hundred bytes each
     for name in ("phases.csv", "summary.csv", "functions-ptrace-sysemu.csv", "anatomy.png", "anatomy.md"):
         assert (out / name).stat().st_size > 0
     # Re-analysing the raw outputs gives the same figures.
-    again = A.analyse(out / "raw")
+    again, _ = counts.analyse(out / "raw")
     assert [a.insns for a in again] == [b["insns"] for b in doc["backends"]]
-    blocks = A.report_blocks(out)
+    blocks = render.report_blocks(out)
     assert any(kind == "table" for kind, *_ in blocks)
 
 
 def _anatomy_doc(path, features, variant=None):
-    backends = [{"backend": b, "insns_per_syscall": i, "totals": {"cr3_write": c, "syscall": k, A.EVENT: 0.0}}
+    backends = [{"backend": b, "insns_per_syscall": i, "totals": {"cr3_write": c, "syscall": k, counts.EVENT: 0.0}}
                 for b, (i, c, k) in features.items()]
     meta = {"kernel_variant": variant} if variant else {}
     path.write_text(json.dumps({"meta": meta, "backends": backends}))
@@ -266,14 +283,14 @@ def test_the_cost_model_recovers_known_parameters_and_reports_leave_one_out_erro
                 "process-vm-exec": (2386, 2, 2)}
     truth = (0.2, 300.0, 50.0)
     host = {b: sum(t * f for t, f in zip(truth, fs)) for b, fs in features.items() if b != "process-vm-exec"}
-    m = A.fit_model(_anatomy_doc(tmp_path / "anatomy.json", features), host)
+    m = cost.fit_model(_anatomy_doc(tmp_path / "anatomy.json", features), host)
     assert list(m.parameters.values()) == pytest.approx(truth, rel=1e-6)
     assert all(abs(e) < 1e-6 for e in m.loo.values())
     assert m.candidate_ns == pytest.approx(0.2 * 2386 + 300 * 2 + 50 * 2)
     assert m.speedup == pytest.approx(host["ptrace-sysemu"] / m.candidate_ns)
     # Noise on one mechanism shows in its leave-one-out error and widens the range.
     host["seccomp-trap"] *= 1.3
-    m = A.fit_model(_anatomy_doc(tmp_path / "anatomy.json", features), host)
+    m = cost.fit_model(_anatomy_doc(tmp_path / "anatomy.json", features), host)
     assert m.loo["seccomp-trap"] < -0.05
     assert m.candidate_range[0] < m.candidate_ns < m.candidate_range[1]
     assert all(v >= 0 for v in m.parameters.values())
@@ -283,36 +300,36 @@ def test_only_a_model_fitted_on_the_mitigation_matched_anatomy_is_marked_matched
     features = {"native": (227, 0, 1), "ptrace-sysemu": (12434, 2, 5), "ptrace-syscall": (24396, 4, 9),
                 "seccomp-trap": (5310, 0, 2), "seccomp-unotify": (6469, 2, 3), "process-vm-exec": (2386, 2, 2)}
     host = {b: 0.2 * i + 300 * c + 50 * k for b, (i, c, k) in features.items() if b != "process-vm-exec"}
-    for variant, matched in ((None, False), ("bench", False), (A.MODEL_VARIANT, True)):
-        m = A.fit_model(_anatomy_doc(tmp_path / "anatomy.json", features, variant), host, "inputs")
+    for variant, matched in ((None, False), ("bench", False), (counts.MODEL_VARIANT, True)):
+        m = cost.fit_model(_anatomy_doc(tmp_path / "anatomy.json", features, variant), host, "inputs")
         p = m.prediction()
         assert p.matched is matched and p.inputs == "inputs"
         assert (p.speedup, p.low, p.high) == (m.speedup, *m.speedup_range)
         assert p.loo == m.loo and p.baseline_ns == host["ptrace-sysemu"]
     # The report's model comes from anatomy/mitigations/ beside the benchmark kernel's anatomy.
-    where = A.variant_directory(tmp_path / "anatomy", A.MODEL_VARIANT)
+    where = counts.variant_directory(tmp_path / "anatomy", counts.MODEL_VARIANT)
     where.mkdir(parents=True)
-    _anatomy_doc(where / "anatomy.json", features, A.MODEL_VARIANT)
-    model, why = A.fitted_model([], tmp_path / "anatomy")
+    _anatomy_doc(where / "anatomy.json", features, counts.MODEL_VARIANT)
+    model, why = cost.fitted_model([], tmp_path / "anatomy")
     assert model is None and "no host run" in why
 
 
 def test_the_cost_model_needs_enough_mechanisms(tmp_path):
     doc = _anatomy_doc(tmp_path / "anatomy.json", {"ptrace-sysemu": (1, 1, 1), "process-vm-exec": (1, 1, 1)})
-    with pytest.raises(A.UsageError, match="too few"):
-        A.fit_model(doc, {"ptrace-sysemu": 3000.0})
+    with pytest.raises(UsageError, match="too few"):
+        cost.fit_model(doc, {"ptrace-sysemu": 3000.0})
     proc = run_bench("anatomy-model", "--anatomy", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "no " in proc.stderr
 
 
 def test_report_sections_are_empty_without_an_anatomy(tmp_path):
-    assert A.report_blocks(tmp_path) == [] and A.mitigation_blocks(tmp_path) == []
-    model, why = A.fitted_model([], tmp_path)
+    assert render.report_blocks(tmp_path) == [] and render.mitigation_blocks(tmp_path) == []
+    model, why = cost.fitted_model([], tmp_path)
     assert model is None and "no mitigation-matched guest anatomy" in why
-    assert A.cost_model_blocks(model, why, tmp_path) == []
+    assert render.cost_model_blocks(model, why, tmp_path) == []
 
 
 def test_deb_src_entries_mirror_this_machines_debian_sources():
-    text = A._deb_src_entry()
+    text = plugin._deb_src_entry()
     assert "Types: deb-src" in text and "\nTypes: deb\n" not in text
     assert "Suites:" in text and "URIs:" in text

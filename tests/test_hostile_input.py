@@ -11,7 +11,7 @@ import sys
 import pyperf
 import pytest
 
-from bench import anatomy as AN
+from bench.anatomy import counts as AN
 from bench import regression as R
 from bench import results
 from bench.errors import BenchError, UsageError

@@ -1,12 +1,14 @@
-"""bench.anatomy.prices and `vmexec price`: the parts' micro-benchmarks, the composition from measured prices and
-its rule, on synthetic anatomies and synthetic prices with known answers (no timing in pass/fail)."""
+"""`vmexec price` and bench.anatomy.composed (rendered by bench.render.prices): the parts' micro-benchmarks,
+the composition from measured prices and its rule, on synthetic anatomies and synthetic prices with known
+answers (no timing in pass/fail)."""
 import json
 
 import numpy as np
 import pytest
 
 from bench import stats as A
-from bench.anatomy import prices as P
+from bench.anatomy import composed as P
+from bench.render import prices as render_prices
 from bench.errors import BenchError, UsageError
 from conftest import run_bench, run_vmexec
 
@@ -105,7 +107,7 @@ def test_the_rule_judges_the_composition_only_if_every_mechanism_is_within_20_pe
     if not judged:
         worst = max(errors, key=lambda k: abs(errors[k]))
         assert worst in p.why_not_judged()
-    text = P.to_markdown(c)
+    text = render_prices.to_markdown(c)
     assert ("so the verdict judges this interval" in text) is judged
     assert all(f"`{m}`" in text for m in c.measured)
 

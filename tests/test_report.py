@@ -4,7 +4,7 @@ import pytest
 
 import json
 
-from bench import anatomy
+from bench.anatomy import counts as anatomy
 from bench.render import plots
 from bench.render import report
 from conftest import run_bench

@@ -11,7 +11,7 @@ from bench.errors import BenchError, UsageError
 
 #: Modules that add their own subcommands through register_cli(subparsers).
 PLUGINS = ("bench.measure.kernel", "bench.measure.package", "bench.measure.vm", "bench.measure.rfc", "bench.commands.report", "bench.commands.regression",
-           "bench.anatomy", "bench.anatomy.prices", "bench.commands.mainjob")
+           "bench.commands.anatomy", "bench.commands.prices", "bench.commands.mainjob")
 
 
 class Parser(argparse.ArgumentParser):

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.anatomy.guest import default_backends
 from bench.measure import kernel
 from bench.errors import BenchError, Interrupted, UsageError
 
@@ -34,7 +35,6 @@ def first_answer_backends() -> str:
     run measures at the same pinning, so that the distortion bracket and the composed estimate of the
     first answer calibrate on the same mechanisms as the full run's and cannot disagree with it on one
     host (issue 18: four mechanisms here gave "reproduced", all of them "neither")."""
-    from bench.anatomy import default_backends
     return ",".join(default_backends())
 
 FIRST_ANSWER_DIR = "results/first-answer"

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from bench import stats as A
-from bench import anatomy
-from bench.render import plots
+from bench.anatomy.composed import composed_model
+from bench.anatomy.model import CostModel, fitted_model
+from bench.render import anatomy, plots, prices
 from bench import results
 from bench.errors import UsageError, writable_directory
 from bench.render.document import table, to_html, to_markdown, to_text
@@ -188,9 +189,9 @@ class Inputs:
     plots: list[str]                # stems of the plots drawn
     paths: list[pathlib.Path]       # every input file
     suites: list[pathlib.Path]      # the pyperf suites among them
-    model: anatomy.CostModel | None = None      # the host cost model (anatomy_dir(paths))
+    model: CostModel | None = None              # the host cost model (anatomy_dir(paths))
     no_model: str = ""                          # why there is none
-    composed: object = None                     # bench.anatomy.prices.Composition: the estimate from measured prices
+    composed: object = None                     # bench.anatomy.composed.Composition: the estimate from measured prices
     no_composed: str = ""                       # why there is none
 
 
@@ -227,7 +228,6 @@ def anatomy_dir(paths: list[pathlib.Path]) -> pathlib.Path:
 
 
 def _composed_blocks(i: Inputs) -> list:
-    from bench.anatomy import prices
     if i.composed is not None:
         return prices.blocks(i.composed)
     return [("p", f"No estimate from measured parts: {i.no_composed}.")] if i.no_composed else []
@@ -267,14 +267,13 @@ def build(i: Inputs) -> list:
 
 
 def _composed(suites, paths):
-    """The estimate from measured prices for the host run among suites (bench.anatomy.prices), or (None, why);
+    """The estimate from measured prices for the host run among suites (bench.anatomy.composed), or (None, why);
     (None, "") when the inputs hold no host run or no anatomy, where it has nothing to say."""
-    from bench.anatomy import prices
     if not any(results.classify(results.read_json(p)) == "host" for p in suites):
         return None, ""
     if not anatomy_dir(paths).is_dir():
         return None, ""
-    return prices.composed_model(suites, anatomy_dir(paths))
+    return composed_model(suites, anatomy_dir(paths))
 
 
 def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -283,7 +282,7 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     df, rfc = load_inputs(paths)
     writable_directory(output, create=True, need=REPORT_BYTES)
     suites, _ = results.split(paths)
-    model, no_model = anatomy.fitted_model(suites, anatomy_dir(paths))
+    model, no_model = fitted_model(suites, anatomy_dir(paths))
     composed, no_composed = _composed(suites, paths)
     f = A.findings(df, model.prediction() if model else None, no_model,
                    composed.prediction() if composed else None, no_composed)

@@ -1,0 +1,50 @@
+"""The estimate from measured parts as the reader sees it: the report's section 'A hardware estimate
+from measured parts' as blocks of bench.render.document, and `bench prices`'s Markdown."""
+from __future__ import annotations
+
+from bench import stats as analysis
+from bench.anatomy.composed import PRICES, SWITCH_FUNCTION, Composition
+from bench.render import document
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 1 else f"{x:.3f}" if x else "0"
+
+
+def blocks(c: Composition) -> list:
+    rows = [[k, _fmt(c.prices[k]), f"{_fmt(c.prices_ci[k][0])}–{_fmt(c.prices_ci[k][1])}", v]
+            for k, v in PRICES.items()]
+    prem = [[str(k) if k else "0 (the loop's working set)", _fmt(v), f"{_fmt(lo)}–{_fmt(hi)}"]
+            for k, (v, lo, hi) in sorted(c.premium.items())]
+    mech = [[f"`{m}`", f"{c.trips[m]:.2f}", _fmt(c.measured[m]), _fmt(c.composed[m]),
+             f"{_fmt(c.composed_ci[m][0])}–{_fmt(c.composed_ci[m][1])}", f"{100 * c.errors[m]:+.1f}%"]
+            for m in sorted(c.measured)]
+    worst = max(c.errors, key=lambda m: abs(c.errors[m]))
+    judged = abs(c.errors[worst]) <= analysis.COMPOSED_MAX_ERROR
+    return [("p", "Prices measured on this host by micro-benchmarks of their own (`vmexec price`), each part's "
+                  "path length counted by the anatomy plugin in the icount guest; 95% CIs: the parts' host runs "
+                  "resampled (timing noise only)." + (f" Inputs: {c.inputs}." if c.inputs else "")
+                  + (f" Load (1, 5, 15 min): {c.load}." if c.load else "")),
+            ("table", ["price", "ns", "95% CI", "meaning"], rows),
+            ("p", "The address-space switch premium (ns per CR3 write) at the loop's working set and at the "
+                  "pages sweep's sizes (pages the passive side writes per round trip):"),
+            ("table", ["pages", "ns per CR3 write", "95% CI"], prem),
+            ("p", "Every C mechanism composed from its own anatomy (instructions, kernel entries, CR3 writes, "
+                  f"scheduler round trips counted by its instructions in `{SWITCH_FUNCTION}`) with the same prices:"),
+            ("table", ["mechanism", "round trips", "host ns/syscall (measured)", "composed", "composed 95% CI",
+                       "error"], mech),
+            ("p", f"process_vm_exec, composed for this host: {_fmt(c.candidate_ns)} ns/syscall "
+                  f"({_fmt(c.candidate_range[0])}–{_fmt(c.candidate_range[1])}: its 95% CI widened by the worst "
+                  f"relative errors), {c.trips[analysis.CANDIDATE]:.2f} round trips; a speed-up over "
+                  f"PTRACE_SYSEMU ({_fmt(c.baseline_ns)} ns measured, 95% CI {_fmt(c.baseline_ci[0])}–"
+                  f"{_fmt(c.baseline_ci[1])}) of {c.speedup:.2f}x ({c.speedup_range[0]:.2f}–"
+                  f"{c.speedup_range[1]:.2f}). "
+                  + (f"Every mechanism measured is composed within ±{100 * analysis.COMPOSED_MAX_ERROR:g}% (worst: "
+                     f"{worst} {100 * c.errors[worst]:+.1f}%), so the verdict judges this interval."
+                     if judged else
+                     f"Not judged: {worst}'s error ({100 * c.errors[worst]:+.1f}%) exceeds "
+                     f"±{100 * analysis.COMPOSED_MAX_ERROR:g}%, so the verdict judges the distortion bracket."))]
+
+
+def to_markdown(c: Composition) -> str:
+    return "# A hardware estimate from measured parts\n\n" + document.to_markdown(blocks(c))
