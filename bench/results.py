@@ -55,6 +55,9 @@ METADATA = {
     "vmexec_command": "the command line of the run",
     "vmexec_unavailable": "JSON: case -> why it cannot run here",
     "vmexec_failed": "JSON: case -> why its check or measurement failed",
+    "vmexec_first_call_ns": "JSON: case -> the cost (ns) of the first call at a fresh site, for binary "
+                            "rewriting backends that patch a site at its first trap (median of 16 sites, "
+                            "in the run's check)",
     # tags set by `bench vm run` (bench.measure.vm)
     "vmexec_tag_vm": "1: measured inside the project's QEMU guest",
     "vmexec_tag_accelerator": "the guest's accelerator: kvm or tcg",

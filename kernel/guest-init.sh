@@ -10,6 +10,8 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+# zpoline's and lazypoline's trampoline lives at address 0 (issue 22); the guest is ours to set.
+echo 0 >/proc/sys/vm/mmap_min_addr
 # /tmp stays the host's (read-only), so a checkout or venv there still works;
 # scratch space is /run/tmp (TMPDIR, HOME).
 mount -t tmpfs -o mode=755 tmpfs /run

@@ -257,3 +257,57 @@ def test_each_report_is_of_the_files_the_job_wrote(tmp_path, monkeypatch):
     # (the prices steps write into prices/, which no report takes as a results file)
     assert first == ["host-1.json", "vm-kvm-run-3.json"]
     assert sorted(full) == ["host-5.json", "vm-kvm-rfc-9.json", "vm-kvm-run-7.json", "vm-tcg-run-8.json"]
+
+
+JOB_WITH_SYSCTL = """
+import sys, time
+from bench.commands import mainjob
+from bench.errors import Interrupted
+try:
+    with mainjob.mmap_min_addr_zero(sys.argv[3]):
+        if sys.argv[1] == "between-steps":
+            print("ready", flush=True)
+            time.sleep(120)
+        else:
+            mainjob.run_step([sys.executable, "-c", sys.argv[1], sys.argv[2]], {})
+except Interrupted as e:
+    print(e, flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("where", ["in-a-step", "between-steps"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_job_puts_vm_mmap_min_addr_back(tmp_path, signum, where):
+    """The job sets vm.mmap_min_addr=0 for zpoline and lazypoline (issue 22) and restores it however it ends
+    (a file stands for the sysctl: a test must not change the real one on a shared machine)."""
+    sysctl, marker = tmp_path / "mmap_min_addr", tmp_path / "marker"
+    sysctl.write_text("65536\n")
+    step = STEP if where == "in-a-step" else "between-steps"
+    job = subprocess.Popen([sys.executable, "-c", JOB_WITH_SYSCTL, step, str(marker), str(sysctl)],
+                           stdout=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert "vm.mmap_min_addr set to 0" in job.stdout.readline()
+    assert job.stdout.readline().strip() == "ready"
+    assert sysctl.read_text().strip() == "0"
+    job.send_signal(signum)
+    out, _ = job.communicate(timeout=100)
+    assert job.returncode == 130 and f"interrupted by {signum.name}" in out
+    assert sysctl.read_text() == "65536\n"
+
+
+def test_vm_mmap_min_addr_is_put_back_after_a_failed_step_and_left_alone_when_already_0(tmp_path):
+    sysctl = tmp_path / "mmap_min_addr"
+    sysctl.write_text("4096\n")
+    with pytest.raises(BenchError):
+        with mainjob.mmap_min_addr_zero(str(sysctl)):
+            assert sysctl.read_text() == "0\n"
+            raise BenchError("main job: step 3 failed")
+    assert sysctl.read_text() == "4096\n"
+    sysctl.write_text("0\n")
+    with mainjob.mmap_min_addr_zero(str(sysctl)):
+        pass
+    assert sysctl.read_text() == "0\n"
+    with mainjob.mmap_min_addr_zero(str(tmp_path / "absent")):     # no such sysctl: nothing to do
+        pass
+    assert not (tmp_path / "absent").exists()

@@ -55,11 +55,23 @@ void syscall_loop_borrowed(struct loop_state *st) __attribute__((noreturn));
 /* `vmexec tracee ...`: the loop in a process of its own (tracee.c). */
 int tracee_main(int argc, char **argv);
 
+/*
+ * Every `syscall` instruction raw_syscall1() emits is recorded, as an offset
+ * from its own entry, in the section vmexec_syscall_sites (the binary
+ * rewriting backends patch exactly these addresses and nothing else; the
+ * section holds data only, so the loop's instructions are the same for every
+ * backend).  The linker provides __start_/__stop_vmexec_syscall_sites.
+ */
 static inline long raw_syscall1(long nr, long arg)
 {
 	long ret;
 
-	asm volatile("syscall" : "=a"(ret) : "a"(nr), "D"(arg) : "rcx", "r11", "memory");
+	asm volatile("1:	syscall\n"
+		     "	.pushsection vmexec_syscall_sites, \"a\"\n"
+		     "	.balign 4\n"
+		     "	.long 1b - .\n"
+		     "	.popsection"
+		     : "=a"(ret) : "a"(nr), "D"(arg) : "rcx", "r11", "memory");
 	return ret;
 }
 

@@ -30,6 +30,7 @@ class RunResult:
     matched: int                       # returned the expected value
     elapsed_ns: int                    # the interception loop only
     pages: int                         # pages the tracee really wrote between two syscalls
+    first_call_ns: int | None = None   # backends that patch a site at its first trap: that call's cost
 
     @property
     def ns_per_syscall(self) -> float:
@@ -50,6 +51,11 @@ class Backend(abc.ABC):
     description: str
     #: True when the tracee intercepts its own syscalls (no second process).
     in_process: bool
+
+    @property
+    def kind(self) -> str:
+        """tracer, in-process, or binary rewriting (in-process, by rewriting the loop's syscalls)."""
+        return "in-process" if self.in_process else "tracer"
 
     @abc.abstractmethod
     def unavailable(self) -> str | None:

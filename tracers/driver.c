@@ -65,8 +65,10 @@ static int cmd_list(void)
 		json_string(b->name);
 		printf(", \"description\": ");
 		json_string(b->description);
-		printf(", \"in_process\": %s, \"available\": %s, \"reason\": ",
-		       b->in_process ? "true" : "false", why ? "false" : "true");
+		printf(", \"in_process\": %s, \"kind\": \"%s\", \"available\": %s, \"reason\": ",
+		       b->in_process ? "true" : "false",
+		       b->rewrites_text ? "binary rewriting" : b->in_process ? "in-process" : "tracer",
+		       why ? "false" : "true");
 		json_string(why ? why : "");
 		printf("}");
 	}
@@ -98,17 +100,18 @@ static int cmd_constants(void)
 
 /*
  * Faults the reliability tests inject (-F): a tracee that segfaults inside
- * its loop, a tracer that crashes, a tracer that hangs.
+ * its loop, a tracer that crashes, a tracer that hangs, a binary rewriting
+ * backend that leaves the text it patched writable.
  */
-static enum { FAULT_NONE, FAULT_TRACEE_SEGV, FAULT_TRACER_CRASH, FAULT_HANG } fault;
-static const char *const fault_names[] = { "none", "tracee-segv", "tracer-crash", "hang", NULL };
+static enum { FAULT_NONE, FAULT_TRACEE_SEGV, FAULT_TRACER_CRASH, FAULT_HANG, FAULT_TEXT_WRITABLE } fault;
+static const char *const fault_names[] = { "none", "tracee-segv", "tracer-crash", "hang", "text-writable", NULL };
 
 static int parse_fault(const char *text)
 {
 	for (int i = 0; fault_names[i]; i++)
 		if (!strcmp(text, fault_names[i]))
 			return i;
-	fprintf(stderr, "vmexec: -F takes none, tracee-segv, tracer-crash or hang, not '%s'\n", text);
+	fprintf(stderr, "vmexec: -F takes none, tracee-segv, tracer-crash, hang or text-writable, not '%s'\n", text);
 	exit(EXIT_USAGE);
 }
 
@@ -149,6 +152,8 @@ static void tracee_child(const struct backend *b, struct session *s, pid_t trace
 		s->loop.page_buf = (volatile char *)PAGE_BYTES;
 	}
 	mismatches = syscall_loop(&s->loop);
+	if (b->tracee_done && b->tracee_done(s))
+		_exit(2);
 	_exit(mismatches ? 1 : 0);
 }
 
@@ -220,7 +225,7 @@ static void on_watchdog(int sig)
 
 static void print_result(const struct backend *b, const struct run_config *cfg)
 {
-	uint64_t t0 = UINT64_MAX, t1 = 0;
+	uint64_t t0 = UINT64_MAX, t1 = 0, first_call = 0;
 	long calls = 0, matched = 0;
 	const char *error = "";
 
@@ -232,14 +237,19 @@ static void print_result(const struct backend *b, const struct run_config *cfg)
 		t0 = s->t0_ns < t0 ? s->t0_ns : t0;
 		t1 = s->t1_ns > t1 ? s->t1_ns : t1;
 		calls += s->loop.calls;
+		first_call = s->first_call_ns > first_call ? s->first_call_ns : first_call;
 		matched += s->loop.matched;
 	}
 	printf("{\"backend\": ");
 	json_string(b->name);
 	printf(", \"ok\": %s, \"syscalls\": %ld, \"parallel\": %d, \"pages\": %ld,"
-	       " \"calls\": %ld, \"matched\": %ld, \"elapsed_ns\": %llu, \"error\": ",
+	       " \"calls\": %ld, \"matched\": %ld, \"elapsed_ns\": %llu",
 	       error[0] ? "false" : "true", cfg->syscalls, cfg->parallel, cfg->pages,
 	       calls, matched, (unsigned long long)(t1 > t0 ? t1 - t0 : 0));
+	/* Backends that patch a site at its first trap: that first call's cost. */
+	if (first_call)
+		printf(", \"first_call_ns\": %llu", (unsigned long long)first_call);
+	printf(", \"error\": ");
 	json_string(error);
 	printf("}\n");
 }
@@ -265,7 +275,7 @@ static int cmd_run(int argc, char **argv)
 		case 'T': cfg.cpu_tracee = parse_int(optarg, "-T", CPU_SETSIZE - 1); break;
 		case 'P': cfg.parallel = parse_int(optarg, "-P", MAX_PARALLEL); break;
 		case 'w': cfg.timeout_s = parse_int(optarg, "-w", INT_MAX); break;
-		case 'F': fault = parse_fault(optarg); break;
+		case 'F': fault = parse_fault(optarg); rw_fault_text_writable = fault == FAULT_TEXT_WRITABLE; break;
 		case 'L': plant_ns = parse_count(optarg, "-L"); break;
 		default: return usage_error("usage: vmexec run BACKEND -n SYSCALLS [-i INJECT] [-e EXPECT] "
 					    "[-k PAGES] [-t TRACER_CPU] [-T TRACEE_CPU] [-P PAIRS] [-w TIMEOUT_S] [-F FAULT] [-L PLANTED_NS]");

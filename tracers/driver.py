@@ -73,14 +73,18 @@ def constants() -> dict:
 def driver_backends() -> tuple[DriverBackend, ...]:
     """Every backend the driver was built with, in its registry's order."""
     out = _run_driver(["list"], timeout=60).stdout
-    return tuple(DriverBackend(b["name"], b["description"], b["in_process"], b["reason"] or None)
+    return tuple(DriverBackend(b["name"], b["description"], b["in_process"], b["reason"] or None, b["kind"])
                  for b in json.loads(out))
 
 
 class DriverBackend(Backend):
-    def __init__(self, name: str, description: str, in_process: bool, reason: str | None):
+    def __init__(self, name: str, description: str, in_process: bool, reason: str | None, kind: str | None = None):
         self.name, self.description, self.in_process = name, description, in_process
-        self._reason = reason
+        self._reason, self._kind = reason, kind
+
+    @property
+    def kind(self) -> str:
+        return self._kind or super().kind
 
     def unavailable(self) -> str | None:
         return self._reason
@@ -115,4 +119,4 @@ class DriverBackend(Backend):
         if proc.returncode != 0 or not report["ok"]:
             raise BackendFailed(f"{self.name}: {report['error']}")
         return RunResult(self.name, report["syscalls"], report["parallel"], report["calls"],
-                         report["matched"], report["elapsed_ns"], report["pages"])
+                         report["matched"], report["elapsed_ns"], report["pages"], report.get("first_call_ns"))

@@ -14,7 +14,10 @@
 	X(seccomp_unotify) \
 	X(seccomp_unotify_sync) \
 	X(seccomp_trap) \
-	X(syscall_user_dispatch)
+	X(syscall_user_dispatch) \
+	X(zpoline) \
+	X(lazypoline) \
+	X(systrap_patch)
 
 #define DECLARE(name) extern const struct backend name;
 #define ADDRESS(name) &name,

@@ -46,6 +46,11 @@ struct session {
 	} backend;
 	/* Timestamps the tracer takes around the loop (cross-process backends). */
 	uint64_t t0_ns, t1_ns;
+	/*
+	 * The cost of the first call at a fresh syscall site (binary rewriting
+	 * backends that patch a site when it first traps), ns; 0 when not measured.
+	 */
+	uint64_t first_call_ns;
 	/* A tracer's error message, empty when it succeeded. */
 	char error[256];
 };
@@ -66,6 +71,11 @@ struct backend {
 	 */
 	int (*tracee_setup)(struct session *s);
 	/*
+	 * Runs in the tracee after syscall_loop() returned (NULL: nothing to
+	 * check).  Returns 0, or -1 after setting s->error.
+	 */
+	int (*tracee_done)(struct session *s);
+	/*
 	 * Runs in the tracer: intercept the tracee's loop until its end call,
 	 * stamping s->t0_ns/t1_ns around it.  Returns 0, or -1 after setting
 	 * s->error.  NULL for in-process backends.
@@ -75,6 +85,11 @@ struct backend {
 	int in_process;
 	/* The tracee must not exit after the loop (it lends its mm). */
 	int tracee_lends_mm;
+	/*
+	 * In-process, by rewriting the loop's `syscall` instructions into calls
+	 * to an interposer: the kind "binary rewriting" (`vmexec list`).
+	 */
+	int rewrites_text;
 };
 
 extern const struct backend *const backends[];
@@ -112,5 +127,23 @@ int probe_in_child(int (*probe)(long), long arg);
 const char *unavailable_reason(int err, const char *what);
 const char *seccomp_unavailable(uint32_t action, const char *name, const char *since);
 void fail_async(struct session *s, const char *msg, long n);
+
+/*
+ * Binary rewriting (rewrite_common.c): zpoline, lazypoline, systrap-patch.
+ * Only in the tracee, which is single-threaded: see rewrite_common.c.
+ */
+enum rw_mode { RW_AHEAD, RW_LAZY };	/* every site patched before the loop, or at its first trap */
+int rw_init(struct session *s, enum rw_mode mode, volatile char *sud_selector);
+const char *rw_page0_unavailable(const char *backend);
+int rw_map_trampoline(struct session *s);
+int rw_is_site(const char *site);
+int rw_patch_call_rax(struct session *s, char *site);
+int rw_patch_window(struct session *s, char *site);
+long rw_trapped(struct session *s, char *site);
+int rw_sites(char **out, int max);
+uint64_t rw_first_call_ns(struct session *s);
+int rw_check(struct session *s);
+/* Test-only (-F text-writable): leave patched text pages rwx, which rw_check() must catch. */
+extern int rw_fault_text_writable;
 
 #endif

@@ -68,8 +68,7 @@ def _cmd_list(args) -> int:
     for b in tracers.all_backends():
         why = b.unavailable()
         state = "available" if why is None else f"unavailable: {why}"
-        kind = "in-process" if b.in_process else "tracer"
-        print(f"{b.name:24} {kind:10} {state}\n{'':24} {b.description}")
+        print(f"{b.name:24} {b.kind:16} {state}\n{'':24} {b.description}")
     return 0
 
 

@@ -16,6 +16,7 @@ It prints which clock it took and why in one line, then runs each step as `pytho
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -207,6 +208,52 @@ def execute(steps: list[Step], run=None) -> None:
             raise BenchError(f"main job: step {i} ({step.what}) failed with exit status {status}")
 
 
+#: zpoline's and lazypoline's trampoline lives at address 0 (issue 22).  The file is a knob for the tests
+#: only: they must not change the real sysctl on a shared machine.
+MMAP_MIN_ADDR = os.environ.get("VMEXEC_MMAP_MIN_ADDR_FILE", "/proc/sys/vm/mmap_min_addr")
+
+
+@contextlib.contextmanager
+def mmap_min_addr_zero(path: str = MMAP_MIN_ADDR):
+    """vm.mmap_min_addr=0 for the job's run, and its old value back afterwards, always: after the last
+    step, a failed step, or SIGINT/SIGTERM (during a step run_step turns them into Interrupted; between two
+    steps the handlers here do).  Not after SIGKILL, which nothing survives.  If it cannot be set, the job
+    goes on and those two backends say why they are unavailable."""
+    file = Path(path)
+    try:
+        old = file.read_text().strip()
+    except OSError:
+        yield
+        return
+    if old == "0":
+        yield
+        return
+    try:
+        file.write_text("0\n")
+    except OSError as e:
+        print(f"main job: vm.mmap_min_addr stays {old} ({e.strerror}): zpoline and lazypoline "
+              "will say they are unavailable", flush=True)
+        yield
+        return
+
+    def interrupted(signum, frame):
+        raise Interrupted(f"main job: interrupted by {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"main job: vm.mmap_min_addr set to 0 for this job (was {old}; put back at its end)", flush=True)
+        yield
+    finally:
+        # First, so a second signal cannot stop the restore; then the old handlers.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            file.write_text(old + "\n")
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def _cmd_main(args) -> int:
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
     decision = decide(args.clock, args.kvm_variant)
@@ -218,7 +265,8 @@ def _cmd_main(args) -> int:
             own = " (the result files the steps above wrote)" if step.own_results else ""
             print(f"{where}python -m bench {' '.join(step.argv)}{own}")
         return 0
-    execute(steps)
+    with mmap_min_addr_zero():
+        execute(steps)
     return 0
 
 

@@ -120,8 +120,10 @@ def select_backends(names: list[str] | None) -> list[tracers.Backend]:
     return [by_name[n] for n in names]
 
 
-def preflight(cases: list[plan.Case], log) -> tuple[list[plan.Case], dict[str, str], dict[str, str]]:
-    """Run each case once, checked; split into runnable, unavailable and failed."""
+def preflight(cases: list[plan.Case], log, first_calls: dict[str, int] | None = None
+              ) -> tuple[list[plan.Case], dict[str, str], dict[str, str]]:
+    """Run each case once, checked; split into runnable, unavailable and failed.  first_calls, if given,
+    receives the first-call cost (ns) the binary rewriting backends that patch at a trap report."""
     ok, unavailable, failed = [], {}, {}
     for case in cases:
         backend = tracers.get_backend(case.backend)
@@ -138,6 +140,8 @@ def preflight(cases: list[plan.Case], log) -> tuple[list[plan.Case], dict[str, s
             log(f"  {case.name}: FAILED: {e}")
         else:
             ok.append(case)
+            if first_calls is not None and result.first_call_ns:
+                first_calls[case.name] = result.first_call_ns
     return ok, unavailable, failed
 
 
@@ -229,7 +233,8 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
     for name, why in unmeasurable.items():
         log(f"  {name}: unavailable: {why}")
     log(f"checking {len(cases) - len(unmeasurable)} cases ({PREFLIGHT_SYSCALLS} syscalls each) ...")
-    runnable, unavailable, failed = preflight([c for c in cases if c.name not in unmeasurable], log)
+    first_calls: dict[str, int] = {}
+    runnable, unavailable, failed = preflight([c for c in cases if c.name not in unmeasurable], log, first_calls)
     unavailable = {**unmeasurable, **unavailable}
     if not runnable:
         raise BenchError("no case could be measured: " + "; ".join(
@@ -241,6 +246,8 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
     metadata.update({f"vmexec_tag_{k}": v for k, v in opts.tags.items()})
     metadata["vmexec_cpus_used"] = f"{cpus[0]},{cpus[1]}"
     metadata["vmexec_command"] = " ".join(sys.argv) or "bench run"
+    if first_calls:
+        metadata["vmexec_first_call_ns"] = json.dumps(first_calls, sort_keys=True)
     # In progress outside results/: even a SIGKILLed run leaves nothing half-written there.
     clear_stale_workdirs()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{WORKDIR}{os.getpid()}-"))

@@ -8,6 +8,7 @@ and one self-contained HTML file with the plots embedded.
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 from typing import Callable
 
@@ -82,12 +83,52 @@ def _claim_blocks(f: A.Findings) -> list:
 CASES_CSV = "cases.csv"
 
 
+def _kinds() -> dict[str, str]:
+    """{backend: kind} from the driver (tracer, in-process, binary rewriting); {} where it is not built."""
+    import tracers
+    try:
+        return {b.name: b.kind for b in tracers.all_backends()}
+    except tracers.BackendFailed:
+        return {}
+
+
+REWRITING = "binary rewriting"
+
+
+def _rewriting_blocks(df: pd.DataFrame) -> list:
+    """What binary rewriting gives up, beside the backends that do it, and their first-call costs."""
+    kinds = _kinds()
+    if not any(kinds.get(b) == REWRITING for b in df["backend"].unique()):
+        return []
+    text = ("The binary rewriting backends (zpoline, lazypoline, systrap-patch) do not enter the kernel per "
+            "call: the `syscall` instructions are rewritten into calls to an interposer in the same process. "
+            "What they give up is enforcement: an untrusted program can jump past a rewritten site, issue "
+            "`syscall` from code written or mapped later, or undo the rewrite, so only lazypoline's and "
+            "systrap's trap (syscall user dispatch, seccomp) makes them exhaustive, at one trap per new "
+            "site; process_vm_exec and the other kernel mechanisms enforce every call.")
+    costs = []
+    for _, row in df.drop_duplicates("run_id").iterrows():
+        try:
+            cost = json.loads(row.get("vmexec_first_call_ns") or "{}")
+        except (TypeError, ValueError):
+            continue
+        if cost:
+            costs.append(f"{run_title(row)}: " + ", ".join(f"`{case.split(':')[0]}` {_ns(ns)} ns"
+                                                         for case, ns in sorted(cost.items())))
+    if costs:
+        text += (" The first call at a fresh site (trap, patch, return; median of 16 sites, before the loop) "
+                 "costs, " + "; ".join(costs) + ".")
+    return [("p", text)]
+
+
 def _backend_blocks(t: pd.DataFrame, df: pd.DataFrame) -> list:
     """Per run, every backend without sweeps (the sweeps are plotted; every case is in CASES_CSV)."""
     blocks = []
     for run_id, g in A.base_cases(t).groupby("run_id", sort=True):
         blocks.append(("h", 3, run_title(g.iloc[0])))
-        rows = [[f"`{row['case']}`", _ns(row["median_ns"]), f"{_ns(row['ci_low'])}–{_ns(row['ci_high'])}",
+        kinds = _kinds()
+        rows = [[f"`{row['case']}`" + (f" ({REWRITING})" if kinds.get(row["backend"]) == REWRITING else ""),
+                 _ns(row["median_ns"]), f"{_ns(row['ci_low'])}–{_ns(row['ci_high'])}",
                  str(row["n"]), f"{100 * row['rel_std']:.1f}%", _x(row["x_native"]),
                  _x(row["speedup_vs_sysemu"]) + (f" ({row['speedup_low']:.2f}–{row['speedup_high']:.2f})"
                                                   if row["backend"] != A.BASELINE and np.isfinite(row["speedup_vs_sysemu"]) else ""),
@@ -215,6 +256,7 @@ def _every_backend(i: Inputs) -> list:
                   "For parallel cases the value is wall time over all calls (inverse throughput). "
                   f"Below, each run's backends without sweeps; every case, sweeps included, is in "
                   f"[`{CASES_CSV}`]({CASES_CSV})."),
+            *_rewriting_blocks(i.findings.values),
             *_backend_blocks(i.findings.table, i.findings.values)]
 
 
