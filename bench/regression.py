@@ -2,7 +2,7 @@
 
 What is compared is never an absolute time across runs (the host drifts by
 ±20% between runs) but ratios inside each run: every backend against
-`native` and against `ptrace-sysemu` at the same pinning (analysis.paired_ratios).
+`native` and against `ptrace-sysemu` at the same pinning (bench.stats.paired_ratios).
 A ratio *regressed* when it got worse by more than its threshold **and** the
 change's 99% interval (worker-level bootstrap of both runs) lies wholly above 1.
 
@@ -28,14 +28,14 @@ import shlex
 import numpy as np
 import pandas as pd
 
-from bench import stats as A
+from bench import stats
 from bench import results
 from bench.errors import UsageError
 from bench.measure.kernel import LOCALVERSIONS
 
 BASELINE_KEY = "vmexec_baseline"
 #: Each ratio is judged against these references.
-REFERENCES = (A.NATIVE, A.BASELINE)
+REFERENCES = (stats.NATIVE, stats.SYSEMU)
 #: The change's interval: wide, because a run is judged on some 30 ratios at once.
 CONFIDENCE = 0.99
 #: A threshold is this many standard deviations of a new run's ratio about the baseline's centre:
@@ -49,7 +49,7 @@ FLOOR = {"exact": 0.002, "timed": 0.02}
 #: round-robin hands the CPU from vCPU to vCPU on host-timed kicks and events, so the count moves
 #: with the host's load (seccomp-trace across CPUs: sd 0.05% on a quiet host, 0.26% while loaded,
 #: and a CI machine saw it move beyond 0.5%).  Such ratios are judged as timed.
-ONE_CPU = ("same", A.IN_PROCESS)
+ONE_CPU = ("same", results.IN_PROCESS)
 #: Thresholds of a baseline made from a single run (spread not measured).
 UNMEASURED = {"exact": 0.01, "timed": 0.15}
 #: missing: the baseline has the ratio, the current run could not measure it (a backend that broke).
@@ -101,7 +101,7 @@ def ratio_table(df: pd.DataFrame) -> dict[str, tuple[str, str, float, np.ndarray
             for b in backends:
                 if b in REFERENCES[:REFERENCES.index(ref) + 1]:     # itself, or the inverse of a ratio already taken
                     continue
-                for p in A.paired_ratios(df, b, ref, pages=pages, parallel=parallel):
+                for p in stats.paired_ratios(df, b, ref, pages=pages, parallel=parallel):
                     label = _label(b, p.numerator_pin, ref, p.denominator_pin, pages, parallel)
                     out[label] = (b, ref, p.ratio, p.boot)
     return out
@@ -124,7 +124,7 @@ def noise(runs: list[pd.DataFrame]) -> dict[str, dict]:
 @dataclasses.dataclass(frozen=True)
 class Baseline:
     path: pathlib.Path
-    values: pd.DataFrame            # the reference run (analysis.load)
+    values: pd.DataFrame            # the reference run (bench.stats.load)
     noise: dict[str, dict]          # label -> centre, sd and runs (noise()); empty: one run
     runs: list[str]                 # the runs it was made from
     rerun: list[str]                # `python -m bench` arguments that repeat its run
@@ -184,7 +184,7 @@ def make(paths: list[pathlib.Path]) -> tuple[dict, pd.DataFrame, pathlib.Path]:
     """(the baseline's metadata, its reference run, that run's file) from runs of the same code on one machine; the
     reference run (for its metadata and its command) is the newest, and every ratio's centre and
     spread are measured over all of them."""
-    runs = sorted(((A.load([p]), p) for p in paths), key=lambda rp: rp[0]["started"].iloc[0])
+    runs = sorted(((stats.load([p]), p) for p in paths), key=lambda rp: rp[0]["started"].iloc[0])
     # One run counted twice (the same file, or a copy: pyperf's start has microseconds) would shrink its noise.
     seen: dict = {}
     for r, p in runs:
@@ -235,17 +235,17 @@ def load(path: pathlib.Path) -> Baseline:
         raise UsageError(f"{path}: malformed {BASELINE_KEY} metadata ({type(e).__name__}: {e})") from None
     if bad:
         raise UsageError(f"{path}: case {bad[0]}: its noise in {BASELINE_KEY} is not finite")
-    return Baseline(path, A.load([path]), noise, runs, rerun)
+    return Baseline(path, stats.load([path]), noise, runs, rerun)
 
 
 def from_run(path: pathlib.Path, rerun: list[str], described: str) -> Baseline:
     """A one-run baseline made in memory from a run of this machine (bench check --against)."""
-    return Baseline(path, A.load([path]), {}, [path.name], rerun, described)
+    return Baseline(path, stats.load([path]), {}, [path.name], rerun, described)
 
 
 def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None) -> Baseline:
     """A baseline made in memory from the last k runs of the current run's machine in the results directory."""
-    mine = machine(A.load([current]))
+    mine = machine(stats.load([current]))
     before = results.recorded_start(results.read_json(current))
     found = []
     for path in sorted(results.directory(where).glob("*.json")):
@@ -256,7 +256,7 @@ def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None
             meta = data.get("metadata", {})
             if results.classify(data) == "rfc" or not isinstance(meta, dict) or BASELINE_KEY in meta:
                 continue
-            df = A.load([path])
+            df = stats.load([path])
         except UsageError:
             continue
         if machine(df) == mine and (recorded := results.recorded_start(data)) < before:
@@ -313,7 +313,7 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.
         raise UsageError(f"the current run and {baseline.name} have no ratio in common")
     missing = [label for label in base if label not in cur]
     tail = 100 * (1 - CONFIDENCE) / 2
-    shuffle = np.random.default_rng(A.SEED + 1)     # independent pairing of the two runs' resamples
+    shuffle = np.random.default_rng(stats.SEED + 1)     # independent pairing of the two runs' resamples
     rows = []
     for label in common:
         backend, ref, reference_run, boot_before = base[label]
@@ -338,7 +338,7 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.
 def regressed_backends(table: pd.DataFrame) -> list[str]:
     """The backends named by regressed (or missing) ratios: against native first, then against ptrace-sysemu."""
     bad = table[table["verdict"].isin(("regressed", "missing"))]
-    return list(dict.fromkeys(bad.sort_values("reference", key=lambda s: s != A.NATIVE)["backend"]))
+    return list(dict.fromkeys(bad.sort_values("reference", key=lambda s: s != stats.NATIVE)["backend"]))
 
 
 # --------------------------------------------------------------------------- rendering
@@ -393,12 +393,12 @@ def render(table: pd.DataFrame, baseline: Baseline, fmt: str) -> str:
 
 def history(paths: list[pathlib.Path]) -> pd.DataFrame:
     """Each backend's ratio to ptrace-sysemu in every run, with its date, commit and kernel."""
-    df = A.load(paths)
+    df = stats.load(paths)
     frames = []
     for b in df["backend"].unique():
-        if b == A.BASELINE:
+        if b == stats.SYSEMU:
             continue
-        r = A.ratios(df, b)
+        r = stats.ratios(df, b)
         if not r.empty:
             frames.append(r)
     if not frames:
@@ -406,7 +406,7 @@ def history(paths: list[pathlib.Path]) -> pd.DataFrame:
     r = pd.concat(frames, ignore_index=True)
     commits = df.drop_duplicates("run_id").set_index("run_id")["vmexec_commit"]
     r["commit"] = r["run_id"].map(commits)
-    r["case"] = r["numerator"] + ":pin=" + r["numerator_pin"] + " ÷ " + A.BASELINE + ":pin=" + r["denominator_pin"]
+    r["case"] = r["numerator"] + ":pin=" + r["numerator_pin"] + " ÷ " + stats.SYSEMU + ":pin=" + r["denominator_pin"]
     r["machine"] = np.where(r["vm"].astype(bool), "guest " + r["accelerator"] + "/" + r["timing"], "host")
     return r.sort_values(["machine", "case", "started"])[
         ["machine", "case", "run_id", "started", "commit", "kernel", "ratio", "ratio_low", "ratio_high"]]

@@ -20,6 +20,7 @@ import errno
 import gzip
 import itertools
 import json
+import math
 import os
 import pathlib
 import secrets
@@ -283,3 +284,29 @@ def newest(where: pathlib.Path | None = None) -> list[pathlib.Path]:
     if not {"host", "guest"} & found.keys():
         raise UsageError(f"no results in {where}: run `python -m bench run` first, or name the files")
     return [found[k][1] for k in KINDS if k in found]
+
+
+def run_ids(paths: list[pathlib.Path]) -> list[str]:
+    """File stems; a stem seen twice is qualified by its directory so run ids stay unique."""
+    stems = [p.name.removesuffix(".gz").removesuffix(".json") for p in paths]
+    return [f"{p.parent.name}/{s}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
+
+
+#: The numbers of an RFC-replica program entry (bench.measure.rfc writes them): finite and >= 0.
+RFC_NUMBERS = ("iterations", "seconds", "rfc_printed_ns", "true_ns_per_iteration")
+
+
+def load_rfc(path) -> dict:
+    """An RFC-replica file (written by `bench rfc`), validated, with its run id."""
+    path = pathlib.Path(path)
+    data = read_json(path)
+    if classify(data) != "rfc" or not isinstance(data.get("programs"), list):
+        raise UsageError(f"{path}: not an RFC-replica file (kind {data.get('kind')!r})")
+    for prog in data["programs"]:
+        if not isinstance(prog, dict) or "program" not in prog or "available" not in prog:
+            raise UsageError(f"{path}: malformed program entry {prog!r:.60}")
+        for key in RFC_NUMBERS:
+            value = prog.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise UsageError(f"{path}: program {prog['program']}: {key} {value!r} is not a finite number")
+    return {"run_id": path.stem, **data}

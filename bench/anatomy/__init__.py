@@ -910,7 +910,7 @@ def mitigation_blocks(directory: Path) -> list:
 
 
 def _mitigation_blocks(off_doc: dict, on_doc: dict) -> list:
-    from bench.stats import BASELINE, CANDIDATE
+    from bench.stats import CANDIDATE, SYSEMU as BASELINE
 
     off, on = ({b["backend"]: b for b in d["backends"]} for d in (off_doc, on_doc))
     both = sorted((n for n in off if n in on), key=lambda n: off[n]["icount_ns_per_syscall"])
@@ -1057,14 +1057,14 @@ def model_features(totals: dict, insns_per_syscall: float) -> list[float]:
 def host_ns_per_syscall(paths: list[Path]) -> dict[str, float]:
     """Median host ns/syscall per backend of the newest host run among paths: tracers pinned to one
     CPU, in-process backends as they run, no pages touched, one pair."""
-    from bench import stats as analysis
+    from bench import stats
     from bench import results
 
     host = [p for p in paths if results.classify(results.read_json(p)) == "host"]
     if not host:
         raise UsageError("no host run among the given results (a `bench run` on this machine's kernel)")
-    s = analysis.base_cases(analysis.summarize(analysis.load(host)))
-    s = s[s["pin"].isin(["same", analysis.IN_PROCESS])].sort_values("started")
+    s = stats.base_cases(stats.summarize(stats.load(host)))
+    s = s[s["pin"].isin(["same", stats.IN_PROCESS])].sort_values("started")
     return {b: float(g.iloc[-1]["median_ns"]) for b, g in s.groupby("backend")}
 
 
@@ -1095,8 +1095,8 @@ class CostModel:
 
     def prediction(self):
         """What the verdict uses (bench.stats.ModelPrediction)."""
-        from bench import stats as analysis
-        return analysis.ModelPrediction(self.speedup, *self.speedup_range, self.candidate_ns, self.baseline_ns,
+        from bench import verdict
+        return verdict.ModelPrediction(self.speedup, *self.speedup_range, self.candidate_ns, self.baseline_ns,
                                         dict(self.loo), self.variant == MODEL_VARIANT, self.inputs)
 
 
@@ -1107,16 +1107,16 @@ def fit_model(anatomy_json: Path, host: dict[str, float], inputs: str = "") -> C
     import numpy as np
     from scipy.optimize import nnls
 
-    from bench import stats as analysis
+    from bench import stats
 
     doc = load_anatomy(anatomy_json)
     with _reading(anatomy_json):
         feats = {b["backend"]: model_features(b["totals"], b["insns_per_syscall"]) for b in doc["backends"]}
-    if analysis.CANDIDATE not in feats:
-        raise UsageError(f"{anatomy_json} has no {analysis.CANDIDATE} anatomy")
-    if analysis.BASELINE not in host:
-        raise UsageError(f"the host run has no {analysis.BASELINE} (same CPU)")
-    names = sorted(b for b in feats if b in host and b != analysis.CANDIDATE)
+    if stats.CANDIDATE not in feats:
+        raise UsageError(f"{anatomy_json} has no {stats.CANDIDATE} anatomy")
+    if stats.SYSEMU not in host:
+        raise UsageError(f"the host run has no {stats.SYSEMU} (same CPU)")
+    names = sorted(b for b in feats if b in host and b != stats.CANDIDATE)
     if len(names) < len(MODEL_FEATURES) + 2:
         raise UsageError(f"too few mechanisms measured both on the host and in the anatomy ({', '.join(names)}): "
                          f"the model needs at least {len(MODEL_FEATURES) + 2}")
@@ -1133,11 +1133,11 @@ def fit_model(anatomy_json: Path, host: dict[str, float], inputs: str = "") -> C
     for i, n in enumerate(names):
         mask = np.arange(len(names)) != i
         loo[n] = float(X[i] @ solve(mask) / y[i] - 1)
-    pred = float(np.array(feats[analysis.CANDIDATE]) @ p)
+    pred = float(np.array(feats[stats.CANDIDATE]) @ p)
     lo_e, hi_e = min(loo.values()), max(loo.values())
     rng = (pred / (1 + hi_e), pred / (1 + lo_e)) if lo_e > -1 else (pred / (1 + hi_e), float("inf"))
     return CostModel(dict(zip(MODEL_FEATURES, map(float, p))), names, {n: host[n] for n in names},
-                     {n: float(X[i] @ p) for i, n in enumerate(names)}, loo, pred, rng, host[analysis.BASELINE],
+                     {n: float(X[i] @ p) for i, n in enumerate(names)}, loo, pred, rng, host[stats.SYSEMU],
                      doc.get("meta", {}).get("kernel_variant", "bench"), inputs)
 
 

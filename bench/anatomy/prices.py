@@ -181,8 +181,8 @@ class Composition:
 
     def prediction(self):
         """What the verdict uses (bench.stats.ComposedPrediction)."""
-        from bench import stats as analysis
-        return analysis.ComposedPrediction(self.speedup, *self.speedup_range, self.candidate_ns, self.baseline_ns,
+        from bench import verdict
+        return verdict.ComposedPrediction(self.speedup, *self.speedup_range, self.candidate_ns, self.baseline_ns,
                                            dict(self.errors), self.inputs)
 
 
@@ -203,18 +203,18 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
     1 + the smallest relative error of the mechanisms measured (0 included): the composition's
     own error, at its worst, as the mechanisms show it.  The speed-up's range also spans
     PTRACE_SYSEMU's measured CI (baseline_ci)."""
-    from bench import stats as analysis
+    from bench import stats
 
     missing = [p for p, _ in PARTS if p not in parts or p not in host_values]
     if missing:
         raise UsageError(f"no path length or host time for the part(s) {', '.join(missing)}")
-    if analysis.CANDIDATE not in mechanisms:
-        raise UsageError(f"the anatomy has no {analysis.CANDIDATE}")
-    if analysis.BASELINE not in measured:
-        raise UsageError(f"the host run has no {analysis.BASELINE} (same CPU)")
+    if stats.CANDIDATE not in mechanisms:
+        raise UsageError(f"the anatomy has no {stats.CANDIDATE}")
+    if stats.SYSEMU not in measured:
+        raise UsageError(f"the host run has no {stats.SYSEMU} (same CPU)")
     reference = parts["threads"]
     trips = {m: round_trips(p, reference) for m, p in mechanisms.items()}
-    names = sorted(m for m in mechanisms if m in measured and m != analysis.CANDIDATE)
+    names = sorted(m for m in mechanisms if m in measured and m != stats.CANDIDATE)
     if not names:
         raise UsageError("no mechanism was measured both on the host and in the anatomy")
     medians = {k: float(np.median(v)) for k, v in host_values.items()}
@@ -240,14 +240,14 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
     composed_ci = {m: _ci(v) for m, v in boot_comp.items()}
     errors = {m: composed[m] / measured[m] - 1 for m in names}
     e_lo, e_hi = min(0.0, *errors.values()), max(0.0, *errors.values())
-    c_lo, c_hi = composed_ci[analysis.CANDIDATE]
+    c_lo, c_hi = composed_ci[stats.CANDIDATE]
     if c_lo <= 0 or e_lo <= -1:
-        raise BenchError(f"the composed {analysis.CANDIDATE} interval reaches zero ({c_lo:.1f} ns, worst error "
+        raise BenchError(f"the composed {stats.CANDIDATE} interval reaches zero ({c_lo:.1f} ns, worst error "
                          f"{100 * e_lo:+.1f}%): the prices do not bound it")
     cand_range = (c_lo / (1 + e_hi), c_hi / (1 + e_lo))
-    base = measured[analysis.BASELINE]
+    base = measured[stats.SYSEMU]
     return Composition(prices, prices_ci, premium, trips, composed, composed_ci, {m: measured[m] for m in names},
-                       errors, composed[analysis.CANDIDATE], cand_range, base, baseline_ci or (base, base),
+                       errors, composed[stats.CANDIDATE], cand_range, base, baseline_ci or (base, base),
                        inputs, load)
 
 
@@ -323,7 +323,7 @@ def _fmt(x: float) -> str:
 
 
 def blocks(c: Composition) -> list:
-    from bench import stats as analysis
+    from bench import stats, verdict
 
     rows = [[k, _fmt(c.prices[k]), f"{_fmt(c.prices_ci[k][0])}–{_fmt(c.prices_ci[k][1])}", v]
             for k, v in PRICES.items()]
@@ -333,7 +333,7 @@ def blocks(c: Composition) -> list:
              f"{_fmt(c.composed_ci[m][0])}–{_fmt(c.composed_ci[m][1])}", f"{100 * c.errors[m]:+.1f}%"]
             for m in sorted(c.measured)]
     worst = max(c.errors, key=lambda m: abs(c.errors[m]))
-    judged = abs(c.errors[worst]) <= analysis.COMPOSED_MAX_ERROR
+    judged = abs(c.errors[worst]) <= verdict.COMPOSED_MAX_ERROR
     return [("p", "Prices measured on this host by micro-benchmarks of their own (`vmexec price`), each part's "
                   "path length counted by the anatomy plugin in the icount guest; 95% CIs: the parts' host runs "
                   "resampled (timing noise only)." + (f" Inputs: {c.inputs}." if c.inputs else "")
@@ -348,15 +348,15 @@ def blocks(c: Composition) -> list:
                        "error"], mech),
             ("p", f"process_vm_exec, composed for this host: {_fmt(c.candidate_ns)} ns/syscall "
                   f"({_fmt(c.candidate_range[0])}–{_fmt(c.candidate_range[1])}: its 95% CI widened by the worst "
-                  f"relative errors), {c.trips[analysis.CANDIDATE]:.2f} round trips; a speed-up over "
+                  f"relative errors), {c.trips[stats.CANDIDATE]:.2f} round trips; a speed-up over "
                   f"PTRACE_SYSEMU ({_fmt(c.baseline_ns)} ns measured, 95% CI {_fmt(c.baseline_ci[0])}–"
                   f"{_fmt(c.baseline_ci[1])}) of {c.speedup:.2f}x ({c.speedup_range[0]:.2f}–"
                   f"{c.speedup_range[1]:.2f}). "
-                  + (f"Every mechanism measured is composed within ±{100 * analysis.COMPOSED_MAX_ERROR:g}% (worst: "
+                  + (f"Every mechanism measured is composed within ±{100 * verdict.COMPOSED_MAX_ERROR:g}% (worst: "
                      f"{worst} {100 * c.errors[worst]:+.1f}%), so the verdict judges this interval."
                      if judged else
                      f"Not judged: {worst}'s error ({100 * c.errors[worst]:+.1f}%) exceeds "
-                     f"±{100 * analysis.COMPOSED_MAX_ERROR:g}%, so the verdict judges the distortion bracket."))]
+                     f"±{100 * verdict.COMPOSED_MAX_ERROR:g}%, so the verdict judges the distortion bracket."))]
 
 
 def to_markdown(c: Composition) -> str:
@@ -414,7 +414,7 @@ def newest_record(directories) -> Path | None:
 def _host_run(paths: list[Path]) -> tuple[dict[str, float], tuple[float, float], dict]:
     """Measured host ns/syscall per backend (same CPU, in-process as they run), PTRACE_SYSEMU's 95% CI,
     and the host run's metadata (kernel, CPU model)."""
-    from bench import stats as analysis
+    from bench import stats
     from bench import anatomy
     from bench import results
 
@@ -422,12 +422,12 @@ def _host_run(paths: list[Path]) -> tuple[dict[str, float], tuple[float, float],
     if not host:
         raise UsageError("no host run among the given results (a `bench run --pin same` on this machine)")
     measured = anatomy.host_ns_per_syscall(host)
-    s = analysis.base_cases(analysis.summarize(analysis.load(host)))
-    s = s[(s["backend"] == analysis.BASELINE) & (s["pin"] == "same")].sort_values("started")
+    s = stats.base_cases(stats.summarize(stats.load(host)))
+    s = s[(s["backend"] == stats.SYSEMU) & (s["pin"] == "same")].sort_values("started")
     if s.empty:
-        raise UsageError(f"the host run has no {analysis.BASELINE} at --pin same")
+        raise UsageError(f"the host run has no {stats.SYSEMU} at --pin same")
     row = s.iloc[-1]
-    values = analysis.load(host)
+    values = stats.load(host)
     first = values[values["run_id"] == row["run_id"]].iloc[0]
     cpu = str(first.get("vmexec_cpu_model") or first.get("cpu_model_name") or "")
     return measured, (float(row["ci_low"]), float(row["ci_high"])), {"kernel": str(row["kernel"]), "cpu_model": cpu}

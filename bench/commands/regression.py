@@ -15,7 +15,7 @@ FORMATS = ("text", "json", "markdown")
 
 
 def _cmd_check(args) -> int:
-    from bench import stats as A
+    from bench import stats
     from bench.measure import continuous
     from bench import regression as R
 
@@ -41,7 +41,7 @@ def _cmd_check(args) -> int:
                 # Refused before anything is measured: what the run would record here, against the baseline.
                 R.refuse_foreign(baseline, continuous.machine_for(baseline.rerun), force=forced)
                 current = continuous.run_bench(baseline.rerun, pathlib.Path(tmp) / "current")
-        df = A.load([current])
+        df = stats.load([current])
         elsewhere = R.differences(R.machine(baseline.values), R.machine(df))
         table = R.check(baseline, df, force=forced or args.against is not None)
     print(R.render(table, baseline, args.format))
@@ -89,13 +89,13 @@ def _cmd_baseline(args) -> int:
 def _runs_in(directory: pathlib.Path):
     """The runs (pyperf suites of this harness) in a results directory; other files are skipped, as
     `report` skips them: the directory may hold anything."""
-    from bench import stats as A
+    from bench import stats
     from bench import results
 
     for path in sorted(directory.glob("*.json")):
         try:
             if results.classify(results.read_json(path)) != "rfc":
-                A.load([path])
+                stats.load([path])
                 yield path
         except UsageError:
             continue
