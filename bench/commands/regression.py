@@ -1,4 +1,5 @@
-"""The `check`, `baseline` and `history` commands: a thin layer over bench.regression.
+"""The `check`, `baseline` and `history` commands: a thin layer over bench.regression and
+bench.render.regression.
 
 Kept apart from it so that every other command starts without importing pandas.
 """
@@ -18,6 +19,7 @@ def _cmd_check(args) -> int:
     from bench import stats
     from bench.measure import continuous
     from bench import regression as R
+    from bench.render.regression import render
 
     if args.baseline_window is not None and args.current is None:
         raise UsageError("--baseline-window needs --current: the runs before it form the baseline")
@@ -44,7 +46,7 @@ def _cmd_check(args) -> int:
         df = stats.load([current])
         elsewhere = R.differences(R.machine(baseline.values), R.machine(df))
         table = R.check(baseline, df, force=forced or args.against is not None)
-    print(R.render(table, baseline, args.format))
+    print(render(table, baseline, args.format))
     if elsewhere and args.against is not None:
         print(f"check: note: the two trees' runs differ in {elsewhere}", file=sys.stderr)
     named = R.regressed_backends(table)
