@@ -2,7 +2,7 @@
 
 What is compared is never an absolute time across runs (the host drifts by
 ±20% between runs) but ratios inside each run: every backend against
-`native` and against `ptrace-sysemu` at the same pinning (analysis.paired_ratios).
+`native` and against `ptrace-sysemu` at the same pinning (bench.stats.paired_ratios).
 A ratio *regressed* when it got worse by more than its threshold **and** the
 change's 99% interval (worker-level bootstrap of both runs) lies wholly above 1.
 
@@ -22,20 +22,20 @@ import dataclasses
 import json
 import math
 import pathlib
-import re
 import shlex
 
 import numpy as np
 import pandas as pd
 
-from bench import stats as A
+from bench import stats
 from bench import results
+from bench.results import IN_PROCESS, Case
 from bench.errors import UsageError
 from bench.measure.kernel import LOCALVERSIONS
 
 BASELINE_KEY = "vmexec_baseline"
 #: Each ratio is judged against these references.
-REFERENCES = (A.NATIVE, A.BASELINE)
+REFERENCES = (stats.NATIVE, stats.SYSEMU)
 #: The change's interval: wide, because a run is judged on some 30 ratios at once.
 CONFIDENCE = 0.99
 #: A threshold is this many standard deviations of a new run's ratio about the baseline's centre:
@@ -49,7 +49,7 @@ FLOOR = {"exact": 0.002, "timed": 0.02}
 #: round-robin hands the CPU from vCPU to vCPU on host-timed kicks and events, so the count moves
 #: with the host's load (seccomp-trace across CPUs: sd 0.05% on a quiet host, 0.26% while loaded,
 #: and a CI machine saw it move beyond 0.5%).  Such ratios are judged as timed.
-ONE_CPU = ("same", A.IN_PROCESS)
+ONE_CPU = ("same", IN_PROCESS)
 #: Thresholds of a baseline made from a single run (spread not measured).
 UNMEASURED = {"exact": 0.01, "timed": 0.15}
 #: missing: the baseline has the ratio, the current run could not measure it (a backend that broke).
@@ -67,11 +67,26 @@ def mode(df: pd.DataFrame) -> str:
     return "exact" if set(df["timing"]) == {"icount"} else "timed"
 
 
-def ratio_mode(run_mode: str, label: str) -> str:
+@dataclasses.dataclass(frozen=True)
+class Ratio:
+    """One ratio judged: a case over its reference case in the same run.  The reference is measured at
+    the case's own sweep point, but named without it (a label, as baselines store it, names the point once)."""
+    case: Case
+    reference: Case
+
+    @property
+    def label(self) -> str:
+        return f"{self.case.encode()} ÷ {self.reference.encode()}"
+
+    @property
+    def one_cpu(self) -> bool:
+        """Whether both its cases ran on one CPU (ONE_CPU): one pair, pinned to one CPU or in-process."""
+        return self.case.parallel == 1 and self.case.pin in ONE_CPU and self.reference.pin in ONE_CPU
+
+
+def ratio_mode(run_mode: str, ratio: Ratio) -> str:
     """A ratio's own mode: exact only in an exact run and when both its cases ran on one CPU (ONE_CPU)."""
-    pins = re.findall(r":pin=([\w-]+)", label)
-    one_cpu = all(p in ONE_CPU for p in pins) and ":parallel=" not in label
-    return "exact" if run_mode == "exact" and one_cpu else "timed"
+    return "exact" if run_mode == "exact" and ratio.one_cpu else "timed"
 
 
 def machine(df: pd.DataFrame) -> dict[str, str]:
@@ -86,13 +101,8 @@ def machine(df: pd.DataFrame) -> dict[str, str]:
             "accelerator": str(first["accelerator"]), "timing": str(first["timing"])}
 
 
-def _label(numerator: str, num_pin: str, den: str, den_pin: str, pages: int, parallel: int) -> str:
-    sweep = (f":pages={pages}" if pages else "") + (f":parallel={parallel}" if parallel > 1 else "")
-    return f"{numerator}:pin={num_pin}{sweep} ÷ {den}:pin={den_pin}"
-
-
-def ratio_table(df: pd.DataFrame) -> dict[str, tuple[str, str, float, np.ndarray]]:
-    """{label: (backend, reference, ratio, bootstrap samples)} for one run: every backend against each reference."""
+def ratio_table(df: pd.DataFrame) -> dict[Ratio, tuple[float, np.ndarray]]:
+    """{ratio: (its value, bootstrap samples)} for one run: every backend against each reference."""
     out = {}
     points = df[["pages", "parallel"]].drop_duplicates().itertuples(index=False)
     backends = list(dict.fromkeys(df["backend"]))
@@ -101,9 +111,8 @@ def ratio_table(df: pd.DataFrame) -> dict[str, tuple[str, str, float, np.ndarray
             for b in backends:
                 if b in REFERENCES[:REFERENCES.index(ref) + 1]:     # itself, or the inverse of a ratio already taken
                     continue
-                for p in A.paired_ratios(df, b, ref, pages=pages, parallel=parallel):
-                    label = _label(b, p.numerator_pin, ref, p.denominator_pin, pages, parallel)
-                    out[label] = (b, ref, p.ratio, p.boot)
+                for p in stats.paired_ratios(df, b, ref, pages=pages, parallel=parallel):
+                    out[Ratio(Case(b, p.numerator_pin, pages, parallel), Case(ref, p.denominator_pin))] = (p.ratio, p.boot)
     return out
 
 
@@ -112,10 +121,10 @@ def noise(runs: list[pd.DataFrame]) -> dict[str, dict]:
     runs of the same code (ratios found in two or more of them)."""
     tables = [ratio_table(r) for r in runs]
     out = {}
-    for label in dict.fromkeys(label for table in tables for label in table):
-        logs = np.log([table[label][2] for table in tables if label in table])
+    for ratio in dict.fromkeys(ratio for table in tables for ratio in table):
+        logs = np.log([table[ratio][0] for table in tables if ratio in table])
         if len(logs) > 1:
-            out[label] = {"centre": float(np.exp(logs.mean())), "sd": float(logs.std(ddof=1)), "runs": len(logs)}
+            out[ratio.label] = {"centre": float(np.exp(logs.mean())), "sd": float(logs.std(ddof=1)), "runs": len(logs)}
     return out
 
 
@@ -124,7 +133,7 @@ def noise(runs: list[pd.DataFrame]) -> dict[str, dict]:
 @dataclasses.dataclass(frozen=True)
 class Baseline:
     path: pathlib.Path
-    values: pd.DataFrame            # the reference run (analysis.load)
+    values: pd.DataFrame            # the reference run (bench.stats.load)
     noise: dict[str, dict]          # label -> centre, sd and runs (noise()); empty: one run
     runs: list[str]                 # the runs it was made from
     rerun: list[str]                # `python -m bench` arguments that repeat its run
@@ -134,11 +143,11 @@ class Baseline:
     def name(self) -> str:
         return self.described or f"the baseline {self.path.name}"
 
-    def threshold(self, label: str) -> tuple[float, str]:
+    def threshold(self, ratio: Ratio) -> tuple[float, str]:
         """(threshold, where it comes from) for one ratio."""
-        m = ratio_mode(mode(self.values), label)
-        if label in self.noise:
-            n = self.noise[label]
+        m = ratio_mode(mode(self.values), ratio)
+        if ratio.label in self.noise:
+            n = self.noise[ratio.label]
             measured = math.expm1(SIGMAS * n["sd"] * math.sqrt(1 + 1 / n["runs"]))
             spread = f"sd {100 * n['sd']:.2f}% over {n['runs']} runs"
             if measured >= FLOOR[m]:
@@ -146,9 +155,9 @@ class Baseline:
             return FLOOR[m], f"floor; {spread}"
         return UNMEASURED[m], "one-run baseline: spread not measured"
 
-    def centre(self, label: str, reference_run: float) -> float:
+    def centre(self, ratio: Ratio, reference_run: float) -> float:
         """What a new run's ratio is compared with: the centre of the baseline's runs, else its one run's."""
-        return self.noise[label]["centre"] if label in self.noise else reference_run
+        return self.noise[ratio.label]["centre"] if ratio.label in self.noise else reference_run
 
 
 def kernel_variant(release: str) -> str:
@@ -184,7 +193,7 @@ def make(paths: list[pathlib.Path]) -> tuple[dict, pd.DataFrame, pathlib.Path]:
     """(the baseline's metadata, its reference run, that run's file) from runs of the same code on one machine; the
     reference run (for its metadata and its command) is the newest, and every ratio's centre and
     spread are measured over all of them."""
-    runs = sorted(((A.load([p]), p) for p in paths), key=lambda rp: rp[0]["started"].iloc[0])
+    runs = sorted(((stats.load([p]), p) for p in paths), key=lambda rp: rp[0]["started"].iloc[0])
     # One run counted twice (the same file, or a copy: pyperf's start has microseconds) would shrink its noise.
     seen: dict = {}
     for r, p in runs:
@@ -235,17 +244,17 @@ def load(path: pathlib.Path) -> Baseline:
         raise UsageError(f"{path}: malformed {BASELINE_KEY} metadata ({type(e).__name__}: {e})") from None
     if bad:
         raise UsageError(f"{path}: case {bad[0]}: its noise in {BASELINE_KEY} is not finite")
-    return Baseline(path, A.load([path]), noise, runs, rerun)
+    return Baseline(path, stats.load([path]), noise, runs, rerun)
 
 
 def from_run(path: pathlib.Path, rerun: list[str], described: str) -> Baseline:
     """A one-run baseline made in memory from a run of this machine (bench check --against)."""
-    return Baseline(path, A.load([path]), {}, [path.name], rerun, described)
+    return Baseline(path, stats.load([path]), {}, [path.name], rerun, described)
 
 
 def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None) -> Baseline:
     """A baseline made in memory from the last k runs of the current run's machine in the results directory."""
-    mine = machine(A.load([current]))
+    mine = machine(stats.load([current]))
     before = results.recorded_start(results.read_json(current))
     found = []
     for path in sorted(results.directory(where).glob("*.json")):
@@ -256,7 +265,7 @@ def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None
             meta = data.get("metadata", {})
             if results.classify(data) == "rfc" or not isinstance(meta, dict) or BASELINE_KEY in meta:
                 continue
-            df = A.load([path])
+            df = stats.load([path])
         except UsageError:
             continue
         if machine(df) == mine and (recorded := results.recorded_start(data)) < before:
@@ -308,28 +317,30 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.
     """One row per ratio found in both runs: baseline, current, change and its interval, threshold, verdict."""
     refuse_foreign(baseline, machine(current), force)
     base, cur = ratio_table(baseline.values), ratio_table(current)
-    common = [label for label in cur if label in base]
+    common = [ratio for ratio in cur if ratio in base]
     if not common:
         raise UsageError(f"the current run and {baseline.name} have no ratio in common")
-    missing = [label for label in base if label not in cur]
+    missing = [ratio for ratio in base if ratio not in cur]
     tail = 100 * (1 - CONFIDENCE) / 2
-    shuffle = np.random.default_rng(A.SEED + 1)     # independent pairing of the two runs' resamples
+    shuffle = np.random.default_rng(stats.SEED + 1)     # independent pairing of the two runs' resamples
     rows = []
-    for label in common:
-        backend, ref, reference_run, boot_before = base[label]
-        before = baseline.centre(label, reference_run)
-        after, boot_after = cur[label][2], cur[label][3]
+    for ratio in common:
+        reference_run, boot_before = base[ratio]
+        before = baseline.centre(ratio, reference_run)
+        after, boot_after = cur[ratio]
         # Against a centre of several runs, the current run's own resamples; against one run, both runs'.
-        changes = boot_after / (before if label in baseline.noise else shuffle.permutation(boot_before))
+        changes = boot_after / (before if ratio.label in baseline.noise else shuffle.permutation(boot_before))
         low, high = np.percentile(changes, [tail, 100 - tail])
-        threshold, source = baseline.threshold(label)
+        threshold, source = baseline.threshold(ratio)
         change = after / before
-        rows.append({"ratio": label, "backend": backend, "reference": ref, "baseline": before, "current": after,
+        rows.append({"ratio": ratio.label, "backend": ratio.case.backend, "reference": ratio.reference.backend,
+                     "baseline": before, "current": after,
                      "change": change, "low": float(low), "high": float(high), "threshold": threshold,
                      "threshold_source": source, "verdict": judge(change, low, high, threshold)})
-    for label in missing:
-        backend, ref, before, _ = base[label]
-        rows.append({"ratio": label, "backend": backend, "reference": ref, "baseline": before, "current": np.nan,
+    for ratio in missing:
+        before, _ = base[ratio]
+        rows.append({"ratio": ratio.label, "backend": ratio.case.backend, "reference": ratio.reference.backend,
+                     "baseline": before, "current": np.nan,
                      "change": np.nan, "low": np.nan, "high": np.nan, "threshold": np.nan,
                      "threshold_source": "", "verdict": "missing"})
     return pd.DataFrame(rows)
@@ -338,67 +349,19 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.
 def regressed_backends(table: pd.DataFrame) -> list[str]:
     """The backends named by regressed (or missing) ratios: against native first, then against ptrace-sysemu."""
     bad = table[table["verdict"].isin(("regressed", "missing"))]
-    return list(dict.fromkeys(bad.sort_values("reference", key=lambda s: s != A.NATIVE)["backend"]))
-
-
-# --------------------------------------------------------------------------- rendering
-
-def _pct(x: float) -> str:
-    return f"{100 * (x - 1):+.2f}%"
-
-
-def _rows(table: pd.DataFrame) -> list[list[str]]:
-    return [[r["ratio"], f"{r['baseline']:.4g}", "not measured", "–", "–", r["verdict"]]
-            if r["verdict"] == "missing" else
-            [r["ratio"], f"{r['baseline']:.4g}", f"{r['current']:.4g}",
-             f"{_pct(r['change'])} ({_pct(r['low'])} to {_pct(r['high'])})",
-             f"±{100 * r['threshold']:.2f}% ({r['threshold_source']})", r["verdict"]]
-            for _, r in table.iterrows()]
-
-
-HEADERS = ["ratio", "baseline", "current", f"change ({CONFIDENCE:.0%} interval)", "threshold", "verdict"]
-
-
-def summary(table: pd.DataFrame, baseline: Baseline) -> str:
-    counts = ", ".join(f"{(table['verdict'] == v).sum()} {v}" for v in VERDICTS)
-    named = regressed_backends(table)
-    verdict = (f"REGRESSION in {', '.join(named)}" if named else "no regression")
-    return (f"{verdict}: {counts} of {len(table)} ratios against {baseline.name} "
-            f"({_modes(baseline.values)}; a ratio regressed when it got worse by more than its threshold "
-            f"and its {CONFIDENCE:.0%} interval lies wholly above no change)")
-
-
-def _modes(df: pd.DataFrame) -> str:
-    return ("exact mode for ratios on one CPU, timed across CPUs" if mode(df) == "exact" else "timed mode")
-
-
-def render(table: pd.DataFrame, baseline: Baseline, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps({"summary": summary(table, baseline), "regressed": regressed_backends(table),
-                           "baseline": str(baseline.path), "mode": mode(baseline.values),
-                           "ratios": json.loads(table.to_json(orient="records", force_ascii=False))},  # NaN -> null
-                          indent=1, ensure_ascii=False)
-    rows = _rows(table)
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-        return f"**{summary(table, baseline)}**\n\n" + "\n".join(lines)
-    widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [HEADERS, *rows]]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines) + "\n" + summary(table, baseline)
+    return list(dict.fromkeys(bad.sort_values("reference", key=lambda s: s != stats.NATIVE)["backend"]))
 
 
 # --------------------------------------------------------------------------- history
 
 def history(paths: list[pathlib.Path]) -> pd.DataFrame:
     """Each backend's ratio to ptrace-sysemu in every run, with its date, commit and kernel."""
-    df = A.load(paths)
+    df = stats.load(paths)
     frames = []
     for b in df["backend"].unique():
-        if b == A.BASELINE:
+        if b == stats.SYSEMU:
             continue
-        r = A.ratios(df, b)
+        r = stats.ratios(df, b)
         if not r.empty:
             frames.append(r)
     if not frames:
@@ -406,7 +369,8 @@ def history(paths: list[pathlib.Path]) -> pd.DataFrame:
     r = pd.concat(frames, ignore_index=True)
     commits = df.drop_duplicates("run_id").set_index("run_id")["vmexec_commit"]
     r["commit"] = r["run_id"].map(commits)
-    r["case"] = r["numerator"] + ":pin=" + r["numerator_pin"] + " ÷ " + A.BASELINE + ":pin=" + r["denominator_pin"]
+    r["case"] = [Ratio(Case(n, n_pin), Case(stats.SYSEMU, d_pin)).label
+                 for n, n_pin, d_pin in zip(r["numerator"], r["numerator_pin"], r["denominator_pin"])]
     r["machine"] = np.where(r["vm"].astype(bool), "guest " + r["accelerator"] + "/" + r["timing"], "host")
     return r.sort_values(["machine", "case", "started"])[
         ["machine", "case", "run_id", "started", "commit", "kernel", "ratio", "ratio_low", "ratio_high"]]

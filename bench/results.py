@@ -9,14 +9,18 @@ by name (KINDS):
 
 Every metadata key the harness writes into a suite is named once, in
 METADATA, with what it means (as pyperf's own METADATA registry does).
+A case is one value, Case: its name in a suite is Case.encode(), read back
+(from older files that lack some case metadata) by Case.parse, here only.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import errno
 import gzip
 import itertools
 import json
+import math
 import os
 import pathlib
 import secrets
@@ -34,7 +38,7 @@ RFC_KIND = "rfc-replica"
 #: Every vmexec_* key of a pyperf suite written by this harness, and what it means.
 #: `--tag KEY=VALUE` adds vmexec_tag_KEY; the tags below are the ones the harness sets itself.
 METADATA = {
-    # one case (bench.measure.plan.Case)
+    # one case (Case; its placement: bench.measure.plan.Planned)
     "vmexec_backend": "interception backend (tracers/)",
     "vmexec_pin": "placement: same, cross, none (unpinned) or in-process",
     "vmexec_pages": "distinct pages the tracee writes between two calls",
@@ -73,6 +77,60 @@ METADATA = {
     "vmexec_baseline": "JSON: the runs a baseline was made from, each ratio's measured run-to-run noise, "
                        "and the arguments that repeat its run",
 }
+
+
+#: The METADATA keys that record a Case, and its fields they hold.
+CASE_METADATA = {"vmexec_backend": "backend", "vmexec_pin": "pin", "vmexec_pages": "pages",
+                 "vmexec_parallel": "parallel"}
+#: The pinning of a backend that runs in the caller's own process: it has no placement of its own.
+IN_PROCESS = "in-process"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One case measured: a backend at a pinning and a scaling point (pages written, pairs at once)."""
+    backend: str
+    pin: str                    # same | cross | none | in-process
+    pages: int = 0
+    parallel: int = 1
+
+    def encode(self) -> str:
+        """Its benchmark name in a suite: BACKEND:pin=PIN[:pages=K][:parallel=M] (no default point written)."""
+        parts = [self.backend, f"pin={self.pin}"]
+        if self.pages:
+            parts.append(f"pages={self.pages}")
+        if self.parallel > 1:
+            parts.append(f"parallel={self.parallel}")
+        return ":".join(parts)
+
+    @classmethod
+    def parse(cls, text: str) -> Case:
+        """The case an encode()d name names; ValueError saying what is wrong with any other text."""
+        backend, *named = str(text).split(":")
+        fields = dict(part.partition("=")[::2] for part in named)
+        if not backend or "pin" not in fields or len(fields) != len(named) \
+                or not fields.keys() <= {"pin", "pages", "parallel"} or not all(fields.values()):
+            raise ValueError(f"{text!r} is not a case name (BACKEND:pin=PIN[:pages=K][:parallel=M])")
+        try:
+            case = cls(backend, fields["pin"], int(fields.get("pages", 0)), int(fields.get("parallel", 1)))
+        except ValueError:
+            raise ValueError(f"{text!r} is not a case name: pages and parallel are whole numbers") from None
+        if case.encode() != text:
+            raise ValueError(f"{text!r} is not a case name as written (that case is {case.encode()!r})")
+        return case
+
+    def metadata(self) -> dict[str, str | int]:
+        """Its keys of METADATA (CASE_METADATA), as a suite records them beside its name."""
+        return {key: getattr(self, field) for key, field in CASE_METADATA.items()}
+
+    @classmethod
+    def recorded(cls, name: str, metadata: dict) -> Case:
+        """The case a suite's benchmark measured, from its metadata; older files record only part of
+        it (no pages or parallel), and the rest is read from its name."""
+        fields = {field: metadata[key] for key, field in CASE_METADATA.items() if key in metadata}
+        if len(fields) < len(CASE_METADATA):
+            fields = {**dataclasses.asdict(cls.parse(name)), **fields}
+        return cls(fields["backend"], str(fields["pin"]), int(fields["pages"]), int(fields["parallel"]))
 
 
 def directory(path: pathlib.Path | None = None) -> pathlib.Path:
@@ -229,3 +287,29 @@ def newest(where: pathlib.Path | None = None) -> list[pathlib.Path]:
     if not {"host", "guest"} & found.keys():
         raise UsageError(f"no results in {where}: run `python -m bench run` first, or name the files")
     return [found[k][1] for k in KINDS if k in found]
+
+
+def run_ids(paths: list[pathlib.Path]) -> list[str]:
+    """File stems; a stem seen twice is qualified by its directory so run ids stay unique."""
+    stems = [p.name.removesuffix(".gz").removesuffix(".json") for p in paths]
+    return [f"{p.parent.name}/{s}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
+
+
+#: The numbers of an RFC-replica program entry (bench.measure.rfc writes them): finite and >= 0.
+RFC_NUMBERS = ("iterations", "seconds", "rfc_printed_ns", "true_ns_per_iteration")
+
+
+def load_rfc(path) -> dict:
+    """An RFC-replica file (written by `bench rfc`), validated, with its run id."""
+    path = pathlib.Path(path)
+    data = read_json(path)
+    if classify(data) != "rfc" or not isinstance(data.get("programs"), list):
+        raise UsageError(f"{path}: not an RFC-replica file (kind {data.get('kind')!r})")
+    for prog in data["programs"]:
+        if not isinstance(prog, dict) or "program" not in prog or "available" not in prog:
+            raise UsageError(f"{path}: malformed program entry {prog!r:.60}")
+        for key in RFC_NUMBERS:
+            value = prog.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise UsageError(f"{path}: program {prog['program']}: {key} {value!r} is not a finite number")
+    return {"run_id": path.stem, **data}

@@ -22,17 +22,17 @@ import pathlib
 import sys
 import tempfile
 
-from bench import analysis as A
+from bench import stats
 from bench import regression as R
 
 
 
 def runs_in(directory: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(directory.glob("*.json"), key=lambda p: A.load([p])["started"].iloc[0])
+    return sorted(directory.glob("*.json"), key=lambda p: stats.load([p])["started"].iloc[0])
 
 
 def check(baseline: pathlib.Path, current: pathlib.Path) -> tuple[list[str], int, int]:
-    table = R.check(R.load(baseline), A.load([current]))
+    table = R.check(R.load(baseline), stats.load([current]))
     return R.regressed_backends(table), int((table["verdict"] == "regressed").sum()), len(table)
 
 

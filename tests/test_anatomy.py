@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.anatomy import counts, guest, phases, plugin
 from bench.anatomy import model as cost
+from bench import verdict
 from bench.errors import BenchError, UsageError
 from bench.measure.environment import REPO
 from bench.render import anatomy as render
@@ -302,7 +303,7 @@ def test_only_a_model_fitted_on_the_mitigation_matched_anatomy_is_marked_matched
     host = {b: 0.2 * i + 300 * c + 50 * k for b, (i, c, k) in features.items() if b != "process-vm-exec"}
     for variant, matched in ((None, False), ("bench", False), (counts.MODEL_VARIANT, True)):
         m = cost.fit_model(_anatomy_doc(tmp_path / "anatomy.json", features, variant), host, "inputs")
-        p = m.prediction()
+        p = verdict.ModelPrediction.of(m)
         assert p.matched is matched and p.inputs == "inputs"
         assert (p.speedup, p.low, p.high) == (m.speedup, *m.speedup_range)
         assert p.loo == m.loo and p.baseline_ns == host["ptrace-sysemu"]

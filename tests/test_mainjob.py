@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from bench import stats as A
+from bench import stats, verdict
 from bench.commands import cli
 from bench.measure import kernel
 from bench.commands import mainjob
@@ -169,11 +169,11 @@ def test_a_kvm_run_gives_a_hardware_clock_verdict_judged_on_its_ci(tmp_path):
                       started="2026-01-01T00:01:00")
     icount = write_suite(tmp_path / "vm-tcg-icount-20260101-000200.json", GUEST, vm=True,
                          started="2026-01-01T00:02:00")    # newer, but a lesser clock
-    df = A.load([host, kvm, icount])
-    h = A.headline(df)
+    df = stats.load([host, kvm, icount])
+    h = verdict.headline(df)
     a = h.assessment
     assert a.clock == "kvm" and a.interval == "95% CI" and a.distortions.empty
-    row = A.ratios(df, A.CANDIDATE).set_index(["run_id", "pin"]).loc[(kvm.stem, "same")]
+    row = stats.ratios(df, stats.CANDIDATE).set_index(["run_id", "pin"]).loc[(kvm.stem, "same")]
     assert (a.low, a.high) == (row["speedup_low"], row["speedup_high"])
     assert a.low > 5 and h.sentence.startswith("process_vm_exec is 6.2")     # 10,000 / 1,600
     assert "under KVM" in h.sentence and "claim is reproduced" in h.sentence
@@ -189,7 +189,7 @@ def test_a_bare_metal_host_run_with_process_vm_exec_outranks_kvm_and_icount(tmp_
                       vm=True, accelerator="kvm", timing="wall", started="2026-01-01T00:01:00")
     icount = write_suite(tmp_path / "vm-tcg-icount-20260101-000200.json", GUEST, vm=True,
                          started="2026-01-01T00:02:00")
-    h = A.headline(A.load([metal, kvm, icount]))
+    h = verdict.headline(stats.load([metal, kvm, icount]))
     assert h.assessment.clock == "hardware" and h.assessment.interval == "95% CI"
     assert h.sentence.startswith("process_vm_exec is 4.0") and "on the host (bare-metal)" in h.sentence
     assert "claim is not reproduced" in h.sentence     # 10,000 / 2,500 = 4: the measured CI lies below 5

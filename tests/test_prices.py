@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from bench import stats as A
+from bench import stats, verdict
 from bench.anatomy import composed as P
 from bench.render import prices as render_prices
 from bench.errors import BenchError, UsageError
@@ -95,14 +95,14 @@ def test_the_intervals_cover_the_parts_noise_and_the_worst_error():
 
 @pytest.mark.parametrize("errors, judged", [
     ({"native": 0.19, "ptrace-syscall": -0.19}, True),
-    ({"native": A.COMPOSED_MAX_ERROR - 1e-6, "seccomp-trap": -A.COMPOSED_MAX_ERROR + 1e-6}, True),
-    ({"native": A.COMPOSED_MAX_ERROR + 1e-3}, False),
+    ({"native": verdict.COMPOSED_MAX_ERROR - 1e-6, "seccomp-trap": -verdict.COMPOSED_MAX_ERROR + 1e-6}, True),
+    ({"native": verdict.COMPOSED_MAX_ERROR + 1e-3}, False),
     ({"native": 0.05, "seccomp-unotify": -0.21}, False),      # any one mechanism breaks it
     ({"ptrace-sysemu": 0.30}, False),
 ])
 def test_the_rule_judges_the_composition_only_if_every_mechanism_is_within_20_percent(errors, judged):
     c = P.composition(PARTS, host_values(), MECHANISMS, measured(errors), bootstrap=20)
-    p = c.prediction()
+    p = verdict.ComposedPrediction.of(c)
     assert (p.why_not_judged() is None) is judged
     if not judged:
         worst = max(errors, key=lambda k: abs(errors[k]))
@@ -121,7 +121,7 @@ GUEST = {"ptrace-sysemu:pin=same": 10_000.0, "process-vm-exec:pin=same": 2_000.0
 
 
 def _composed(speedup, errors):
-    return A.ComposedPrediction(speedup, speedup / 1.25, speedup * 1.25, 10_000 / speedup, 10_000.0, errors)
+    return verdict.ComposedPrediction(speedup, speedup / 1.25, speedup * 1.25, 10_000 / speedup, 10_000.0, errors)
 
 
 def test_a_composition_within_the_rule_is_judged_before_the_model_and_the_bracket(tmp_path):
@@ -129,8 +129,8 @@ def test_a_composition_within_the_rule_is_judged_before_the_model_and_the_bracke
 
     host = write_suite(tmp_path / "host.json", HOST, sigma=1e-5)
     guest = write_suite(tmp_path / "guest.json", GUEST, vm=True, sigma=1e-5)
-    model = A.ModelPrediction(3.0, 2.0, 4.0, 3333.0, 10_000.0, {"native": 0.01}, True, "m")
-    h = A.headline(A.load([host, guest]), model=model, composed=_composed(8.0, {"native": -0.1, "seccomp-trap": 0.2}))
+    model = verdict.ModelPrediction(3.0, 2.0, 4.0, 3333.0, 10_000.0, {"native": 0.01}, True, "m")
+    h = verdict.headline(stats.load([host, guest]), model=model, composed=_composed(8.0, {"native": -0.1, "seccomp-trap": 0.2}))
     a = h.assessment
     assert a.composed_judged and not a.model_judged and a.interval == "composed interval"
     assert (a.low, a.high) == (pytest.approx(6.4), pytest.approx(10.0))
@@ -147,7 +147,7 @@ def test_a_composition_outside_the_rule_is_shown_and_the_bracket_is_judged(tmp_p
 
     host = write_suite(tmp_path / "host.json", HOST, sigma=1e-5)
     guest = write_suite(tmp_path / "guest.json", GUEST, vm=True, sigma=1e-5)
-    h = A.headline(A.load([host, guest]), composed=_composed(8.0, {"native": -0.35, "seccomp-trap": 0.02}))
+    h = verdict.headline(stats.load([host, guest]), composed=_composed(8.0, {"native": -0.35, "seccomp-trap": 0.02}))
     a = h.assessment
     assert not a.composed_judged and a.interval == "hardware-equivalent range"
     assert (a.low, a.high) == (pytest.approx(4.0, rel=1e-3), pytest.approx(6.25, rel=1e-3))
@@ -192,7 +192,7 @@ def test_the_report_takes_the_composition_from_a_prices_record_of_the_same_kerne
     host = write_suite(tmp_path / "host.json", host_ns, sigma=1e-5)
     c, why = P.composed_model([host], tmp_path / "anatomy")
     assert c is None and "no measured prices" in why
-    kernel, cpu = A.load([host])[["kernel", "vmexec_cpu_model"]].iloc[0]
+    kernel, cpu = stats.load([host])[["kernel", "vmexec_cpu_model"]].iloc[0]
     record = {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
               "load_after": "0.1 0.1 0.1", "ns_per_iteration": host_values()}
     (tmp_path / "prices").mkdir()
@@ -259,7 +259,7 @@ def test_the_report_judges_a_composition_that_fits_and_shows_it_beside_the_other
                for m, v in measured().items()}
     write_suite(d / "host.json", host_ns, sigma=1e-5)
     write_suite(d / "guest.json", GUEST, vm=True, sigma=1e-5)
-    kernel, cpu = A.load([d / "host.json"])[["kernel", "vmexec_cpu_model"]].iloc[0]
+    kernel, cpu = stats.load([d / "host.json"])[["kernel", "vmexec_cpu_model"]].iloc[0]
     (d / "prices").mkdir()
     (d / "prices" / "prices-x-1.json").write_text(json.dumps(
         {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",

@@ -4,10 +4,16 @@ import json
 import numpy as np
 import pytest
 
-from bench import stats as A
+from bench import stats
 from bench import regression as R
+from bench.results import Case
 from conftest import run_bench
 from data.synthetic import HOST, write_suite
+
+#: The ratios judged most often below, as `bench check` labels them.
+SYSCALL_NATIVE = R.Ratio(Case("ptrace-syscall", "same"), Case("native", "in-process"))
+SYSEMU_NATIVE = R.Ratio(Case("ptrace-sysemu", "same"), Case("native", "in-process"))
+SYSEMU_CROSS_NATIVE = R.Ratio(Case("ptrace-sysemu", "cross"), Case("native", "in-process"))
 
 #: Host-like runs: 20 workers, values spread 5% within a worker.
 BASE = {k: v for k, v in HOST.items() if ":pages=" not in k and ":parallel=" not in k}
@@ -34,11 +40,11 @@ def test_the_same_run_again_is_unchanged_and_exits_0(tmp_path):
 def test_a_slower_backend_regresses_names_it_and_exits_1(tmp_path):
     b = baseline_of(tmp_path, BASE)
     current = write_suite(tmp_path / "current.json", slower(BASE, "ptrace-sysemu", 1.2), seed=7)
-    table = R.check(R.load(b), A.load([current]))
+    table = R.check(R.load(b), stats.load([current]))
     bad = table[table["verdict"] == "regressed"]
     assert set(bad["backend"]) == {"ptrace-sysemu"} and set(bad["reference"]) == {"native"}
     # Against a slower PTRACE_SYSEMU every other backend looks faster: improved, not regressed.
-    assert set(table[table["reference"] == A.BASELINE]["verdict"]) == {"improved"}
+    assert set(table[table["reference"] == stats.SYSEMU]["verdict"]) == {"improved"}
     assert R.regressed_backends(table) == ["ptrace-sysemu"]
     proc = run_bench("check", "--baseline", str(b), "--current", str(current))
     assert proc.returncode == 1 and "regression in ptrace-sysemu" in proc.stderr, proc.stderr
@@ -48,7 +54,7 @@ def test_a_slower_backend_regresses_names_it_and_exits_1(tmp_path):
 def test_a_ratio_the_current_run_could_not_measure_is_missing_and_fails(tmp_path):
     b = baseline_of(tmp_path, BASE)
     broken = {k: v for k, v in BASE.items() if not k.startswith("ptrace-syscall:")}
-    table = R.check(R.load(b), A.load([write_suite(tmp_path / "c.json", broken, seed=7)]))
+    table = R.check(R.load(b), stats.load([write_suite(tmp_path / "c.json", broken, seed=7)]))
     assert set(table[table["verdict"] == "missing"]["backend"]) == {"ptrace-syscall"}
     assert R.regressed_backends(table) == ["ptrace-syscall"]
     proc = run_bench("check", "--baseline", str(b), "--current", str(tmp_path / "c.json"))
@@ -58,37 +64,36 @@ def test_a_ratio_the_current_run_could_not_measure_is_missing_and_fails(tmp_path
 def test_thresholds_come_from_the_spread_measured_between_the_baselines_runs(tmp_path):
     # Three runs at 1.00, 1.05 and 1.02 x ptrace-syscall: centre 1.023, sd of the log 2.5%.
     b = R.load(baseline_of(tmp_path, BASE, slower(BASE, "ptrace-syscall", 1.05), slower(BASE, "ptrace-syscall", 1.02)))
-    label = "ptrace-syscall:pin=same ÷ native:pin=in-process"
-    stats = b.noise[label]
-    assert stats["runs"] == 3 and stats["sd"] == pytest.approx(0.025, abs=0.005)
-    assert stats["centre"] == pytest.approx(18_000 / 300 * 1.023, rel=0.01)
-    threshold, source = b.threshold(label)
-    assert threshold == pytest.approx(np.expm1(R.SIGMAS * stats["sd"] * np.sqrt(1 + 1 / 3))) and "3 runs" in source
-    within = R.check(b, A.load([write_suite(tmp_path / "c1.json", slower(BASE, "ptrace-syscall", 1.06), seed=9)]))
-    beyond = R.check(b, A.load([write_suite(tmp_path / "c2.json", slower(BASE, "ptrace-syscall", 1.35), seed=9)]))
+    label = SYSCALL_NATIVE.label
+    assert label == "ptrace-syscall:pin=same ÷ native:pin=in-process"
+    n = b.noise[label]
+    assert n["runs"] == 3 and n["sd"] == pytest.approx(0.025, abs=0.005)
+    assert n["centre"] == pytest.approx(18_000 / 300 * 1.023, rel=0.01)
+    threshold, source = b.threshold(SYSCALL_NATIVE)
+    assert threshold == pytest.approx(np.expm1(R.SIGMAS * n["sd"] * np.sqrt(1 + 1 / 3))) and "3 runs" in source
+    within = R.check(b, stats.load([write_suite(tmp_path / "c1.json", slower(BASE, "ptrace-syscall", 1.06), seed=9)]))
+    beyond = R.check(b, stats.load([write_suite(tmp_path / "c2.json", slower(BASE, "ptrace-syscall", 1.35), seed=9)]))
     assert within.set_index("ratio").loc[label, "verdict"] == "unchanged"
     assert beyond.set_index("ratio").loc[label, "verdict"] == "regressed"
 
 
-def test_deterministic_runs_catch_a_one_percent_change(tmp_path):
-    b = R.load(baseline_of(tmp_path, BASE, BASE, vm=True, sigma=1e-7))
-    assert R.mode(b.values) == "exact" and b.threshold("ptrace-sysemu:pin=same ÷ native:pin=in-process")[0] == R.FLOOR["exact"]
-    table = R.check(b, A.load([write_suite(tmp_path / "c.json", slower(BASE, "ptrace-sysemu", 1.01), vm=True,
-                                           sigma=1e-7, seed=5)]))
-    assert R.regressed_backends(table) == ["ptrace-sysemu"]
-
-
-def test_icount_ratios_across_two_cpus_are_judged_as_timed(tmp_path):
-    """QEMU's round-robin hands the CPU between vCPUs on host-timed events: a cross-CPU count moves with load."""
+def test_deterministic_runs_catch_a_one_percent_change_on_one_cpu_only(tmp_path):
+    """icount repeats to the instruction on one CPU.  Across two, QEMU's round-robin hands the CPU between
+    vCPUs on host-timed events: a cross-CPU count moves with load, and is judged as timed."""
     b = R.load(baseline_of(tmp_path, BASE, BASE, BASE, vm=True, sigma=1e-7))
-    table = R.check(b, A.load([write_suite(tmp_path / "c.json", slower(BASE, "ptrace-sysemu", 1.01),
-                                           vm=True, sigma=1e-7, seed=5)])).set_index("ratio")
-    same, cross = (f"ptrace-sysemu:pin={pin} ÷ native:pin=in-process" for pin in ("same", "cross"))
-    assert R.ratio_mode("exact", same) == "exact" and table.loc[same, "threshold"] == R.FLOOR["exact"]
+    assert R.mode(b.values) == "exact" and b.threshold(SYSEMU_NATIVE)[0] == R.FLOOR["exact"]
+    checked = R.check(b, stats.load([write_suite(tmp_path / "c.json", slower(BASE, "ptrace-sysemu", 1.01),
+                                             vm=True, sigma=1e-7, seed=5)]))
+    assert R.regressed_backends(checked) == ["ptrace-sysemu"]
+    table = checked.set_index("ratio")
+    same, cross = SYSEMU_NATIVE.label, SYSEMU_CROSS_NATIVE.label
+    assert R.ratio_mode("exact", SYSEMU_NATIVE) == "exact" and table.loc[same, "threshold"] == R.FLOOR["exact"]
     assert table.loc[same, "verdict"] == "regressed"
-    assert R.ratio_mode("exact", cross) == "timed" and table.loc[cross, "threshold"] == R.FLOOR["timed"]
+    assert R.ratio_mode("exact", SYSEMU_CROSS_NATIVE) == "timed" and table.loc[cross, "threshold"] == R.FLOOR["timed"]
     assert table.loc[cross, "verdict"] == "unchanged"
-    assert R.ratio_mode("timed", same) == "timed"
+    assert R.ratio_mode("timed", SYSEMU_NATIVE) == "timed"
+    swept = R.Ratio(Case("ptrace-sysemu", "same", parallel=2), Case("native", "in-process"))
+    assert R.ratio_mode("exact", swept) == "timed"
 
 
 def test_a_change_beyond_the_threshold_within_the_noise_is_inconclusive():
@@ -177,7 +182,7 @@ def test_without_current_the_baselines_own_run_is_repeated(tiny_results, tmp_pat
     proc = run_bench("check", "--baseline", str(b))
     assert proc.returncode in (0, 1), proc.stderr        # host timings: either verdict is honest
     assert "check: running python -m bench run" in proc.stderr
-    assert "ptrace-sysemu:pin=same ÷ native:pin=in-process" in proc.stdout
+    assert SYSEMU_NATIVE.label in proc.stdout
 
 
 def test_a_baseline_from_another_machine_is_refused_before_its_run_is_repeated(tmp_path):
@@ -223,7 +228,7 @@ def test_a_guest_baseline_repeats_its_kernel_variant():
     assert R.kernel_variant("6.12.118-vmexec") == "bench" and R.kernel_variant("6.12.118-unpatched") == "unpatched"
 
 
-@pytest.mark.skipif(not (A.pathlib.Path(__file__).resolve().parent.parent / ".git").exists(),
+@pytest.mark.skipif(not (stats.pathlib.Path(__file__).resolve().parent.parent / ".git").exists(),
                     reason="--against needs a git checkout")
 def test_against_a_commit_runs_its_own_tree_then_this_one(tmp_path):
     import subprocess
@@ -236,7 +241,7 @@ def test_against_a_commit_runs_its_own_tree_then_this_one(tmp_path):
                      "--values", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
-    assert [r["ratio"] for r in report["ratios"]] == ["ptrace-sysemu:pin=same ÷ native:pin=in-process"]
+    assert [r["ratio"] for r in report["ratios"]] == [SYSEMU_NATIVE.label]
     assert f"HEAD ({head[:12]}) measured now" in report["summary"]
     reference = json.loads((tmp_path / head[:12] / "run.json").read_text())["metadata"]
     current = json.loads((tmp_path / "worktree" / "run.json").read_text())["metadata"]

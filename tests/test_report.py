@@ -1,8 +1,9 @@
 """bench.render.report and the report/compare/check commands, on synthetic results."""
+import json
+import re
+
 import pandas as pd
 import pytest
-
-import json
 
 from bench.anatomy import counts as anatomy
 from bench.render import plots
@@ -139,10 +140,11 @@ def test_compare_prints_change_and_significance(tmp_path):
     b = write_suite(tmp_path / "b.json", {"x:pin=same": 1200.0, "y:pin=same": 1000.0}, seed=2)
     proc = run_bench("compare", str(a), str(b))
     assert proc.returncode == 0, proc.stderr
-    x = next(line for line in proc.stdout.splitlines() if line.startswith("x:pin=same"))
-    assert "slower" in x and "yes" in x
-    y = next(line for line in proc.stdout.splitlines() if line.startswith("y:pin=same"))
-    assert "no" in y.split()[-2:] or y.rstrip().endswith(")") and " no " in y
+    # columns: case, A ns, B ns, change, significant?, test (two spaces or more between them)
+    rows = {row[0]: row for row in (re.split(r"\s{2,}", line.strip()) for line in proc.stdout.splitlines())}
+    x, y = rows["x:pin=same"], rows["y:pin=same"]
+    assert x[3].endswith("x slower") and x[4].startswith("yes (t=")
+    assert y[4].startswith("no (t=") and y[5] == "Welch's t-test (95%)"
 
 
 def test_html_tables_align_figures_right_and_text_left():

@@ -5,6 +5,7 @@ import re
 import pytest
 
 from bench import results
+from bench.results import Case
 from bench.errors import BenchError, UsageError
 from data.synthetic import write_rfc, write_suite
 
@@ -55,3 +56,27 @@ def test_publish_is_atomic_and_never_leaves_a_partial_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
     with pytest.raises(UsageError, match="never overwritten"):
         results.check_new(final)
+
+
+@pytest.mark.parametrize("case, name", [
+    (Case("native", "in-process"), "native:pin=in-process"),
+    (Case("ptrace-sysemu", "same", pages=16), "ptrace-sysemu:pin=same:pages=16"),
+    (Case("seccomp-trap", "none", parallel=2), "seccomp-trap:pin=none:parallel=2"),
+    (Case("ptrace-sysemu", "cross", 256, 4), "ptrace-sysemu:pin=cross:pages=256:parallel=4"),
+])
+def test_a_case_is_named_as_results_and_baselines_name_it_and_read_back(case, name):
+    assert case.encode() == name and Case.parse(name) == case
+    assert Case.recorded("ignored", case.metadata()) == case        # the metadata, where recorded, wins
+
+
+@pytest.mark.parametrize("name", ["", "native", "native:same", ":pin=same", "native:pin=", "native:pin=same:pages=x",
+                                  "native:pin=same:colour=red", "native:pin=same:pages=0",
+                                  "native:pages=16:pin=same"])
+def test_a_name_no_case_encodes_is_refused_saying_so(name):
+    with pytest.raises(ValueError, match="is not a case name"):
+        Case.parse(name)
+
+
+def test_an_older_file_without_pages_or_parallel_reads_them_from_the_name():
+    assert Case.recorded("ptrace-sysemu:pin=same:pages=16", {"vmexec_backend": "ptrace-sysemu", "vmexec_pin": "same"}) \
+        == Case("ptrace-sysemu", "same", 16, 1)

@@ -19,7 +19,7 @@ each size is reported too.
 Every C mechanism's host ns/syscall is then composed from its own anatomy (instructions, entries,
 CR3 writes, and its scheduler round trips: the instructions it spends in __switch_to_asm, a
 fixed-length path, over the threads part's per round trip) with the same prices, process_vm_exec
-included, and compared with what the host measured.  COMPOSED_MAX_ERROR (bench.stats) decides
+included, and compared with what the host measured.  COMPOSED_MAX_ERROR (bench.verdict) decides
 whether the verdict may judge the composed interval.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from bench import results
-from bench import stats as analysis
+from bench import stats
 from bench.anatomy.counts import MODEL_VARIANT, variant_directory
 from bench.anatomy.model import host_ns_per_syscall
 from bench.errors import BenchError, UsageError
@@ -146,10 +146,6 @@ class Composition:
     def speedup_range(self) -> tuple[float, float]:
         return self.baseline_ci[0] / self.candidate_range[1], self.baseline_ci[1] / self.candidate_range[0]
 
-    def prediction(self):
-        """What the verdict uses (bench.stats.ComposedPrediction)."""
-        return analysis.ComposedPrediction(self.speedup, *self.speedup_range, self.candidate_ns, self.baseline_ns,
-                                           dict(self.errors), self.inputs)
 
 
 def _ci(samples) -> tuple[float, float]:
@@ -172,13 +168,13 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
     missing = [p for p, _ in PARTS if p not in parts or p not in host_values]
     if missing:
         raise UsageError(f"no path length or host time for the part(s) {', '.join(missing)}")
-    if analysis.CANDIDATE not in mechanisms:
-        raise UsageError(f"the anatomy has no {analysis.CANDIDATE}")
-    if analysis.BASELINE not in measured:
-        raise UsageError(f"the host run has no {analysis.BASELINE} (same CPU)")
+    if stats.CANDIDATE not in mechanisms:
+        raise UsageError(f"the anatomy has no {stats.CANDIDATE}")
+    if stats.SYSEMU not in measured:
+        raise UsageError(f"the host run has no {stats.SYSEMU} (same CPU)")
     reference = parts["threads"]
     trips = {m: round_trips(p, reference) for m, p in mechanisms.items()}
-    names = sorted(m for m in mechanisms if m in measured and m != analysis.CANDIDATE)
+    names = sorted(m for m in mechanisms if m in measured and m != stats.CANDIDATE)
     if not names:
         raise UsageError("no mechanism was measured both on the host and in the anatomy")
     medians = {k: float(np.median(v)) for k, v in host_values.items()}
@@ -204,14 +200,14 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
     composed_ci = {m: _ci(v) for m, v in boot_comp.items()}
     errors = {m: composed[m] / measured[m] - 1 for m in names}
     e_lo, e_hi = min(0.0, *errors.values()), max(0.0, *errors.values())
-    c_lo, c_hi = composed_ci[analysis.CANDIDATE]
+    c_lo, c_hi = composed_ci[stats.CANDIDATE]
     if c_lo <= 0 or e_lo <= -1:
-        raise BenchError(f"the composed {analysis.CANDIDATE} interval reaches zero ({c_lo:.1f} ns, worst error "
+        raise BenchError(f"the composed {stats.CANDIDATE} interval reaches zero ({c_lo:.1f} ns, worst error "
                          f"{100 * e_lo:+.1f}%): the prices do not bound it")
     cand_range = (c_lo / (1 + e_hi), c_hi / (1 + e_lo))
-    base = measured[analysis.BASELINE]
+    base = measured[stats.SYSEMU]
     return Composition(prices, prices_ci, premium, trips, composed, composed_ci, {m: measured[m] for m in names},
-                       errors, composed[analysis.CANDIDATE], cand_range, base, baseline_ci or (base, base),
+                       errors, composed[stats.CANDIDATE], cand_range, base, baseline_ci or (base, base),
                        inputs, load)
 
 
@@ -222,12 +218,12 @@ def _host_run(paths: list[Path]) -> tuple[dict[str, float], tuple[float, float],
     if not host:
         raise UsageError("no host run among the given results (a `bench run --pin same` on this machine)")
     measured = host_ns_per_syscall(host)
-    s = analysis.base_cases(analysis.summarize(analysis.load(host)))
-    s = s[(s["backend"] == analysis.BASELINE) & (s["pin"] == "same")].sort_values("started")
+    s = stats.base_cases(stats.summarize(stats.load(host)))
+    s = s[(s["backend"] == stats.SYSEMU) & (s["pin"] == "same")].sort_values("started")
     if s.empty:
-        raise UsageError(f"the host run has no {analysis.BASELINE} at --pin same")
+        raise UsageError(f"the host run has no {stats.SYSEMU} at --pin same")
     row = s.iloc[-1]
-    values = analysis.load(host)
+    values = stats.load(host)
     first = values[values["run_id"] == row["run_id"]].iloc[0]
     cpu = str(first.get("vmexec_cpu_model") or first.get("cpu_model_name") or "")
     return measured, (float(row["ci_low"]), float(row["ci_high"])), {"kernel": str(row["kernel"]), "cpu_model": cpu}

@@ -2,7 +2,7 @@
 
 Host ns/syscall of every C mechanism, measured by `bench run`, against the features of its guest
 anatomy (instructions, CR3 writes, kernel entries per intercepted syscall), by non-negative least
-squares; its prediction for process_vm_exec is what the verdict (bench.stats.ModelPrediction) may
+squares; its prediction for process_vm_exec is what the verdict (bench.verdict.ModelPrediction.of) may
 judge.  The anatomy it is fitted on is the mitigation-matched kernel's (counts.MODEL_VARIANT).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 from bench import results
-from bench import stats as analysis
+from bench import stats
 from bench.anatomy.counts import (EVENT, MODEL_VARIANT, REP_EXTRA, default_directory, load_anatomy, reading,
                                   variant_directory)
 from bench.errors import UsageError
@@ -41,8 +41,8 @@ def host_ns_per_syscall(paths: list[Path]) -> dict[str, float]:
     host = [p for p in paths if results.classify(results.read_json(p)) == "host"]
     if not host:
         raise UsageError("no host run among the given results (a `bench run` on this machine's kernel)")
-    s = analysis.base_cases(analysis.summarize(analysis.load(host)))
-    s = s[s["pin"].isin(["same", analysis.IN_PROCESS])].sort_values("started")
+    s = stats.base_cases(stats.summarize(stats.load(host)))
+    s = s[s["pin"].isin(["same", stats.IN_PROCESS])].sort_values("started")
     return {b: float(g.iloc[-1]["median_ns"]) for b, g in s.groupby("backend")}
 
 
@@ -67,10 +67,6 @@ class CostModel:
     def speedup_range(self) -> tuple[float, float]:
         return self.baseline_ns / self.candidate_range[1], self.baseline_ns / self.candidate_range[0]
 
-    def prediction(self):
-        """What the verdict uses (bench.stats.ModelPrediction)."""
-        return analysis.ModelPrediction(self.speedup, *self.speedup_range, self.candidate_ns, self.baseline_ns,
-                                        dict(self.loo), self.variant == MODEL_VARIANT, self.inputs)
 
 
 def fit_model(anatomy_json: Path, host: dict[str, float], inputs: str = "") -> CostModel:
@@ -80,11 +76,11 @@ def fit_model(anatomy_json: Path, host: dict[str, float], inputs: str = "") -> C
     doc = load_anatomy(anatomy_json)
     with reading(anatomy_json):
         feats = {b["backend"]: model_features(b["totals"], b["insns_per_syscall"]) for b in doc["backends"]}
-    if analysis.CANDIDATE not in feats:
-        raise UsageError(f"{anatomy_json} has no {analysis.CANDIDATE} anatomy")
-    if analysis.BASELINE not in host:
-        raise UsageError(f"the host run has no {analysis.BASELINE} (same CPU)")
-    names = sorted(b for b in feats if b in host and b != analysis.CANDIDATE)
+    if stats.CANDIDATE not in feats:
+        raise UsageError(f"{anatomy_json} has no {stats.CANDIDATE} anatomy")
+    if stats.SYSEMU not in host:
+        raise UsageError(f"the host run has no {stats.SYSEMU} (same CPU)")
+    names = sorted(b for b in feats if b in host and b != stats.CANDIDATE)
     if len(names) < len(MODEL_FEATURES) + 2:
         raise UsageError(f"too few mechanisms measured both on the host and in the anatomy ({', '.join(names)}): "
                          f"the model needs at least {len(MODEL_FEATURES) + 2}")
@@ -101,11 +97,11 @@ def fit_model(anatomy_json: Path, host: dict[str, float], inputs: str = "") -> C
     for i, n in enumerate(names):
         mask = np.arange(len(names)) != i
         loo[n] = float(X[i] @ solve(mask) / y[i] - 1)
-    pred = float(np.array(feats[analysis.CANDIDATE]) @ p)
+    pred = float(np.array(feats[stats.CANDIDATE]) @ p)
     lo_e, hi_e = min(loo.values()), max(loo.values())
     rng = (pred / (1 + hi_e), pred / (1 + lo_e)) if lo_e > -1 else (pred / (1 + hi_e), float("inf"))
     return CostModel(dict(zip(MODEL_FEATURES, map(float, p))), names, {n: host[n] for n in names},
-                     {n: float(X[i] @ p) for i, n in enumerate(names)}, loo, pred, rng, host[analysis.BASELINE],
+                     {n: float(X[i] @ p) for i, n in enumerate(names)}, loo, pred, rng, host[stats.SYSEMU],
                      doc.get("meta", {}).get("kernel_variant", "bench"), inputs)
 
 

@@ -1,4 +1,5 @@
-"""The `check`, `baseline` and `history` commands: a thin layer over bench.regression.
+"""The `check`, `baseline` and `history` commands: a thin layer over bench.regression and
+bench.render.regression.
 
 Kept apart from it so that every other command starts without importing pandas.
 """
@@ -15,9 +16,10 @@ FORMATS = ("text", "json", "markdown")
 
 
 def _cmd_check(args) -> int:
-    from bench import stats as A
+    from bench import stats
     from bench.measure import continuous
     from bench import regression as R
+    from bench.render.regression import render
 
     if args.baseline_window is not None and args.current is None:
         raise UsageError("--baseline-window needs --current: the runs before it form the baseline")
@@ -41,10 +43,10 @@ def _cmd_check(args) -> int:
                 # Refused before anything is measured: what the run would record here, against the baseline.
                 R.refuse_foreign(baseline, continuous.machine_for(baseline.rerun), force=forced)
                 current = continuous.run_bench(baseline.rerun, pathlib.Path(tmp) / "current")
-        df = A.load([current])
+        df = stats.load([current])
         elsewhere = R.differences(R.machine(baseline.values), R.machine(df))
         table = R.check(baseline, df, force=forced or args.against is not None)
-    print(R.render(table, baseline, args.format))
+    print(render(table, baseline, args.format))
     if elsewhere and args.against is not None:
         print(f"check: note: the two trees' runs differ in {elsewhere}", file=sys.stderr)
     named = R.regressed_backends(table)
@@ -89,13 +91,13 @@ def _cmd_baseline(args) -> int:
 def _runs_in(directory: pathlib.Path):
     """The runs (pyperf suites of this harness) in a results directory; other files are skipped, as
     `report` skips them: the directory may hold anything."""
-    from bench import stats as A
+    from bench import stats
     from bench import results
 
     for path in sorted(directory.glob("*.json")):
         try:
             if results.classify(results.read_json(path)) != "rfc":
-                A.load([path])
+                stats.load([path])
                 yield path
         except UsageError:
             continue

@@ -24,15 +24,15 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from bench import stats as A
+    from bench import stats
     from bench.render.report import format_compare
 
-    a, b = A.load([args.a]), A.load([args.b])
-    c = A.compare(a, b)
+    a, b = stats.load([args.a]), stats.load([args.b])
+    c = stats.compare(a, b)
     if c.empty:
         raise UsageError(f"{args.a} and {args.b} have no case in common")
     print(format_compare(c, a["run_id"].iloc[0], b["run_id"].iloc[0]))
-    print(f"change = B median / A median; significance at 95%: {A.WELCH.removesuffix(' (95%)')} where values "
+    print(f"change = B median / A median; significance at 95%: {stats.WELCH.removesuffix(' (95%)')} where values "
           f"vary, an exact comparison where both runs are deterministic (icount)")
     return 0
 

@@ -12,7 +12,7 @@ from bench.anatomy.counts import (ALL_EVENTS, EVENT, MODEL_VARIANT, REP_EXTRA, B
 from bench.anatomy.model import MODEL_FEATURES, CostModel
 from bench.anatomy.phases import PHASES
 from bench.render import document
-from bench.stats import BASELINE, CANDIDATE
+from bench.stats import CANDIDATE, SYSEMU
 
 EVENT_LABELS = {"cr3_write": "CR3 writes", "wrmsr": "WRMSR", "swapgs": "SWAPGS", "syscall": "SYSCALL",
                 "sysret": "SYSRET", "iret": "IRET", "xsave": "XSAVE", "xrstor": "XRSTOR",
@@ -220,13 +220,13 @@ def _mitigation_blocks(off_doc: dict, on_doc: dict) -> list:
                           "compiled in and forced on the command line). icount ns = instructions, same CPU. "
                           f"Mitigations off: {mitigations_phrase(off_doc['meta'])} Mitigations on: "
                           f"{mitigations_phrase(on_doc['meta'])}")]
-    if BASELINE in both and CANDIDATE in both:
-        s_off, s_on = off[BASELINE][ns], on[BASELINE][ns]
+    if SYSEMU in both and CANDIDATE in both:
+        s_off, s_on = off[SYSEMU][ns], on[SYSEMU][ns]
         p_off, p_on = off[CANDIDATE][ns], on[CANDIDATE][ns]
         r_off, r_on = s_off / p_off, s_on / p_on
         blocks.append(("p", f"With the host's mitigations on, PTRACE_SYSEMU's path grows from {_fmt(s_off)} to "
                             f"{_fmt(s_on)} instructions per syscall ({100 * (s_on / s_off - 1):+.1f}%; most in "
-                            f"{_grown_phases(off[BASELINE], on[BASELINE])}) and process_vm_exec's from {_fmt(p_off)} "
+                            f"{_grown_phases(off[SYSEMU], on[SYSEMU])}) and process_vm_exec's from {_fmt(p_off)} "
                             f"to {_fmt(p_on)} ({100 * (p_on / p_off - 1):+.1f}%; most in "
                             f"{_grown_phases(off[CANDIDATE], on[CANDIDATE])}): process_vm_exec's path-length "
                             f"advantage {'grows' if r_on > r_off else 'shrinks' if r_on < r_off else 'stays'} from "
@@ -234,7 +234,7 @@ def _mitigation_blocks(off_doc: dict, on_doc: dict) -> list:
     rows = []
     for n in both:
         a, b = off[n], on[n]
-        speedups = [f"{d[BASELINE][ns] / d[n][ns]:.2f}x" if BASELINE in d else "–" for d in (off, on)]
+        speedups = [f"{d[SYSEMU][ns] / d[n][ns]:.2f}x" if SYSEMU in d else "–" for d in (off, on)]
         rows.append([f"`{n}`", _fmt(a[ns]), _fmt(b[ns]), f"{_fmt(b[ns] - a[ns])} ({100 * (b[ns] / a[ns] - 1):+.1f}%)",
                      *speedups, f"{_fmt(a['totals']['fence'])} → {_fmt(b['totals']['fence'])}",
                      f"{_fmt(a['totals']['cr3_write'])} → {_fmt(b['totals']['cr3_write'])}",

@@ -17,7 +17,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench.measure import accelerators
 from bench import results
-from bench import stats as A
+from bench import stats, verdict
 
 #: Log scale when the largest value is this many times the smallest.
 LOG_SPREAD = 20
@@ -27,7 +27,7 @@ SYSEMU_COLOR, CANDIDATE_COLOR, OTHER_COLOR = "#d62728", "#2ca02c", "#1f77b4"
 
 
 def _color(backend: str) -> str:
-    return {A.BASELINE: SYSEMU_COLOR, A.CANDIDATE: CANDIDATE_COLOR, A.NATIVE: "#7f7f7f"}.get(backend, OTHER_COLOR)
+    return {stats.SYSEMU: SYSEMU_COLOR, stats.CANDIDATE: CANDIDATE_COLOR, stats.NATIVE: "#7f7f7f"}.get(backend, OTHER_COLOR)
 
 
 def _label(row) -> str:
@@ -93,7 +93,7 @@ def _hbars(ax, labels, values, low, high, colors, fmt) -> None:
 
 def plot_cost(s: pd.DataFrame) -> Figure:
     """Median ns per intercepted syscall for every backend, with 95% CI error bars."""
-    base = A.base_cases(s).sort_values(["run_id", "median_ns"])
+    base = stats.base_cases(s).sort_values(["run_id", "median_ns"])
     fig, panels = _panels(base, 0.32)
     for ax, run_id, g in panels:
         _hbars(ax, [_label(r) for _, r in g.iterrows()], g["median_ns"].to_numpy(),
@@ -112,15 +112,15 @@ def plot_speedup(r: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
         return None
     r = r.assign(backend=r["numerator"]).sort_values(["run_id", "speedup"], ascending=[True, False])
     # The runs that answer the question (they measured process_vm_exec) on top: the first screen shows them.
-    fig, panels = _panels(r, 0.32, first=set(r.loc[r["backend"] == A.CANDIDATE, "run_id"]))
+    fig, panels = _panels(r, 0.32, first=set(r.loc[r["backend"] == stats.CANDIDATE, "run_id"]))
     for ax, run_id, g in panels:
-        labels = [f"{row['backend']} ({row['pin']})" if row["numerator_pin"] != A.IN_PROCESS else
+        labels = [f"{row['backend']} ({row['pin']})" if row["numerator_pin"] != results.IN_PROCESS else
                   f"{row['backend']} (in-process; vs SYSEMU {row['pin']})" for _, row in g.iterrows()]
         _hbars(ax, labels, g["speedup"].to_numpy(),
                g["speedup_low"].to_numpy(), g["speedup_high"].to_numpy(), [_color(b) for b in g["backend"]],
                lambda v: f"{v:.2f}x")
         ax.axvline(1.0, color=SYSEMU_COLOR, lw=1.2, label="PTRACE_SYSEMU itself (1x)")
-        ax.axvline(A.CLAIM, color="black", ls="--", lw=1.2, label=f"the RFC's claim: {A.CLAIM:g}x")
+        ax.axvline(verdict.CLAIM, color="black", ls="--", lw=1.2, label=f"the RFC's claim: {verdict.CLAIM:g}x")
         ax.set_xscale("log")
         _ticks(ax, "x", lambda v: f"{v:g}x")
         ax.set_title(run_title(runs.loc[run_id]), fontsize=10)
@@ -136,7 +136,7 @@ PIN_LABELS = {"same": "same CPU", "cross": "different CPUs", "none": "unpinned"}
 
 def plot_pinning(s: pd.DataFrame) -> Figure | None:
     """Same CPU vs different CPUs (vs unpinned) for every tracer backend measured at two placements."""
-    base = A.base_cases(s)
+    base = stats.base_cases(s)
     base = base[base["pin"].isin(PIN_COLORS)]
     multi = base.groupby(["run_id", "backend"])["pin"].transform("nunique") > 1
     base = base[multi]
@@ -177,7 +177,7 @@ HORIZONTAL = {"orientation": "horizontal"} if tuple(map(int, matplotlib.__versio
 
 def plot_distribution(df: pd.DataFrame, s: pd.DataFrame) -> Figure:
     """Every value per backend (box: quartiles, whiskers 1.5 IQR, dots: outliers)."""
-    base = A.base_cases(s).sort_values(["run_id", "median_ns"])
+    base = stats.base_cases(s).sort_values(["run_id", "median_ns"])
     fig, panels = _panels(base, 0.32)
     for ax, run_id, g in panels:
         values = [df.loc[(df["run_id"] == run_id) & (df["case"] == c), "value_ns"].to_numpy() for c in g["case"]]
@@ -244,11 +244,11 @@ def plot_parallel(s: pd.DataFrame) -> Figure | None:
     swept = s[(s["parallel"] > 1) & (s["pages"] == 0)]
     if swept.empty:
         return None
-    rows, base = [], A.base_cases(s)
+    rows, base = [], stats.base_cases(s)
     for (run_id, backend, pin), g in swept.groupby(["run_id", "backend", "pin"]):
         # The sweep is unpinned; its parallel=1 point is the unpinned case, else the best other placement.
         ones = base[(base["run_id"] == run_id) & (base["backend"] == backend)]
-        ones = ones.sort_values("pin", key=lambda p: p.map(lambda x: 0 if x == pin else 1 + A.pin_order(x)))
+        ones = ones.sort_values("pin", key=lambda p: p.map(lambda x: 0 if x == pin else 1 + stats.pin_order(x)))
         one = ones.head(1)
         note = "" if one.empty or one["pin"].iloc[0] == pin else f"; 1 pair: {one['pin'].iloc[0]}"
         rows.append(pd.concat([one, g]).assign(line=f"{backend} ({pin}{note})"))
@@ -292,18 +292,18 @@ def plot_history(h: pd.DataFrame) -> Figure:
 @dataclasses.dataclass(frozen=True)
 class Plot:
     stem: str                                       # file name: STEM.png, STEM.svg
-    draw: Callable[[A.Findings], Figure | None]     # None: the data do not support it (e.g. no sweep)
+    draw: Callable[[verdict.Findings], Figure | None]     # None: the data do not support it (e.g. no sweep)
     caption: str
 
 
-def _runs(f: A.Findings) -> pd.DataFrame:
+def _runs(f: verdict.Findings) -> pd.DataFrame:
     return f.summary.drop_duplicates("run_id").set_index("run_id", drop=False)
 
 
 #: Every plot, in the report's order.  Adding one: its function and one entry here.
 PLOTS = [
     Plot("speedup", lambda f: plot_speedup(f.all_ratios, _runs(f)),
-         f"Speed-up over PTRACE_SYSEMU at the same pinning; dashed line: the RFC's {A.CLAIM:g}x."),
+         f"Speed-up over PTRACE_SYSEMU at the same pinning; dashed line: the RFC's {verdict.CLAIM:g}x."),
     Plot("cost", lambda f: plot_cost(f.summary), "Median ns per intercepted syscall, 95% bootstrap CI as whiskers."),
     Plot("pinning", lambda f: plot_pinning(f.summary),
          "Tracer and tracee on one CPU vs on two: the cost of cross-CPU wake-ups."),
@@ -319,7 +319,7 @@ CAPTIONS = {p.stem: p.caption for p in PLOTS}
 KEY_PLOT = "speedup"
 
 
-def figures(f: A.Findings) -> dict[str, Figure]:
+def figures(f: verdict.Findings) -> dict[str, Figure]:
     """Every plot the data support, by file stem, in PLOTS order."""
     return {p.stem: fig for p in PLOTS if (fig := p.draw(f)) is not None}
 

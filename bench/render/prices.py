@@ -2,7 +2,7 @@
 from measured parts' as blocks of bench.render.document, and `bench prices`'s Markdown."""
 from __future__ import annotations
 
-from bench import stats as analysis
+from bench import stats, verdict
 from bench.anatomy.composed import PRICES, SWITCH_FUNCTION, Composition
 from bench.render import document
 
@@ -20,7 +20,7 @@ def blocks(c: Composition) -> list:
              f"{_fmt(c.composed_ci[m][0])}–{_fmt(c.composed_ci[m][1])}", f"{100 * c.errors[m]:+.1f}%"]
             for m in sorted(c.measured)]
     worst = max(c.errors, key=lambda m: abs(c.errors[m]))
-    judged = abs(c.errors[worst]) <= analysis.COMPOSED_MAX_ERROR
+    judged = abs(c.errors[worst]) <= verdict.COMPOSED_MAX_ERROR
     return [("p", "Prices measured on this host by micro-benchmarks of their own (`vmexec price`), each part's "
                   "path length counted by the anatomy plugin in the icount guest; 95% CIs: the parts' host runs "
                   "resampled (timing noise only)." + (f" Inputs: {c.inputs}." if c.inputs else "")
@@ -35,15 +35,15 @@ def blocks(c: Composition) -> list:
                        "error"], mech),
             ("p", f"process_vm_exec, composed for this host: {_fmt(c.candidate_ns)} ns/syscall "
                   f"({_fmt(c.candidate_range[0])}–{_fmt(c.candidate_range[1])}: its 95% CI widened by the worst "
-                  f"relative errors), {c.trips[analysis.CANDIDATE]:.2f} round trips; a speed-up over "
+                  f"relative errors), {c.trips[stats.CANDIDATE]:.2f} round trips; a speed-up over "
                   f"PTRACE_SYSEMU ({_fmt(c.baseline_ns)} ns measured, 95% CI {_fmt(c.baseline_ci[0])}–"
                   f"{_fmt(c.baseline_ci[1])}) of {c.speedup:.2f}x ({c.speedup_range[0]:.2f}–"
                   f"{c.speedup_range[1]:.2f}). "
-                  + (f"Every mechanism measured is composed within ±{100 * analysis.COMPOSED_MAX_ERROR:g}% (worst: "
+                  + (f"Every mechanism measured is composed within ±{100 * verdict.COMPOSED_MAX_ERROR:g}% (worst: "
                      f"{worst} {100 * c.errors[worst]:+.1f}%), so the verdict judges this interval."
                      if judged else
                      f"Not judged: {worst}'s error ({100 * c.errors[worst]:+.1f}%) exceeds "
-                     f"±{100 * analysis.COMPOSED_MAX_ERROR:g}%, so the verdict judges the distortion bracket."))]
+                     f"±{100 * verdict.COMPOSED_MAX_ERROR:g}%, so the verdict judges the distortion bracket."))]
 
 
 def to_markdown(c: Composition) -> str:

@@ -1,7 +1,8 @@
 """`bench report`: results turned into an answer a reader can check.
 
-The statistics live in bench.stats and the plots in bench.render.plots; this
-module lays them out as a document (a list of blocks, section by section from
+The statistics live in bench.stats, the verdict and every figure it rests on
+in bench.verdict (Findings), the plots in bench.render.plots; this module lays
+them out as a document (a list of blocks, section by section from
 one list) and renders that document twice: Markdown for a code-hosting site
 and one self-contained HTML file with the plots embedded.
 """
@@ -15,7 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from bench import stats as A
+from bench import stats, verdict
 from bench.anatomy.composed import composed_model
 from bench.anatomy.model import CostModel, fitted_model
 from bench.render import anatomy, plots, prices
@@ -40,7 +41,7 @@ def load_inputs(paths) -> tuple[pd.DataFrame, list[dict]]:
     suites, rfc = results.split(paths)
     if not suites:
         raise UsageError("no pyperf results among the files given (only RFC-replica files)")
-    return A.load(suites), [A.load_rfc(p) for p in rfc]
+    return stats.load(suites), [results.load_rfc(p) for p in rfc]
 
 
 # --------------------------------------------------------------------------- the document
@@ -62,16 +63,15 @@ def _reason_items(why: dict[str, str]) -> list[str]:
     return [", ".join(f"`{c}`" for c in cases) + f": {reason}" for reason, cases in by_reason.items()]
 
 
-def _claim_blocks(f: A.Findings) -> list:
-    df, r, hg = f.values, f.claim, f.host_guest
+def _claim_blocks(f: verdict.Findings) -> list:
+    r = f.claim
     if r.empty:
-        why = A.reasons(df, A.CANDIDATE)
+        why = stats.reasons(f.values, stats.CANDIDATE)
         if not why:
             return [("p", "No run measured process_vm_exec (none of the given results has the backend).")]
         return [("p", "No run measured process_vm_exec:"), ("list", _reason_items(why))]
     rows = []
-    for _, row in r.iterrows():
-        a = A.assess(df, row, hg)
+    for (_, row), a in zip(r.iterrows(), f.assessments, strict=True):
         judged = "–" if a.low is None else f"{a.interval}: {a.low:.2f}–{a.high:.2f}"
         rows.append([row["run_id"], "VM" if row["vm"] else "host", f"{row['accelerator']}/{row['timing']}",
                      row["pin"], _x(row["speedup"]), f"{row['speedup_low']:.2f}–{row['speedup_high']:.2f}",
@@ -124,19 +124,19 @@ def _rewriting_blocks(df: pd.DataFrame) -> list:
 def _backend_blocks(t: pd.DataFrame, df: pd.DataFrame) -> list:
     """Per run, every backend without sweeps (the sweeps are plotted; every case is in CASES_CSV)."""
     blocks = []
-    for run_id, g in A.base_cases(t).groupby("run_id", sort=True):
+    for run_id, g in stats.base_cases(t).groupby("run_id", sort=True):
         blocks.append(("h", 3, run_title(g.iloc[0])))
         kinds = _kinds()
         rows = [[f"`{row['case']}`" + (f" ({REWRITING})" if kinds.get(row["backend"]) == REWRITING else ""),
                  _ns(row["median_ns"]), f"{_ns(row['ci_low'])}–{_ns(row['ci_high'])}",
                  str(row["n"]), f"{100 * row['rel_std']:.1f}%", _x(row["x_native"]),
                  _x(row["speedup_vs_sysemu"]) + (f" ({row['speedup_low']:.2f}–{row['speedup_high']:.2f})"
-                                                  if row["backend"] != A.BASELINE and np.isfinite(row["speedup_vs_sysemu"]) else ""),
+                                                  if row["backend"] != stats.SYSEMU and np.isfinite(row["speedup_vs_sysemu"]) else ""),
                  row["sysemu_pin"] or "–"]
                 for _, row in g.sort_values(["median_ns"]).iterrows()]
         blocks.append(("table", ["case", "ns/syscall (median)", "95% CI", "n", "rel. std", "cost vs native",
                                  "speed-up vs SYSEMU (95% CI)", "SYSEMU pinning compared"], rows))
-        why = A.reasons(df[df["run_id"] == run_id])
+        why = stats.reasons(df[df["run_id"] == run_id])
         if why:
             blocks += [("p", "Could not be measured in this run (cases that share a reason on one line):"),
                        ("list", _reason_items(why))]
@@ -146,11 +146,11 @@ def _backend_blocks(t: pd.DataFrame, df: pd.DataFrame) -> list:
 def _host_guest_blocks(hg: pd.DataFrame) -> list:
     if hg.empty:
         return [("p", "No backend was measured both on the host and in a guest among these results.")]
-    rows = [[f"`{r['backend']}`", r["pin"] if r["backend_pin"] != A.IN_PROCESS else f"in-process; SYSEMU {r['pin']}",
+    rows = [[f"`{r['backend']}`", r["pin"] if r["backend_pin"] != results.IN_PROCESS else f"in-process; SYSEMU {r['pin']}",
              f"{_x(r['host_speedup'])} ({r['host_low']:.2f}–{r['host_high']:.2f})",
              f"{r['accelerator']}/{r['timing']}", f"{_x(r['guest_speedup'])} ({r['guest_low']:.2f}–{r['guest_high']:.2f})",
              f"{r['distortion']:.2f} ({r['distortion_low']:.2f}–{r['distortion_high']:.2f})"
-             + ("" if r["backend"] not in A.NOT_DISTORTION_PROBES else " (not a probe)")]
+             + ("" if r["backend"] not in verdict.NOT_DISTORTION_PROBES else " (not a probe)")]
             for _, r in hg.iterrows()]
     return [("p", "Speed-up over PTRACE_SYSEMU (SYSEMU ÷ backend) of the same backend, on the host and in the "
                   "guest. A distortion (guest ÷ host) far from 1 means the VM changes relative costs; its range "
@@ -162,17 +162,17 @@ def _host_guest_blocks(hg: pd.DataFrame) -> list:
 
 
 def _rfc_blocks(summary: pd.DataFrame, rfc: list[dict]) -> list:
-    t = A.rfc_table(rfc)
+    t = stats.rfc_table(rfc)
     rows = [[r["source"], f"`{r['program']}`", _ns(r["printed_ns"]) if r["available"] else "not run",
              _ns(r["true_ns"]) if r["available"] else r["reason"]] for _, r in t.iterrows()]
-    ours = A.base_cases(summary)
-    ours = ours[ours["backend"].isin([A.BASELINE, A.CANDIDATE]) & (ours["pin"] == "same")]
+    ours = stats.base_cases(summary)
+    ours = ours[ours["backend"].isin([stats.SYSEMU, stats.CANDIDATE]) & (ours["pin"] == "same")]
     for _, r in ours.iterrows():
-        program = {A.BASELINE: "ptrace-sysemu (≈ ptrace_vm_exec)", A.CANDIDATE: "process-vm-exec"}[r["backend"]]
+        program = {stats.SYSEMU: "ptrace-sysemu (≈ ptrace_vm_exec)", stats.CANDIDATE: "process-vm-exec"}[r["backend"]]
         rows.append([f"this harness: {run_title(r)}", f"`{program}`, same CPU",
-                     _ns(r["median_ns"] / A.RFC_LOOP_SECONDS), _ns(r["median_ns"])])
-    speedups = "; ".join(f"{k}: {v:.2f}x" for k, v in A.rfc_speedups(rfc).items())
-    return [("p", f"The RFC's programs loop for {A.RFC_LOOP_SECONDS} s but print 1e9 / iterations, so the "
+                     _ns(r["median_ns"] / stats.RFC_LOOP_SECONDS), _ns(r["median_ns"])])
+    speedups = "; ".join(f"{k}: {v:.2f}x" for k, v in stats.rfc_speedups(rfc).items())
+    return [("p", f"The RFC's programs loop for {stats.RFC_LOOP_SECONDS} s but print 1e9 / iterations, so the "
                   f"\"ns/syscall\" they print is one fifth of the true cost per iteration: the cover letter's "
                   f"1446 vs 289 ns are really about 7.2 µs vs 1.45 µs. The ratio is unaffected."),
             ("table", ["source", "program", "ns/syscall as the RFC prints it (true ÷ 5)", "true ns per iteration"],
@@ -209,9 +209,29 @@ def _stability_blocks(suites: list[pathlib.Path], run_ids: list[str], summary: p
     return blocks
 
 
+def environment(df: pd.DataFrame) -> list[dict]:
+    """What each run was measured on, one dict per run, as its metadata records it (for the Environment section)."""
+    out = []
+    for run_id, run in df.groupby("run_id", sort=True):
+        first = run.iloc[0]
+        try:
+            mitigations = json.loads(first["vmexec_mitigations"] or "{}")
+        except (TypeError, json.JSONDecodeError):
+            mitigations = {}
+        out.append({"run": run_id, "kind": "VM guest" if first["vm"] else "host", "host": first["host"],
+                    "cpu": first["vmexec_cpu_model"] or first["cpu_model_name"], "cpus": first["vmexec_cpus"],
+                    "cpus used": first["vmexec_cpus_used"],
+                    "kernel": f"{first['kernel']} {first['vmexec_kernel_version']}".strip(),
+                    "accelerator": first["accelerator"], "timing": first["timing"],
+                    "mitigations": mitigations, "python": first["python_version"],
+                    "pyperf": first["perf_version"], "command": first["vmexec_command"],
+                    "commit": first["vmexec_commit"]})
+    return out
+
+
 def _environment_blocks(df: pd.DataFrame) -> list:
     blocks = []
-    for env in A.environment(df):
+    for env in environment(df):
         mitig = env.pop("mitigations")
         affected = [f"{k}: {v}" for k, v in mitig.items() if v != "Not affected"]
         items = [f"**{k}**: `{v}`" if k in ("command", "commit") else f"**{k}**: {v}"
@@ -225,7 +245,7 @@ def _environment_blocks(df: pd.DataFrame) -> list:
 @dataclasses.dataclass(frozen=True)
 class Inputs:
     """What every section may draw on: the findings and what the report was made from."""
-    findings: A.Findings
+    findings: verdict.Findings
     rfc: list[dict]                 # RFC-replica records
     plots: list[str]                # stems of the plots drawn
     paths: list[pathlib.Path]       # every input file
@@ -244,7 +264,7 @@ def _first_screen(i: Inputs) -> list:
             *([("p", f"*Caveat:* {h.caveat}")] if h.caveat else []),
             *([("img", plots.KEY_PLOT, plots.CAPTIONS[plots.KEY_PLOT])] if plots.KEY_PLOT in i.plots else []),
             ("h", 1, "process_vm_exec vs PTRACE_SYSEMU: benchmark report"),
-            ("p", A.VERDICT_RULE),
+            ("p", verdict.VERDICT_RULE),
             ("p", "Inputs: " + ", ".join(f"`{p.name}`" for p in i.paths))]
 
 
@@ -292,7 +312,7 @@ SECTIONS: list[tuple[str | None, Callable[[Inputs], list]]] = [
     ("A hardware estimate from measured parts", _composed_blocks),
     ("A host cost model from the anatomy",
      lambda i: anatomy.cost_model_blocks(i.model, i.no_model, anatomy_dir(i.paths))),
-    ("pyperf's stability checks", lambda i: _stability_blocks(i.suites, A.run_ids(i.suites), i.findings.summary)),
+    ("pyperf's stability checks", lambda i: _stability_blocks(i.suites, results.run_ids(i.suites), i.findings.summary)),
     ("The RFC's figures beside ours", lambda i: _rfc_blocks(i.findings.summary, i.rfc)),
     ("Environment", lambda i: _environment_blocks(i.findings.values)),
 ]
@@ -326,8 +346,8 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     suites, _ = results.split(paths)
     model, no_model = fitted_model(suites, anatomy_dir(paths))
     composed, no_composed = _composed(suites, paths)
-    f = A.findings(df, model.prediction() if model else None, no_model,
-                   composed.prediction() if composed else None, no_composed)
+    f = verdict.findings(df, verdict.ModelPrediction.of(model) if model else None, no_model,
+                   verdict.ComposedPrediction.of(composed) if composed else None, no_composed)
     written = {}
     figs = plots.figures(f)
     for stem, fig in figs.items():
@@ -355,9 +375,9 @@ def format_compare(c: pd.DataFrame, a: str, b: str) -> str:
     for _, r in c.iterrows():
         change = r["change"]
         word = "slower" if change > 1 else "faster"
-        verdict = ("not enough values" if r["significant"] is None else
-                   "yes" + (f" (t={r['t_score']:.2f})" if r["t_score"] is not None else "") if r["significant"] else
-                   "no" + (f" (t={r['t_score']:.2f})" if r["t_score"] is not None else ""))
+        t = f" (t={r['t_score']:.2f})" if r["t_score"] is not None else ""
+        significance = ("not enough values" if r["significant"] is None else
+                        "yes" + t if r["significant"] else "no" + t)
         rows.append((r["case"], _ns(r["median_a_ns"]), _ns(r["median_b_ns"]),
-                     f"{max(change, 1 / change):.2f}x {word}" if change != 1 else "no change", verdict, r["test"]))
+                     f"{max(change, 1 / change):.2f}x {word}" if change != 1 else "no change", significance, r["test"]))
     return to_text([table(("case", f"{a} ns", f"{b} ns", "change", "significant?", "test"), rows, "lrrrrl")])

@@ -11,19 +11,17 @@ import pathlib
 import numpy as np
 import pyperf
 
-from bench.measure.plan import Case
+from bench.measure.plan import Planned
+from bench.results import Case
 
 MITIGATIONS = {"meltdown": "Not affected", "spectre_v2": "Mitigation: Retpolines", "mds": "Not affected"}
 
 
 def case_metadata(name: str) -> dict:
-    """The metadata `bench run` gives the case of that name (bench.measure.plan.Case writes it)."""
-    parts = name.split(":")
-    named = dict(p.split("=", 1) for p in parts[1:])
-    pin = named.get("pin", "same")
-    cpus = {"same": (0, 0), "cross": (0, 1), "none": (None, None), "in-process": (None, 0)}[pin]
-    return Case(parts[0], pin, *cpus, pages=int(named.get("pages", 0)),
-                parallel=int(named.get("parallel", 1))).metadata()
+    """The metadata `bench run` gives the case of that name (bench.measure.plan.Planned writes it)."""
+    case = Case.parse(name)
+    cpus = {"same": (0, 0), "cross": (0, 1), "none": (None, None), "in-process": (None, 0)}[case.pin]
+    return Planned(case.backend, case.pin, case.pages, case.parallel, *cpus).metadata()
 
 
 def write_suite(path: pathlib.Path, medians_ns: dict[str, float], *, vm: bool = False,
