@@ -23,4 +23,6 @@ def test_the_mitigation_arguments_record_the_host_they_were_read_on():
     assert m.tcg_args and all("=" in a for a in m.tcg_args) and m.kvm_args == ()
     assert m.host["cpu_model"] and m.host["kernel"] and m.host["cmdline"]
     assert m.read["date"] and "/sys/devices/system/cpu/vulnerabilities" in m.read["command"]
-    assert kernel.VARIANTS["mitigations"].boot_args == m.tcg_args
+    assert kernel.boot_args("mitigations", "tcg") == kernel.BOOT_ARGS["mitigations"] == m.tcg_args
+    assert kernel.boot_args("mitigations", "kvm") == m.kvm_args
+    assert dict(kernel.BOOT_ARGS) == {"debug": ("acpi=off",), "mitigations": m.tcg_args}

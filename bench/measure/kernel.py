@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from bench.measure.environment import REPO
@@ -36,13 +38,12 @@ class Mitigations:
     read: dict
 
 
-def load_mitigations(path: Path | None = None) -> Mitigations:
-    data = json.loads((path or KERNEL_DIR / "mitigations.json").read_text())
+@functools.cache
+def load_mitigations(name: str = "mitigations.json") -> Mitigations:
+    """kernel/NAME, read when a guest is booted (an installed package has no kernel/ to read at import)."""
+    data = json.loads((KERNEL_DIR / name).read_text())
     return Mitigations(tuple(a["arg"] for a in data["tcg_args"]), tuple(data["kvm_args"]),
                        data["host"], data["read"])
-
-
-MITIGATIONS = load_mitigations()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,13 +54,14 @@ class Variant:
     localversion: str               # ends the kernel release (bench.regression tells variants by it)
     description: str
     patched: bool = True            # False: no patch applied, PATCH_OPTIONS not requested, the name in the key
-    boot_args: tuple[str, ...] = ()                 # the guest's kernel command line it needs (TCG)
-    kvm_boot_args: tuple[str, ...] | None = None    # under KVM, if not the same
+    boot_args: tuple[str, ...] = ()     # the guest's kernel command line it needs
+    mitigations: str | None = None      # kernel/ file of a host's mitigation arguments (load_mitigations), added
 
     def boot_args_for(self, accel: str) -> tuple[str, ...]:
-        if accel == "kvm" and self.kvm_boot_args is not None:
-            return self.kvm_boot_args
-        return self.boot_args
+        if self.mitigations is None:
+            return self.boot_args
+        m = load_mitigations(self.mitigations)
+        return (*self.boot_args, *(m.kvm_args if accel == "kvm" else m.tcg_args))
 
 
 #: Every build variant, one row each.  The debug kernel (lockdep, KASAN) is so slow under TCG that
@@ -77,11 +79,29 @@ VARIANTS = {v.name: v for v in (
             patched=False),
     Variant("mitigations", ("config.fragment", "config.mitigations.fragment"), LOCALVERSION + "-mitigations",
             "the benchmark kernel with the development host's speculation mitigations (kernel/mitigations.json)",
-            boot_args=MITIGATIONS.tcg_args, kvm_boot_args=MITIGATIONS.kvm_args),
+            mitigations="mitigations.json"),
 )}
+
+
+class _TcgBootArgs(Mapping):
+    """variant -> its command line under TCG, for the variants that have one (read on access)."""
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        args = get_variant(name).boot_args_for("tcg") if name in VARIANTS else ()
+        if not args:
+            raise KeyError(name)
+        return args
+
+    def __iter__(self):
+        return (name for name in VARIANTS if name in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 #: Views of the table, for its readers.
 LOCALVERSIONS = {v.name: v.localversion for v in VARIANTS.values()}
-BOOT_ARGS = {v.name: v.boot_args for v in VARIANTS.values() if v.boot_args}
+BOOT_ARGS = _TcgBootArgs()
 
 
 def get_variant(name: str) -> Variant:
