@@ -7,6 +7,8 @@ import sys
 import pyperf
 import pytest
 
+import tracers
+
 from conftest import run_bench
 
 
@@ -47,6 +49,10 @@ def test_results_are_never_overwritten(tiny_results):
     (["run", "--cpus", "0,4096"], "CPU 4096"),
     (["run", "--output", "/nonexistent-dir/x.json"], "does not exist"),
     (["run", "--tag", "novalue"], "KEY=VALUE"),
+    (["run", "--output", "/proc/vmexec-bench.json"], "not writable"),
+    (["run", "--cpus", "0,99"], "CPU 99"),
+    (["run", "--timeout", "0"], "--timeout"),
+    (["run", "--backends", ""], "--backends"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -60,8 +66,15 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
 def test_list_shows_every_backend_with_its_state():
     proc = run_bench("list")
     assert proc.returncode == 0
-    for name in ("native", "ptrace-sysemu", "python-ptrace-sysemu"):
-        assert name in proc.stdout
+    lines = proc.stdout.splitlines()
+    shown = {line.split()[0]: line for line in lines if line[:1].strip()}
+    backends = tracers.all_backends()
+    assert list(shown) == [b.name for b in backends]
+    for b in backends:
+        why = b.unavailable()
+        kind = "in-process" if b.in_process else "tracer"
+        assert shown[b.name].split(None, 2)[1:] == [kind, "available" if why is None else f"unavailable: {why}"]
+        assert lines[lines.index(shown[b.name]) + 1].strip() == b.description
 
 
 def test_the_whole_run_keeps_every_cpu_of_the_machine(tmp_path):

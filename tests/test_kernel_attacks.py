@@ -113,7 +113,7 @@ def suite(request, attack_bin, attack_share):
         start = time.monotonic()
         run = vm.run_in_guest(["sh", "-c", script], kernel=kb.bzimage, accel="tcg",
                               output_dir=attack_share, boot_timeout=300, run_timeout=2400,
-                              kernel_args=kernel.BOOT_ARGS.get(variant, ()))
+                              kernel_args=kernel.boot_args(variant, "tcg"))
         seconds = time.monotonic() - start
         assert run.exit_status == 0, run.console[-3000:]
         _runs[variant] = SuiteRun(variant, tap.read_text(), log.read_text(),

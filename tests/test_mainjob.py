@@ -55,9 +55,11 @@ def test_a_probe_that_boots_takes_kvm_wall_clock_on_the_mitigations_kernel_with_
 def test_the_kvm_guest_boots_with_the_cpus_own_mitigation_defaults():
     """Under TCG the mitigations variant forces the host's options (TCG's CPU has none of its bugs); under
     -cpu host nothing is forced, unless another variant is asked for."""
-    assert vm.boot_args("mitigations", "kvm") == ()
-    assert vm.boot_args("mitigations", "tcg") == tuple(kernel.MITIGATION_ARGS)
-    assert vm.boot_args("debug", "kvm") == ("acpi=off",)
+    assert kernel.boot_args("mitigations", "kvm") == ()
+    assert kernel.boot_args("mitigations", "tcg") == kernel.load_mitigations().tcg_args
+    assert "spectre_v2=retpoline" in kernel.load_mitigations().tcg_args
+    assert kernel.boot_args("debug", "kvm") == kernel.boot_args("debug", "tcg") == ("acpi=off",)
+    assert kernel.boot_args("bench", "tcg") == ()
     d = mainjob.decide(kvm_variant="bench", probe=lambda: None)
     assert all(parsed(s).kernel_variant == "bench" for s in guest_steps(mainjob.plan(d)) if parsed(s).accel == "kvm")
 

@@ -10,7 +10,7 @@ from data.synthetic import GUEST, HOST, HOST_UNAVAILABLE, write_rfc, write_suite
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_both_notebooks_exist():
+def test_the_three_notebooks_exist():
     assert {p.name for p in NOTEBOOKS} >= {"reproduce_5x_claim.ipynb", "mechanisms.ipynb", "walkthrough.ipynb"}
 
 

@@ -36,9 +36,9 @@ def vmexec_bin():
 
 @pytest.fixture(scope="session")
 def selftest_bin(share):
-    out = share / "process_vm_exec_test"
+    out = share / "semantics_check"
     subprocess.run([*GCC, "-pthread", "-o", str(out),
-                    str(REPO / "kernel" / "selftest" / "process_vm_exec_test.c")], check=True)
+                    str(REPO / "kernel" / "selftest" / "semantics_check.c")], check=True)
     return out
 
 

@@ -6,8 +6,11 @@
 #ifndef VMEXEC_ARGS_H
 #define VMEXEC_ARGS_H
 
-/* 0 ok, 1 the run failed (mismatch, crash, watchdog), 2 bad usage, 3 backend unavailable. */
-enum { EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE };
+/*
+ * 0 ok, 1 the run failed (mismatch, crash, watchdog), 2 bad usage, 3 backend unavailable,
+ * 4 a tracee could not set itself up (mmap, ptrace, pinning): its tracer reports the run failed.
+ */
+enum { EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_SETUP };
 
 /* Prints msg as one line on stderr; returns EXIT_USAGE. */
 int usage_error(const char *msg);

@@ -108,7 +108,7 @@ int tracee_main(int argc, char **argv)
 
 		if (buf == MAP_FAILED) {
 			perror("vmexec tracee: mmap(pages)");
-			return 2;
+			return EXIT_SETUP;
 		}
 		st.page_buf = buf;
 		/* Fault the pages in now, so the loop measures touching, not faulting. */
@@ -121,10 +121,10 @@ int tracee_main(int argc, char **argv)
 	st.self_timed = !traced;
 	if (traced && (ptrace(PTRACE_TRACEME, 0, 0, 0) || kill(getpid(), SIGSTOP))) {
 		perror("vmexec tracee: ptrace(PTRACE_TRACEME)");
-		return 2;
+		return EXIT_SETUP;
 	}
 	syscall_loop(&st);
 	printf("{\"calls\": %ld, \"matched\": %ld, \"first_bad\": %ld, \"pages\": %ld, \"elapsed_ns\": %llu}\n",
 	       st.calls, st.matched, st.first_bad, st.pages, (unsigned long long)(st.t1_ns - st.t0_ns));
-	return st.matched == st.calls ? 0 : 1;
+	return st.matched == st.calls ? EXIT_OK : EXIT_FAILED;
 }

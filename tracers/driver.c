@@ -92,9 +92,9 @@ static int cmd_constants(void)
 	printf("{\"compiler\": \"%s\", \"loop_syscall\": %d, \"loop_arg\": %ld, \"loop_end_arg\": %ld,"
 	       " \"ptrace_sysemu\": %d, \"default_inject\": %d, \"default_timeout_s\": %d,"
 	       " \"max_parallel\": %d, \"max_pages\": %ld, \"page_bytes\": %d,"
-	       " \"exit\": {\"ok\": %d, \"failed\": %d, \"usage\": %d, \"unavailable\": %d}}\n",
+	       " \"exit\": {\"ok\": %d, \"failed\": %d, \"usage\": %d, \"unavailable\": %d, \"setup\": %d}}\n",
 	       COMPILER, LOOP_SYSCALL, LOOP_ARG, LOOP_END_ARG, PTRACE_SYSEMU, DEFAULT_INJECT, DEFAULT_TIMEOUT_S,
-	       MAX_PARALLEL, MAX_PAGES, PAGE_BYTES, EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE);
+	       MAX_PARALLEL, MAX_PAGES, PAGE_BYTES, EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_SETUP);
 	return EXIT_OK;
 }
 
@@ -134,10 +134,10 @@ static void tracee_child(const struct backend *b, struct session *s, pid_t trace
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != tracer)	/* the tracer died before prctl() took effect */
-		_exit(2);
+		_exit(EXIT_SETUP);
 	if (pin_to_cpu(s->cfg->cpu_tracee)) {
 		fail_errno(s, "sched_setaffinity(tracee)");
-		_exit(2);
+		_exit(EXIT_SETUP);
 	}
 	/* Fault the pages in now, so the loop measures touching, not faulting. */
 	for (long p = 0; p < s->loop.pages; p++)
@@ -145,7 +145,7 @@ static void tracee_child(const struct backend *b, struct session *s, pid_t trace
 	if (b->in_process)
 		wait_for_start();
 	if (b->tracee_setup && b->tracee_setup(s))
-		_exit(2);
+		_exit(EXIT_SETUP);
 	if (fault == FAULT_TRACEE_SEGV) {
 		/* The loop's first page write hits an unmapped page: a real fault mid-loop. */
 		s->loop.pages = 1;
@@ -153,19 +153,19 @@ static void tracee_child(const struct backend *b, struct session *s, pid_t trace
 	}
 	mismatches = syscall_loop(&s->loop);
 	if (b->tracee_done && b->tracee_done(s))
-		_exit(2);
-	_exit(mismatches ? 1 : 0);
+		_exit(EXIT_FAILED);
+	_exit(mismatches ? EXIT_FAILED : EXIT_OK);
 }
 
 static void describe_exit(struct session *s, int status)
 {
 	if (WIFSIGNALED(status))
 		fail(s, "tracee killed by signal SIG%s", sigabbrev_np(WTERMSIG(status)) ?: "?");
-	else if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_FAILED)
 		fail(s, "tracee saw %ld wrong return values of %ld (first: %ld, expected %ld)",
 		     s->loop.calls - s->loop.matched, s->loop.calls, s->loop.first_bad,
 		     s->loop.expect);
-	else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+	else if (WIFEXITED(status) && WEXITSTATUS(status) != EXIT_OK)
 		fail(s, "tracee set-up failed (exit status %d)", WEXITSTATUS(status));
 }
 

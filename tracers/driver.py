@@ -24,13 +24,23 @@ PLANT_ENV = "VMEXEC_PLANT"
 TEST_KNOBS = (FAULT_ENV, WORKER_FAULT_ENV, PLANT_ENV)
 
 
-def injected_fault(backend: str, variable: str = FAULT_ENV) -> str | None:
-    """The value given to backend in a BACKEND=VALUE[,...] test knob."""
+def _knob(variable: str, backend: str) -> str | None:
+    """The value given to backend in the BACKEND=VALUE[,...] test knob $variable, or None."""
     for item in os.environ.get(variable, "").split(","):
-        name, _, fault = item.partition("=")
-        if name == backend and fault:
-            return fault
+        name, _, value = item.partition("=")
+        if name == backend and value:
+            return value
     return None
+
+
+def injected_fault(backend: str) -> str | None:
+    """The fault $VMEXEC_FAULT injects into backend (a driver -F value), or None."""
+    return _knob(FAULT_ENV, backend)
+
+
+def planted_ns(backend: str) -> str | None:
+    """The nanoseconds of work $VMEXEC_PLANT adds to each of backend's intercepted calls (driver -L), or None."""
+    return _knob(PLANT_ENV, backend)
 
 
 def _run_driver(args: list[str], timeout: float) -> subprocess.CompletedProcess:
@@ -99,10 +109,9 @@ class DriverBackend(Backend):
             args += ["-t", str(spec.cpu_tracer)]
         if spec.cpu_tracee is not None:
             args += ["-T", str(spec.cpu_tracee)]
-        if injected_fault(self.name):
-            args += ["-F", injected_fault(self.name)]
-        if injected_fault(self.name, PLANT_ENV):
-            args += ["-L", injected_fault(self.name, PLANT_ENV)]
+        fault, plant = injected_fault(self.name), planted_ns(self.name)
+        args += ["-F", fault] if fault else []
+        args += ["-L", plant] if plant else []
         try:
             proc = _run_driver(args, timeout=timeout + 30)
         except subprocess.TimeoutExpired:

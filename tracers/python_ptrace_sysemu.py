@@ -76,6 +76,9 @@ class PythonPtraceSysemu(Backend):
 
     def _trace(self, pid: int, spec: RunSpec) -> int:
         _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == constants()["exit"]["setup"]:
+            raise BackendFailed(f"{self.name}: tracee set-up failed (exit status {os.WEXITSTATUS(status)}; "
+                                "its stderr says why)")
         if not os.WIFSTOPPED(status) or os.WSTOPSIG(status) != signal.SIGSTOP:
             raise BackendFailed(f"{self.name}: tracee did not stop (status {status:#x})")
         ptrace.ptrace_setoptions(pid, ptrace.PTRACE_O_EXITKILL if hasattr(ptrace, "PTRACE_O_EXITKILL")

@@ -13,7 +13,7 @@ from bench import results
 from bench.anatomy.counts import AGREEMENT, MODEL_VARIANT, BackendAnatomy, analyse, default_directory, \
     guest_vulnerabilities
 from bench.anatomy.guest import DEFAULT_SYSCALLS, check_arguments, default_backends, run_guest
-from bench.commands.cli import _list_of
+from bench.commands.options import list_of
 from bench.errors import BenchError, UsageError, writable_directory
 from bench.measure import kernel
 
@@ -123,7 +123,7 @@ def _cmd_model(args) -> int:
 
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser("anatomy", help="instruction-level anatomy of each backend in the icount guest")
-    p.add_argument("--backends", type=_list_of(str),
+    p.add_argument("--backends", type=list_of(str),
                    help="comma-separated C backends (default: every backend of the C driver)")
     p.add_argument("--syscalls", type=int, default=DEFAULT_SYSCALLS,
                    help=f"intercepted syscalls per backend (default {DEFAULT_SYSCALLS})")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from bench.measure.environment import REPO
@@ -24,42 +26,95 @@ KERNEL_DIR = REPO / "kernel"
 SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 SOURCE_PACKAGE = "linux-source-6.12"
 LOCALVERSION = "-vmexec"
-#: Build variants, each with its own cache key: the config fragments applied after
-#: tinyconfig, in order.  "bench" is the benchmark kernel; "debug" adds BUG, lockdep,
-#: KASAN, MEMCG, ... for the attack suite (tests/test_kernel_attacks.py); "safe" is the
-#: benchmark kernel in safe mode (FPU/PKRU/FS-GS isolation); "unpatched" is the same
-#: source and config without any patch, for what the port costs tasks that never call it;
-#: "mitigations" is the benchmark kernel with the host's speculation mitigations (see
-#: MITIGATION_ARGS).
-VARIANTS = {"bench": ("config.fragment",),
-            "debug": ("config.fragment", "config.debug.fragment"),
-            "safe": ("config.fragment", "config.safe.fragment"),
-            "unpatched": ("config.fragment",),
-            "mitigations": ("config.fragment", "config.mitigations.fragment")}
-LOCALVERSIONS = {"bench": LOCALVERSION, "debug": LOCALVERSION + "-debug",
-                 "safe": LOCALVERSION + "-safe", "unpatched": "-unpatched",
-                 "mitigations": LOCALVERSION + "-mitigations"}
-#: Kernel command-line arguments a variant needs in the guest.  The debug kernel (lockdep,
-#: KASAN) is so slow under TCG that ACPICA's 30 s AML loop timeout fires in QEMU's _PRT
-#: method and the boot stalls (AE_AML_LOOP_TIMEOUT): it boots without ACPI (MP table, PIRQ).
-#: The "mitigations" kernel's command line: what the development host's kernel runs
-#: (/sys/devices/system/cpu/vulnerabilities on the host, next to each argument), forced,
-#: because TCG's CPU model (AuthenticAMD family 15, "QEMU TCG CPU") advertises none of the
-#: host's bugs; everything the host does not run is turned off.  spectre_v1's usercopy and
-#: swapgs barriers are on by default once CPU_MITIGATIONS is built in.
-MITIGATION_ARGS = {
-    "spectre_v2=retpoline": "spectre_v2: Mitigation: Retpolines; RSB filling (at context switch); BHI: Retpoline",
-    "spectre_v2_user=off": "spectre_v2: STIBP: disabled, and no IBPB (the host's CPU offers none)",
-    "indirect_target_selection=force": "indirect_target_selection: Mitigation: Aligned branch/return thunks",
-    "retbleed=off": "retbleed: Vulnerable",
-    "spec_store_bypass_disable=off": "spec_store_bypass: Vulnerable",
-    "spec_rstack_overflow=off": "spec_rstack_overflow: Not affected",
-    "pti=off": "meltdown: Not affected (no page-table isolation)",
-}
-BOOT_ARGS = {"debug": ("acpi=off",), "mitigations": tuple(MITIGATION_ARGS)}
-#: Under KVM (-cpu host) the guest sees the host CPU's own bugs and picks its mitigations by the
-#: kernel's defaults, as the host does: nothing is forced, so BOOT_ARGS' TCG-only forcing is dropped.
-KVM_BOOT_ARGS = {"mitigations": ()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Mitigations:
+    """The host-specific kernel command line of the "mitigations" variant, from kernel/mitigations.json,
+    which records the host it was read on (CPU model, kernel, command line), when and with what command."""
+    tcg_args: tuple[str, ...]       # forced under TCG, whose CPU model advertises none of the host's bugs
+    kvm_args: tuple[str, ...]       # under KVM (-cpu host) the guest picks its own, as the host does
+    host: dict                      # where they came from (see the file)
+    read: dict
+
+
+@functools.cache
+def load_mitigations(name: str = "mitigations.json") -> Mitigations:
+    """kernel/NAME, read when a guest is booted (an installed package has no kernel/ to read at import)."""
+    data = json.loads((KERNEL_DIR / name).read_text())
+    return Mitigations(tuple(a["arg"] for a in data["tcg_args"]), tuple(data["kvm_args"]),
+                       data["host"], data["read"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One build of the same source, cached under its own key (cache_key)."""
+    name: str
+    fragments: tuple[str, ...]      # kernel/ config fragments, applied in order after tinyconfig
+    localversion: str               # ends the kernel release (bench.regression tells variants by it)
+    description: str
+    patched: bool = True            # False: no patch applied, PATCH_OPTIONS not requested, the name in the key
+    boot_args: tuple[str, ...] = ()     # the guest's kernel command line it needs
+    mitigations: str | None = None      # kernel/ file of a host's mitigation arguments (load_mitigations), added
+
+    def boot_args_for(self, accel: str) -> tuple[str, ...]:
+        if self.mitigations is None:
+            return self.boot_args
+        m = load_mitigations(self.mitigations)
+        return (*self.boot_args, *(m.kvm_args if accel == "kvm" else m.tcg_args))
+
+
+#: Every build variant, one row each.  The debug kernel (lockdep, KASAN) is so slow under TCG that
+#: ACPICA's 30 s AML loop timeout fires in QEMU's _PRT method and the boot stalls
+#: (AE_AML_LOOP_TIMEOUT): it boots without ACPI (MP table, PIRQ).
+VARIANTS = {v.name: v for v in (
+    Variant("bench", ("config.fragment",), LOCALVERSION, "the benchmark kernel"),
+    Variant("debug", ("config.fragment", "config.debug.fragment"), LOCALVERSION + "-debug",
+            "the attack suite's kernel (tests/test_kernel_attacks.py): BUG, lockdep, KASAN, MEMCG, ...",
+            boot_args=("acpi=off",)),
+    Variant("safe", ("config.fragment", "config.safe.fragment"), LOCALVERSION + "-safe",
+            "the benchmark kernel in safe mode (FPU/PKRU/FS-GS isolation)"),
+    Variant("unpatched", ("config.fragment",), "-unpatched",
+            "the same source and config without any patch: what the port costs tasks that never call it",
+            patched=False),
+    Variant("mitigations", ("config.fragment", "config.mitigations.fragment"), LOCALVERSION + "-mitigations",
+            "the benchmark kernel with the development host's speculation mitigations (kernel/mitigations.json)",
+            mitigations="mitigations.json"),
+)}
+
+
+class _TcgBootArgs(Mapping):
+    """variant -> its command line under TCG, for the variants that have one (read on access)."""
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        args = get_variant(name).boot_args_for("tcg") if name in VARIANTS else ()
+        if not args:
+            raise KeyError(name)
+        return args
+
+    def __iter__(self):
+        return (name for name in VARIANTS if name in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+#: Views of the table, for its readers.
+LOCALVERSIONS = {v.name: v.localversion for v in VARIANTS.values()}
+BOOT_ARGS = _TcgBootArgs()
+
+
+def get_variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise BenchError(f"unknown kernel variant {name!r} (known: {', '.join(VARIANTS)})")
+    return VARIANTS[name]
+
+
+def boot_args(name: str, accel: str) -> tuple[str, ...]:
+    """The kernel command line variant `name` needs under accel."""
+    return get_variant(name).boot_args_for(accel)
+
+
 #: Options that exist only with the patches: not requested of the unpatched kernel.
 PATCH_OPTIONS = ("CONFIG_PROCESS_VM_EXEC",)
 #: Bump when the build steps below change what they produce.
@@ -86,8 +141,8 @@ def cache_root() -> Path:
 
 
 def patches(variant: str = "bench") -> list[Path]:
-    """The patches named in kernel/patches/series, in order (none for "unpatched")."""
-    if variant == "unpatched":
+    """The patches named in kernel/patches/series, in order (none for an unpatched variant)."""
+    if not get_variant(variant).patched:
         return []
     series = KERNEL_DIR / "patches" / "series"
     names = [line.strip() for line in series.read_text().splitlines()]
@@ -104,9 +159,7 @@ def affects_kernel(patch: Path) -> bool:
 
 def fragments(variant: str = "bench") -> list[Path]:
     """The config fragments of a variant, applied in order after tinyconfig."""
-    if variant not in VARIANTS:
-        raise BenchError(f"unknown kernel variant {variant!r} (known: {', '.join(VARIANTS)})")
-    return [KERNEL_DIR / name for name in VARIANTS[variant]]
+    return [KERNEL_DIR / name for name in get_variant(variant).fragments]
 
 
 def fragment_options(variant: str = "bench") -> dict[str, str]:
@@ -120,7 +173,7 @@ def fragment_options(variant: str = "bench") -> dict[str, str]:
         elif line.startswith("CONFIG_"):
             name, _, value = line.partition("=")
             options[name] = value
-    if variant == "unpatched":
+    if not get_variant(variant).patched:
         options = {k: v for k, v in options.items() if not k.startswith(PATCH_OPTIONS)}
     return options
 
@@ -154,8 +207,8 @@ def cache_key(variant: str = "bench") -> str:
     h = hashlib.sha256()
     h.update(f"script {BUILD_SCRIPT_VERSION}\nsource {_source_version()}\n"
              f"compiler {compiler_version()}\n".encode())
-    if variant == "unpatched":
-        h.update(b"unpatched\n")
+    if not get_variant(variant).patched:
+        h.update(f"{variant}\n".encode())     # "unpatched\n", as before the table
     for p in patches(variant):
         if affects_kernel(p):
             h.update(f"patch {p.name}\n".encode() + p.read_bytes())
@@ -222,7 +275,7 @@ def _build_into(work: Path, log: _Log, say, variant: str) -> str:
     for p in patches(variant):
         say(f"applying {p.name}")
         log.run(f"patch {p.name}", ["patch", "-p1", "--forward", "--batch", "-i", str(p)], src)
-    make = ["make", f"O={obj}", f"LOCALVERSION={LOCALVERSIONS[variant]}", "CC=" + log.env["VMEXEC_CC"]]
+    make = ["make", f"O={obj}", f"LOCALVERSION={get_variant(variant).localversion}", "CC=" + log.env["VMEXEC_CC"]]
     names = " + ".join(f.name for f in fragments(variant))
     say(f"configuring: tinyconfig + {names} + olddefconfig")
     log.run("tinyconfig", make + ["tinyconfig"], src)
@@ -278,22 +331,3 @@ def build(force: bool = False, log=print, variant: str = "bench") -> KernelBuild
         shutil.rmtree(work)     # ~2 GB of sources and objects; ccache keeps what matters
     log(f"kernel {release} built in {seconds:.0f} s from {source} with {compiler}: {bzimage}")
     return KernelBuild(bzimage, release, key, seconds, False, source, compiler)
-
-
-def _cmd_build(args) -> int:
-    kb = build(force=args.force, variant=args.variant)
-    print(f"bzImage: {kb.bzimage}\nrelease: {kb.release}\nsource: {kb.source or 'not recorded'}\n"
-          f"compiler: {kb.compiler or 'not recorded'}\ncached: {str(kb.cached).lower()}\n"
-          f"seconds: {kb.seconds:.1f}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser("kernel", help="the patched guest kernel (process_vm_exec)")
-    sub = p.add_subparsers(dest="kernel_command", required=True, parser_class=type(p))
-    b = sub.add_parser("build", help="build (or find in the cache) the patched bzImage")
-    b.add_argument("--force", action="store_true", help="rebuild even if a cached build exists")
-    b.add_argument("--variant", choices=sorted(VARIANTS), default="bench",
-                   help="'debug': the attack suite's kernel (BUG, lockdep, KASAN, MEMCG; own cache key); "
-                        "'mitigations': the host's speculation mitigations forced on")
-    b.set_defaults(func=_cmd_build)

@@ -1,4 +1,4 @@
-"""`bench rfc`: the RFC's two benchmark programs (rfc/*.c), re-implemented, compiled and run.
+"""The RFC's two benchmark programs (rfc/*.c), re-implemented, compiled and run (`bench rfc`: bench.commands.rfc).
 
 Each loops for a span of CLOCK_MONOTONIC (5 s, as in the RFC) and prints the
 RFC's figure, 1e9 / iterations, which for a 5-second loop is one fifth of the
@@ -8,17 +8,14 @@ results/rfc-HOST-TIME.json (kind "rfc-replica"), which `bench report` reads.
 """
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 from bench.measure import environment
 from bench import results
-from bench.commands.cli import number, parse_tag
 from bench.measure.environment import REPO
 from bench.errors import BenchError
 from bench.measure.kernel import cache_root
@@ -92,23 +89,3 @@ def write(programs: list[dict], output: Path, tags: dict[str, str], started: str
               "programs": programs}
     return results.publish(output, lambda staged: staged.write_text(json.dumps(record, indent=1) + "\n"),
                            exists=exists)
-
-
-def _cmd_rfc(args) -> int:
-    output = results.output(args.output, f"rfc-{socket.gethostname()}")
-    started = datetime.datetime.now().isoformat()
-    programs = run(args.seconds)
-    print(table(programs))
-    output = write(programs, output, dict(args.tag), started, exists="fail" if args.output else "rename")
-    print(f"results: {output}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser("rfc", help="the RFC's own two benchmark programs, re-implemented")
-    p.add_argument("--seconds", type=number(float, 0, 3600, above=True), default=5.0,
-                   help="loop length (the RFC: 5)")
-    p.add_argument("--output", type=Path, help="results file (default: ./results/rfc-HOST-TIME.json)")
-    p.add_argument("--tag", type=parse_tag, action="append", default=[],
-                   help="KEY=VALUE; accelerator= and timing= describe a VM run")
-    p.set_defaults(func=_cmd_rfc)

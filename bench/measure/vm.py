@@ -1,4 +1,5 @@
-"""Boot the patched kernel in QEMU over the host's root file system and run one command.
+"""Boot the patched kernel in QEMU over the host's root file system and run one command.  Its command
+(`bench vm`) is bench.commands.vm.
 
 The guest sees the host's / read-only over virtio-9p (so the repository,
 Python and the built driver are there at the same paths, /tmp included),
@@ -21,7 +22,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,8 +30,7 @@ from typing import Callable
 
 from bench.measure import accelerators
 from bench.measure import kernel
-from bench import results
-from bench.measure.environment import REPO, cpu_model, dies_with_this_process
+from bench.measure.environment import REPO, dies_with_this_process
 from bench.errors import BenchError, UsageError
 
 GUEST_INIT = REPO / "kernel" / "guest-init.sh"
@@ -59,11 +58,11 @@ class GuestRun:
         """This run, or BenchError with the console's tail if the command failed."""
         if self.exit_status:
             raise BenchError(f"the guest command exited with status {self.exit_status}; "
-                             f"console tail: {_tail(self.console)}")
+                             f"console tail: {console_tail(self.console)}")
         return self
 
 
-def _tail(console: str) -> str:
+def console_tail(console: str) -> str:
     lines = [line for line in console.splitlines() if line.strip()][-TAIL_LINES:]
     return " | ".join(lines) if lines else "(empty)"
 
@@ -175,7 +174,7 @@ class _Console:
         return "\n".join(self.lines[(self.begin_line or 0) + 1:end])
 
 
-def _hidden_in_guest(path: Path) -> bool:
+def hidden_in_guest(path: Path) -> bool:
     return Path(os.path.abspath(path)).is_relative_to("/run")
 
 
@@ -309,7 +308,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     Raises BenchError (with the console's tail) if the guest does not boot, panics, hangs
     or does not finish the command within the timeouts; a command that fails is not an
     error here (see GuestRun.check).  kernel_args go first on the kernel command line
-    (bench.measure.kernel.BOOT_ARGS has those a build variant needs).  pin_vcpus: host CPUs, one per vCPU:
+    (bench.measure.kernel.boot_args has those a build variant needs).  pin_vcpus: host CPUs, one per vCPU:
     vCPU i's thread (QMP query-cpus-fast) is pinned to pin_vcpus[i] as soon as QEMU answers, before
     the guest has booted, so that guest CPUs stand for distinct host CPUs (GuestRun.vcpu_pins).
     """
@@ -320,7 +319,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
         raise UsageError(why_not)
     accel = choose_accel(accel, timing, Path(kernel))[0]
     for needed in (GUEST_INIT, Path(cwd)):
-        if _hidden_in_guest(needed):
+        if hidden_in_guest(needed):
             raise UsageError(f"{needed} is under /run, which the guest replaces with tmpfs")
     if not shutil.which(QEMU):
         raise BenchError(f"{QEMU} not found: apt-get install qemu-system-x86")
@@ -366,7 +365,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     if failure:
         if "Kernel panic" in text:
             failure += " (the guest kernel panicked)"
-        raise BenchError(f"{failure} [{accel}]; console tail: {_tail(text)}")
+        raise BenchError(f"{failure} [{accel}]; console tail: {console_tail(text)}")
     return GuestRun(console.status, console.output(), accel, timing, round(console.boot_seconds, 2),
                     cmdline, text, pins)
 
@@ -393,40 +392,6 @@ def add_vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the arguments")
 
 
-def _prepare(args) -> tuple[object, str]:
-    if args.command[:1] == ["--"]:
-        args.command = args.command[1:]
-    if args.cpus < 1:
-        raise UsageError("--cpus must be >= 1")
-    why_not = accelerators.check(args.accel, args.timing)
-    if why_not:
-        raise UsageError(why_not)
-    if getattr(args, "pin_vcpus", False):
-        if args.timing == "icount":
-            raise UsageError("--pin-vcpus: under icount one host thread runs every vCPU; nothing to pin")
-        args.host_cpus = host_cpus_for(args.cpus)
-    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr),
-                      variant=getattr(args, "kernel_variant", "bench"))
-    accel, why = choose_accel(args.accel, args.timing, kb.bzimage)
-    print(f"vm: {why}", file=sys.stderr)
-    return kb, accel
-
-
-def boot_args(variant: str, accel: str) -> tuple[str, ...]:
-    """The kernel command line a variant needs under accel (KVM: bench.measure.kernel.KVM_BOOT_ARGS first)."""
-    if accel == "kvm" and variant in kernel.KVM_BOOT_ARGS:
-        return tuple(kernel.KVM_BOOT_ARGS[variant])
-    return tuple(kernel.BOOT_ARGS.get(variant, ()))
-
-
-def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun:
-    return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
-                        kernel_args=boot_args(getattr(args, "kernel_variant", "bench"), accel),
-                        cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
-                        boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
-                        echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None))
-
-
 #: The guest runner's progress lines (bench.measure.runner.Progress).
 _CASE_LINE = re.compile(r"^case (\d+) of (\d+): (\S+) \(")
 
@@ -448,69 +413,3 @@ def echo_with_host_clock() -> Callable[[str], None]:
             line = progress.line(k, case[3]) + " [host clock]"
         print(line, flush=True)
     return echo
-
-
-def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
-    """`python -m bench SUBCOMMAND --output ... ARGS` in the guest; its results file lands in --results."""
-    if _hidden_in_guest(Path(sys.executable)):
-        raise UsageError(f"{sys.executable} is under /run, which the guest replaces "
-                         "with tmpfs: use a Python (virtual environment) elsewhere")
-    kb, accel = _prepare(args)
-    final = results.output(None, f"{prefix}-{accel}-{args.timing}", args.results)
-    name = final.name
-    with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
-        guest_result = Path(share) / name
-        # What the guest cannot see of its machine: the emulator, the host's CPU, the kernel's source.
-        tags += [f"accelerator={accel}", f"timing={args.timing}", f"guest_kernel={kb.release}",
-                 f"qemu={qemu_version()}", f"host_cpu_model={cpu_model()}"]
-        if kb.source:
-            tags.append(f"kernel_source={kb.source}")
-        if getattr(args, "host_cpus", None):    # vCPU i on host CPU host_cpus[i] (run_in_guest checks it)
-            tags.append("vcpu_host_cpus=" + ",".join(map(str, args.host_cpus)))
-        command = [sys.executable, "-m", "bench", subcommand, "--output", str(guest_result),
-                   *(a for t in tags for a in ("--tag", t)), *args.command]
-        run = _run(args, command, kb, accel, Path(share))
-        if not guest_result.exists():
-            raise BenchError(f"the guest run wrote no {name}; console tail: {_tail(run.console)}")
-        # A name the harness chose: a concurrent run's file there makes this one NAME-2.json.
-        final = results.publish(final, lambda staged: shutil.move(guest_result, staged), exists="rename")
-        # kept even if some case failed: its metadata says which
-    pinned = "".join(f", vCPU {i} on host CPU {cpu} (thread {tid})" for i, (tid, cpu) in sorted(run.vcpu_pins.items()))
-    print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s{pinned}; results: {final}")
-    run.check()
-    return 0
-
-
-def _cmd_run(args) -> int:
-    return _guest_bench(args, "run", "vm", ["vm=1"])
-
-
-def _cmd_rfc(args) -> int:
-    return _guest_bench(args, "rfc", "rfc-vm", [])
-
-
-def _cmd_shell(args) -> int:
-    kb, accel = _prepare(args)
-    if not args.command:
-        raise UsageError("vm shell: give the command after --")
-    with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
-        run = _run(args, args.command, kb, accel, Path(share))
-    print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s, exit status {run.exit_status}",
-          file=sys.stderr)
-    return run.exit_status
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser("vm", help="run in a QEMU guest on the patched kernel")
-    sub = p.add_subparsers(dest="vm_command", required=True, parser_class=type(p))
-    r = sub.add_parser("run", help="`bench run ARGS` inside the guest; results land in --results")
-    add_vm_options(r)
-    r.add_argument("--results", type=Path, help="directory for the results file (default: ./results)")
-    r.set_defaults(func=_cmd_run)
-    f = sub.add_parser("rfc", help="`bench rfc ARGS` inside the guest; results land in --results")
-    add_vm_options(f)
-    f.add_argument("--results", type=Path, help="directory for the results file (default: ./results)")
-    f.set_defaults(func=_cmd_rfc)
-    s = sub.add_parser("shell", help="run any command inside the guest (exit status: the command's)")
-    add_vm_options(s)
-    s.set_defaults(func=_cmd_shell)

@@ -4,7 +4,7 @@
  * the patched kernel (tests/test_vm.py runs it in the guest).  One line per
  * check; exit status 1 if any failed, 3 if the kernel has no process_vm_exec.
  *
- *   gcc -O2 -Wall -pthread -o pvm_test kernel/selftest/process_vm_exec_test.c
+ *   gcc -O2 -Wall -pthread -o semantics_check kernel/selftest/semantics_check.c
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>

@@ -1,0 +1,53 @@
+"""What every command module parses options with: the parser that fails in one line, and the
+argparse types (lists, bounded numbers, KEY=VALUE tags)."""
+from __future__ import annotations
+
+import argparse
+
+from bench.errors import UsageError
+
+#: The recorded command and the tags are pyperf metadata, which may not hold a newline.
+NEWLINES = ("\n", "\r")
+
+
+class Parser(argparse.ArgumentParser):
+    """Bad input is one line and exit status 2, never a usage dump."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def list_of(kind, choices=None):
+    """An argparse type: a comma-separated list of kind (ints not negative), each one of choices if given."""
+    def parse(text: str):
+        try:
+            items = [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a comma-separated list of {kind.__name__}: {text!r}")
+        bad = [x for x in items if (choices and x not in choices) or (kind is int and x < 0)]
+        if bad or not items:
+            allowed = f" (choose from {', '.join(choices)})" if choices else ""
+            raise argparse.ArgumentTypeError(f"invalid value {bad[0] if bad else text!r}{allowed}")
+        return items
+    return parse
+
+
+def number(kind, low, high, *, above=False):
+    """An argparse type: a kind from low (excluded if above) to high; nan and inf are in no such range."""
+    def parse(text: str):
+        try:
+            x = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        if not ((low < x) if above else (low <= x)) or not x <= high:
+            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {low:g} and <= {high:g}, not {text}")
+        return x
+    return parse
+
+
+def parse_tag(text: str) -> tuple[str, str]:
+    """An argparse type: KEY=VALUE, KEY an identifier, VALUE not blank and on one line."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier() or not value.strip() or any(c in value for c in NEWLINES):
+        raise argparse.ArgumentTypeError(f"tags are KEY=VALUE on one line, not {text!r}")
+    return key, value

@@ -1,0 +1,107 @@
+"""`bench vm run|rfc|shell`: a command in a QEMU guest on the patched kernel (bench.measure.vm)."""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import results
+from bench.errors import BenchError, UsageError
+from bench.measure import accelerators, kernel
+from bench.measure.environment import cpu_model
+from bench.measure.vm import (GuestRun, add_vm_options, choose_accel, console_tail, echo_with_host_clock,
+                              hidden_in_guest, host_cpus_for, qemu_version, run_in_guest)
+
+
+def _prepare(args) -> tuple[kernel.KernelBuild, str]:
+    if args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    if args.cpus < 1:
+        raise UsageError("--cpus must be >= 1")
+    why_not = accelerators.check(args.accel, args.timing)
+    if why_not:
+        raise UsageError(why_not)
+    if getattr(args, "pin_vcpus", False):
+        if args.timing == "icount":
+            raise UsageError("--pin-vcpus: under icount one host thread runs every vCPU; nothing to pin")
+        args.host_cpus = host_cpus_for(args.cpus)
+    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr),
+                      variant=getattr(args, "kernel_variant", "bench"))
+    accel, why = choose_accel(args.accel, args.timing, kb.bzimage)
+    print(f"vm: {why}", file=sys.stderr)
+    return kb, accel
+
+
+def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun:
+    return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
+                        kernel_args=kernel.boot_args(getattr(args, "kernel_variant", "bench"), accel),
+                        cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
+                        boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
+                        echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None))
+
+
+def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
+    """`python -m bench SUBCOMMAND --output ... ARGS` in the guest; its results file lands in --results."""
+    if hidden_in_guest(Path(sys.executable)):
+        raise UsageError(f"{sys.executable} is under /run, which the guest replaces "
+                         "with tmpfs: use a Python (virtual environment) elsewhere")
+    kb, accel = _prepare(args)
+    final = results.output(None, f"{prefix}-{accel}-{args.timing}", args.results)
+    name = final.name
+    with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
+        guest_result = Path(share) / name
+        # What the guest cannot see of its machine: the emulator, the host's CPU, the kernel's source.
+        tags += [f"accelerator={accel}", f"timing={args.timing}", f"guest_kernel={kb.release}",
+                 f"qemu={qemu_version()}", f"host_cpu_model={cpu_model()}"]
+        if kb.source:
+            tags.append(f"kernel_source={kb.source}")
+        if getattr(args, "host_cpus", None):    # vCPU i on host CPU host_cpus[i] (run_in_guest checks it)
+            tags.append("vcpu_host_cpus=" + ",".join(map(str, args.host_cpus)))
+        command = [sys.executable, "-m", "bench", subcommand, "--output", str(guest_result),
+                   *(a for t in tags for a in ("--tag", t)), *args.command]
+        run = _run(args, command, kb, accel, Path(share))
+        if not guest_result.exists():
+            raise BenchError(f"the guest run wrote no {name}; console tail: {console_tail(run.console)}")
+        # A name the harness chose: a concurrent run's file there makes this one NAME-2.json.
+        final = results.publish(final, lambda staged: shutil.move(guest_result, staged), exists="rename")
+        # kept even if some case failed: its metadata says which
+    pinned = "".join(f", vCPU {i} on host CPU {cpu} (thread {tid})" for i, (tid, cpu) in sorted(run.vcpu_pins.items()))
+    print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s{pinned}; results: {final}")
+    run.check()
+    return 0
+
+
+def _cmd_run(args) -> int:
+    return _guest_bench(args, "run", "vm", ["vm=1"])
+
+
+def _cmd_rfc(args) -> int:
+    return _guest_bench(args, "rfc", "rfc-vm", [])
+
+
+def _cmd_shell(args) -> int:
+    kb, accel = _prepare(args)
+    if not args.command:
+        raise UsageError("vm shell: give the command after --")
+    with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
+        run = _run(args, args.command, kb, accel, Path(share))
+    print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s, exit status {run.exit_status}",
+          file=sys.stderr)
+    return run.exit_status
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser("vm", help="run in a QEMU guest on the patched kernel")
+    sub = p.add_subparsers(dest="vm_command", required=True, parser_class=type(p))
+    r = sub.add_parser("run", help="`bench run ARGS` inside the guest; results land in --results")
+    add_vm_options(r)
+    r.add_argument("--results", type=Path, help="directory for the results file (default: ./results)")
+    r.set_defaults(func=_cmd_run)
+    f = sub.add_parser("rfc", help="`bench rfc ARGS` inside the guest; results land in --results")
+    add_vm_options(f)
+    f.add_argument("--results", type=Path, help="directory for the results file (default: ./results)")
+    f.set_defaults(func=_cmd_rfc)
+    s = sub.add_parser("shell", help="run any command inside the guest (exit status: the command's)")
+    add_vm_options(s)
+    s.set_defaults(func=_cmd_shell)
