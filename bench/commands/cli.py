@@ -1,6 +1,7 @@
 """`python -m bench`: a thin command line over the library modules."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -43,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`bench list | head`): stop quietly, as a pipeline's tools do, and keep
+        # the interpreter's final flush of stdout from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
