@@ -330,7 +330,36 @@ def test_report_sections_are_empty_without_an_anatomy(tmp_path):
     assert render.cost_model_blocks(model, why, tmp_path) == []
 
 
-def test_deb_src_entries_mirror_this_machines_debian_sources():
-    text = plugin._deb_src_entry()
-    assert "Types: deb-src" in text and "\nTypes: deb\n" not in text
-    assert "Suites:" in text and "URIs:" in text
+DEBIAN_SOURCES = """\
+# Debian 12's default layout (/etc/apt/sources.list.d/debian.sources)
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+"""
+
+
+def test_deb_src_entries_mirror_the_machines_debian_sources(tmp_path):
+    """Each Debian stanza once, as deb-src with its own suites; other archives and our own file left out."""
+    (tmp_path / "debian.sources").write_text(DEBIAN_SOURCES)
+    (tmp_path / "other.sources").write_text("Types: deb\nURIs: https://packages.example.org/apt\nSuites: stable\n")
+    (tmp_path / plugin.SOURCES_FILE.name).write_text("Types: deb-src\nURIs: http://deb.debian.org/debian\n"
+                                                    "Suites: sid\n")
+    text = plugin._deb_src_entry(tmp_path)
+    stanzas = [s for s in text.split("\n\n") if s.strip()]
+    assert len(stanzas) == 2
+    assert all("Types: deb-src" in s and "Types: deb\n" not in s + "\n" for s in stanzas)
+    assert "Suites: bookworm bookworm-updates" in stanzas[0] and "Suites: bookworm-security" in stanzas[1]
+    assert "example.org" not in text and "sid" not in text
+
+
+def test_no_debian_archive_among_the_sources_is_one_clear_error(tmp_path):
+    (tmp_path / "other.sources").write_text("Types: deb\nURIs: https://packages.example.org/apt\nSuites: stable\n")
+    with pytest.raises(BenchError, match="no Debian archive"):
+        plugin._deb_src_entry(tmp_path)

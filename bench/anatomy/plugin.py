@@ -20,7 +20,8 @@ from bench.measure.kernel import cache_root
 
 PLUGIN_SOURCE = REPO / "anatomy" / "vmexec_anatomy.c"
 QEMU_PACKAGE = "qemu-system-x86"
-SOURCES_FILE = Path("/etc/apt/sources.list.d/vmexec-bench-src.sources")
+SOURCES_DIR = Path("/etc/apt/sources.list.d")
+SOURCES_FILE = SOURCES_DIR / "vmexec-bench-src.sources"
 
 def installed_qemu_source_version() -> str:
     """The Debian source version of the installed qemu-system-x86 (binNMU suffix dropped)."""
@@ -34,13 +35,13 @@ def installed_qemu_source_version() -> str:
     return out
 
 
-def _deb_src_entry() -> str:
+def _deb_src_entry(directory: Path = SOURCES_DIR) -> str:
     """deb-src entries for the archives and suites this machine's Debian sources already use:
-    each deb822 stanza of /etc/apt/sources.list.d/*.sources that names the Debian archive, with its
-    type changed to deb-src (Debian 12's default layout)."""
+    each deb822 stanza of directory/*.sources that names the Debian archive, with its type changed
+    to deb-src (Debian 12's default layout)."""
     stanzas = []
-    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
-        if path == SOURCES_FILE:
+    for path in sorted(directory.glob("*.sources")):
+        if path.name == SOURCES_FILE.name:
             continue
         for stanza in re.split(r"\n\s*\n", path.read_text()):
             lines = [line for line in stanza.splitlines() if line.strip() and not line.lstrip().startswith("#")]
@@ -48,8 +49,8 @@ def _deb_src_entry() -> str:
             if "deb" in fields.get("Types", "").split() and "debian" in fields.get("URIs", ""):
                 stanzas.append("\n".join("Types: deb-src" if line.startswith("Types:") else line for line in lines))
     if not stanzas:
-        raise BenchError("no Debian archive among this machine's deb822 apt sources "
-                         "(/etc/apt/sources.list.d/*.sources): add deb-src entries for it by hand, then run again")
+        raise BenchError(f"no Debian archive among this machine's deb822 apt sources "
+                         f"({directory}/*.sources): add deb-src entries for it by hand, then run again")
     return "# Added by vmexec-bench (bench/anatomy/plugin.py): Debian's source packages, for qemu-plugin.h.\n" \
         + "\n\n".join(stanzas) + "\n"
 
