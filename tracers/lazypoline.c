@@ -8,7 +8,7 @@
  * as fast as zpoline.  The selector stays BLOCK for the loop; the hook flips
  * it to ALLOW only around a call it really performs, and the handler around
  * its own mprotect()s; the handler returns through our own sigreturn
- * trampoline, the one allowed region (see syscall_user_dispatch.c).
+ * trampoline, the one allowed region (see sud_common.c).
  *
  * The first call's cost (trap, patch, return) is measured on fresh sites of
  * its own before the loop and reported as the run's "first_call_ns"; the
@@ -24,43 +24,13 @@
 #include "compat.h"
 #include "vmexec.h"
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
-
-asm(".pushsection .text\n"
-    ".type lazypoline_restorer, @function\n"
-    "lazypoline_restorer:\n"
-    "	mov $" STR(SYS_rt_sigreturn) ", %eax\n"
-    "	syscall\n"
-    "	ud2\n"
-    "lazypoline_restorer_end:\n"
-    ".popsection\n");
-extern const char lazypoline_restorer[], lazypoline_restorer_end[];
-
-struct kernel_sigaction {
-	void (*handler)(int, siginfo_t *, void *);
-	unsigned long flags;
-	const void *restorer;
-	uint64_t mask;
-};
-
-static volatile char selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 static struct session *lp_session;
-
-static int try_dispatch(long unused)
-{
-	(void)unused;
-	return prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0, &selector);
-}
 
 static const char *lazypoline_unavailable(void)
 {
-	int err = probe_in_child(try_dispatch, 0);
+	const char *why = sud_unavailable();
 
-	if (err)
-		return unavailable_reason(err, err == EINVAL ? "PR_SET_SYSCALL_USER_DISPATCH needs Linux 5.11+"
-					  : "prctl(PR_SET_SYSCALL_USER_DISPATCH) failed");
-	return rw_page0_unavailable("lazypoline");
+	return why ? why : rw_page0_unavailable("lazypoline");
 }
 
 static void on_sigsys(int sig, siginfo_t *info, void *context)
@@ -72,46 +42,33 @@ static void on_sigsys(int sig, siginfo_t *info, void *context)
 	(void)sig;
 	if (info->si_code == SYS_USER_DISPATCH && info->si_syscall == LOOP_SYSCALL &&
 	    (arg == LOOP_ARG || arg == LOOP_END_ARG) && rw_is_site(site)) {
-		selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+		sud_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 		regs[REG_RAX] = rw_trapped(lp_session, site);
 		rw_patch_call_rax(lp_session, site);
 		/* After the end call, let the tracee's exit and anything after it run. */
 		if (arg != LOOP_END_ARG)
-			selector = SYSCALL_DISPATCH_FILTER_BLOCK;
+			sud_selector = SYSCALL_DISPATCH_FILTER_BLOCK;
 		return;
 	}
 	fail_async(lp_session, info->si_syscall == SYS_clock_gettime
 		   ? "lazypoline: the loop's clock_gettime fell back from the vDSO to a syscall, "
 		   : "lazypoline: trapped a call that is not the loop's, syscall ", info->si_syscall);
-	if (info->si_code != SYS_USER_DISPATCH)
-		return;
-	/* Let it through: stop dispatching and run the call again (`syscall` is 2 bytes). */
-	selector = SYSCALL_DISPATCH_FILTER_ALLOW;
-	regs[REG_RIP] -= 2;
+	sud_let_through(info, regs);
 }
 
 static int lazypoline_setup(struct session *s)
 {
-	struct kernel_sigaction sa = {
-		.handler = on_sigsys,
-		.flags = SA_SIGINFO | SA_RESTORER,
-		.restorer = lazypoline_restorer,
-	};
-
 	lp_session = s;
-	rw_init(s, RW_LAZY, &selector);
+	rw_init(s, RW_LAZY, &sud_selector);
 	if (rw_map_trampoline(s))
 		return -1;
-	if (syscall(SYS_rt_sigaction, SIGSYS, &sa, NULL, sizeof(sa.mask)))
-		return fail_errno(s, "rt_sigaction(SIGSYS)");
-	if (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, (unsigned long)lazypoline_restorer,
-		  (unsigned long)(lazypoline_restorer_end - lazypoline_restorer), &selector))
-		return fail_errno(s, "prctl(PR_SET_SYSCALL_USER_DISPATCH)");
+	if (sud_install(s, on_sigsys))
+		return -1;
 	s->first_call_ns = rw_first_call_ns(s);
 	if (s->error[0])
 		return -1;
 	/* Last: from here on every syscall not yet rewritten traps until the end call. */
-	selector = SYSCALL_DISPATCH_FILTER_BLOCK;
+	sud_selector = SYSCALL_DISPATCH_FILTER_BLOCK;
 	return 0;
 }
 

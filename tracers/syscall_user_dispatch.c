@@ -6,14 +6,8 @@
  * it.  Made for Wine (Windows syscalls issued straight from application
  * code); like seccomp-trap, a signal delivery and an rt_sigreturn per call.
  *
- * The handler's own rt_sigreturn is a syscall too, and x86-64 has no vDSO
- * sigreturn the kernel would exempt.  Flipping the selector to ALLOW in the
- * handler cannot work here: it would have to go back to BLOCK after the
- * sigreturn, in the loop's code.  So the handler returns through our own
- * sigreturn trampoline, and that trampoline is the allowed region: the
- * selector stays BLOCK for the whole loop and nothing else is exempt.
- * (glibc's sigaction() always installs its own restorer, hence the raw
- * rt_sigaction below.)
+ * The handler returns through our own sigreturn trampoline, the one allowed
+ * region, so the selector stays BLOCK for the whole loop (sud_common.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,52 +19,9 @@
 #include "compat.h"
 #include "vmexec.h"
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
-
-/*
- * The region is checked against the address after the `syscall`
- * instruction, so the ud2 (never reached: rt_sigreturn does not return)
- * also keeps that address inside it.
- */
-asm(".pushsection .text\n"
-    ".type sud_restorer, @function\n"
-    "sud_restorer:\n"
-    "	mov $" STR(SYS_rt_sigreturn) ", %eax\n"
-    "	syscall\n"
-    "	ud2\n"
-    "sud_restorer_end:\n"
-    ".popsection\n");
-extern const char sud_restorer[], sud_restorer_end[];
-
-/* The kernel's struct sigaction for rt_sigaction (not glibc's). */
-struct kernel_sigaction {
-	void (*handler)(int, siginfo_t *, void *);
-	unsigned long flags;
-	const void *restorer;
-	uint64_t mask;
-};
-
 /* Per tracee: set before dispatch is switched on, read by the handler. */
-static volatile char selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 static struct session *sud_session;
 static long sud_inject;
-
-static int try_dispatch(long unused)
-{
-	(void)unused;
-	return prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0, &selector);
-}
-
-static const char *sud_unavailable(void)
-{
-	int err = probe_in_child(try_dispatch, 0);
-
-	if (!err)
-		return NULL;
-	return unavailable_reason(err, err == EINVAL ? "PR_SET_SYSCALL_USER_DISPATCH needs Linux 5.11+"
-				  : "prctl(PR_SET_SYSCALL_USER_DISPATCH) failed");
-}
 
 static void on_sigsys(int sig, siginfo_t *info, void *context)
 {
@@ -83,40 +34,24 @@ static void on_sigsys(int sig, siginfo_t *info, void *context)
 		regs[REG_RAX] = sud_inject;
 		/* The loop is over: let the tracee's exit and anything after it run. */
 		if (arg == LOOP_END_ARG)
-			selector = SYSCALL_DISPATCH_FILTER_ALLOW;
+			sud_selector = SYSCALL_DISPATCH_FILTER_ALLOW;
 		return;
 	}
 	fail_async(sud_session, info->si_syscall == SYS_clock_gettime
 		   ? "syscall-user-dispatch: the loop's clock_gettime fell back from the vDSO to a syscall, "
 		   : "syscall-user-dispatch: trapped a call that is not the loop's, syscall ",
 		   info->si_syscall);
-	if (info->si_code != SYS_USER_DISPATCH)
-		return;
-	/*
-	 * Let it through: stop dispatching and run the call again (the kernel
-	 * rolled rax back to the syscall number; `syscall` is 2 bytes).
-	 */
-	selector = SYSCALL_DISPATCH_FILTER_ALLOW;
-	regs[REG_RIP] -= 2;
+	sud_let_through(info, regs);
 }
 
 static int sud_setup(struct session *s)
 {
-	struct kernel_sigaction sa = {
-		.handler = on_sigsys,
-		.flags = SA_SIGINFO | SA_RESTORER,
-		.restorer = sud_restorer,
-	};
-
 	sud_session = s;
 	sud_inject = s->cfg->inject;
-	if (syscall(SYS_rt_sigaction, SIGSYS, &sa, NULL, sizeof(sa.mask)))
-		return fail_errno(s, "rt_sigaction(SIGSYS)");
-	if (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, (unsigned long)sud_restorer,
-		  (unsigned long)(sud_restorer_end - sud_restorer), &selector))
-		return fail_errno(s, "prctl(PR_SET_SYSCALL_USER_DISPATCH)");
+	if (sud_install(s, on_sigsys))
+		return -1;
 	/* Last: from here on every syscall traps until the end call. */
-	selector = SYSCALL_DISPATCH_FILTER_BLOCK;
+	sud_selector = SYSCALL_DISPATCH_FILTER_BLOCK;
 	return 0;
 }
 

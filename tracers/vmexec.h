@@ -128,6 +128,14 @@ const char *unavailable_reason(int err, const char *what);
 const char *seccomp_unavailable(uint32_t action, const char *name, const char *since);
 void fail_async(struct session *s, const char *msg, long n);
 
+/* Syscall user dispatch (sud_common.c): syscall-user-dispatch and lazypoline. */
+#include <signal.h>
+#include <sys/ucontext.h>
+extern volatile char sud_selector;
+const char *sud_unavailable(void);
+int sud_install(struct session *s, void (*handler)(int, siginfo_t *, void *));
+void sud_let_through(const siginfo_t *info, greg_t *regs);
+
 /*
  * Binary rewriting (rewrite_common.c): zpoline, lazypoline, systrap-patch.
  * Only in the tracee, which is single-threaded: see rewrite_common.c.
