@@ -8,13 +8,15 @@ from pathlib import Path
 from bench import results
 from bench.commands.options import number, parse_tag
 from bench.measure import rfc
+from bench.render import rfc as rfc_text
+from bench.render.document import to_text
 
 
 def _cmd_rfc(args) -> int:
     output = results.output(args.output, f"rfc-{socket.gethostname()}")
     started = datetime.datetime.now().isoformat()
     programs = rfc.run(args.seconds)
-    print(rfc.table(programs))
+    print(to_text(rfc_text.blocks(programs)))
     output = rfc.write(programs, output, dict(args.tag), started, exists="fail" if args.output else "rename")
     print(f"results: {output}")
     return 0

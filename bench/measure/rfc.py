@@ -64,23 +64,6 @@ def run(seconds: float = 5.0) -> list[dict]:
     return results
 
 
-def table(results: list[dict]) -> str:
-    lines = [f"{'program':18} {'iterations':>11} {'RFC ns/syscall':>15} {'true ns/syscall':>16}"]
-    for r in results:
-        if not r["available"]:
-            lines.append(f"{r['program']:18} unavailable: {r['reason']}")
-        else:
-            lines.append(f"{r['program']:18} {r['iterations']:>11} {r['rfc_printed_ns']:>15.1f} "
-                         f"{r['true_ns_per_iteration']:>16.1f}")
-    timed = {r["program"]: r for r in results if r["available"]}
-    if len(timed) == 2:
-        ratio = (timed["ptrace_vm_exec"]["true_ns_per_iteration"]
-                 / timed["process_vm_exec"]["true_ns_per_iteration"])
-        lines.append(f"ptrace_vm_exec / process_vm_exec = {ratio:.2f}x (the RFC printed 5.00x)")
-    lines.append("RFC figure = 1e9 / iterations, as the RFC printed it; for a 5 s loop it is 1/5 of the true cost.")
-    return "\n".join(lines)
-
-
 def write(programs: list[dict], output: Path, tags: dict[str, str], started: str, exists: str = "fail") -> Path:
     """The replica's record, published atomically (the schema bench.stats.load_rfc reads)."""
     record = {"kind": results.RFC_KIND, "started": started, "kernel": os.uname().release,
