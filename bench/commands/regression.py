@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from bench.errors import BenchError, UsageError, writable_directory
+from bench.measure.continuous import DEFAULT_RUN
 
 FORMATS = ("text", "json", "markdown")
 
@@ -65,7 +66,7 @@ def _against(args, tmp: pathlib.Path):
     from bench import regression as R
 
     revision = continuous.resolve(args.against)
-    command = list(args.command or continuous.DEFAULT_RUN)
+    command = list(args.command or DEFAULT_RUN)
     where = args.results or tmp
     if args.results is not None:
         writable_directory(args.results, create=True)
@@ -147,9 +148,7 @@ def register_cli(subparsers) -> None:
     source.add_argument("--against", metavar="REV",
                         help="a git commit (e.g. HEAD^, origin/main): its tree and this one make the same run now, "
                              "here, and this one is judged against it; the run after -- (default: "
-                             "the icount guest, `vm run --timing icount --accel tcg -- --backends "
-                             "native,ptrace-sysemu,process-vm-exec,seccomp-trace,seccomp-trap --pin same,cross "
-                             "--processes 2 --values 3`, about 6 minutes for the pair)")
+                             f"the icount guest, `{' '.join(DEFAULT_RUN)}`, about 7 minutes for the pair)")
     k.add_argument("--results", type=pathlib.Path, metavar="DIR",
                    help="with --against: keep both runs' results files here (default: removed)")
     k.add_argument("command", nargs=argparse.REMAINDER,

@@ -31,9 +31,11 @@ from bench.measure.environment import REPO
 from bench.errors import BenchError, UsageError
 
 #: What `--against` measures unless told otherwise: the icount guest (same-CPU ratios repeat to the
-#: instruction across boots) on the claim's backends and the two mechanisms nearest them, both pinnings.
+#: instruction across boots) on the claim's backends, the two mechanisms nearest them (both pinnings),
+#: and the three binary rewriting backends (in-process: their text patching is checked as it runs).
 DEFAULT_RUN = ("vm", "run", "--timing", "icount", "--accel", "tcg", "--",
-               "--backends", "native,ptrace-sysemu,process-vm-exec,seccomp-trace,seccomp-trap",
+               "--backends", "native,ptrace-sysemu,process-vm-exec,seccomp-trace,seccomp-trap,"
+                             "zpoline,lazypoline,systrap-patch",
                "--pin", "same,cross", "--processes", "2", "--values", "3")
 #: How long a stopped child may take to stop its own children (a guest) before it is killed.
 STOP_GRACE = 30.0
