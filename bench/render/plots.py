@@ -106,10 +106,47 @@ def plot_cost(s: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_speedup(r: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
-    """Speed-up of every backend over PTRACE_SYSEMU at the same pinning, with the RFC's 5x claim."""
+JUDGED_COLOR = "#2ca02c"
+
+
+def judged_intervals(f: verdict.Findings) -> dict[tuple[str, str], verdict.Assessment]:
+    """{(run_id, pin): the assessment of that process_vm_exec pairing}, the headline's own (model and
+    composed estimate included) for its pairing: the intervals the speed-up plot draws."""
+    out = {(row["run_id"], row["pin"]): a for (_, row), a in zip(f.claim.iterrows(), f.assessments)}
+    h = f.headline
+    if h.row is not None and h.assessment is not None:
+        out[(h.row["run_id"], h.row["pin"])] = h.assessment
+    return {k: a for k, a in out.items() if a.low is not None}
+
+
+#: What each kind of interval judged covers, for the key plot's caption.
+COVERS = {"95% CI": "the variation between repeats on a hardware clock",
+          "hardware-equivalent range": "the repeats and the emulator-versus-hardware error, bracketed by the "
+                                       "host-versus-guest distortions of the C mechanisms both runs measured",
+          "cost-model interval": "the host cost model's worst leave-one-out errors",
+          "composed interval": "the composition's 95% CI widened by its worst errors against measured mechanisms"}
+
+
+def key_caption(f: verdict.Findings) -> str:
+    """The speed-up plot's caption: what its marks are, and which uncertainty the judged interval covers."""
+    text = (f"Speed-up over PTRACE_SYSEMU at the same pinning; dots and whiskers: median and 95% CI of the repeats; "
+            f"dashed line: the RFC's {verdict.CLAIM:g}x.")
+    h = f.headline
+    if h.row is None or h.assessment is None or h.assessment.low is None:
+        return text
+    a = h.assessment
+    return text + (f" Green band on process_vm_exec: the interval the verdict judges, the {a.interval} "
+                   f"{a.low:.2f}–{a.high:.2f}x (`{h.row['run_id']}`, {h.row['pin']} pinning), which covers "
+                   f"{COVERS[a.interval]}.")
+
+
+def plot_speedup(r: pd.DataFrame, runs: pd.DataFrame,
+                 judged: dict[tuple[str, str], verdict.Assessment] | None = None) -> Figure | None:
+    """Speed-up of every backend over PTRACE_SYSEMU at the same pinning, with the RFC's 5x claim and,
+    on process_vm_exec, the interval the verdict judges (judged_intervals())."""
     if r.empty:
         return None
+    judged = judged or {}
     r = r.assign(backend=r["numerator"]).sort_values(["run_id", "speedup"], ascending=[True, False])
     # The runs that answer the question (they measured process_vm_exec) on top: the first screen shows them.
     fig, panels = _panels(r, 0.32, first=set(r.loc[r["backend"] == stats.CANDIDATE, "run_id"]))
@@ -119,13 +156,21 @@ def plot_speedup(r: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
         _hbars(ax, labels, g["speedup"].to_numpy(),
                g["speedup_low"].to_numpy(), g["speedup_high"].to_numpy(), [_color(b) for b in g["backend"]],
                lambda v: f"{v:.2f}x")
+        for y, (_, row) in enumerate(g.iterrows()):
+            a = judged.get((run_id, row["pin"])) if row["backend"] == stats.CANDIDATE else None
+            if a is not None:
+                ax.fill_betweenx([y - 0.42, y + 0.42], a.low, a.high, color=JUDGED_COLOR, alpha=0.25, lw=0,
+                                 zorder=1, label="interval the verdict judges")
+                ax.annotate(f"judged: {a.low:.2f}–{a.high:.2f}x", (a.high, y), xytext=(4, -9),
+                            textcoords="offset points", va="center", fontsize=8, color="#1a6b1a")
         ax.axvline(1.0, color=SYSEMU_COLOR, lw=1.2, label="PTRACE_SYSEMU itself (1x)")
         ax.axvline(verdict.CLAIM, color="black", ls="--", lw=1.2, label=f"the RFC's claim: {verdict.CLAIM:g}x")
         ax.set_xscale("log")
         _ticks(ax, "x", lambda v: f"{v:g}x")
         ax.set_title(run_title(runs.loc[run_id]), fontsize=10)
         ax.set_xlabel("speed-up over PTRACE_SYSEMU (median SYSEMU ns ÷ median backend ns; 95% CI)")
-    fig.legend(*panels[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9)
+    handles = {label: h for ax, _, _ in panels for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=len(handles), fontsize=9)
     fig.suptitle("How many times faster than PTRACE_SYSEMU (higher is faster)")
     return fig
 
@@ -302,7 +347,7 @@ def _runs(f: verdict.Findings) -> pd.DataFrame:
 
 #: Every plot, in the report's order.  Adding one: its function and one entry here.
 PLOTS = [
-    Plot("speedup", lambda f: plot_speedup(f.all_ratios, _runs(f)),
+    Plot("speedup", lambda f: plot_speedup(f.all_ratios, _runs(f), judged_intervals(f)),
          f"Speed-up over PTRACE_SYSEMU at the same pinning; dashed line: the RFC's {verdict.CLAIM:g}x."),
     Plot("cost", lambda f: plot_cost(f.summary), "Median ns per intercepted syscall, 95% bootstrap CI as whiskers."),
     Plot("pinning", lambda f: plot_pinning(f.summary),
