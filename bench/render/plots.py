@@ -221,23 +221,30 @@ HORIZONTAL = {"orientation": "horizontal"} if tuple(map(int, matplotlib.__versio
 
 
 def plot_distribution(df: pd.DataFrame, s: pd.DataFrame) -> Figure:
-    """Every value per backend (box: quartiles, whiskers 1.5 IQR, dots: outliers)."""
+    """Every value per backend: boxes (quartiles, whiskers 1.5 IQR, dots: outliers) where the values
+    spread, every value as a dot where they hardly do (icount repeats agree to the digit: a box would
+    have no width)."""
     base = stats.base_cases(s).sort_values(["run_id", "median_ns"])
     fig, panels = _panels(base, 0.32)
     for ax, run_id, g in panels:
         values = [df.loc[(df["run_id"] == run_id) & (df["case"] == c), "value_ns"].to_numpy() for c in g["case"]]
-        box = ax.boxplot(values, **HORIZONTAL, patch_artist=True, widths=0.6,
-                         flierprops={"markersize": 3}, medianprops={"color": "black"})
-        for patch, backend in zip(box["boxes"], g["backend"]):
-            patch.set_facecolor(_color(backend))
-            patch.set_alpha(0.6)
+        n = sorted({int(g["n"].min()), int(g["n"].max())})
+        if verdict.clock(g.iloc[0]) == "icount":
+            for y, (v, backend) in enumerate(zip(values, g["backend"])):
+                ax.scatter(v, np.full(len(v), y + 1.0), s=14, color=_color(backend), alpha=0.7, zorder=3)
+            what = "every value as a dot (icount: the repeats agree to the digit)"
+        else:
+            box = ax.boxplot(values, **HORIZONTAL, patch_artist=True, widths=0.6,
+                             flierprops={"markersize": 3}, medianprops={"color": "black"})
+            for patch, backend in zip(box["boxes"], g["backend"]):
+                patch.set_facecolor(_color(backend))
+                patch.set_alpha(0.6)
+            what = "box: quartiles and median; whiskers: 1.5 IQR; dots: outliers"
         ax.set_yticks(np.arange(1, len(g) + 1), [_label(r) for _, r in g.iterrows()])
-        ax.invert_yaxis()
+        ax.set_ylim(len(g) + 0.5, 0.5)     # first row on top, as in the tables
         _maybe_log(ax, np.concatenate(values))
         ax.grid(axis="x", which="both", alpha=0.3)
-        n = sorted({int(g["n"].min()), int(g["n"].max())})
-        ax.set_xlabel(f"ns per intercepted syscall (box: quartiles and median; whiskers: 1.5 IQR; "
-                      f"dots: outliers; n = {'–'.join(map(str, n))} values per box)")
+        ax.set_xlabel(f"ns per intercepted syscall ({what}; n = {'–'.join(map(str, n))} values per row)")
         ax.set_title(run_title(g.iloc[0]), fontsize=10)
     fig.suptitle("Distribution of the measurements, by backend")
     return fig
@@ -250,7 +257,7 @@ def _line_style(i: int) -> dict:
 
 def _sweep_panels(lines: pd.DataFrame, title: str):
     runs = lines["run_id"].unique()
-    fig = Figure(figsize=(9, 4.2 * len(runs)), layout="constrained")
+    fig = Figure(figsize=(11, 4.2 * len(runs)), layout="constrained")
     axes = fig.subplots(len(runs), 1, squeeze=False)[:, 0]
     fig.suptitle(title)
     return fig, list(zip(axes, runs))
@@ -261,7 +268,8 @@ def _label_sweep(ax, lines: pd.DataFrame, run_id: str, xlabel: str, ylabel: str)
     ax.set_ylabel(ylabel)
     ax.set_title(run_title(lines[lines["run_id"] == run_id].iloc[0]), fontsize=10)
     ax.grid(which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    # beside the axes, never over the data
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def plot_pages(s: pd.DataFrame) -> Figure | None:

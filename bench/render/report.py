@@ -105,7 +105,9 @@ def _rewriting_blocks(df: pd.DataFrame) -> list:
             "What they give up is enforcement: an untrusted program can jump past a rewritten site, issue "
             "`syscall` from code written or mapped later, or undo the rewrite, so only lazypoline's and "
             "systrap's trap (syscall user dispatch, seccomp) makes them exhaustive, at one trap per new "
-            "site; process_vm_exec and the other kernel mechanisms enforce every call.")
+            "site; process_vm_exec and the other kernel mechanisms enforce every call. That is also why they can "
+            "cost less than native, which enters the kernel for every call: their handled call is a function "
+            "call in user space, so a figure below native's is no faster kernel path, only none at all.")
     costs = []
     for _, row in df.drop_duplicates("run_id").iterrows():
         try:
