@@ -232,6 +232,9 @@ class Headline:
     caveat: str         # what the judged interval covers and what it leaves out ("" on a hardware clock)
     assessment: Assessment | None
     figures: tuple = ()     # the icount ratio, the bracket and the model's prediction (and a hardware run)
+    row: pd.Series | None = None    # the ratios() row the headline leads with (None: nothing to judge)
+    model: ModelPrediction | None = None
+    composed: ComposedPrediction | None = None
 
 
 def _model_phrase(m: ModelPrediction) -> str:
@@ -307,7 +310,7 @@ def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame |
     ci = f"{h['speedup_low']:.2f}–{h['speedup_high']:.2f}"
     if a.clock in HARDWARE_CLOCKS:
         return Headline(f"process_vm_exec is {h['speedup']:.2f}x faster than PTRACE_SYSEMU (95% CI {ci}, "
-                        f"pyperf workers resampled) {_environment_phrase(h)}: {a.judgement}", "", a, shown)
+                        f"pyperf workers resampled) {_environment_phrase(h)}: {a.judgement}", "", a, shown, h, model, composed)
     what = ("a path-length ratio (icount counts instructions, not time" if a.clock == "icount"
             else "an emulator-time ratio (TCG wall time is the emulator's speed, not the hardware's")
     sentence = (f"process_vm_exec is {h['speedup']:.2f}x faster than PTRACE_SYSEMU as {what}; 95% CI {ci} "
@@ -317,15 +320,15 @@ def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame |
                         f"mechanism composed within ±{100 * COMPOSED_MAX_ERROR:g}% of its measured time (worst "
                         f"{composed.worst} {100 * composed.errors[composed.worst]:+.1f}%): {a.judgement}; the "
                         + (f"distortion bracket, {a.bracket[0]:.2f}–{a.bracket[1]:.2f}x, and " if a.bracket else "")
-                        + "the fitted model are shown beside it", _caveat(h, a, mitigated), a, shown)
+                        + "the fitted model are shown beside it", _caveat(h, a, mitigated), a, shown, h, model, composed)
     if a.model_judged:
         return Headline(sentence + f"the host cost model predicts {_model_phrase(model)}, every mechanism it was "
                         f"fitted on predicted within "
                         f"±{100 * MODEL_MAX_LOO_ERROR:g}% when left out (worst {100 * model.worst_error:.1f}%): "
                         f"{a.judgement}; the distortion bracket, {a.bracket[0]:.2f}–{a.bracket[1]:.2f}x, is shown "
-                        f"beside it", _caveat(h, a, mitigated), a, shown)
+                        f"beside it", _caveat(h, a, mitigated), a, shown, h, model, composed)
     if a.low is None:
-        return Headline(sentence + a.judgement, _caveat(h, a, mitigated), a, shown)
+        return Headline(sentence + a.judgement, _caveat(h, a, mitigated), a, shown, h, model, composed)
     d = a.distortions
     sentence += (f"divided by the host-versus-guest distortion of {len(d)} C mechanisms "
                  f"({d['distortion'].min():.2f}–{d['distortion'].max():.2f}), the hardware-equivalent "
@@ -336,7 +339,59 @@ def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame |
     if model is not None and h["pin"] == "same":
         sentence += (f"; the host cost model predicts {_model_phrase(model)}, not judged because "
                      f"{model.why_not_judged()}")
-    return Headline(sentence, _caveat(h, a, mitigated), a, shown)
+    return Headline(sentence, _caveat(h, a, mitigated), a, shown, h, model, composed)
+
+
+def _where_measured(row) -> str:
+    """Where a run measured, in plain words for the first sentence of the answer."""
+    kind = clock(row)
+    if kind == "icount":
+        return "in a QEMU guest whose clock counts instructions (TCG, icount)"
+    if row["vm"]:
+        return f"in a virtual machine under {accelerators.label(row['accelerator'])}"
+    return "on bare metal" if kind == "hardware" else f"on a host that is itself {accelerators.label(row['accelerator'])}"
+
+
+def answer(h: Headline) -> tuple[str, ...]:
+    """The answer in at most three plain sentences, for the first screen: what was measured, the number,
+    and whether the claim stands and, if not yet, why.  Worded from the headline only (the rule, the
+    figures and the judgement are headline()'s); the long form (h.sentence, h.figures, h.caveat) follows it."""
+    claim = f"the RFC's claim of more than {CLAIM:g}x"
+    row, a = h.row, h.assessment
+    if row is None or a is None:
+        return (f"No process_vm_exec result here, so {claim} cannot be judged: {h.sentence.removeprefix('cannot be judged: ')}.",)
+    pin = {"same": "same CPU", "cross": "tracer and tracee on two CPUs"}.get(row["pin"], "unpinned")
+    first = (f"We timed one intercepted system call with process_vm_exec and with PTRACE_SYSEMU ({pin}) on "
+             f"Linux {row['kernel']}, {_where_measured(row)}.")
+    x, ci = f"{row['speedup']:.2f}x", f"{row['speedup_low']:.2f}–{row['speedup_high']:.2f}"
+    if a.clock in HARDWARE_CLOCKS:
+        second = f"On that clock process_vm_exec was {x} faster (95% CI {ci})."
+    else:
+        second = (f"Counted in instructions, process_vm_exec's path is {x} shorter" if a.clock == "icount"
+                  else f"In emulated time process_vm_exec was {x} faster")
+        if a.composed_judged:
+            second += (f"; composed from prices measured on the host, the hardware speed-up is "
+                       f"{h.composed.speedup:.2f}x ({a.low:.2f}–{a.high:.2f}x).")
+        elif a.model_judged:
+            second += (f"; the host cost model predicts a hardware speed-up of {h.model.speedup:.2f}x "
+                       f"({a.low:.2f}–{a.high:.2f}x).")
+        elif a.low is not None:
+            second += (f"; allowing for how the emulator distorts {len(a.distortions)} other mechanisms also "
+                       f"measured on the host, the hardware speed-up is {a.low:.2f}–{a.high:.2f}x.")
+        else:
+            second += "; nothing among these results bounds how far the emulator distorts that for hardware."
+    if a.low is None:
+        third = (f"So {claim} cannot be judged yet: "
+                 f"{a.judgement.split('(', 1)[-1].rstrip(')')}.")
+    elif a.low >= CLAIM:
+        third = f"So {claim} stands: all of {a.low:.2f}–{a.high:.2f}x lies at or above {CLAIM:g}."
+    elif a.high < CLAIM:
+        third = f"So {claim} does not stand here: all of {a.low:.2f}–{a.high:.2f}x lies below {CLAIM:g}."
+    else:
+        settle = ("more repeats, narrowing the CI," if a.clock in HARDWARE_CLOCKS
+                  else "a run under KVM or on bare metal")
+        third = f"So {claim} is not settled yet: that range contains {CLAIM:g}, and {settle} would settle it."
+    return first, second, third
 
 
 def _runs_mitigations(df: pd.DataFrame, run_id: str) -> bool:

@@ -1,5 +1,6 @@
 """bench.render.report and the report/compare/check commands, on synthetic results."""
 import json
+import pathlib
 import re
 
 import pandas as pd
@@ -28,16 +29,19 @@ def test_report_writes_markdown_html_and_plots(files, tmp_path):
         for fmt in ("png", "svg"):
             assert (out / f"{stem}.{fmt}").stat().st_size > 1000, (stem, fmt)
     md = (out / "report.md").read_text()
-    first = md.splitlines()[0]
-    assert first.startswith("**Verdict: process_vm_exec is 5.") and "95% CI" in first
-    assert first.strip("*").removeprefix("Verdict: ") in proc.stdout
-    # the caveat and the key plot stand beside the verdict, on the first screen, not below the tables
+    # the answer first (tests/test_first_screen.py), printed too; then the title and the key plot
     blocks = md.split("\n\n")
-    assert blocks[1] == "Side by side:" and blocks[2].count("\n- ") == 2     # three figures
-    assert "icount path-length ratio" in blocks[2] and "distortion bracket" in blocks[2]
-    assert "cost model: no mitigation-matched guest anatomy" in blocks[2]
-    assert blocks[3].startswith("*Caveat:*") and "path length" in blocks[3] and "distortion" in blocks[3]
-    assert blocks[4].startswith("![") and f"({plots.KEY_PLOT}.png)" in blocks[4]
+    assert blocks[0].startswith("We timed one intercepted system call") and blocks[0] in proc.stdout
+    assert blocks[1] == f"# {report.TITLE}"
+    assert blocks[2].startswith("![") and f"({plots.KEY_PLOT}.png)" in blocks[2]
+    # the long form below it: the verdict, the figures side by side and the caveat
+    assert blocks[4] == "## The verdict in full"
+    first = blocks[5]
+    assert first.startswith("**Verdict: process_vm_exec is 5.") and "95% CI" in first
+    assert blocks[6] == "Side by side:" and blocks[7].count("\n- ") == 2     # three figures
+    assert "icount path-length ratio" in blocks[7] and "distortion bracket" in blocks[7]
+    assert "cost model: no mitigation-matched guest anatomy" in blocks[7]
+    assert blocks[8].startswith("*Caveat:*") and "path length" in blocks[8] and "distortion" in blocks[8]
     # the document lists each backend once per pinning; every case, sweeps included, is in the CSV
     tables = md[md.index("## Every backend"):md.index("## Plots")]
     assert "`ptrace-sysemu:pin=same:pages=16`" not in tables and "(cases.csv)" in tables
@@ -77,10 +81,10 @@ def test_report_judges_a_model_that_fits_and_shows_three_figures(tmp_path):
         for c, (i, k3, k) in FEATURES.items()]}))
     md = report.write_report([d / "host.json", d / "guest.json"], tmp_path / "report")["report.md"].read_text()
     predicted = host["ptrace-sysemu:pin=same"] / (0.2 * 2386 + 300 * 2 + 50 * 2)
-    first = md.splitlines()[0]
+    first = md.split("\n\n")[5]
     assert f"the host cost model predicts {predicted:.2f}x" in first and "claim is not reproduced" in first
     assert "the distortion bracket" in first and "is shown beside it" in first
-    figures = md.split("\n\n")[2]
+    figures = md.split("\n\n")[7]
     assert "icount path-length ratio" in figures and "5.00x" in figures
     assert "distortion bracket: " in figures and "cost model's prediction" in figures and "(judged" in figures
     assert "## A host cost model from the anatomy" in md and "mitigation-matched kernel" in md
@@ -91,6 +95,16 @@ def test_the_anatomy_is_found_beside_the_inputs_or_above_them(tmp_path):
     assert report.anatomy_dir([tmp_path / "run.json"]) == (tmp_path / "anatomy").resolve()
     (tmp_path / "anatomy" / "anatomy.json").write_text("{}")
     assert report.anatomy_dir([tmp_path / "anatomy" / "host" / "run.json"]) == (tmp_path / "anatomy").resolve()
+
+
+def test_the_anatomy_below_the_current_directory_is_named_relative_to_it(tmp_path, monkeypatch):
+    """A committed report quotes the anatomy directory in its messages: never the checkout's absolute path."""
+    (tmp_path / "results" / "anatomy" / "host").mkdir(parents=True)
+    (tmp_path / "results" / "anatomy" / "anatomy.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    where = report.anatomy_dir([tmp_path / "results" / "anatomy" / "host" / "run.json"])
+    assert where == pathlib.Path("results/anatomy") and not where.is_absolute()
+    assert report.anatomy_dir([pathlib.Path("results/run.json")]) == pathlib.Path("results/anatomy")
 
 
 def test_plots_are_the_same_bytes_when_drawn_again(files, tmp_path):
@@ -105,7 +119,8 @@ def test_report_on_a_host_run_alone_cannot_judge(files, tmp_path):
     out = tmp_path / "r"
     written = report.write_report([files["host"]], out)
     md = written["report.md"].read_text()
-    assert md.startswith("**Verdict: cannot be judged: no process_vm_exec results")
+    assert md.startswith("No process_vm_exec result here, so the RFC's claim of more than 5x cannot be judged")
+    assert "**Verdict: cannot be judged: no process_vm_exec results" in md
     assert "Host vs guest" not in md
     # the cases that share a reason share one line, the reason written once
     items = [line for line in md.splitlines() if "unavailable: ENOSYS" in line and line.startswith("- ")]

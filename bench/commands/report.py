@@ -16,7 +16,7 @@ def _cmd_report(args) -> int:
 
     paths = args.results or results.newest()
     written = write_report(paths, args.output or results.directory() / "report")
-    print(written["report.md"].read_text().splitlines()[0])     # the verdict
+    print(written["report.md"].read_text().split("\n\n", 1)[0])     # the answer (verdict.answer)
     plots = [name for name in written if name.endswith((".png", ".svg"))]
     print(f"report: {written['report.md']} and {written['report.html']} ({len(plots)} plot files, "
           f"every case in {written['cases.csv'].name})")

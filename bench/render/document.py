@@ -82,7 +82,7 @@ NUMBER = re.compile(r"[-–\d.,x%()\s]+")
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px}"
        "th{background:#f3f3f3}td{text-align:left}td.num{text-align:right;white-space:nowrap}img{max-width:100%}"
-       "code{background:#f5f5f5;padding:0 3px}")
+       "code{background:#f5f5f5;padding:0 3px}td code{white-space:nowrap}")
 
 
 def _html_cell(text) -> str:

@@ -106,10 +106,47 @@ def plot_cost(s: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_speedup(r: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
-    """Speed-up of every backend over PTRACE_SYSEMU at the same pinning, with the RFC's 5x claim."""
+JUDGED_COLOR = "#2ca02c"
+
+
+def judged_intervals(f: verdict.Findings) -> dict[tuple[str, str], verdict.Assessment]:
+    """{(run_id, pin): the assessment of that process_vm_exec pairing}, the headline's own (model and
+    composed estimate included) for its pairing: the intervals the speed-up plot draws."""
+    out = {(row["run_id"], row["pin"]): a for (_, row), a in zip(f.claim.iterrows(), f.assessments)}
+    h = f.headline
+    if h.row is not None and h.assessment is not None:
+        out[(h.row["run_id"], h.row["pin"])] = h.assessment
+    return {k: a for k, a in out.items() if a.low is not None}
+
+
+#: What each kind of interval judged covers, for the key plot's caption.
+COVERS = {"95% CI": "the variation between repeats on a hardware clock",
+          "hardware-equivalent range": "the repeats and the emulator-versus-hardware error, bracketed by the "
+                                       "host-versus-guest distortions of the C mechanisms both runs measured",
+          "cost-model interval": "the host cost model's worst leave-one-out errors",
+          "composed interval": "the composition's 95% CI widened by its worst errors against measured mechanisms"}
+
+
+def key_caption(f: verdict.Findings) -> str:
+    """The speed-up plot's caption: what its marks are, and which uncertainty the judged interval covers."""
+    text = (f"Speed-up over PTRACE_SYSEMU at the same pinning; dots and whiskers: median and 95% CI of the repeats; "
+            f"dashed line: the RFC's {verdict.CLAIM:g}x.")
+    h = f.headline
+    if h.row is None or h.assessment is None or h.assessment.low is None:
+        return text
+    a = h.assessment
+    return text + (f" Green band on process_vm_exec: the interval the verdict judges, the {a.interval} "
+                   f"{a.low:.2f}–{a.high:.2f}x (`{h.row['run_id']}`, {h.row['pin']} pinning), which covers "
+                   f"{COVERS[a.interval]}.")
+
+
+def plot_speedup(r: pd.DataFrame, runs: pd.DataFrame,
+                 judged: dict[tuple[str, str], verdict.Assessment] | None = None) -> Figure | None:
+    """Speed-up of every backend over PTRACE_SYSEMU at the same pinning, with the RFC's 5x claim and,
+    on process_vm_exec, the interval the verdict judges (judged_intervals())."""
     if r.empty:
         return None
+    judged = judged or {}
     r = r.assign(backend=r["numerator"]).sort_values(["run_id", "speedup"], ascending=[True, False])
     # The runs that answer the question (they measured process_vm_exec) on top: the first screen shows them.
     fig, panels = _panels(r, 0.32, first=set(r.loc[r["backend"] == stats.CANDIDATE, "run_id"]))
@@ -119,13 +156,21 @@ def plot_speedup(r: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
         _hbars(ax, labels, g["speedup"].to_numpy(),
                g["speedup_low"].to_numpy(), g["speedup_high"].to_numpy(), [_color(b) for b in g["backend"]],
                lambda v: f"{v:.2f}x")
+        for y, (_, row) in enumerate(g.iterrows()):
+            a = judged.get((run_id, row["pin"])) if row["backend"] == stats.CANDIDATE else None
+            if a is not None:
+                ax.fill_betweenx([y - 0.42, y + 0.42], a.low, a.high, color=JUDGED_COLOR, alpha=0.25, lw=0,
+                                 zorder=1, label="interval the verdict judges")
+                ax.annotate(f"judged: {a.low:.2f}–{a.high:.2f}x", (a.high, y), xytext=(4, -9),
+                            textcoords="offset points", va="center", fontsize=8, color="#1a6b1a")
         ax.axvline(1.0, color=SYSEMU_COLOR, lw=1.2, label="PTRACE_SYSEMU itself (1x)")
         ax.axvline(verdict.CLAIM, color="black", ls="--", lw=1.2, label=f"the RFC's claim: {verdict.CLAIM:g}x")
         ax.set_xscale("log")
         _ticks(ax, "x", lambda v: f"{v:g}x")
         ax.set_title(run_title(runs.loc[run_id]), fontsize=10)
         ax.set_xlabel("speed-up over PTRACE_SYSEMU (median SYSEMU ns ÷ median backend ns; 95% CI)")
-    fig.legend(*panels[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=9)
+    handles = {label: h for ax, _, _ in panels for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=len(handles), fontsize=9)
     fig.suptitle("How many times faster than PTRACE_SYSEMU (higher is faster)")
     return fig
 
@@ -176,23 +221,30 @@ HORIZONTAL = {"orientation": "horizontal"} if tuple(map(int, matplotlib.__versio
 
 
 def plot_distribution(df: pd.DataFrame, s: pd.DataFrame) -> Figure:
-    """Every value per backend (box: quartiles, whiskers 1.5 IQR, dots: outliers)."""
+    """Every value per backend: boxes (quartiles, whiskers 1.5 IQR, dots: outliers) where the values
+    spread, every value as a dot where they hardly do (icount repeats agree to the digit: a box would
+    have no width)."""
     base = stats.base_cases(s).sort_values(["run_id", "median_ns"])
     fig, panels = _panels(base, 0.32)
     for ax, run_id, g in panels:
         values = [df.loc[(df["run_id"] == run_id) & (df["case"] == c), "value_ns"].to_numpy() for c in g["case"]]
-        box = ax.boxplot(values, **HORIZONTAL, patch_artist=True, widths=0.6,
-                         flierprops={"markersize": 3}, medianprops={"color": "black"})
-        for patch, backend in zip(box["boxes"], g["backend"]):
-            patch.set_facecolor(_color(backend))
-            patch.set_alpha(0.6)
+        n = sorted({int(g["n"].min()), int(g["n"].max())})
+        if verdict.clock(g.iloc[0]) == "icount":
+            for y, (v, backend) in enumerate(zip(values, g["backend"])):
+                ax.scatter(v, np.full(len(v), y + 1.0), s=14, color=_color(backend), alpha=0.7, zorder=3)
+            what = "every value as a dot (icount: the repeats agree to the digit)"
+        else:
+            box = ax.boxplot(values, **HORIZONTAL, patch_artist=True, widths=0.6,
+                             flierprops={"markersize": 3}, medianprops={"color": "black"})
+            for patch, backend in zip(box["boxes"], g["backend"]):
+                patch.set_facecolor(_color(backend))
+                patch.set_alpha(0.6)
+            what = "box: quartiles and median; whiskers: 1.5 IQR; dots: outliers"
         ax.set_yticks(np.arange(1, len(g) + 1), [_label(r) for _, r in g.iterrows()])
-        ax.invert_yaxis()
+        ax.set_ylim(len(g) + 0.5, 0.5)     # first row on top, as in the tables
         _maybe_log(ax, np.concatenate(values))
         ax.grid(axis="x", which="both", alpha=0.3)
-        n = sorted({int(g["n"].min()), int(g["n"].max())})
-        ax.set_xlabel(f"ns per intercepted syscall (box: quartiles and median; whiskers: 1.5 IQR; "
-                      f"dots: outliers; n = {'–'.join(map(str, n))} values per box)")
+        ax.set_xlabel(f"ns per intercepted syscall ({what}; n = {'–'.join(map(str, n))} values per row)")
         ax.set_title(run_title(g.iloc[0]), fontsize=10)
     fig.suptitle("Distribution of the measurements, by backend")
     return fig
@@ -205,7 +257,7 @@ def _line_style(i: int) -> dict:
 
 def _sweep_panels(lines: pd.DataFrame, title: str):
     runs = lines["run_id"].unique()
-    fig = Figure(figsize=(9, 4.2 * len(runs)), layout="constrained")
+    fig = Figure(figsize=(11, 4.2 * len(runs)), layout="constrained")
     axes = fig.subplots(len(runs), 1, squeeze=False)[:, 0]
     fig.suptitle(title)
     return fig, list(zip(axes, runs))
@@ -216,7 +268,8 @@ def _label_sweep(ax, lines: pd.DataFrame, run_id: str, xlabel: str, ylabel: str)
     ax.set_ylabel(ylabel)
     ax.set_title(run_title(lines[lines["run_id"] == run_id].iloc[0]), fontsize=10)
     ax.grid(which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    # beside the axes, never over the data
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def plot_pages(s: pd.DataFrame) -> Figure | None:
@@ -302,7 +355,7 @@ def _runs(f: verdict.Findings) -> pd.DataFrame:
 
 #: Every plot, in the report's order.  Adding one: its function and one entry here.
 PLOTS = [
-    Plot("speedup", lambda f: plot_speedup(f.all_ratios, _runs(f)),
+    Plot("speedup", lambda f: plot_speedup(f.all_ratios, _runs(f), judged_intervals(f)),
          f"Speed-up over PTRACE_SYSEMU at the same pinning; dashed line: the RFC's {verdict.CLAIM:g}x."),
     Plot("cost", lambda f: plot_cost(f.summary), "Median ns per intercepted syscall, 95% bootstrap CI as whiskers."),
     Plot("pinning", lambda f: plot_pinning(f.summary),

@@ -105,7 +105,9 @@ def _rewriting_blocks(df: pd.DataFrame) -> list:
             "What they give up is enforcement: an untrusted program can jump past a rewritten site, issue "
             "`syscall` from code written or mapped later, or undo the rewrite, so only lazypoline's and "
             "systrap's trap (syscall user dispatch, seccomp) makes them exhaustive, at one trap per new "
-            "site; process_vm_exec and the other kernel mechanisms enforce every call.")
+            "site; process_vm_exec and the other kernel mechanisms enforce every call. That is also why they can "
+            "cost less than native, which enters the kernel for every call: their handled call is a function "
+            "call in user space, so a figure below native's is no faster kernel path, only none at all.")
     costs = []
     for _, row in df.drop_duplicates("run_id").iterrows():
         try:
@@ -256,14 +258,21 @@ class Inputs:
     no_composed: str = ""                       # why there is none
 
 
+TITLE = "process_vm_exec vs PTRACE_SYSEMU: benchmark report"
+
+
 def _first_screen(i: Inputs) -> list:
-    """The verdict, its caveat and the key plot, then the rule they follow."""
+    """The answer in at most three sentences (verdict.answer), the title, the key plot with the
+    interval judged drawn on it; then the verdict in full, its figures side by side, its caveat and
+    the rule they follow."""
     h = i.findings.headline
-    return [("p", f"**Verdict: {h.sentence}**"),
+    return [("p", " ".join(verdict.answer(h))),
+            ("h", 1, TITLE),
+            *([("img", plots.KEY_PLOT, plots.key_caption(i.findings))] if plots.KEY_PLOT in i.plots else []),
+            ("h", 2, "The verdict in full"),
+            ("p", f"**Verdict: {h.sentence}**"),
             *([("p", "Side by side:"), ("list", list(h.figures))] if h.figures else []),
             *([("p", f"*Caveat:* {h.caveat}")] if h.caveat else []),
-            *([("img", plots.KEY_PLOT, plots.CAPTIONS[plots.KEY_PLOT])] if plots.KEY_PLOT in i.plots else []),
-            ("h", 1, "process_vm_exec vs PTRACE_SYSEMU: benchmark report"),
             ("p", verdict.VERDICT_RULE),
             ("p", "Inputs: " + ", ".join(f"`{p.name}`" for p in i.paths))]
 
@@ -286,7 +295,16 @@ def anatomy_dir(paths: list[pathlib.Path]) -> pathlib.Path:
     kept inside results/anatomy/ itself, such as its host and guest runs)."""
     first = paths[0].resolve().parent
     found = next((d / "anatomy" for d in (first, *first.parents) if (d / "anatomy" / "anatomy.json").exists()), None)
-    return found or first / "anatomy"
+    return _relative(found or first / "anatomy")
+
+
+def _relative(path: pathlib.Path) -> pathlib.Path:
+    """path relative to the current directory when it lies below it (the report quotes it in messages,
+    and a committed report must not carry the checkout's absolute path), else as it is."""
+    try:
+        return path.relative_to(pathlib.Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def _composed_blocks(i: Inputs) -> list:
@@ -338,16 +356,28 @@ def _composed(suites, paths):
     return composed_model(suites, anatomy_dir(paths))
 
 
+def _findings(df: pd.DataFrame, paths: list[pathlib.Path]):
+    """(Findings, suites, model, no_model, composed, no_composed): everything a report of paths judges."""
+    suites, _ = results.split(paths)
+    model, no_model = fitted_model(suites, anatomy_dir(paths))
+    composed, no_composed = _composed(suites, paths)
+    f = verdict.findings(df, verdict.ModelPrediction.of(model) if model else None, no_model,
+                         verdict.ComposedPrediction.of(composed) if composed else None, no_composed)
+    return f, suites, model, no_model, composed, no_composed
+
+
+def answer(paths) -> tuple[str, ...]:
+    """The answer (verdict.answer) a report of paths opens with, without drawing or writing anything."""
+    paths = [pathlib.Path(p) for p in paths]
+    return verdict.answer(_findings(load_inputs(paths)[0], paths)[0].headline)
+
+
 def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     """Load the results, draw every plot, write report.md and report.html into output."""
     paths = [pathlib.Path(p) for p in paths]
     df, rfc = load_inputs(paths)
     writable_directory(output, create=True, need=REPORT_BYTES)
-    suites, _ = results.split(paths)
-    model, no_model = fitted_model(suites, anatomy_dir(paths))
-    composed, no_composed = _composed(suites, paths)
-    f = verdict.findings(df, verdict.ModelPrediction.of(model) if model else None, no_model,
-                   verdict.ComposedPrediction.of(composed) if composed else None, no_composed)
+    f, suites, model, no_model, composed, no_composed = _findings(df, paths)
     written = {}
     figs = plots.figures(f)
     for stem, fig in figs.items():

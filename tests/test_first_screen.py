@@ -1,0 +1,112 @@
+"""Issue 20: the answer first.  The report opens with at most three plain sentences generated from the
+findings, then the title, then the key plot with the interval judged drawn on it; the README quotes the
+committed report's answer word for word, and its other verdict figures agree with the reports they cite."""
+import pathlib
+import re
+
+import pytest
+
+from bench import stats, verdict
+from bench.render import plots, report
+from data.synthetic import GUEST, write_suite
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+MAIN_REPORT = ROOT / "results" / "report" / "report.md"
+
+
+def sentences(paragraph: str) -> list[str]:
+    """Split at a full stop, question or exclamation mark followed by a space and a capital ("5.11x" stays whole)."""
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z])", paragraph.strip())
+
+
+def readme_answer() -> str:
+    text = README.read_text()
+    m = re.search(r"<!-- answer -->\n(.*?)\n<!-- /answer -->", text, re.S)
+    assert m, "README has no <!-- answer --> ... <!-- /answer --> block"
+    return " ".join(line.removeprefix(">").strip() for line in m.group(1).splitlines())
+
+
+def report_answer(md: str) -> str:
+    return md.split("\n\n", 1)[0]
+
+
+def test_the_readme_quotes_the_committed_reports_answer_exactly():
+    quoted, committed = readme_answer(), report_answer(MAIN_REPORT.read_text())
+    assert quoted == committed, ("README's answer differs from results/report/report.md's first paragraph: "
+                                 "copy it between the <!-- answer --> markers")
+
+
+def test_the_answer_block_is_on_the_readmes_first_screen():
+    lines = README.read_text().splitlines()
+    assert lines.index("<!-- answer -->") < 12
+    assert any(line.startswith("**The question:**") for line in lines[:5])
+    assert next(i for i, line in enumerate(lines) if line.startswith("./run.sh ")) < 25
+
+
+def test_the_committed_answer_is_generated_from_the_committed_results():
+    """Neither the report's first paragraph nor the README's quote of it is written by hand."""
+    md = MAIN_REPORT.read_text()
+    inputs = re.search(r"^Inputs: (.*)$", md, re.M).group(1)
+    paths = [MAIN_REPORT.parents[1] / name for name in re.findall(r"`([^`]+)`", inputs)]
+    assert paths and all(p.exists() for p in paths)
+    assert " ".join(report.answer(paths)) == report_answer(md)
+
+
+def test_the_report_opens_with_three_sentences_then_the_title_then_the_key_plot():
+    blocks = MAIN_REPORT.read_text().split("\n\n")
+    said = sentences(blocks[0])
+    assert 1 <= len(said) <= 3 and not blocks[0].startswith(("**", "#"))
+    # plain sentences a reader takes in at a glance: no one longer than 45 words
+    assert all(len(s.split()) <= 45 for s in said), [len(s.split()) for s in said]
+    assert blocks[1] == f"# {report.TITLE}"
+    assert blocks[2].startswith("![") and f"({plots.KEY_PLOT}.png)" in blocks[2]
+    # the interval the verdict judges is the one drawn, and the caption says what it covers
+    judged = re.search(r"the hardware speed-up is (\d+\.\d\d)–(\d+\.\d\d)x", blocks[0])
+    assert judged and f"{judged.group(1)}–{judged.group(2)}x" in blocks[2] and "which covers" in blocks[2]
+    # the long form follows for those who want it
+    assert blocks[4] == "## The verdict in full" and blocks[5].startswith("**Verdict: ")
+
+
+def test_other_verdicts_in_the_readme_are_labelled_and_match_their_reports():
+    """A verdict quoted further down is another report's (named beside it), with that report's figures."""
+    text = README.read_text()
+    assert text.splitlines().count("<!-- answer -->") == 1 and text.count("> process_vm_exec is ") == 0
+    m = re.search(r"\*\*Another verdict, on the mitigations kernel\*\* \(`(results/[^`]+/report\.md)`(.*?)\n\n",
+                  text, re.S)
+    assert m, "the mitigations kernel's verdict is labelled with its own report"
+    cited = (ROOT / m.group(1)).read_text()
+    figures = re.findall(r"\d+\.\d\d(?:–\d+\.\d\d)?x", m.group(2))
+    assert figures and all(f in cited for f in figures), [f for f in figures if f not in cited]
+
+
+def _answer(tmp_path, suites, **kw):
+    return verdict.answer(verdict.headline(stats.load(suites), **kw))
+
+
+def test_a_hardware_clock_answers_with_its_ci(tmp_path):
+    kvm = write_suite(tmp_path / "kvm.json", {**GUEST, "process-vm-exec:pin=same": 1_000.0}, vm=True,
+                      accelerator="kvm", timing="wall", sigma=1e-5)
+    what, number, judged = _answer(tmp_path, [kvm])
+    assert "under KVM" in what and number.startswith("On that clock process_vm_exec was 10.00x faster (95% CI")
+    assert judged.startswith("So the RFC's claim of more than 5x stands: all of 10.00–10.00x")
+
+
+def test_an_emulator_run_alone_says_why_it_cannot_be_judged_yet(tmp_path):
+    guest = write_suite(tmp_path / "guest.json", GUEST, vm=True, sigma=1e-5)
+    said = _answer(tmp_path, [guest])
+    assert len(said) == 3 and "instructions" in said[1]
+    assert said[2].startswith("So the RFC's claim of more than 5x cannot be judged yet: no host run")
+
+
+def test_no_process_vm_exec_is_one_sentence_that_says_so(tmp_path):
+    host = write_suite(tmp_path / "host.json", {"ptrace-sysemu:pin=same": 3_000.0, "native:pin=in-process": 80.0})
+    (only,) = _answer(tmp_path, [host])
+    assert only.startswith("No process_vm_exec result here") and "cannot be judged" in only
+
+
+@pytest.mark.parametrize("speedup, word", [(8.0, "stands"), (3.0, "does not stand here")])
+def test_the_third_sentence_follows_the_judgement(tmp_path, speedup, word):
+    kvm = write_suite(tmp_path / "kvm.json", {**GUEST, "process-vm-exec:pin=same": 10_000.0 / speedup}, vm=True,
+                      accelerator="kvm", timing="wall", sigma=1e-5)
+    assert f"more than 5x {word}:" in _answer(tmp_path, [kvm])[2]
