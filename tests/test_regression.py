@@ -191,8 +191,46 @@ def test_a_baseline_from_another_machine_is_refused_before_its_run_is_repeated(t
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "check: running" not in proc.stderr
     assert "kernel release '6.1.0-host' vs" in proc.stderr and "CPU model 'Synthetic CPU @ 3.0GHz' vs" in proc.stderr
-    assert "re-baseline here with `python -m bench run --fast` 5 or more times" in proc.stderr
+    assert "make your own baseline here: `python -m bench run --fast` 5 or more times" in proc.stderr
     assert f"--output {b} --force" in proc.stderr and "bench check --against REV" in proc.stderr
+    # On two hosts the host CPU model is the CPU model: named once.
+    assert "host CPU model" not in proc.stderr
+
+
+def test_the_refusal_reads_the_machine_without_pandas_and_measures_nothing(tmp_path):
+    """What makes the refusal fast: neither pandas nor pyperf is imported, no driver run starts and no
+    results file is written before another machine's baseline is refused."""
+    import subprocess
+    import sys
+
+    b = baseline_of(tmp_path, BASE)
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    probe = ("import sys\nfrom bench.commands.cli import main\n"
+             f"status = main(['check', '--baseline', {str(b)!r}])\n"
+             "heavy = sorted(m for m in ('pandas', 'pyperf', 'scipy', 'matplotlib', 'numpy') if m in sys.modules)\n"
+             "print('status', status, 'heavy', ','.join(heavy) or 'none')\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "VMEXEC_RESULTS_DIR": str(results_dir)})
+    assert proc.stdout.strip() == "status 2 heavy none", (proc.stdout, proc.stderr)
+    assert "another machine" in proc.stderr and "check: running" not in proc.stderr
+    assert list(results_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("vm", [False, True])
+def test_the_machine_read_from_the_file_is_the_machine_read_from_its_frame(tmp_path, vm):
+    from bench import machine
+
+    path = write_suite(tmp_path / "run.json", BASE, vm=vm, sigma=1e-7 if vm else 0.05)
+    assert machine.of_suite(path, json.loads(path.read_text())) == R.machine(stats.load([path]))
+
+
+def test_the_committed_baselines_machines_read_alike():
+    from bench import machine
+    from bench.measure.environment import REPO
+
+    for path in sorted((REPO / "baselines").glob("*.json")):
+        assert machine.of_suite(path, json.loads(path.read_text())) == R.machine(stats.load([path])), path
 
 
 def test_every_field_of_the_machine_that_differs_is_named_and_unrecorded_ones_are_not():

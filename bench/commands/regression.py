@@ -15,12 +15,21 @@ from bench.errors import BenchError, UsageError, writable_directory
 FORMATS = ("text", "json", "markdown")
 
 
-def _cmd_check(args) -> int:
-    from bench import stats
+def _refuse_before_importing(args, forced: bool) -> None:
+    """`check --baseline FILE` with nothing to judge yet: another machine's baseline is refused first,
+    from its metadata and what a run would record here, before pandas and the rest are imported
+    (bench.machine): the refusal takes a fraction of a second, not the imports' seconds."""
+    from bench import machine as M
+    from bench import results
     from bench.measure import continuous
-    from bench import regression as R
-    from bench.render.regression import render
 
+    data = results.read_json(args.baseline)
+    meta = M.baseline_metadata(args.baseline, data)
+    M.refuse_foreign(args.baseline, M.of_suite(args.baseline, data), continuous.machine_for(meta["rerun"]),
+                     meta["rerun"], force=forced)
+
+
+def _cmd_check(args) -> int:
     if args.baseline_window is not None and args.current is None:
         raise UsageError("--baseline-window needs --current: the runs before it form the baseline")
     if args.command and args.against is None:
@@ -32,6 +41,14 @@ def _cmd_check(args) -> int:
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     forced = args.force or args.warn_only
+    if args.baseline is not None and args.current is None:
+        _refuse_before_importing(args, forced)
+
+    from bench import stats
+    from bench.measure import continuous
+    from bench import regression as R
+    from bench.render.regression import render
+
     with tempfile.TemporaryDirectory(prefix="vmexec-check-") as tmp:
         if args.against is not None:
             baseline, current = _against(args, pathlib.Path(tmp))
