@@ -310,10 +310,30 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.
     return pd.DataFrame(rows)
 
 
+def _backends(table: pd.DataFrame, verdict: str) -> list[str]:
+    bad = table[table["verdict"] == verdict]
+    return list(dict.fromkeys(bad.sort_values("reference", key=lambda s: s != stats.NATIVE, kind="stable")["backend"]))
+
+
 def regressed_backends(table: pd.DataFrame) -> list[str]:
-    """The backends named by regressed (or missing) ratios: against native first, then against ptrace-sysemu."""
-    bad = table[table["verdict"].isin(("regressed", "missing"))]
-    return list(dict.fromkeys(bad.sort_values("reference", key=lambda s: s != stats.NATIVE)["backend"]))
+    """The backends named by regressed ratios: against native first, then against ptrace-sysemu."""
+    return _backends(table, "regressed")
+
+
+def missing_backends(table: pd.DataFrame) -> list[str]:
+    """The backends of ratios the baseline has and the current run did not measure (no slowdown: a
+    backend that failed or was not run), in the same order."""
+    return _backends(table, "missing")
+
+
+#: `bench check`'s exit statuses.  A regression outranks a missing ratio; 2 is bad input (bench.errors).
+EXIT = {"regressed": 1, "missing": 3}
+
+
+def exit_status(table: pd.DataFrame) -> int:
+    """0 when nothing regressed and nothing is missing; else EXIT's status of the worst finding."""
+    return (EXIT["regressed"] if regressed_backends(table) else
+            EXIT["missing"] if missing_backends(table) else 0)
 
 
 # --------------------------------------------------------------------------- history

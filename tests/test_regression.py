@@ -51,14 +51,42 @@ def test_a_slower_backend_regresses_names_it_and_exits_1(tmp_path):
     assert "REGRESSION in ptrace-sysemu" in proc.stdout
 
 
-def test_a_ratio_the_current_run_could_not_measure_is_missing_and_fails(tmp_path):
+def test_a_ratio_the_current_run_did_not_measure_is_missing_apart_from_regressed_and_exits_3(tmp_path):
     b = baseline_of(tmp_path, BASE)
     broken = {k: v for k, v in BASE.items() if not k.startswith("ptrace-syscall:")}
     table = R.check(R.load(b), stats.load([write_suite(tmp_path / "c.json", broken, seed=7)]))
     assert set(table[table["verdict"] == "missing"]["backend"]) == {"ptrace-syscall"}
-    assert R.regressed_backends(table) == ["ptrace-syscall"]
+    assert R.regressed_backends(table) == [] and R.missing_backends(table) == ["ptrace-syscall"]
     proc = run_bench("check", "--baseline", str(b), "--current", str(tmp_path / "c.json"))
-    assert proc.returncode == 1 and "not measured" in proc.stdout
+    assert proc.returncode == 3, proc.stderr
+    summary, section = proc.stdout.splitlines()[-2:]
+    assert summary.startswith("no regression:") and "REGRESSION" not in proc.stdout
+    assert section.startswith("missing: ptrace-syscall (") and "not measured" in section
+    assert proc.stderr.strip() == "bench: failed: missing: ptrace-syscall (not measured by this run)"
+    data = json.loads(run_bench("check", "--baseline", str(b), "--current", str(tmp_path / "c.json"),
+                                "--format", "json").stdout)
+    assert data["regressed"] == [] and data["missing"] == ["ptrace-syscall"]
+    warned = run_bench("check", "--baseline", str(b), "--current", str(tmp_path / "c.json"), "--warn-only")
+    assert warned.returncode == 0 and "warning only: missing: ptrace-syscall" in warned.stderr
+
+
+def test_a_regression_outranks_a_missing_ratio_and_both_are_named_apart(tmp_path):
+    b = baseline_of(tmp_path, BASE)
+    both = {k: v for k, v in slower(BASE, "ptrace-sysemu", 1.5).items() if not k.startswith("ptrace-syscall:")}
+    current = write_suite(tmp_path / "c.json", both, seed=7)
+    proc = run_bench("check", "--baseline", str(b), "--current", str(current))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.splitlines()[-2].startswith("REGRESSION in ptrace-sysemu:")      # not ptrace-syscall
+    assert proc.stdout.splitlines()[-1].startswith("missing: ptrace-syscall (")
+    md = run_bench("check", "--baseline", str(b), "--current", str(current), "--format", "markdown").stdout
+    assert md.startswith("**REGRESSION in ptrace-sysemu:") and "\nmissing: ptrace-syscall (" in md
+
+
+def test_the_help_states_every_exit_status():
+    text = " ".join(run_bench("check", "--help").stdout.split())
+    for said in ("0 nothing regressed and nothing missing", "1 a ratio regressed", "3 no ratio regressed",
+                 "2 bad input", "Make your own baseline first"):
+        assert said in text
 
 
 def test_thresholds_come_from_the_spread_measured_between_the_baselines_runs(tmp_path):

@@ -66,14 +66,18 @@ def _cmd_check(args) -> int:
     print(render(table, baseline, args.format))
     if elsewhere and args.against is not None:
         print(f"check: note: the two trees' runs differ in {elsewhere}", file=sys.stderr)
-    named = R.regressed_backends(table)
-    if named and args.warn_only:
-        print(f"check: warning only: regression in {', '.join(named)}"
+    named, absent = R.regressed_backends(table), R.missing_backends(table)
+    found = "; ".join([*([f"regression in {', '.join(named)}"] if named else []),
+                       *([f"missing: {', '.join(absent)} (not measured by this run)"] if absent else [])])
+    if found and args.warn_only:
+        print(f"check: warning only: {found}"
               + (f" (the baseline was taken on another machine: {elsewhere})" if elsewhere else ""), file=sys.stderr)
         return 0
     if named:
-        raise BenchError(f"regression in {', '.join(named)}")
-    return 0
+        raise BenchError(found)
+    if absent:
+        print(f"bench: failed: {found}", file=sys.stderr)
+    return R.exit_status(table)
 
 
 def _against(args, tmp: pathlib.Path):
@@ -152,10 +156,17 @@ def _count(text: str) -> int:
 
 def register_cli(subparsers) -> None:
     k = subparsers.add_parser(
-        "check", help="judge a run against a baseline or another commit (exit 1 on a regression)",
+        "check", help="judge a run against a baseline or another commit (exit 1 on a regression, 3 on a missing ratio)",
         description="Judge interception costs, ratio by ratio, against a baseline file, the last runs of this "
                     "machine, or another commit measured now on this machine (--against: no stored baseline "
-                    "needed). Not pyperf's `check`, which checks one suite's stability.")
+                    "needed). Make your own baseline first: a baseline holds on the machine it was made on "
+                    "only, and another machine's is refused before anything runs. Not pyperf's `check`, "
+                    "which checks one suite's stability.",
+        epilog="exit status: 0 nothing regressed and nothing missing; 1 a ratio regressed (a missing one "
+               "too, then); 3 no ratio regressed but some the baseline has were not measured by this run "
+               "(missing: a backend that failed or was not run); 2 bad input, nothing comparable, or a "
+               "baseline from another machine (refused before any run); with --warn-only 0 after a "
+               "warning on stderr instead of 1 or 3.")
     source = k.add_mutually_exclusive_group(required=True)
     source.add_argument("--baseline", type=pathlib.Path, metavar="FILE",
                         help="a baseline (bench baseline); refused before any run if taken on another machine")
