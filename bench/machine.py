@@ -47,12 +47,16 @@ def of_suite(path: pathlib.Path, data: dict) -> dict[str, str]:
     return from_metadata(meta)
 
 
-def differences(a: dict, b: dict) -> str:
-    """Every MACHINE field recorded by both a and b that differs, as 'NAME 'A' vs 'B'; ...' ("" if none).
-    On two hosts the host CPU model is the CPU model: named once."""
+def differing(a: dict, b: dict) -> list[str]:
+    """The MACHINE fields recorded by both a and b that differ.  On two hosts the host CPU model is the
+    CPU model: named once."""
     hosts = a.get("kind") == b.get("kind") == "host"
-    return "; ".join(f"{MACHINE[k]} {a[k]!r} vs {b[k]!r}" for k in MACHINE
-                     if a.get(k) and b.get(k) and a[k] != b[k] and not (hosts and k == "host_cpu_model"))
+    return [k for k in MACHINE if a.get(k) and b.get(k) and a[k] != b[k] and not (hosts and k == "host_cpu_model")]
+
+
+def differences(a: dict, b: dict) -> str:
+    """Every field differing(a, b), as 'NAME 'A' vs 'B'; ...' ("" if none)."""
+    return "; ".join(f"{MACHINE[k]} {a[k]!r} vs {b[k]!r}" for k in differing(a, b))
 
 
 def baseline_metadata(path: pathlib.Path, data: dict) -> dict:

@@ -338,6 +338,14 @@ def exit_status(table: pd.DataFrame) -> int:
 
 # --------------------------------------------------------------------------- history
 
+def machine_label(m: dict[str, str]) -> str:
+    """A machine (machine()) in a few words: what history keeps apart, one series each."""
+    if m["kind"] == "guest":
+        return " · ".join(x for x in (f"guest {m['accelerator']}/{m['timing']}", f"kernel {m['kernel']}",
+                                      f"on {m['host_cpu_model'] or '?'}", m["qemu"], m["compiler"]) if x)
+    return " · ".join(x for x in ("host", m["vmexec_cpu_model"] or "?", f"kernel {m['kernel']}", m["compiler"]) if x)
+
+
 def history(paths: list[pathlib.Path]) -> pd.DataFrame:
     """Each backend's ratio to ptrace-sysemu in every run, with its date, commit and kernel."""
     df = stats.load(paths)
@@ -355,6 +363,8 @@ def history(paths: list[pathlib.Path]) -> pd.DataFrame:
     r["commit"] = r["run_id"].map(commits)
     r["case"] = [Ratio(Case(n, n_pin), Case(stats.SYSEMU, d_pin)).label
                  for n, n_pin, d_pin in zip(r["numerator"], r["numerator_pin"], r["denominator_pin"])]
-    r["machine"] = np.where(r["vm"].astype(bool), "guest " + r["accelerator"] + "/" + r["timing"], "host")
+    # One series per machine and kernel: a ratio moves with the CPU, the kernel, the emulator and the
+    # compiler, so runs of two of them are never joined into one line.
+    r["machine"] = r["run_id"].map({run: machine_label(machine(g)) for run, g in df.groupby("run_id", sort=False)})
     return r.sort_values(["machine", "case", "started"])[
         ["machine", "case", "run_id", "started", "commit", "kernel", "ratio", "ratio_low", "ratio_high"]]

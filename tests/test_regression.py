@@ -341,4 +341,4 @@ def test_the_window_and_history_skip_stray_json_in_the_results_directory(tmp_pat
     window = run_bench("check", "--baseline-window", "2", "--current", str(current))
     assert window.returncode == 0 and "Traceback" not in window.stderr, window.stderr
     history = run_bench("history", "--output", str(tmp_path / "h"))
-    assert history.returncode == 0 and "(3 runs)" in history.stdout, history.stderr
+    assert history.returncode == 0 and "(3 runs; 1 machine" in history.stdout, history.stderr

@@ -137,10 +137,13 @@ def _cmd_history(args) -> int:
     writable_directory(out, create=True)
     h.to_csv(out / "history.csv", index=False, float_format="%.6g")
     plots.save(plots.plot_history(h), out, "history")
-    for (where, case), g in h.groupby(["machine", "case"], sort=True):
-        series = " → ".join(f"{r:.3g}" for r in g["ratio"])
-        print(f"{where:20} {case:60} {series}")
-    print(f"history: {out / 'history.csv'}, {out / 'history.png'} ({h['run_id'].nunique()} runs)")
+    for where, m in h.groupby("machine", sort=False):
+        print(f"{where} ({m['run_id'].nunique()} runs):")
+        for case, g in m.groupby("case", sort=True):
+            print(f"  {case:60} {' → '.join(f'{r:.3g}' for r in g['ratio'])}")
+    machines = h["machine"].nunique()
+    print(f"history: {out / 'history.csv'}, {out / 'history.png'} ({h['run_id'].nunique()} runs; "
+          f"{machines} machine{'s' if machines != 1 else ''}, one series each)")
     return 0
 
 
