@@ -29,11 +29,12 @@ import pandas as pd
 
 from bench import stats
 from bench import results
+from bench.machine import BASELINE_KEY, baseline_metadata, differences
+from bench import machine as machines
 from bench.results import IN_PROCESS, Case
 from bench.errors import UsageError
 from bench.measure.kernel import LOCALVERSIONS
 
-BASELINE_KEY = "vmexec_baseline"
 #: Each ratio is judged against these references.
 REFERENCES = (stats.NATIVE, stats.SYSEMU)
 #: The change's interval: wide, because a run is judged on some 30 ratios at once.
@@ -52,14 +53,9 @@ FLOOR = {"exact": 0.002, "timed": 0.02}
 ONE_CPU = ("same", IN_PROCESS)
 #: Thresholds of a baseline made from a single run (spread not measured).
 UNMEASURED = {"exact": 0.01, "timed": 0.15}
-#: missing: the baseline has the ratio, the current run could not measure it (a backend that broke).
+#: missing: the baseline has the ratio, the current run did not measure it (a backend that broke, or a
+#: case the run was not asked for): reported apart from regressed, it is no measured slowdown.
 VERDICTS = ("regressed", "missing", "improved", "inconclusive", "unchanged")
-#: What must match for two runs to be compared (their machine): field -> name shown.  A ratio
-#: holds only on the kernel, emulator, compiler and CPU it was measured with: any of them moves a
-#: path length or a price.  Fields a run did not record (older files) are not compared.
-MACHINE = {"kind": "kind", "kernel": "kernel release", "vmexec_cpu_model": "CPU model",
-           "host_cpu_model": "host CPU model", "qemu": "QEMU version", "compiler": "compiler",
-           "accelerator": "accelerator", "timing": "timing"}
 
 
 def mode(df: pd.DataFrame) -> str:
@@ -228,23 +224,8 @@ def write(paths: list[pathlib.Path], output: pathlib.Path, force: bool = False) 
 
 
 def load(path: pathlib.Path) -> Baseline:
-    data = results.read_json(path)
-    raw = data.get("metadata", {}).get(BASELINE_KEY) if isinstance(data.get("metadata"), dict) else None
-    if raw is None:
-        raise UsageError(f"{path}: not a baseline (no {BASELINE_KEY} metadata): make one with `bench baseline`")
-    try:
-        meta = json.loads(raw)
-        noise, runs, rerun = meta["noise"], meta["runs"], meta["rerun"]
-        if not (isinstance(runs, list) and isinstance(rerun, list) and all(isinstance(a, str) for a in rerun)):
-            raise TypeError("runs and rerun must be lists")
-        # A non-finite centre or spread would make every threshold NaN: bad input like a non-finite value.
-        bad = [label for label, n in noise.items()
-               if not (0 < n["centre"] < math.inf and 0 <= n["sd"] < math.inf and n["runs"] >= 2)]
-    except (TypeError, ValueError, KeyError, AttributeError) as e:     # json's errors are ValueErrors
-        raise UsageError(f"{path}: malformed {BASELINE_KEY} metadata ({type(e).__name__}: {e})") from None
-    if bad:
-        raise UsageError(f"{path}: case {bad[0]}: its noise in {BASELINE_KEY} is not finite")
-    return Baseline(path, stats.load([path]), noise, runs, rerun)
+    meta = baseline_metadata(path, results.read_json(path))
+    return Baseline(path, stats.load([path]), meta["noise"], meta["runs"], meta["rerun"])
 
 
 def from_run(path: pathlib.Path, rerun: list[str], described: str) -> Baseline:
@@ -277,27 +258,10 @@ def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None
     return Baseline(window[-1], reference, meta["noise"], meta["runs"], meta["rerun"])
 
 
-def differences(a: dict, b: dict) -> str:
-    """Every MACHINE field recorded by both a and b that differs, as 'NAME 'A' vs 'B'; ...' ("" if none)."""
-    return "; ".join(f"{MACHINE[k]} {a[k]!r} vs {b[k]!r}" for k in MACHINE
-                     if a.get(k) and b.get(k) and a[k] != b[k])
-
-
 def refuse_foreign(baseline: Baseline, here: dict[str, str], force: bool = False) -> None:
-    """UsageError naming every field in which `here` differs from the baseline's machine, and how to
-    re-baseline, unless forced.  Fields missing from `here` (not known before a run) are not compared."""
-    difference = differences(machine(baseline.values), here)
-    if difference and not force:
-        raise UsageError(f"the baseline {baseline.path} was taken on another machine (baseline vs here: {difference}): its ratios "
-                         f"need not hold here; re-baseline here with {rebaseline_command(baseline)}; or compare "
-                         "two commits on this machine with `bench check --against REV`; --force compares anyway")
-
-
-def rebaseline_command(baseline: Baseline) -> str:
-    """The commands that make a baseline like this one anew on the machine at hand."""
-    runs = "3" if mode(baseline.values) == "exact" else "5"
-    return (f"`python -m bench {shlex.join(baseline.rerun)}` {runs} or more times, then "
-            f"`python -m bench baseline RESULTS... --output {baseline.path} --force`")
+    """UsageError naming every field in which `here` differs from the baseline's machine, and what to do,
+    unless forced (bench.machine.refuse_foreign)."""
+    machines.refuse_foreign(baseline.path, machine(baseline.values), here, baseline.rerun, force)
 
 
 # --------------------------------------------------------------------------- the check
@@ -346,13 +310,41 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.
     return pd.DataFrame(rows)
 
 
+def _backends(table: pd.DataFrame, verdict: str) -> list[str]:
+    bad = table[table["verdict"] == verdict]
+    return list(dict.fromkeys(bad.sort_values("reference", key=lambda s: s != stats.NATIVE, kind="stable")["backend"]))
+
+
 def regressed_backends(table: pd.DataFrame) -> list[str]:
-    """The backends named by regressed (or missing) ratios: against native first, then against ptrace-sysemu."""
-    bad = table[table["verdict"].isin(("regressed", "missing"))]
-    return list(dict.fromkeys(bad.sort_values("reference", key=lambda s: s != stats.NATIVE)["backend"]))
+    """The backends named by regressed ratios: against native first, then against ptrace-sysemu."""
+    return _backends(table, "regressed")
+
+
+def missing_backends(table: pd.DataFrame) -> list[str]:
+    """The backends of ratios the baseline has and the current run did not measure (no slowdown: a
+    backend that failed or was not run), in the same order."""
+    return _backends(table, "missing")
+
+
+#: `bench check`'s exit statuses.  A regression outranks a missing ratio; 2 is bad input (bench.errors).
+EXIT = {"regressed": 1, "missing": 3}
+
+
+def exit_status(table: pd.DataFrame) -> int:
+    """0 when nothing regressed and nothing is missing; else EXIT's status of the worst finding."""
+    return (EXIT["regressed"] if regressed_backends(table) else
+            EXIT["missing"] if missing_backends(table) else 0)
 
 
 # --------------------------------------------------------------------------- history
+
+def machine_label(m: dict[str, str]) -> str:
+    """A machine (machine()) in a few words: what history keeps apart, one series each."""
+    if m["kind"] == "guest":
+        return " · ".join(x for x in (f"guest {m['accelerator']}/{m['timing']}", f"kernel {m['kernel']}",
+                                      f"on {m['host_cpu_model'] or '?'}", m["qemu"], m["compiler"]) if x)
+    return " · ".join(x for x in ("host", m["vmexec_cpu_model"] or "?", f"kernel {m['kernel']}", m["compiler"]) if x)
+
 
 def history(paths: list[pathlib.Path]) -> pd.DataFrame:
     """Each backend's ratio to ptrace-sysemu in every run, with its date, commit and kernel."""
@@ -371,6 +363,8 @@ def history(paths: list[pathlib.Path]) -> pd.DataFrame:
     r["commit"] = r["run_id"].map(commits)
     r["case"] = [Ratio(Case(n, n_pin), Case(stats.SYSEMU, d_pin)).label
                  for n, n_pin, d_pin in zip(r["numerator"], r["numerator_pin"], r["denominator_pin"])]
-    r["machine"] = np.where(r["vm"].astype(bool), "guest " + r["accelerator"] + "/" + r["timing"], "host")
+    # One series per machine and kernel: a ratio moves with the CPU, the kernel, the emulator and the
+    # compiler, so runs of two of them are never joined into one line.
+    r["machine"] = r["run_id"].map({run: machine_label(machine(g)) for run, g in df.groupby("run_id", sort=False)})
     return r.sort_values(["machine", "case", "started"])[
         ["machine", "case", "run_id", "started", "commit", "kernel", "ratio", "ratio_low", "ratio_high"]]

@@ -396,6 +396,12 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
                                        "test"])
 
 
+def unmatched(a: pd.DataFrame, b: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(cases only a has, cases only b has), in their runs' order: what compare() leaves out."""
+    in_a, in_b = list(dict.fromkeys(a["case"])), list(dict.fromkeys(b["case"]))
+    return [c for c in in_a if c not in set(in_b)], [c for c in in_b if c not in set(in_a)]
+
+
 # --------------------------------------------------------------------------- the RFC's own figures
 
 def rfc_table(records: list[dict]) -> pd.DataFrame:

@@ -51,14 +51,42 @@ def test_a_slower_backend_regresses_names_it_and_exits_1(tmp_path):
     assert "REGRESSION in ptrace-sysemu" in proc.stdout
 
 
-def test_a_ratio_the_current_run_could_not_measure_is_missing_and_fails(tmp_path):
+def test_a_ratio_the_current_run_did_not_measure_is_missing_apart_from_regressed_and_exits_3(tmp_path):
     b = baseline_of(tmp_path, BASE)
     broken = {k: v for k, v in BASE.items() if not k.startswith("ptrace-syscall:")}
     table = R.check(R.load(b), stats.load([write_suite(tmp_path / "c.json", broken, seed=7)]))
     assert set(table[table["verdict"] == "missing"]["backend"]) == {"ptrace-syscall"}
-    assert R.regressed_backends(table) == ["ptrace-syscall"]
+    assert R.regressed_backends(table) == [] and R.missing_backends(table) == ["ptrace-syscall"]
     proc = run_bench("check", "--baseline", str(b), "--current", str(tmp_path / "c.json"))
-    assert proc.returncode == 1 and "not measured" in proc.stdout
+    assert proc.returncode == 3, proc.stderr
+    summary, section = proc.stdout.splitlines()[-2:]
+    assert summary.startswith("no regression:") and "REGRESSION" not in proc.stdout
+    assert section.startswith("missing: ptrace-syscall (") and "not measured" in section
+    assert proc.stderr.strip() == "bench: failed: missing: ptrace-syscall (not measured by this run)"
+    data = json.loads(run_bench("check", "--baseline", str(b), "--current", str(tmp_path / "c.json"),
+                                "--format", "json").stdout)
+    assert data["regressed"] == [] and data["missing"] == ["ptrace-syscall"]
+    warned = run_bench("check", "--baseline", str(b), "--current", str(tmp_path / "c.json"), "--warn-only")
+    assert warned.returncode == 0 and "warning only: missing: ptrace-syscall" in warned.stderr
+
+
+def test_a_regression_outranks_a_missing_ratio_and_both_are_named_apart(tmp_path):
+    b = baseline_of(tmp_path, BASE)
+    both = {k: v for k, v in slower(BASE, "ptrace-sysemu", 1.5).items() if not k.startswith("ptrace-syscall:")}
+    current = write_suite(tmp_path / "c.json", both, seed=7)
+    proc = run_bench("check", "--baseline", str(b), "--current", str(current))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.splitlines()[-2].startswith("REGRESSION in ptrace-sysemu:")      # not ptrace-syscall
+    assert proc.stdout.splitlines()[-1].startswith("missing: ptrace-syscall (")
+    md = run_bench("check", "--baseline", str(b), "--current", str(current), "--format", "markdown").stdout
+    assert md.startswith("**REGRESSION in ptrace-sysemu:") and "\nmissing: ptrace-syscall (" in md
+
+
+def test_the_help_states_every_exit_status():
+    text = " ".join(run_bench("check", "--help").stdout.split())
+    for said in ("0 nothing regressed and nothing missing", "1 a ratio regressed", "3 no ratio regressed",
+                 "2 bad input", "Make your own baseline first"):
+        assert said in text
 
 
 def test_thresholds_come_from_the_spread_measured_between_the_baselines_runs(tmp_path):
@@ -191,8 +219,46 @@ def test_a_baseline_from_another_machine_is_refused_before_its_run_is_repeated(t
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "check: running" not in proc.stderr
     assert "kernel release '6.1.0-host' vs" in proc.stderr and "CPU model 'Synthetic CPU @ 3.0GHz' vs" in proc.stderr
-    assert "re-baseline here with `python -m bench run --fast` 5 or more times" in proc.stderr
+    assert "make your own baseline here: `python -m bench run --fast` 5 or more times" in proc.stderr
     assert f"--output {b} --force" in proc.stderr and "bench check --against REV" in proc.stderr
+    # On two hosts the host CPU model is the CPU model: named once.
+    assert "host CPU model" not in proc.stderr
+
+
+def test_the_refusal_reads_the_machine_without_pandas_and_measures_nothing(tmp_path):
+    """What makes the refusal fast: neither pandas nor pyperf is imported, no driver run starts and no
+    results file is written before another machine's baseline is refused."""
+    import subprocess
+    import sys
+
+    b = baseline_of(tmp_path, BASE)
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    probe = ("import sys\nfrom bench.commands.cli import main\n"
+             f"status = main(['check', '--baseline', {str(b)!r}])\n"
+             "heavy = sorted(m for m in ('pandas', 'pyperf', 'scipy', 'matplotlib', 'numpy') if m in sys.modules)\n"
+             "print('status', status, 'heavy', ','.join(heavy) or 'none')\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "VMEXEC_RESULTS_DIR": str(results_dir)})
+    assert proc.stdout.strip() == "status 2 heavy none", (proc.stdout, proc.stderr)
+    assert "another machine" in proc.stderr and "check: running" not in proc.stderr
+    assert list(results_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("vm", [False, True])
+def test_the_machine_read_from_the_file_is_the_machine_read_from_its_frame(tmp_path, vm):
+    from bench import machine
+
+    path = write_suite(tmp_path / "run.json", BASE, vm=vm, sigma=1e-7 if vm else 0.05)
+    assert machine.of_suite(path, json.loads(path.read_text())) == R.machine(stats.load([path]))
+
+
+def test_the_committed_baselines_machines_read_alike():
+    from bench import machine
+    from bench.measure.environment import REPO
+
+    for path in sorted((REPO / "baselines").glob("*.json")):
+        assert machine.of_suite(path, json.loads(path.read_text())) == R.machine(stats.load([path])), path
 
 
 def test_every_field_of_the_machine_that_differs_is_named_and_unrecorded_ones_are_not():
@@ -275,4 +341,4 @@ def test_the_window_and_history_skip_stray_json_in_the_results_directory(tmp_pat
     window = run_bench("check", "--baseline-window", "2", "--current", str(current))
     assert window.returncode == 0 and "Traceback" not in window.stderr, window.stderr
     history = run_bench("history", "--output", str(tmp_path / "h"))
-    assert history.returncode == 0 and "(3 runs)" in history.stdout, history.stderr
+    assert history.returncode == 0 and "(3 runs; 1 machine" in history.stdout, history.stderr

@@ -16,12 +16,21 @@ from bench.measure.continuous import DEFAULT_RUN
 FORMATS = ("text", "json", "markdown")
 
 
-def _cmd_check(args) -> int:
-    from bench import stats
+def _refuse_before_importing(args, forced: bool) -> None:
+    """`check --baseline FILE` with nothing to judge yet: another machine's baseline is refused first,
+    from its metadata and what a run would record here, before pandas and the rest are imported
+    (bench.machine): the refusal takes a fraction of a second, not the imports' seconds."""
+    from bench import machine as M
+    from bench import results
     from bench.measure import continuous
-    from bench import regression as R
-    from bench.render.regression import render
 
+    data = results.read_json(args.baseline)
+    meta = M.baseline_metadata(args.baseline, data)
+    M.refuse_foreign(args.baseline, M.of_suite(args.baseline, data), continuous.machine_for(meta["rerun"]),
+                     meta["rerun"], force=forced)
+
+
+def _cmd_check(args) -> int:
     if args.baseline_window is not None and args.current is None:
         raise UsageError("--baseline-window needs --current: the runs before it form the baseline")
     if args.command and args.against is None:
@@ -33,6 +42,14 @@ def _cmd_check(args) -> int:
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     forced = args.force or args.warn_only
+    if args.baseline is not None and args.current is None:
+        _refuse_before_importing(args, forced)
+
+    from bench import stats
+    from bench.measure import continuous
+    from bench import regression as R
+    from bench.render.regression import render
+
     with tempfile.TemporaryDirectory(prefix="vmexec-check-") as tmp:
         if args.against is not None:
             baseline, current = _against(args, pathlib.Path(tmp))
@@ -50,14 +67,18 @@ def _cmd_check(args) -> int:
     print(render(table, baseline, args.format))
     if elsewhere and args.against is not None:
         print(f"check: note: the two trees' runs differ in {elsewhere}", file=sys.stderr)
-    named = R.regressed_backends(table)
-    if named and args.warn_only:
-        print(f"check: warning only: regression in {', '.join(named)}"
+    named, absent = R.regressed_backends(table), R.missing_backends(table)
+    found = "; ".join([*([f"regression in {', '.join(named)}"] if named else []),
+                       *([f"missing: {', '.join(absent)} (not measured by this run)"] if absent else [])])
+    if found and args.warn_only:
+        print(f"check: warning only: {found}"
               + (f" (the baseline was taken on another machine: {elsewhere})" if elsewhere else ""), file=sys.stderr)
         return 0
     if named:
-        raise BenchError(f"regression in {', '.join(named)}")
-    return 0
+        raise BenchError(found)
+    if absent:
+        print(f"bench: failed: {found}", file=sys.stderr)
+    return R.exit_status(table)
 
 
 def _against(args, tmp: pathlib.Path):
@@ -117,10 +138,13 @@ def _cmd_history(args) -> int:
     writable_directory(out, create=True)
     h.to_csv(out / "history.csv", index=False, float_format="%.6g")
     plots.save(plots.plot_history(h), out, "history")
-    for (where, case), g in h.groupby(["machine", "case"], sort=True):
-        series = " → ".join(f"{r:.3g}" for r in g["ratio"])
-        print(f"{where:20} {case:60} {series}")
-    print(f"history: {out / 'history.csv'}, {out / 'history.png'} ({h['run_id'].nunique()} runs)")
+    for where, m in h.groupby("machine", sort=False):
+        print(f"{where} ({m['run_id'].nunique()} runs):")
+        for case, g in m.groupby("case", sort=True):
+            print(f"  {case:60} {' → '.join(f'{r:.3g}' for r in g['ratio'])}")
+    machines = h["machine"].nunique()
+    print(f"history: {out / 'history.csv'}, {out / 'history.png'} ({h['run_id'].nunique()} runs; "
+          f"{machines} machine{'s' if machines != 1 else ''}, one series each)")
     return 0
 
 
@@ -136,10 +160,17 @@ def _count(text: str) -> int:
 
 def register_cli(subparsers) -> None:
     k = subparsers.add_parser(
-        "check", help="judge a run against a baseline or another commit (exit 1 on a regression)",
+        "check", help="judge a run against a baseline or another commit (exit 1 on a regression, 3 on a missing ratio)",
         description="Judge interception costs, ratio by ratio, against a baseline file, the last runs of this "
                     "machine, or another commit measured now on this machine (--against: no stored baseline "
-                    "needed). Not pyperf's `check`, which checks one suite's stability.")
+                    "needed). Make your own baseline first: a baseline holds on the machine it was made on "
+                    "only, and another machine's is refused before anything runs. Not pyperf's `check`, "
+                    "which checks one suite's stability.",
+        epilog="exit status: 0 nothing regressed and nothing missing; 1 a ratio regressed (a missing one "
+               "too, then); 3 no ratio regressed but some the baseline has were not measured by this run "
+               "(missing: a backend that failed or was not run); 2 bad input, nothing comparable, or a "
+               "baseline from another machine (refused before any run); with --warn-only 0 after a "
+               "warning on stderr instead of 1 or 3.")
     source = k.add_mutually_exclusive_group(required=True)
     source.add_argument("--baseline", type=pathlib.Path, metavar="FILE",
                         help="a baseline (bench baseline); refused before any run if taken on another machine")

@@ -24,14 +24,23 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_compare(args) -> int:
+    import sys
+
+    from bench import machine
     from bench import stats
+    from bench import regression as R
     from bench.render.report import format_compare
 
     a, b = stats.load([args.a]), stats.load([args.b])
     c = stats.compare(a, b)
     if c.empty:
         raise UsageError(f"{args.a} and {args.b} have no case in common")
-    print(format_compare(c, a["run_id"].iloc[0], b["run_id"].iloc[0]))
+    # Different machines: every change may be the machine's, not the code's.  One line per field.
+    there, here = R.machine(a), R.machine(b)
+    for field in machine.differing(there, here):
+        print(f"compare: warning: the runs differ in {machine.MACHINE[field]}: A {there[field]!r}, "
+              f"B {here[field]!r}; a change may be the machine's, not the code's", file=sys.stderr)
+    print(format_compare(c, a["run_id"].iloc[0], b["run_id"].iloc[0], *stats.unmatched(a, b)))
     print(f"change = B median / A median; significance at 95%: {stats.WELCH.removesuffix(' (95%)')} where values "
           f"vary, an exact comparison where both runs are deterministic (icount)")
     return 0

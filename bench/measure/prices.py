@@ -20,10 +20,9 @@ import os
 import platform
 import socket
 import subprocess
+import statistics
 import time
 from pathlib import Path
-
-import numpy as np
 
 from bench.errors import BenchError, UsageError
 from bench.measure.environment import cpu_model
@@ -105,7 +104,7 @@ def check_switches(record: dict) -> None:
     not at all: otherwise it did not measure what its label says."""
     for lab, sw in record["switches_per_iteration"].items():
         want = 0 if lab in ("entry", "signal") else 1
-        got = float(np.median(sw))
+        got = float(statistics.median(sw))
         if abs(got - want) > 0.05:
             raise BenchError(f"the {lab} part switched {got:.3f} times per iteration on the host, not {want}")
 

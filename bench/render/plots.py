@@ -319,26 +319,41 @@ def plot_parallel(s: pd.DataFrame) -> Figure | None:
     return fig
 
 
+#: history: one line style per pinning of the case (its colour is its backend's).
+_PIN_STYLE = {"same": ("-", "o"), "cross": ("--", "s"), "none": (":", "^"), "in-process": ("-.", "D")}
+
+
 def plot_history(h: pd.DataFrame) -> Figure:
-    """Each backend's ratio to ptrace-sysemu run after run (regression.history), one panel per machine."""
+    """Each backend's ratio to ptrace-sysemu run after run (regression.history): one panel per machine
+    and kernel (never one series across two), a colour per backend (tab10, then tab20's light shades),
+    a line style and marker per pinning, the legend outside the data, at most ~12 run labels a panel."""
     machines = list(dict.fromkeys(h["machine"]))
-    fig = Figure(figsize=(11, 3.6 * len(machines)), layout="constrained")
+    backends = list(dict.fromkeys(h.sort_values("case")["case"].str.split(":").str[0]))
+    palette = [*matplotlib.colormaps["tab10"].colors, *matplotlib.colormaps["tab20"].colors[1::2]]
+    colour = {b: palette[i % len(palette)] for i, b in enumerate(backends)}
+    fig = Figure(figsize=(12, 3.8 * len(machines)), layout="constrained")
     axes = fig.subplots(len(machines), 1, squeeze=False)[:, 0]
     for ax, where in zip(axes, machines):
         g = h[h["machine"] == where]
         runs = g.drop_duplicates("run_id").sort_values("started")
         x = {run: i for i, run in enumerate(runs["run_id"])}
-        for i, (case, c) in enumerate(g.groupby("case", sort=True)):
-            xs = c["run_id"].map(x)
-            ax.errorbar(xs, c["ratio"], yerr=[c["ratio"] - c["ratio_low"], c["ratio_high"] - c["ratio"]],
-                        capsize=2, label=case, **_line_style(i))
-        ax.set_xticks(range(len(runs)), [f"{r['started'][:10]}\n{r['commit'][:12]}\n{r['kernel']}"
-                                         for _, r in runs.iterrows()], fontsize=7)
+        for case, c in g.groupby("case", sort=True):
+            backend, pin = case.split(" ÷ ")[0].split(":pin=")
+            style, marker = _PIN_STYLE.get(pin, ("-", "o"))
+            c = c.sort_values("started")
+            ax.errorbar(c["run_id"].map(x), c["ratio"], yerr=[c["ratio"] - c["ratio_low"], c["ratio_high"] - c["ratio"]],
+                        capsize=2, label=case, color=colour[backend], ls=style, marker=marker, ms=4, lw=1.2)
+        step = max(1, -(-len(runs) // 12))
+        ticks = list(range(0, len(runs), step))
+        ax.set_xticks(ticks, [f"{runs.iloc[i]['started'][:10]}\n{str(runs.iloc[i]['commit'])[:12]}" for i in ticks],
+                      fontsize=7)
         _maybe_log(ax, g["ratio"], axis="y", fmt=lambda v: f"{v:.3g}")
         ax.set_ylabel("cost ÷ ptrace-sysemu (95% CI)")
+        ax.set_xlabel(f"run ({len(runs)}; date and commit" + (f", every {step}th labelled)" if step > 1 else ")"),
+                      fontsize=8)
         ax.set_title(where, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + (g["case"].nunique() > 16))
     return fig
 
 

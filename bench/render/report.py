@@ -400,7 +400,15 @@ def _replace(path: pathlib.Path, write) -> pathlib.Path:
     return results.publish(path, write, exists="replace")
 
 
-def format_compare(c: pd.DataFrame, a: str, b: str) -> str:
+def format_compare(c: pd.DataFrame, a: str, b: str, only_a: list[str] = (), only_b: list[str] = ()) -> str:
+    """The compared cases as a table, then the cases only one run has (as pyperf compare_to lists the
+    benchmarks it ignores): a case missing from a comparison is said, not dropped silently."""
+    ignored = [f"not compared, only in {run} ({len(cases)} case{'s' if len(cases) != 1 else ''}): {', '.join(cases)}"
+               for run, cases in ((a, only_a), (b, only_b)) if cases]
+    return "\n".join([_compare_table(c, a, b), *ignored])
+
+
+def _compare_table(c: pd.DataFrame, a: str, b: str) -> str:
     rows = []
     for _, r in c.iterrows():
         change = r["change"]
