@@ -30,10 +30,10 @@ from typing import Callable
 
 from bench.measure import accelerators
 from bench.measure import kernel
-from bench.measure.environment import REPO, dies_with_this_process
+from bench.measure.environment import REPO, asset, dies_with_this_process
 from bench.errors import BenchError, UsageError
 
-GUEST_INIT = REPO / "kernel" / "guest-init.sh"
+GUEST_INIT = asset("kernel/guest-init.sh")
 QEMU = "qemu-system-x86_64"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAIL_LINES = 25
