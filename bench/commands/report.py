@@ -15,6 +15,7 @@ def _cmd_report(args) -> int:
     from bench.render.report import write_report
 
     paths = args.results or results.newest()
+    results.warn_if_busy(paths)
     written = write_report(paths, args.output or results.directory() / "report")
     print(written["report.md"].read_text().splitlines()[0])     # the verdict
     plots = [name for name in written if name.endswith((".png", ".svg"))]
