@@ -151,7 +151,7 @@ def register_cli(subparsers) -> None:
                              "the icount guest, `vm run --timing icount --accel tcg -- --backends "
                              "native,ptrace-sysemu,process-vm-exec,seccomp-trace,seccomp-trap --pin same,cross "
                              "--processes 2 --values 3`, about 6 minutes for the pair)")
-    k.add_argument("--results", type=pathlib.Path, metavar="DIR",
+    k.add_argument("--output-dir", "--results", dest="results", type=pathlib.Path, metavar="DIR",
                    help="with --against: keep both runs' results files here (default: removed)")
     k.add_argument("command", nargs=argparse.REMAINDER,
                    help="with --against: -- then the `python -m bench` command both trees run (run ... or vm run ...)")
@@ -174,5 +174,6 @@ def register_cli(subparsers) -> None:
     h = subparsers.add_parser("history", help="each backend's ratio to ptrace-sysemu across runs")
     h.add_argument("results", nargs="*", type=pathlib.Path, metavar="RESULT",
                    help="results files (default: every run in the results directory)")
-    h.add_argument("--output", type=pathlib.Path, help="directory (default: history/ in the results directory)")
+    h.add_argument("--output-dir", "--output", dest="output", type=pathlib.Path, metavar="DIR",
+                   help="directory (default: history/ in the results directory)")
     h.set_defaults(func=_cmd_history)

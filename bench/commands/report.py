@@ -43,7 +43,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("results", nargs="*", type=pathlib.Path, metavar="RESULT",
                    help="pyperf suites and RFC-replica files (default: the newest host run, guest run "
                         "and RFC replica in the results directory, ./results or $VMEXEC_RESULTS_DIR)")
-    p.add_argument("--output", type=pathlib.Path,
+    p.add_argument("--output-dir", "--output", dest="output", type=pathlib.Path, metavar="DIR",
                    help="directory for the report (default: report/ in the results directory)")
     p.set_defaults(func=_cmd_report)
 
