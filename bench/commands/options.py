@@ -58,18 +58,10 @@ def parse_tag(text: str) -> tuple[str, str]:
 #:   --cpus TRACER,TRACEE    host CPU ids a run pins to;  --vcpus N  how many CPUs a guest has
 #:   --output FILE           the one file a command writes;  --output-dir DIR  the directory it writes into
 #:   inputs                  positional (results files, runs), never an option only
-#: Older spellings stay accepted as hidden aliases (alias()), with a note on stderr.
+#: Older spellings stay accepted as hidden aliases (alias()).
 
 
 def alias(parser: argparse.ArgumentParser, old: str, new: str, dest: str, **kwargs) -> None:
-    """Accept `old`, a former spelling of `new`, into the same dest: hidden from --help, noted once on use."""
-
-    class Deprecated(argparse.Action):
-        def __call__(self, p, namespace, values, option_string=None):
-            import sys
-
-            print(f"bench: note: {old} is now spelled {new}", file=sys.stderr)
-            setattr(namespace, self.dest, values)
-
-    parser.add_argument(old, dest=dest, action=Deprecated, help=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                        **kwargs)
+    """Accept `old`, a former spelling of `new`, into the same dest, hidden from --help.  Silent: a note on
+    stderr would make an error two lines, and scripts that still use the old spelling keep their output."""
+    parser.add_argument(old, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
