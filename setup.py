@@ -5,11 +5,28 @@ declared as one and linked as an executable instead; setuptools then places
 it like any extension (in the wheel, or in the source tree for editable
 installs).
 """
+import ast
 import glob
 import os
+import shutil
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+
+
+def _assets() -> tuple[str, ...]:
+    """The repository files the commands read (kernel patches and fragments, the guest init, the anatomy
+    plugin, the RFC replica): bench.measure.environment.ASSETS, read without importing the package."""
+    tree = ast.parse(open("bench/measure/environment.py").read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ASSETS":
+            return ast.literal_eval(node.value)
+    raise SystemExit("setup.py: bench/measure/environment.py defines no ASSETS")
+
+
+ASSETS = _assets()
 
 
 class Executable(Extension):
@@ -37,6 +54,21 @@ class build_ext_with_executables(build_ext):
         )
 
 
+class build_py_with_assets(build_py):
+    """Copies ASSETS into the wheel under bench/data/, in the repository's layout, so an installed package
+    has what a clone has (bench.measure.environment.asset finds them there)."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):     # an editable install reads the clone itself
+            return
+        for pattern in ASSETS:
+            for source in sorted(glob.glob(pattern)):
+                target = os.path.join(self.build_lib, "bench", "data", source)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copy2(source, target)      # keeps guest-init.sh executable
+
+
 setup(
     ext_modules=[
         Executable(
@@ -48,5 +80,5 @@ setup(
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-fno-stack-protector", "-std=gnu11"],
         )
     ],
-    cmdclass={"build_ext": build_ext_with_executables},
+    cmdclass={"build_ext": build_ext_with_executables, "build_py": build_py_with_assets},
 )

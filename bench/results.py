@@ -313,3 +313,65 @@ def load_rfc(path) -> dict:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                 raise UsageError(f"{path}: program {prog['program']}: {key} {value!r} is not a finite number")
     return {"run_id": path.stem, **data}
+
+
+#: A run is busy when more threads were runnable, or the 1-minute load average was higher, than the run
+#: could use CPUs (pyperf records both with every worker's values; cases of one pair only, since
+#: M pairs at once are M times as many runnable threads by design), in at least BUSY_SHARE of the runs
+#: (a moment's spike in one worker run in a thousand says nothing of the run).
+BUSY_KEYS = ("runnable_threads", "load_avg_1min")
+BUSY_SHARE = 0.1
+
+
+def busy_runs(path: str | pathlib.Path) -> tuple[int, int, float, int]:
+    """(busy worker runs, worker runs, the highest load seen, CPUs) of a pyperf suite (see BUSY_KEYS)."""
+    data = read_json(path)
+    common = data.get("metadata", {})
+    busy = total = 0
+    worst, cpus = 0.0, 0
+    for bench in _benchmarks(data):
+        shared = {**common, **bench.get("metadata", {})}
+        for run in bench.get("runs", []):
+            meta = {**shared, **run.get("metadata", {})}
+            if "values" not in run or str(meta.get("vmexec_parallel", "1")) != "1":
+                continue        # a calibration run, or a throughput case
+            try:
+                cpus = int(meta.get("vmexec_cpus") or meta.get("cpu_count") or 0)
+            except (TypeError, ValueError):
+                cpus = 0
+            loads = [float(meta[k]) for k in BUSY_KEYS if isinstance(meta.get(k), (int, float))]
+            if not cpus or not loads:
+                continue
+            total += 1
+            worst = max(worst, *loads)
+            busy += max(loads) > cpus
+    return busy, total, worst, cpus
+
+
+def busy_warning(paths) -> str | None:
+    """One line saying which runs were measured on a busy host (see BUSY_KEYS), or None."""
+    notes = []
+    for path in paths:
+        try:
+            if classify(read_json(path)) == "rfc":
+                continue
+            busy, total, worst, cpus = busy_runs(path)
+        except (BenchError, OSError, ValueError):
+            continue        # the command itself says what is wrong with the file
+        if busy and busy >= BUSY_SHARE * total:
+            notes.append(f"{pathlib.Path(path).name}: {busy} of {total} worker runs saw up to {worst:g} "
+                         f"runnable threads or load on {cpus} CPUs")
+    if not notes:
+        return None
+    return ("warning: the host was busy while measuring (" + "; ".join(notes)
+            + "): other work shared the CPUs, so the times may be inflated and noisier; rerun on an idle host")
+
+
+def warn_if_busy(paths, stream=None) -> str | None:
+    """busy_warning(paths), printed to stderr if there is one; returned."""
+    import sys
+
+    warning = busy_warning(paths)
+    if warning:
+        print(warning, file=stream or sys.stderr)
+    return warning

@@ -15,10 +15,10 @@ import tempfile
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.measure.environment import REPO
+from bench.measure.environment import asset
 from bench.measure.kernel import cache_root
 
-PLUGIN_SOURCE = REPO / "anatomy" / "vmexec_anatomy.c"
+PLUGIN_SOURCE = asset("anatomy/vmexec_anatomy.c")
 QEMU_PACKAGE = "qemu-system-x86"
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
 SOURCES_FILE = SOURCES_DIR / "vmexec-bench-src.sources"

@@ -13,7 +13,7 @@ from bench import results
 from bench.anatomy.counts import AGREEMENT, MODEL_VARIANT, BackendAnatomy, analyse, default_directory, \
     guest_vulnerabilities
 from bench.anatomy.guest import DEFAULT_SYSCALLS, check_arguments, default_backends, run_guest
-from bench.commands.options import list_of
+from bench.commands.options import alias, list_of
 from bench.errors import BenchError, UsageError, writable_directory
 from bench.measure import kernel
 
@@ -112,7 +112,7 @@ def _cmd_model(args) -> int:
     if not anatomy_json.exists():
         raise UsageError(f"no {anatomy_json}: run `bench anatomy --kernel-variant {MODEL_VARIANT}` first "
                          "(or give --anatomy DIR)")
-    paths = host_runs(args.host)
+    paths = host_runs([*args.host_files, *(args.host or [])])
     m = fit_model(anatomy_json, host_ns_per_syscall(paths), describe_inputs(paths, anatomy_json))
     text = to_markdown(model_blocks(m), title="Cost model")
     if args.output:
@@ -130,12 +130,16 @@ def register_cli(subparsers) -> None:
     p.add_argument("--kernel-variant", default="bench", choices=sorted(kernel.VARIANTS),
                    help="which kernel build the guest boots (default bench; 'mitigations': the host's "
                         "speculation mitigations forced on)")
-    p.add_argument("--output", type=Path, help="output directory (default: anatomy/ in the results directory "
-                                               "for the bench kernel, anatomy/VARIANT/ for another)")
+    p.add_argument("--output-dir", dest="output", type=Path, metavar="DIR",
+                   help="output directory (default: anatomy/ in the results directory "
+                        "for the bench kernel, anatomy/VARIANT/ for another)")
+    alias(p, "--output", "--output-dir", "output", type=Path)
     p.add_argument("--from-raw", type=Path, metavar="DIR",
                    help="analyse an earlier run's raw/ directory instead of booting the guest")
     p.set_defaults(func=_cmd_anatomy)
     m = subparsers.add_parser("anatomy-model", help="fit host ns/syscall to the guest anatomy; predict process_vm_exec")
+    m.add_argument("host_files", nargs="*", type=Path, metavar="RESULT",
+                   help="host results file(s) of `bench run` (the same as --host)")
     m.add_argument("--host", type=Path, action="append",
                    help="host results file(s) of `bench run` (default: the newest host run in the results directory)")
     m.add_argument("--anatomy", type=Path, help=f"anatomy directory (default: anatomy/{MODEL_VARIANT}/ in the "

@@ -5,17 +5,41 @@ import os
 import signal
 import sys
 
-from bench.commands import anatomy, kernel, mainjob, prices, regression, report, rfc, run, vm
+from bench.commands import anatomy, kernel, mainjob, notebooks, prices, regression, report, rfc, run, vm
 from bench.commands.options import Parser
 from bench.errors import BenchError
 
 #: The command modules, each adding its subcommands with register_cli(subparsers), in the order of
 #: `--help`.  A plain list of imported modules: a misspelt name fails at import, loudly.
-COMMANDS = (run, kernel, vm, rfc, report, regression, anatomy, prices, mainjob)
+COMMANDS = (run, kernel, vm, rfc, report, regression, anatomy, prices, mainjob, notebooks)
+
+
+def version() -> str:
+    """The installed distribution's version, else (a clone run with PYTHONPATH) pyproject.toml's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("vmexec-bench")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        from bench.measure.environment import REPO
+        try:
+            return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
+def program_name(argv0: str | None = None) -> str:
+    """How the user invoked us: `vmexec-bench` for the console script, `python -m bench` for the module."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    name = os.path.basename(argv0)
+    return "python -m bench" if not name or name in ("__main__.py", "-m", "-c") else name
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="python -m bench", description=__doc__)
+    parser = Parser(prog=program_name(), description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     # Not required=True: argparse would then answer `bench --bogus` with "required: command", not the bad option.
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     for module in COMMANDS:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.commands.options import alias
 from bench.errors import UsageError
 from bench.measure import kernel, package
 
 
 def _cmd_build(args) -> int:
-    kb = kernel.build(force=args.force, variant=args.variant)
+    kb = kernel.build(force=args.force, variant=args.kernel_variant)
     print(f"bzImage: {kb.bzimage}\nrelease: {kb.release}\nsource: {kb.source or 'not recorded'}\n"
           f"compiler: {kb.compiler or 'not recorded'}\ncached: {str(kb.cached).lower()}\n"
           f"seconds: {kb.seconds:.1f}")
@@ -45,9 +46,10 @@ def register_cli(subparsers) -> None:
     sub = p.add_subparsers(dest="kernel_command", required=True, parser_class=type(p))
     b = sub.add_parser("build", help="build (or find in the cache) the patched bzImage")
     b.add_argument("--force", action="store_true", help="rebuild even if a cached build exists")
-    b.add_argument("--variant", choices=sorted(kernel.VARIANTS), default="bench",
-                   help="'debug': the attack suite's kernel (BUG, lockdep, KASAN, MEMCG; own cache key); "
+    b.add_argument("--kernel-variant", choices=sorted(kernel.VARIANTS), default="bench",
+                   help="which build (default bench); ""'debug': the attack suite's kernel (BUG, lockdep, KASAN, MEMCG; own cache key); "
                         "'mitigations': the host's speculation mitigations forced on")
+    alias(b, "--variant", "--kernel-variant", "kernel_variant", choices=sorted(kernel.VARIANTS))
     b.set_defaults(func=_cmd_build)
 
     p = sub.add_parser("package", help="an installable Debian kernel package of the series, for bare metal")
@@ -57,9 +59,10 @@ def register_cli(subparsers) -> None:
     source.add_argument("--slim", action="store_true",
                         help="start from the guest's slim config (tinyconfig + kernel/config.fragment): "
                              "a quick check of the packaging, not a kernel for a machine")
-    p.add_argument("--output", type=Path, default=Path("kernel-packages"),
+    p.add_argument("--output-dir", dest="output", type=Path, default=Path("kernel-packages"), metavar="DIR",
                    help="directory the .deb files are copied to (default: ./kernel-packages)")
+    alias(p, "--output", "--output-dir", "output", type=Path)
     p.add_argument("--force", action="store_true", help="rebuild even if a cached package exists")
     p.add_argument("--configure-only", action="store_true",
-                   help="unpack, patch and configure (minutes), write the final config to --output, build nothing")
+                   help="unpack, patch and configure (minutes), write the final config to --output-dir, build nothing")
     p.set_defaults(func=_cmd_package)

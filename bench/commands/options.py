@@ -51,3 +51,17 @@ def parse_tag(text: str) -> tuple[str, str]:
     if not sep or not key.isidentifier() or not value.strip() or any(c in value for c in NEWLINES):
         raise argparse.ArgumentTypeError(f"tags are KEY=VALUE on one line, not {text!r}")
     return key, value
+
+
+#: The vocabulary every command shares (README, "Words the commands share"):
+#:   --kernel-variant NAME   which kernel build (bench.measure.kernel.VARIANTS)
+#:   --cpus TRACER,TRACEE    host CPU ids a run pins to;  --vcpus N  how many CPUs a guest has
+#:   --output FILE           the one file a command writes;  --output-dir DIR  the directory it writes into
+#:   inputs                  positional (results files, runs), never an option only
+#: Older spellings stay accepted as hidden aliases (alias()).
+
+
+def alias(parser: argparse.ArgumentParser, old: str, new: str, dest: str, **kwargs) -> None:
+    """Accept `old`, a former spelling of `new`, into the same dest, hidden from --help.  Silent: a note on
+    stderr would make an error two lines, and scripts that still use the old spelling keep their output."""
+    parser.add_argument(old, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)

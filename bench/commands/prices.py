@@ -13,6 +13,7 @@ from bench import results
 from bench.anatomy.counts import analyse, default_directory
 from bench.anatomy.guest import DEFAULT_SYSCALLS, PIN_CPU, run_guest
 from bench.commands.anatomy import guest_meta, host_runs, write_outputs
+from bench.commands.options import alias
 from bench.errors import BenchError, UsageError, writable_directory
 from bench.measure import kernel
 from bench.measure.prices import DEFAULT_RUNS, DIRECTORY, check_switches, commands, measure_host
@@ -111,8 +112,9 @@ def register_cli(subparsers) -> None:
     a = subparsers.add_parser("prices-anatomy", help="count the parts' path lengths in the icount guest (plugin)")
     a.add_argument("--kernel-variant", default="mitigations", choices=sorted(kernel.VARIANTS),
                    help="the kernel the guest boots (default mitigations, as the cost model's anatomy)")
-    a.add_argument("--output", type=Path, help="output directory (default: anatomy/VARIANT/parts/ in the results "
-                                               "directory)")
+    a.add_argument("--output-dir", dest="output", type=Path, metavar="DIR",
+                   help="output directory (default: anatomy/VARIANT/parts/ in the results directory)")
+    alias(a, "--output", "--output-dir", "output", type=Path)
     a.add_argument("--from-raw", type=Path, metavar="DIR", help="analyse an earlier run's raw/ directory instead "
                                                                 "of booting the guest")
     a.set_defaults(func=_cmd_parts_anatomy)

@@ -62,6 +62,7 @@ def _cmd_check(args) -> int:
                 R.refuse_foreign(baseline, continuous.machine_for(baseline.rerun), force=forced)
                 current = continuous.run_bench(baseline.rerun, pathlib.Path(tmp) / "current")
         df = stats.load([current])
+        __import__("bench.results").results.warn_if_busy([current])
         elsewhere = R.differences(R.machine(baseline.values), R.machine(df))
         table = R.check(baseline, df, force=forced or args.against is not None)
     print(render(table, baseline, args.format))
@@ -180,7 +181,7 @@ def register_cli(subparsers) -> None:
                         help="a git commit (e.g. HEAD^, origin/main): its tree and this one make the same run now, "
                              "here, and this one is judged against it; the run after -- (default: "
                              f"the icount guest, `{' '.join(DEFAULT_RUN)}`, about 7 minutes for the pair)")
-    k.add_argument("--results", type=pathlib.Path, metavar="DIR",
+    k.add_argument("--output-dir", "--results", dest="results", type=pathlib.Path, metavar="DIR",
                    help="with --against: keep both runs' results files here (default: removed)")
     k.add_argument("command", nargs=argparse.REMAINDER,
                    help="with --against: -- then the `python -m bench` command both trees run (run ... or vm run ...)")
@@ -203,5 +204,6 @@ def register_cli(subparsers) -> None:
     h = subparsers.add_parser("history", help="each backend's ratio to ptrace-sysemu across runs")
     h.add_argument("results", nargs="*", type=pathlib.Path, metavar="RESULT",
                    help="results files (default: every run in the results directory)")
-    h.add_argument("--output", type=pathlib.Path, help="directory (default: history/ in the results directory)")
+    h.add_argument("--output-dir", "--output", dest="output", type=pathlib.Path, metavar="DIR",
+                   help="directory (default: history/ in the results directory)")
     h.set_defaults(func=_cmd_history)

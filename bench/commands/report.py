@@ -15,6 +15,7 @@ def _cmd_report(args) -> int:
     from bench.render.report import write_report
 
     paths = args.results or results.newest()
+    results.warn_if_busy(paths)
     written = write_report(paths, args.output or results.directory() / "report")
     print(written["report.md"].read_text().split("\n\n", 1)[0])     # the answer (verdict.answer)
     plots = [name for name in written if name.endswith((".png", ".svg"))]
@@ -51,7 +52,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("results", nargs="*", type=pathlib.Path, metavar="RESULT",
                    help="pyperf suites and RFC-replica files (default: the newest host run, guest run "
                         "and RFC replica in the results directory, ./results or $VMEXEC_RESULTS_DIR)")
-    p.add_argument("--output", type=pathlib.Path,
+    p.add_argument("--output-dir", "--output", dest="output", type=pathlib.Path, metavar="DIR",
                    help="directory for the report (default: report/ in the results directory)")
     p.set_defaults(func=_cmd_report)
 

@@ -25,6 +25,7 @@ def _cmd_list(args) -> int:
 def _cmd_run(args) -> int:
     import tracers.driver
 
+    from bench import results
     from bench.measure import runner
     from bench.render import summary
 
@@ -48,11 +49,17 @@ def _cmd_run(args) -> int:
         mode="fast" if args.fast else "rigorous" if args.rigorous else "normal",
         output=args.output, tags=dict(args.tag), processes=args.processes, values=args.values,
         min_time=args.min_time,
-        keep_going=not args.stop_on_failure, timeout=args.timeout)
+        keep_going=not args.stop_on_failure, timeout=args.timeout, quiet=args.quiet)
     outcome = runner.run(opts)
     print(summary.table(outcome.path))
+    print("(pyperf's lines above give the mean; this table, the report and every ratio use the median)")
     for case, reason in outcome.unavailable.items():
         print(f"{case}: unavailable: {reason}")
+    print(summary.summary(outcome.path))
+    warned = summary.warnings_line(outcome.path)
+    if warned:
+        print(warned)
+    results.warn_if_busy([outcome.path], sys.stdout)
     print(f"results: {outcome.path}")
     if outcome.failed:
         raise BenchError(f"{len(outcome.failed)} case(s) failed (recorded in the results' metadata): "
@@ -89,6 +96,9 @@ def register_cli(sub) -> None:
     p.add_argument("--timeout", type=number(float, 0, MAX_TIMEOUT_S, above=True),
                    help="seconds one backend run may take before it is killed and reported "
                         "(default: the driver's, 'tracers/vmexec constants')")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="pyperf --quiet: no progress dots, one line per case (pyperf's warnings are always "
+                        "counted once at the end, never repeated per case)")
     p.add_argument("--stop-on-failure", action="store_true",
                    help="measure nothing if any case fails its check (default: measure the others)")
     p.set_defaults(func=_cmd_run)

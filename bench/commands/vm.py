@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from bench import results
+from bench.commands.options import alias
 from bench.errors import BenchError, UsageError
 from bench.measure import accelerators, kernel
 from bench.measure.environment import cpu_model
@@ -18,7 +19,7 @@ def _prepare(args) -> tuple[kernel.KernelBuild, str]:
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     if args.cpus < 1:
-        raise UsageError("--cpus must be >= 1")
+        raise UsageError("--vcpus must be >= 1")
     why_not = accelerators.check(args.accel, args.timing)
     if why_not:
         raise UsageError(why_not)
@@ -42,7 +43,7 @@ def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun
 
 
 def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
-    """`python -m bench SUBCOMMAND --output ... ARGS` in the guest; its results file lands in --results."""
+    """`python -m bench SUBCOMMAND --output ... ARGS` in the guest; its results file lands in --output-dir."""
     if hidden_in_guest(Path(sys.executable)):
         raise UsageError(f"{sys.executable} is under /run, which the guest replaces "
                          "with tmpfs: use a Python (virtual environment) elsewhere")
@@ -91,16 +92,22 @@ def _cmd_shell(args) -> int:
     return run.exit_status
 
 
+def _output_dir(p) -> None:
+    p.add_argument("--output-dir", dest="results", type=Path, metavar="DIR",
+                   help="directory for the results file (default: ./results or $VMEXEC_RESULTS_DIR)")
+    alias(p, "--results", "--output-dir", "results", type=Path)
+
+
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser("vm", help="run in a QEMU guest on the patched kernel")
     sub = p.add_subparsers(dest="vm_command", required=True, parser_class=type(p))
-    r = sub.add_parser("run", help="`bench run ARGS` inside the guest; results land in --results")
+    r = sub.add_parser("run", help="`bench run ARGS` inside the guest; results land in --output-dir")
     add_vm_options(r)
-    r.add_argument("--results", type=Path, help="directory for the results file (default: ./results)")
+    _output_dir(r)
     r.set_defaults(func=_cmd_run)
-    f = sub.add_parser("rfc", help="`bench rfc ARGS` inside the guest; results land in --results")
+    f = sub.add_parser("rfc", help="`bench rfc ARGS` inside the guest; results land in --output-dir")
     add_vm_options(f)
-    f.add_argument("--results", type=Path, help="directory for the results file (default: ./results)")
+    _output_dir(f)
     f.set_defaults(func=_cmd_rfc)
     s = sub.add_parser("shell", help="run any command inside the guest (exit status: the command's)")
     add_vm_options(s)

@@ -46,10 +46,10 @@ def _is_guest_run(command: list[str]) -> bool:
 
 
 def _with_output(command: list[str], directory: pathlib.Path) -> list[str]:
-    """command with its results placed in directory (`run --output`, `vm run --results`)."""
+    """command with its results placed in directory (`run --output`, `vm run --output-dir`)."""
     if _is_guest_run(command):
         split = command.index("--") if "--" in command else len(command)
-        return [*command[:split], "--results", str(directory), *command[split:]]
+        return [*command[:split], "--output-dir", str(directory), *command[split:]]
     if command[:1] == ["run"]:
         return [*command, "--output", str(directory / "run.json")]
     raise UsageError(f"the check measures with `run` or `vm run`, not `{' '.join(command[:2])}`")

@@ -9,7 +9,24 @@ import shutil
 import subprocess
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+#: Where an installed wheel keeps the repository's files the commands need (setup.py copies them there).
+PACKAGE_DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
+#: Those files, by their path in the repository: what setup.py copies into bench/data/ (same layout).
+ASSETS = ("kernel/patches/*", "kernel/*.fragment", "kernel/mitigations.json", "kernel/guest-init.sh",
+          "anatomy/vmexec_anatomy.c", "rfc/*.c", "rfc/*.h", "tracee/*.h", "tracers/process_vm_exec.h")
 VULNERABILITIES = pathlib.Path("/sys/devices/system/cpu/vulnerabilities")
+
+
+def in_checkout() -> bool:
+    """True when running from a clone (or an editable install of one): REPO holds the project's sources."""
+    return (REPO / "pyproject.toml").is_file() and (REPO / "kernel" / "patches" / "series").is_file()
+
+
+def asset(relative: str) -> pathlib.Path:
+    """The repository file `relative` (e.g. "kernel/patches/series") the commands need: the clone's own
+    when running from one, else the copy an installed wheel holds in bench/data/ (the same bytes, so the
+    kernel cache keys do not depend on how the package was installed)."""
+    return (REPO if in_checkout() else PACKAGE_DATA) / relative
 
 
 def _read(path: str | pathlib.Path) -> str:

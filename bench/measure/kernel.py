@@ -19,10 +19,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench.measure.environment import REPO
+from bench.measure.environment import asset
 from bench.errors import BenchError
 
-KERNEL_DIR = REPO / "kernel"
+KERNEL_DIR = asset("kernel")
 SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 SOURCE_PACKAGE = "linux-source-6.12"
 LOCALVERSION = "-vmexec"

@@ -16,14 +16,14 @@ from pathlib import Path
 
 from bench.measure import environment
 from bench import results
-from bench.measure.environment import REPO
+from bench.measure.environment import asset
 from bench.errors import BenchError
 from bench.measure.kernel import cache_root
 from tracers.driver import constants, run_group
 
 PROGRAMS = ("ptrace_vm_exec", "process_vm_exec")
-SOURCES = [*(REPO / "rfc" / f"{p}.c" for p in PROGRAMS),
-           REPO / "rfc" / "replica.h", REPO / "tracers" / "process_vm_exec.h", REPO / "tracee" / "args.h"]
+SOURCES = [*(asset(f"rfc/{p}.c") for p in PROGRAMS),
+           asset("rfc/replica.h"), asset("tracers/process_vm_exec.h"), asset("tracee/args.h")]
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-fno-stack-protector"]
 
 
@@ -39,7 +39,7 @@ def compile_programs() -> dict[str, Path]:
         exe = out / name
         if not exe.exists():
             tmp = out / f".{name}.{os.getpid()}"
-            proc = subprocess.run(["gcc", *CFLAGS, "-o", str(tmp), str(REPO / "rfc" / f"{name}.c")],
+            proc = subprocess.run(["gcc", *CFLAGS, "-o", str(tmp), str(asset(f"rfc/{name}.c"))],
                                   capture_output=True, text=True)
             if proc.returncode:
                 raise BenchError(f"compiling rfc/{name}.c failed: {proc.stderr.strip()[-500:]}")

@@ -53,6 +53,15 @@ def make_runner() -> pyperf.Runner:
                          program_args=("-m", "bench.measure.worker"), add_cmdline_args=forward_plan)
 
 
+def quiet_checks(runner: pyperf.Runner) -> None:
+    """pyperf's 8-line 'may be unstable' warning, printed after each case, left out: `bench run` counts
+    them once at its end (bench.render.summary.warnings_line).  A private method: pyproject pins the
+    pyperf this is tested with (tests/test_run_output.py)."""
+    display = getattr(runner, "_display_result", None)
+    if display is not None:
+        runner._display_result = lambda bench, checks=True: display(bench, checks=False)
+
+
 def time_case(loops: int, case: plan.Case) -> float:
     """pyperf's time function: seconds for `loops` syscalls of each tracee."""
     result = tracers.get_backend(case.backend).run(case.spec(loops))
@@ -93,6 +102,7 @@ class RunOptions:
     min_time: float | None = None    # seconds per pyperf value
     keep_going: bool = True
     timeout: float | None = None    # seconds for one backend run; None: the driver's default
+    quiet: bool = False             # pyperf --quiet: no dots, one line per case
 
 
 def output_path(requested: pathlib.Path | None) -> pathlib.Path:
@@ -259,10 +269,13 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
         argv.append(f"--{opts.mode}")
     if opts.min_time:
         argv += ["--min-time", str(opts.min_time)]
+    if opts.quiet:
+        argv.append("--quiet")
 
     try:
         runner = make_runner()
         runner.parse_args(argv)
+        quiet_checks(runner)
         # Set after parsing: pyperf's --fast and --rigorous replace any --processes and --values given with them.
         for option in ("processes", "values"):
             if getattr(opts, option):

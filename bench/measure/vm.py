@@ -30,10 +30,10 @@ from typing import Callable
 
 from bench.measure import accelerators
 from bench.measure import kernel
-from bench.measure.environment import REPO, dies_with_this_process
+from bench.measure.environment import REPO, asset, dies_with_this_process
 from bench.errors import BenchError, UsageError
 
-GUEST_INIT = REPO / "kernel" / "guest-init.sh"
+GUEST_INIT = asset("kernel/guest-init.sh")
 QEMU = "qemu-system-x86_64"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAIL_LINES = 25
@@ -376,7 +376,10 @@ def add_vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accel", choices=("auto", *accelerators.ACCELERATORS), default="auto",
                    help="auto: the first of " + ", ".join(map(accelerators.label, accelerators.ACCELERATORS))
                         + " that offers the timing and boots here")
-    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    p.add_argument("--vcpus", dest="cpus", type=int, default=2, metavar="N",
+                   help="how many CPUs the guest has (default 2; `bench run --cpus` names host CPU ids)")
+    # The former spelling, hidden: recorded commands (a baseline's rerun) still parse.
+    p.add_argument("--cpus", dest="cpus", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--memory", type=int, default=2048, help="guest memory in MiB (default 2048)")
     p.add_argument("--kernel-variant", default="bench", choices=sorted(kernel.VARIANTS),
                    help="which cached kernel build to boot (bench/measure/kernel.py VARIANTS; default bench; "
@@ -384,7 +387,7 @@ def add_vm_options(p: argparse.ArgumentParser) -> None:
                         "mitigations: the host's speculation mitigations, forced on under TCG, the CPU's own "
                         "defaults under KVM)")
     p.add_argument("--pin-vcpus", action="store_true",
-                   help="pin each vCPU's host thread to its own host CPU (the first --cpus this process may "
+                   help="pin each vCPU's host thread to its own host CPU (the first --vcpus this process may "
                         "use), so that --pin same|cross in the guest means the same on the host (KVM, or "
                         "TCG wall time; not icount, whose vCPUs share one thread)")
     p.add_argument("--boot-timeout", type=float, default=120, metavar="S")
