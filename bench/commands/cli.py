@@ -8,6 +8,7 @@ import sys
 from bench.commands import anatomy, kernel, mainjob, notebooks, prices, regression, report, rfc, run, vm
 from bench.commands.options import Parser
 from bench.errors import BenchError
+from tracers import BackendFailed
 
 #: The command modules, each adding its subcommands with register_cli(subparsers), in the order of
 #: `--help`.  A plain list of imported modules: a misspelt name fails at import, loudly.
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as e:
         print(f"bench: {'error' if e.exit_status == 2 else 'failed'}: {e}", file=sys.stderr)
         return e.exit_status
+    except BackendFailed as e:
+        # The driver itself could not run (not built, a broken install): one line, not a traceback.
+        print(f"bench: failed: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ import tempfile
 
 from bench.errors import BenchError, UsageError, writable_directory
 from bench.measure.continuous import DEFAULT_RUN
+from bench.results import warn_if_busy
 
 FORMATS = ("text", "json", "markdown")
 
@@ -62,7 +63,7 @@ def _cmd_check(args) -> int:
                 R.refuse_foreign(baseline, continuous.machine_for(baseline.rerun), force=forced)
                 current = continuous.run_bench(baseline.rerun, pathlib.Path(tmp) / "current")
         df = stats.load([current])
-        __import__("bench.results").results.warn_if_busy([current])
+        warn_if_busy([current])
         elsewhere = R.differences(R.machine(baseline.values), R.machine(df))
         table = R.check(baseline, df, force=forced or args.against is not None)
     print(render(table, baseline, args.format))
