@@ -30,8 +30,11 @@ from collections.abc import Callable
 from bench.errors import BenchError, UsageError, writable_directory
 
 KINDS = ("host", "guest", "rfc")
-#: Where results go when no directory is named: ./results under the current
-#: directory, or this environment variable's directory.
+#: The one environment variable for results: a directory (where results go, and where the newest are
+#: read from, when no directory is named; else ./results), or result files, colon-separated or one
+#: *.json (what the notebooks read instead of the newest).
+RESULTS_ENV = "VMEXEC_RESULTS"
+#: Its older spelling for a directory, still read when VMEXEC_RESULTS names none.
 DIRECTORY_ENV = "VMEXEC_RESULTS_DIR"
 RFC_KIND = "rfc-replica"
 
@@ -133,9 +136,22 @@ class Case:
         return cls(fields["backend"], str(fields["pin"]), int(fields["pages"]), int(fields["parallel"]))
 
 
+def _names_files(value: str) -> bool:
+    return ":" in value or value.endswith(".json")
+
+
 def directory(path: pathlib.Path | None = None) -> pathlib.Path:
-    """The results directory: the one named, else $VMEXEC_RESULTS_DIR, else ./results."""
-    return pathlib.Path(path or os.environ.get(DIRECTORY_ENV) or pathlib.Path.cwd() / "results")
+    """The results directory: the one named, else $VMEXEC_RESULTS when it names a directory, else
+    $VMEXEC_RESULTS_DIR, else ./results."""
+    value = os.environ.get(RESULTS_ENV, "")
+    named = value if value and not _names_files(value) else os.environ.get(DIRECTORY_ENV)
+    return pathlib.Path(path or named or pathlib.Path.cwd() / "results")
+
+
+def named_files() -> list[pathlib.Path]:
+    """The result files $VMEXEC_RESULTS names (colon-separated, or one *.json); [] when it names a directory."""
+    value = os.environ.get(RESULTS_ENV, "")
+    return [pathlib.Path(p) for p in value.split(":") if p] if _names_files(value) else []
 
 
 def new_path(prefix: str, where: pathlib.Path | None = None) -> pathlib.Path:

@@ -237,6 +237,7 @@ def test_each_report_is_of_the_files_the_job_wrote(tmp_path, monkeypatch):
     one.  The job's reports name its own files, KVM and icount runs both, and no older file."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VMEXEC_RESULTS_DIR", raising=False)
+    monkeypatch.delenv("VMEXEC_RESULTS", raising=False)
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "vm-tcg-icount-20250101-000000.json").write_text("{}")     # an older run's
     calls = []
@@ -244,7 +245,7 @@ def test_each_report_is_of_the_files_the_job_wrote(tmp_path, monkeypatch):
     def fake(argv, env):
         argv = argv[3:]     # after python -m bench
         calls.append(argv)
-        where = tmp_path / env.get("VMEXEC_RESULTS_DIR", "results")
+        where = tmp_path / env.get("VMEXEC_RESULTS", "results")
         where.mkdir(parents=True, exist_ok=True)
         name = ("host" if argv[0] == "run" else
                 f"vm-{argv[3] if len(argv) > 3 else ''}-{argv[1]}" if argv[0] == "vm" else None)

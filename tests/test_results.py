@@ -80,3 +80,15 @@ def test_a_name_no_case_encodes_is_refused_saying_so(name):
 def test_an_older_file_without_pages_or_parallel_reads_them_from_the_name():
     assert Case.recorded("ptrace-sysemu:pin=same:pages=16", {"vmexec_backend": "ptrace-sysemu", "vmexec_pin": "same"}) \
         == Case("ptrace-sysemu", "same", 16, 1)
+
+
+def test_one_variable_names_the_results_directory_or_the_files(monkeypatch, tmp_path):
+    monkeypatch.delenv("VMEXEC_RESULTS_DIR", raising=False)
+    monkeypatch.setenv("VMEXEC_RESULTS", str(tmp_path))
+    assert results.directory() == tmp_path and results.named_files() == []
+    monkeypatch.setenv("VMEXEC_RESULTS", f"{tmp_path}/a.json:{tmp_path}/b.json")
+    assert results.named_files() == [tmp_path / "a.json", tmp_path / "b.json"]
+    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path / "old"))     # the older spelling, still read
+    assert results.directory() == tmp_path / "old"
+    monkeypatch.setenv("VMEXEC_RESULTS", str(tmp_path / "new"))
+    assert results.directory() == tmp_path / "new"                      # the one name wins

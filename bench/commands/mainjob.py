@@ -64,7 +64,7 @@ class Decision:
 class Step:
     what: str
     argv: tuple[str, ...]           # after `python -m bench`
-    results_dir: str | None = None  # VMEXEC_RESULTS_DIR for the step; None: the default
+    results_dir: str | None = None  # VMEXEC_RESULTS for the step (a directory); None: the default
     own_results: bool = False       # a report: argv is followed by the result files this job wrote there
 
     def directory(self) -> Path:
@@ -197,7 +197,7 @@ def execute(steps: list[Step], run=None) -> None:
     for i, step in enumerate(steps, 1):
         env = dict(os.environ)
         if step.results_dir:
-            env["VMEXEC_RESULTS_DIR"] = step.results_dir
+            env["VMEXEC_RESULTS"] = step.results_dir
         where = step.directory().resolve()
         argv = [*step.argv, *map(str, written.get(where, []))] if step.own_results else list(step.argv)
         print(f"main job: step {i} of {len(steps)}: {step.what}: bench {' '.join(argv)}", flush=True)
@@ -261,7 +261,7 @@ def _cmd_main(args) -> int:
     steps = plan(decision, run_args)
     if args.dry_run:
         for step in steps:
-            where = f"VMEXEC_RESULTS_DIR={step.results_dir} " if step.results_dir else ""
+            where = f"VMEXEC_RESULTS={step.results_dir} " if step.results_dir else ""
             own = " (the result files the steps above wrote)" if step.own_results else ""
             print(f"{where}python -m bench {' '.join(step.argv)}{own}")
         return 0

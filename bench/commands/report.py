@@ -51,7 +51,7 @@ def register_cli(subparsers) -> None:
     p = subparsers.add_parser("report", help="write report.md, report.html and plots from results")
     p.add_argument("results", nargs="*", type=pathlib.Path, metavar="RESULT",
                    help="pyperf suites and RFC-replica files (default: the newest host run, guest run "
-                        "and RFC replica in the results directory, ./results or $VMEXEC_RESULTS_DIR)")
+                        "and RFC replica in the results directory, ./results or $VMEXEC_RESULTS)")
     p.add_argument("--output-dir", "--output", dest="output", type=pathlib.Path, metavar="DIR",
                    help="directory for the report (default: report/ in the results directory)")
     p.set_defaults(func=_cmd_report)

@@ -94,7 +94,7 @@ def _cmd_shell(args) -> int:
 
 def _output_dir(p) -> None:
     p.add_argument("--output-dir", dest="results", type=Path, metavar="DIR",
-                   help="directory for the results file (default: ./results or $VMEXEC_RESULTS_DIR)")
+                   help="directory for the results file (default: ./results or $VMEXEC_RESULTS)")
     alias(p, "--results", "--output-dir", "results", type=Path)
 
 

@@ -28,12 +28,9 @@ from bench.render.plots import run_title
 
 # --------------------------------------------------------------------------- inputs
 
-def from_env(variable: str = "VMEXEC_RESULTS", where: pathlib.Path | None = None) -> list[pathlib.Path]:
-    """Result files from a colon-separated environment variable, else the newest in the results directory."""
-    import os
-
-    value = os.environ.get(variable, "")
-    return [pathlib.Path(p) for p in value.split(":") if p] or results.newest(where)
+def from_env(where: pathlib.Path | None = None) -> list[pathlib.Path]:
+    """The result files $VMEXEC_RESULTS names, else the newest in the results directory."""
+    return results.named_files() or results.newest(where)
 
 
 def load_inputs(paths) -> tuple[pd.DataFrame, list[dict]]:
