@@ -347,7 +347,8 @@ def machine_label(m: dict[str, str]) -> str:
 
 
 def history(paths: list[pathlib.Path]) -> pd.DataFrame:
-    """Each backend's ratio to ptrace-sysemu in every run, with its date, commit and kernel."""
+    """Each backend's speed-up over ptrace-sysemu (ptrace-sysemu ÷ backend, as in the report) in every run,
+    with its date, commit and kernel."""
     df = stats.load(paths)
     frames = []
     for b in df["backend"].unique():
@@ -361,10 +362,11 @@ def history(paths: list[pathlib.Path]) -> pd.DataFrame:
     r = pd.concat(frames, ignore_index=True)
     commits = df.drop_duplicates("run_id").set_index("run_id")["vmexec_commit"]
     r["commit"] = r["run_id"].map(commits)
-    r["case"] = [Ratio(Case(n, n_pin), Case(stats.SYSEMU, d_pin)).label
+    # The report's direction: speed-up = ptrace-sysemu's cost ÷ the backend's (higher is faster).
+    r["case"] = [f"{Case(n, n_pin).encode()} vs {Case(stats.SYSEMU, d_pin).encode()}"
                  for n, n_pin, d_pin in zip(r["numerator"], r["numerator_pin"], r["denominator_pin"])]
     # One series per machine and kernel: a ratio moves with the CPU, the kernel, the emulator and the
     # compiler, so runs of two of them are never joined into one line.
     r["machine"] = r["run_id"].map({run: machine_label(machine(g)) for run, g in df.groupby("run_id", sort=False)})
     return r.sort_values(["machine", "case", "started"])[
-        ["machine", "case", "run_id", "started", "commit", "kernel", "ratio", "ratio_low", "ratio_high"]]
+        ["machine", "case", "run_id", "started", "commit", "kernel", "speedup", "speedup_low", "speedup_high"]]

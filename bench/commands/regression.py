@@ -143,7 +143,7 @@ def _cmd_history(args) -> int:
     for where, m in h.groupby("machine", sort=False):
         print(f"{where} ({m['run_id'].nunique()} runs):")
         for case, g in m.groupby("case", sort=True):
-            print(f"  {case:60} {' → '.join(f'{r:.3g}' for r in g['ratio'])}")
+            print(f"  {case:60} {' → '.join(f'{r:.3g}x' for r in g['speedup'])}")
     machines = h["machine"].nunique()
     print(f"history: {out / 'history.csv'}, {out / 'history.png'} ({h['run_id'].nunique()} runs; "
           f"{machines} machine{'s' if machines != 1 else ''}, one series each)")
@@ -202,7 +202,8 @@ def register_cli(subparsers) -> None:
     b.add_argument("--force", action="store_true", help="replace a baseline taken on another machine")
     b.set_defaults(func=_cmd_baseline)
 
-    h = subparsers.add_parser("history", help="each backend's ratio to ptrace-sysemu across runs")
+    h = subparsers.add_parser("history", help="each backend's speed-up over ptrace-sysemu (its ns ÷ the backend's, "
+                                              "as in the report) across runs, one series per machine")
     h.add_argument("results", nargs="*", type=pathlib.Path, metavar="RESULT",
                    help="results files (default: every run in the results directory)")
     h.add_argument("--output-dir", "--output", dest="output", type=pathlib.Path, metavar="DIR",

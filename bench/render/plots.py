@@ -324,7 +324,7 @@ _PIN_STYLE = {"same": ("-", "o"), "cross": ("--", "s"), "none": (":", "^"), "in-
 
 
 def plot_history(h: pd.DataFrame) -> Figure:
-    """Each backend's ratio to ptrace-sysemu run after run (regression.history): one panel per machine
+    """Each backend's speed-up over ptrace-sysemu run after run (regression.history): one panel per machine
     and kernel (never one series across two), a colour per backend (tab10, then tab20's light shades),
     a line style and marker per pinning, the legend outside the data, at most ~12 run labels a panel."""
     machines = list(dict.fromkeys(h["machine"]))
@@ -338,17 +338,18 @@ def plot_history(h: pd.DataFrame) -> Figure:
         runs = g.drop_duplicates("run_id").sort_values("started")
         x = {run: i for i, run in enumerate(runs["run_id"])}
         for case, c in g.groupby("case", sort=True):
-            backend, pin = case.split(" ÷ ")[0].split(":pin=")
+            backend, pin = case.split(" vs ")[0].split(":pin=")
             style, marker = _PIN_STYLE.get(pin, ("-", "o"))
             c = c.sort_values("started")
-            ax.errorbar(c["run_id"].map(x), c["ratio"], yerr=[c["ratio"] - c["ratio_low"], c["ratio_high"] - c["ratio"]],
+            ax.errorbar(c["run_id"].map(x), c["speedup"],
+                        yerr=[c["speedup"] - c["speedup_low"], c["speedup_high"] - c["speedup"]],
                         capsize=2, label=case, color=colour[backend], ls=style, marker=marker, ms=4, lw=1.2)
         step = max(1, -(-len(runs) // 12))
         ticks = list(range(0, len(runs), step))
         ax.set_xticks(ticks, [f"{runs.iloc[i]['started'][:10]}\n{str(runs.iloc[i]['commit'])[:12]}" for i in ticks],
                       fontsize=7)
-        _maybe_log(ax, g["ratio"], axis="y", fmt=lambda v: f"{v:.3g}")
-        ax.set_ylabel("cost ÷ ptrace-sysemu (95% CI)")
+        _maybe_log(ax, g["speedup"], axis="y", fmt=lambda v: f"{v:.3g}")
+        ax.set_ylabel("speed-up over ptrace-sysemu\n(its ns ÷ backend ns; 95% CI)")
         ax.set_xlabel(f"run ({len(runs)}; date and commit" + (f", every {step}th labelled)" if step > 1 else ")"),
                       fontsize=8)
         ax.set_title(where, fontsize=10)
