@@ -59,8 +59,7 @@ def _cmd_check(args) -> int:
                 else R.load(args.baseline)
             current = args.current
             if current is None:
-                # Refused before anything is measured: what the run would record here, against the baseline.
-                R.refuse_foreign(baseline, continuous.machine_for(baseline.rerun), force=forced)
+                # Another machine's baseline was refused above (_refuse_before_importing), before any run.
                 current = continuous.run_bench(baseline.rerun, pathlib.Path(tmp) / "current")
         df = stats.load([current])
         warn_if_busy([current])

@@ -58,11 +58,12 @@ def render(table: pd.DataFrame, baseline: Baseline, fmt: str) -> str:
                            "ratios": json.loads(table.to_json(orient="records", force_ascii=False))},  # NaN -> null
                           indent=1, ensure_ascii=False)
     ratios = _table(HEADERS, _rows(table), "l" * len(HEADERS))
+    absent = missing(table)
     if fmt == "markdown":
-        blocks = [("p", f"**{summary(table, baseline)}**"), *([("p", missing(table))] if missing(table) else []), ratios]
+        blocks = [("p", f"**{summary(table, baseline)}**"), *([("p", absent)] if absent else []), ratios]
         return to_markdown(blocks).removesuffix("\n")
     # The summary last, under the table: a terminal shows it after the rows scroll by.  The last
     # column is not padded (no trailing blanks), and the rule is as long as the header.
     lines = [line.rstrip() for line in to_text([ratios]).split("\n")]
     lines[1] = "-" * len(lines[0])
-    return "\n".join([*lines, summary(table, baseline), *([missing(table)] if missing(table) else [])])
+    return "\n".join([*lines, summary(table, baseline), *([absent] if absent else [])])
