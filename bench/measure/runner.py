@@ -322,6 +322,7 @@ def finish(tmp: pathlib.Path, final: pathlib.Path, metadata: dict, exists: str =
     """Add the run's metadata (and what could not be measured) to every benchmark, then publish atomically
     (results.publish: where it went, never over another file)."""
     suite = pyperf.BenchmarkSuite.load(str(tmp))
+    metadata = {**metadata, "vmexec_busy": results.busy_metadata(tmp)}    # the report reads it (busy_warning)
     for bench in suite.get_benchmarks():
         bench.update_metadata(metadata)
     return results.publish(final, lambda staged: suite.dump(str(staged)), exists=exists)
