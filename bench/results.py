@@ -295,8 +295,13 @@ def recorded_start(data: dict) -> str:
 def newest(where: pathlib.Path | None = None) -> list[pathlib.Path]:
     """The newest host run, guest run and RFC replica in the results directory, by recorded start."""
     where = directory(where)
+    return newest_among(sorted(p for p in where.glob("*.json") if p.is_file()), where)
+
+
+def newest_among(paths, where: pathlib.Path) -> list[pathlib.Path]:
+    """newest() among the given files only (where: the directory named if there are none)."""
     found: dict[str, tuple[tuple[str, str], pathlib.Path]] = {}
-    for path in sorted(p for p in where.glob("*.json") if p.is_file()):
+    for path in paths:
         try:
             data = read_json(path)
         except UsageError:
