@@ -65,6 +65,7 @@ METADATA = {
     "vmexec_first_call_ns": "JSON: case -> the cost (ns) of the first call at a fresh site, for binary "
                             "rewriting backends that patch a site at its first trap (median of 16 sites, "
                             "in the run's check)",
+    "vmexec_resumed": "the cases kept from an interrupted run of the same cases (bench run --resume), comma-separated",
     "vmexec_busy": "JSON: the run's busy-host state when it ended (busy_runs): worker runs that saw more "
                    "runnable threads or load than CPUs, of all, the highest seen, the CPUs",
     # tags set by `bench vm run` (bench.measure.vm)
