@@ -54,7 +54,8 @@ def of_result(path: pathlib.Path) -> Input:
     m = _meta(data)
     cpu = _or(m.get("vmexec_cpu_model") or m.get("cpu_model_name"))
     if kind == "host":
-        return Input(path, "host run", _or(m.get("vmexec_kernel")), "– (the host's own kernel)", cpu,
+        where = f" ({m['vmexec_accelerator']})" if m.get("vmexec_accelerator") else ""
+        return Input(path, f"host run{where}", _or(m.get("vmexec_kernel")), "– (the host's own kernel)", cpu,
                      f"{cpu}, kernel {_or(m.get('vmexec_kernel'))} (itself)")
     host = f"{_or(m.get('vmexec_tag_host_cpu_model'))}, kernel {_or(m.get('vmexec_tag_host_kernel'))}"
     clock = f"{_or(m.get('vmexec_tag_accelerator'))}/{_or(m.get('vmexec_tag_timing'))}"
