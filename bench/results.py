@@ -51,6 +51,8 @@ METADATA = {
     # the machine (bench.measure.environment)
     "vmexec_kernel": "kernel release the run measured (uname -r)",
     "vmexec_kernel_version": "kernel build (uname -v)",
+    "vmexec_kernel_config": "sha256 of the running kernel's configuration (/proc/config.gz or /boot/config-R), "
+                            "16 hex digits; absent where neither is readable",
     "vmexec_cpu_model": "CPU model name (/proc/cpuinfo)",
     "vmexec_cpus": "CPUs the run could use (its affinity when it started)",
     "vmexec_accelerator": "bare-metal, tcg, or virtualized (hypervisor), as seen from inside",

@@ -100,3 +100,20 @@ def test_a_run_records_its_busy_host_state_and_the_report_reads_it(tmp_path):
             run.get("metadata", {}).pop("load_avg_1min", None)
     final.write_text(json.dumps(data))
     assert results.busy_warning([final]) and "7 runnable threads or load on 2 CPUs" in results.busy_warning([final])
+
+
+def test_a_row_names_the_kernel_build_key_or_config_hash_and_the_machine_under_a_guest(tmp_path):
+    from bench.render import provenance
+    host = write_suite(tmp_path / "testhost-20260101-000000.json", HOST)
+    guest = write_suite(tmp_path / "vm-tcg-icount-20260101-000100.json", GUEST, vm=True)
+    for path, meta in ((host, {"vmexec_kernel_config": "0123456789abcdef"}),
+                       (guest, {"vmexec_tag_kernel_key": "fedcba9876543210", "vmexec_tag_host_cpu_model": "Host CPU",
+                                "vmexec_tag_host_kernel": "6.1.0-host"})):
+        data = json.loads(path.read_text())
+        for bench in data["benchmarks"]:
+            bench["metadata"].update(meta)
+        path.write_text(json.dumps(data))
+    h, g = provenance.of_result(host), provenance.of_result(guest)
+    assert h.kernel == "6.1.0-host" and h.kernel_key == "config sha256 0123456789abcdef" and h.what == "host run (bare-metal)"
+    assert g.kernel == "6.12.57-vmexec" and g.kernel_key == "fedcba9876543210"
+    assert g.host == "Host CPU, kernel 6.1.0-host" and g.what == "guest run (tcg/icount)"

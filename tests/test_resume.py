@@ -7,6 +7,8 @@ import sys
 
 import pyperf
 
+from bench.measure import runner
+
 BENCH = [sys.executable, "-m", "bench"]
 RUN = ["run", "--backends", "native,ptrace-sysemu", "--pin", "same", "--processes", "1", "--values", "2",
        "--timeout", "120"]
@@ -50,6 +52,8 @@ def test_an_interrupted_run_keeps_its_completed_cases_and_resume_measures_only_t
     suite = pyperf.BenchmarkSuite.load(str(out))
     assert sorted(b.get_name() for b in suite.get_benchmarks()) == ["native:pin=in-process", "ptrace-sysemu:pin=same"]
     assert suite.get_benchmarks()[0].get_metadata()["vmexec_resumed"] == "native:pin=in-process"
+    if runner.kernel_config():      # the kernel's configuration, hashed, where it is readable (item 4)
+        assert suite.get_benchmarks()[0].get_metadata()["vmexec_kernel_config"] == runner.kernel_config()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]       # the partial is gone
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -271,6 +272,8 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
     metadata.update({f"vmexec_tag_{k}": v for k, v in opts.tags.items()})
     metadata["vmexec_cpus_used"] = f"{cpus[0]},{cpus[1]}"
     metadata["vmexec_command"] = " ".join(sys.argv) or "bench run"
+    if kernel_config():     # pyperf records no empty value
+        metadata["vmexec_kernel_config"] = kernel_config()
     if first_calls:
         metadata["vmexec_first_call_ns"] = json.dumps(first_calls, sort_keys=True)
     keep = interrupt.partial = _partial(opts, cases, final, metadata["vmexec_commit"], log)
@@ -327,6 +330,20 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return RunOutcome(final, unavailable, failed)
+
+
+@functools.cache
+def kernel_config() -> str:
+    """The running kernel's configuration, hashed (16 hex digits of its sha256); "" where it is not readable.
+    Cached: the configuration of a running kernel does not change."""
+    from bench.measure import kernel
+
+    if os.environ.get("VMEXEC_TWIN_CONFIG"):       # a file named for a twin build, not this kernel's own
+        return ""
+    try:
+        return kernel.host_config().sha256[:16]
+    except BenchError:
+        return ""
 
 
 def _save_quietly(keep: Partial, tmp: pathlib.Path) -> None:

@@ -29,7 +29,7 @@ class Input:
     path: pathlib.Path
     what: str               # host run, guest run, RFC replica, anatomy, prices
     kernel: str             # the kernel release measured
-    kernel_key: str         # the harness's kernel build key (config and patches hashed), for a guest kernel
+    kernel_key: str         # the harness's kernel build key (source, patches, config hashed), or the config's hash
     cpu: str                # the CPU model the measuring kernel saw
     host: str               # the machine under it: host CPU model and kernel
 
@@ -55,11 +55,14 @@ def of_result(path: pathlib.Path) -> Input:
     cpu = _or(m.get("vmexec_cpu_model") or m.get("cpu_model_name"))
     if kind == "host":
         where = f" ({m['vmexec_accelerator']})" if m.get("vmexec_accelerator") else ""
-        return Input(path, f"host run{where}", _or(m.get("vmexec_kernel")), "– (the host's own kernel)", cpu,
+        config = f"config sha256 {m['vmexec_kernel_config']}" if m.get("vmexec_kernel_config") else NOT_RECORDED
+        return Input(path, f"host run{where}", _or(m.get("vmexec_kernel")), config, cpu,
                      f"{cpu}, kernel {_or(m.get('vmexec_kernel'))} (itself)")
     host = f"{_or(m.get('vmexec_tag_host_cpu_model'))}, kernel {_or(m.get('vmexec_tag_host_kernel'))}"
     clock = f"{_or(m.get('vmexec_tag_accelerator'))}/{_or(m.get('vmexec_tag_timing'))}"
-    return Input(path, f"guest run ({clock})", _or(m.get("vmexec_kernel")), _or(m.get("vmexec_tag_kernel_key")),
+    key = (m.get("vmexec_tag_kernel_key")
+           or (f"config sha256 {m['vmexec_kernel_config']}" if m.get("vmexec_kernel_config") else ""))
+    return Input(path, f"guest run ({clock})", _or(m.get("vmexec_kernel")), _or(key),
                  cpu, host)
 
 
@@ -76,7 +79,7 @@ def of_prices(path: pathlib.Path) -> Input:
     """The Input of a prices record (bench.measure.prices: measured on a host)."""
     record = json.loads(path.read_text())
     cpu = _or(record.get("cpu_model"))
-    return Input(path, "prices", _or(record.get("kernel")), "– (the host's own kernel)", cpu,
+    return Input(path, "prices", _or(record.get("kernel")), _or(record.get("kernel_config")), cpu,
                  f"{cpu}, kernel {_or(record.get('kernel'))} (itself; {_or(record.get('host'))})")
 
 
@@ -138,7 +141,7 @@ def inputs_blocks(inputs: list[Input], name=str) -> list:
     rows = [[f"`{name(s.path)}`", s.what, s.kernel, s.kernel_key, s.cpu, s.host] for s in inputs]
     return [("p", "Every file this report was made from, with the kernel it measured and the machine under it "
                   f"({NOT_RECORDED}: older files lack the field)."),
-            ("table", ["file", "what", "kernel", "kernel build key", "CPU", "machine (CPU, kernel)"], rows)]
+            ("table", ["file", "what", "kernel", "kernel build key or config hash", "CPU", "machine (CPU, kernel)"], rows)]
 
 
 def sources(paths: list[pathlib.Path], where: pathlib.Path, model, composed) -> list[Input]:
