@@ -118,9 +118,9 @@ def caution(healths: list[Health]) -> str:
     shaky = [h for h in healths if h.mostly_unstable]
     if not shaky:
         return ""
-    runs = "; ".join(f"`{h.run_id}`, {len(h.unstable)} of {h.cases} cases" for h in shaky)
+    runs = "; ".join(f"`{h.run_id}`: {len(h.unstable)} of {h.cases} cases" for h in shaky)
     busy = " on a busy host" if any(h.busy for h in shaky) else ""
-    return f"Measured{busy} in runs pyperf calls unstable in most cases ({runs}), so these figures may move with load:"
+    return f"Measured{busy} in runs pyperf calls unstable ({runs}), so these figures may move with load:"
 
 
 # --------------------------------------------------------------------------- blocks (bench.render.document)
