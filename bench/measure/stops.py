@@ -13,8 +13,6 @@ import json
 import subprocess
 import time
 
-import numpy as np
-
 from bench.errors import BenchError, UsageError
 from bench.measure import events
 
@@ -78,6 +76,8 @@ def measure_times(vmexec: str, runs: int = DEFAULT_RUNS, iterations: int = DEFAU
 
 def price(minuend: list[float], subtrahend: list[float], bootstrap: int = BOOTSTRAP) -> dict:
     """The median of the per-round differences, its bootstrap 95% interval and the differences' quartiles."""
+    import numpy as np      # here, not above: the command line imports this module's neighbours at start-up
+
     d = np.asarray(minuend) - np.asarray(subtrahend)
     rng = np.random.default_rng(SEED)
     medians = [np.median(rng.choice(d, len(d))) for _ in range(bootstrap)]
