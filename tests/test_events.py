@@ -28,6 +28,7 @@ TRACE = """\
           vmexec-100     [000] .....   1.000008: sys_enter: NR 101 (c, 20d4, 0, 0, b, 0)
           vmexec-100     [000] d....   1.000009: write_msr: 48, value 0
           vmexec-100     [000] d..2.   1.000010: sched_switch: prev_comm=vmexec prev_pid=100 prev_prio=120 prev_state=R ==> next_comm=vmexec next_pid=101 next_prio=120
+          vmexec-100     [000] d..2.   1.000010: sched_switch: prev_comm=vmexec prev_pid=100 prev_prio=120 prev_state=R+ ==> next_comm=memfd:sealed-91 next_pid=7 next_prio=120
    memfd:sealed-91-7     [000] d..3.   1.000011: sched_wakeup: comm=memfd:sealed-91 pid=7 prio=120 target_cpu=000
    memfd:sealed-91-7     [000] d..2.   1.000012: sched_switch: prev_comm=memfd:sealed-91 prev_pid=7 prev_prio=120 prev_state=S ==> next_comm=x next_pid=8 next_prio=120
           vmexec-101     [000] d..1.   1.000013: signal_deliver: sig=31 errno=0 code=1 sa_handler=1 sa_flags=4
@@ -37,7 +38,8 @@ TRACE = """\
 def test_counts_only_the_driver_and_its_children():
     counts, detail = events.count(TRACE, 100)
     assert counts == {"syscalls": 2, "signals_generated": 1, "wakeups": 1, "switches": 2, "tlb_flushes": 1,
-                      "fpu_reloads": 1, "msr_writes": 1, "preempted": 1, "signals_delivered": 1}
+                      "fpu_reloads": 1, "msr_writes": 1, "preempted": 1, "signals_delivered": 1,
+                      "other_switches": 1}
     assert detail["syscalls"] == {"59": 1, "101": 1}
     assert detail["msrs"] == {"48": 1}
     assert detail["signals"] == {"17 res=1": 1}
@@ -139,7 +141,7 @@ def test_host_counts_the_issue_table_and_leaves_nothing_behind(tmp_path):
     mounts = Path("/proc/mounts").read_text()
     out = tmp_path / "events.json"
     proc = run_bench("events", "--case", "ptrace-sysemu", "--case", "seccomp-unotify", "--case", "seccomp-trap",
-                     "--calls", "100,300", "--runs", "1", "--output", str(out))
+                     "--calls", "200,1200", "--runs", "1", "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     med = {n: {k: v["median"] for k, v in c["per_call"].items()} for n, c in doc["cases"].items()}
@@ -175,3 +177,33 @@ def test_the_instance_is_removed_even_when_its_owner_is_killed(tmp_path):
             break
         time.sleep(0.1)
     assert _our_instances() == []
+
+
+class _FakeInstance:
+    """Stands in for the tracefs instance: TRACE for every run, scaled by the loop length; `broken` fails."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def trace(self, argv):
+        if "broken" in argv:
+            return "boom", 1, "", 0
+        n = int(argv[-1])
+        body = TRACE.splitlines()[4:7]      # the tracee's signal, wake-up and switch: per call
+        return "{}", 0, "\n".join(TRACE.splitlines()[:4] + body * n), 100
+
+
+def test_a_failed_case_is_kept_as_its_own_result_and_the_others_are_counted():
+    cases = [{"name": "good", "kind": "mechanism", "available": True, "reason": "", "argv": ["vmexec", "good", "-n"]},
+             {"name": "bad", "kind": "mechanism", "available": True, "reason": "", "argv": ["vmexec", "broken", "-n"]},
+             {"name": "gone", "kind": "mechanism", "available": False, "reason": "ENOSYS", "argv": ["vmexec", "gone", "-n"]}]
+    doc = events.measure(cases, (10, 30), 2, log=lambda m: None, instance_factory=_FakeInstance)
+    good = doc["cases"]["good"]["per_call"]
+    assert good["signals_generated"]["median"] == 1 and good["wakeups"]["median"] == 1
+    assert good["switches"]["median"] == 1 and good["syscalls"]["median"] == 0
+    assert "boom" in doc["cases"]["bad"]["errors"][0] and "per_call" not in doc["cases"]["bad"]
+    text = render.to_markdown(doc)
+    assert "failed: vmexec broken" in text and "unavailable: ENOSYS" in text

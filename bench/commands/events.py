@@ -77,7 +77,7 @@ def _in_guest(args) -> int:
                            "host_cpu_model": cpu_model(), "host_kernel": events.machine()["kernel"]})
     path = _publish(doc, args.output, f"events-{args.kernel_variant}-{doc['machine']['hostname']}")
     print(f"events: {path}")
-    return 0
+    return _failures(doc)
 
 
 def _cmd_events(args) -> int:
@@ -97,7 +97,15 @@ def _cmd_events(args) -> int:
     from bench.render.events import to_markdown
     print(to_markdown(doc), end="")
     print(f"events: {path}", file=sys.stderr)
-    return 0
+    return _failures(doc)
+
+
+def _failures(doc: dict) -> int:
+    """1 if a case failed (its file is kept: it says which), else 0."""
+    failed = {n: c["errors"][0] for n, c in doc["cases"].items() if c.get("errors")}
+    for name, error in failed.items():
+        print(f"events: {name} failed: {error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _read(path: Path, kind: str) -> dict:

@@ -7,12 +7,13 @@ is read off the counts, never fitted.
 """
 from __future__ import annotations
 
-from bench.measure.events import COLUMNS, PREEMPTED
+from bench.measure.events import COLUMNS, OTHER_SWITCHES, PREEMPTED
 from bench.render import document
 
 HEADERS = {"switches": "switches", "wakeups": "wake-ups", "signals_generated": "signals generated",
            "signals_delivered": "signals delivered", "syscalls": "syscall entries", "tlb_flushes": "TLB flushes",
-           "msr_writes": "MSR writes", "fpu_reloads": "FPU reloads", PREEMPTED: "switched away runnable"}
+           "msr_writes": "MSR writes", "fpu_reloads": "FPU reloads", PREEMPTED: "of them away runnable",
+           OTHER_SWITCHES: "switches with other tasks (load)"}
 #: Smallest difference per call between the machines that counts as one (preemptions by other tasks add
 #: a few hundredths on a busy machine); a larger spread of either machine's runs widens it.
 TOLERANCE = 0.1
@@ -94,6 +95,12 @@ def _why(host: dict, twin: dict, case: str) -> str:
     return ""
 
 
+def _not_counted(case: dict) -> str:
+    if case.get("errors"):
+        return "failed: " + case["errors"][0]
+    return f"unavailable: {case['reason']}" if case.get("reason") else "not run"
+
+
 def _machine_line(role: str, doc: dict) -> str:
     m = doc["machine"]
     extra = ""
@@ -117,8 +124,8 @@ def blocks(host: dict, twin: dict | None = None) -> list:
             values = [_median(d, name, col) for _, d in docs]
             cells.append(" / ".join(_fmt(v) for v in values))
         if all(c == " / ".join("–" for _ in docs) for c in cells):
-            why = "; ".join(f"{role}: {d['cases'].get(name, {}).get('reason') or 'not run'}" for role, d in docs)
-            cells = [f"unavailable ({why})"] + [""] * (len(COLUMNS) - 1)
+            why = "; ".join(f"{role}: {_not_counted(d['cases'].get(name, {}))}" for role, d in docs)
+            cells = [f"not counted ({why})"] + [""] * (len(COLUMNS) - 1)
         rows.append([f"`{name}`", *cells])
     out = [("p", " ".join(_machine_line(role, d) + "." for role, d in docs)),
            ("p", "Events per intercepted call (per iteration for the price parts and stop variants): the count "
