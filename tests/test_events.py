@@ -207,3 +207,13 @@ def test_a_failed_case_is_kept_as_its_own_result_and_the_others_are_counted():
     assert "boom" in doc["cases"]["bad"]["errors"][0] and "per_call" not in doc["cases"]["bad"]
     text = render.to_markdown(doc)
     assert "failed: vmexec broken" in text and "unavailable: ENOSYS" in text
+
+
+def test_a_twin_of_another_configuration_is_called_so():
+    host = _doc({"native": {"syscalls": 1.0}})
+    twin = _doc({"native": {"syscalls": 1.0}}, role="twin")
+    host["machine"]["host_config_sha256"] = "a" * 64
+    twin["machine"].update({"host_config_sha256": "a" * 64, "twin_config_sha256": "c" * 64})
+    assert "no twin of this host" not in render.to_markdown(host, twin)
+    twin["machine"]["host_config_sha256"] = "b" * 64
+    assert "no twin of this host" in render.to_markdown(host, twin)

@@ -34,13 +34,24 @@ def _publish(doc: dict, requested: Path | None, prefix: str) -> Path:
 
 
 def _twin_build(variant: str) -> tuple[Path, dict]:
-    """A cached kernel build of variant (bzImage, build.json), never a new build: one takes hours here."""
+    """A cached kernel build of variant (bzImage, build.json with a twin's host_config_sha256 from its
+    carry-over.json), never a new build: one takes hours here."""
     home = kernel.cache_root() / "kernel" / kernel.cache_key(variant)
     meta, bzimage = home / "build.json", home / "bzImage"
     if not (meta.exists() and bzimage.exists()):
         raise UsageError(f"no cached {variant} kernel for these inputs ({home}): build it first with "
                          f"`python -m bench kernel build --kernel-variant {variant}`")
-    return bzimage, json.loads(meta.read_text())
+    carry = home / "carry-over.json"
+    origin = json.loads(carry.read_text()).get("host_config_sha256", "") if carry.exists() else ""
+    return bzimage, {**json.loads(meta.read_text()), "host_config_sha256": origin}
+
+
+def _host_config_sha256() -> str:
+    """The sha256 of this machine's kernel configuration, the one a twin built here copies ("" if unreadable)."""
+    try:
+        return kernel.host_config().sha256
+    except BenchError:
+        return ""
 
 
 def _check_calls(calls: list[int]) -> None:
@@ -74,6 +85,7 @@ def _in_guest(args) -> int:
     # What the guest cannot see of its machine: the build it booted and the host under the emulator.
     doc["machine"].update({"role": args.kernel_variant, "accelerator": "tcg", "qemu": qemu_version(),
                            "twin_config_sha256": meta.get("config_sha256", ""), "kernel_build": meta.get("release"),
+                           "host_config_sha256": meta["host_config_sha256"],
                            "host_cpu_model": cpu_model(), "host_kernel": events.machine()["kernel"]})
     path = _publish(doc, args.output, f"events-{args.kernel_variant}-{doc['machine']['hostname']}")
     print(f"events: {path}")
@@ -92,7 +104,7 @@ def _cmd_events(args) -> int:
         writable_directory(results.directory() / DIRECTORY, create=True)
     selected = events.select(events.cases(str(VMEXEC), args.cpu), args.case)
     doc = events.measure(selected, tuple(args.calls), args.runs, log=lambda m: print(m, file=sys.stderr))
-    doc["machine"]["role"] = doc["machine"].get("role", "host")
+    doc["machine"].update({"role": "host", "host_config_sha256": _host_config_sha256()})
     path = _publish(doc, args.output, f"events-host-{doc['machine']['hostname']}")
     from bench.render.events import to_markdown
     print(to_markdown(doc), end="")

@@ -104,6 +104,8 @@ def _not_counted(case: dict) -> str:
 def _machine_line(role: str, doc: dict) -> str:
     m = doc["machine"]
     extra = ""
+    if m.get("role", "host") == "host" and m.get("host_config_sha256"):
+        extra = f", kernel config sha256 `{m['host_config_sha256'][:16]}`"
     if m.get("twin_config_sha256"):
         extra = (f", twin config sha256 `{m['twin_config_sha256'][:16]}`, booted under {m.get('accelerator', '?')} on "
                  f"{m.get('host_cpu_model', '?')} (host kernel {m.get('host_kernel', '?')})")
@@ -124,7 +126,7 @@ def blocks(host: dict, twin: dict | None = None) -> list:
             values = [_median(d, name, col) for _, d in docs]
             cells.append(" / ".join(_fmt(v) for v in values))
         if all(c == " / ".join("–" for _ in docs) for c in cells):
-            why = "; ".join(f"{role}: {_not_counted(d['cases'].get(name, {}))}" for role, d in docs)
+            why = "; ".join(f"{role}: {_not_counted(d['cases'].get(name, {}))[:90]}" for role, d in docs)
             cells = [f"not counted ({why})"] + [""] * (len(COLUMNS) - 1)
         rows.append([f"`{name}`", *cells])
     out = [("p", " ".join(_machine_line(role, d) + "." for role, d in docs)),
@@ -133,6 +135,11 @@ def blocks(host: dict, twin: dict | None = None) -> list:
                  (", host / twin." if twin else ".") + " Counted by tracefs tracepoints for the driver's "
                  "processes only, tracer and tracee pinned to one CPU."),
            document.table(["case", *(HEADERS[c] for c in COLUMNS)], rows)]
+    if twin and host["machine"].get("host_config_sha256") and twin["machine"].get("host_config_sha256") and \
+            host["machine"]["host_config_sha256"] != twin["machine"]["host_config_sha256"]:
+        out.append(("p", "**The twin was not built from this host's kernel configuration** (sha256 "
+                         f"`{twin['machine']['host_config_sha256'][:16]}` against the host's "
+                         f"`{host['machine']['host_config_sha256'][:16]}`): it is no twin of this host."))
     if twin:
         named = []
         for name in names:
