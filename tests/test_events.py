@@ -217,3 +217,36 @@ def test_a_twin_of_another_configuration_is_called_so():
     assert "no twin of this host" not in render.to_markdown(host, twin)
     twin["machine"]["host_config_sha256"] = "b" * 64
     assert "no twin of this host" in render.to_markdown(host, twin)
+
+
+def test_the_guest_count_never_builds_a_kernel(tmp_path):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "bench", "events", "--kernel-variant", "twin", "--output",
+                           str(tmp_path / "t.json")], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "kernel build --kernel-variant twin" in proc.stderr or "cannot find" in proc.stderr
+    assert not (tmp_path / "t.json").exists()
+    assert not list((tmp_path / "cache").glob("vmexec-bench/kernel/*/build.log"))     # nothing was built
+
+
+def _twin_cached() -> bool:
+    from bench.commands.events import _twin_build
+    try:
+        _twin_build("twin")
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.vm
+@pytest.mark.skipif(not _twin_cached(), reason="no cached twin kernel (python -m bench kernel build --kernel-variant twin)")
+def test_the_twin_guest_counts_the_same_way(tmp_path):
+    out = tmp_path / "twin.json"
+    proc = run_bench("events", "--kernel-variant", "twin", "--case", "ptrace-sysemu", "--case", "process-vm-exec",
+                     "--calls", "100,300", "--runs", "1", "--output", str(out), timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert doc["machine"]["role"] == "twin" and len(doc["machine"]["twin_config_sha256"]) == 64
+    sysemu = {k: v["median"] for k, v in doc["cases"]["ptrace-sysemu"]["per_call"].items()}
+    assert abs(sysemu["signals_generated"] - 1) <= 0.15 and abs(sysemu["syscalls"] - 4) <= 0.15
+    assert "per_call" in doc["cases"]["process-vm-exec"]      # the twin is patched: the candidate is counted

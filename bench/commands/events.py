@@ -36,7 +36,10 @@ def _publish(doc: dict, requested: Path | None, prefix: str) -> Path:
 def _twin_build(variant: str) -> tuple[Path, dict]:
     """A cached kernel build of variant (bzImage, build.json with a twin's host_config_sha256 from its
     carry-over.json), never a new build: one takes hours here."""
-    home = kernel.cache_root() / "kernel" / kernel.cache_key(variant)
+    try:
+        home = kernel.cache_root() / "kernel" / kernel.cache_key(variant)
+    except (OSError, BenchError) as e:       # no kernel source here, no host configuration for a twin
+        raise UsageError(f"cannot find a {variant} kernel build: {e}") from None
     meta, bzimage = home / "build.json", home / "bzImage"
     if not (meta.exists() and bzimage.exists()):
         raise UsageError(f"no cached {variant} kernel for these inputs ({home}): build it first with "
