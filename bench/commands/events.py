@@ -8,7 +8,7 @@ by side (bench.render.events).  stop-prices: a ptrace stop's parts priced (bench
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -157,6 +157,10 @@ def _cmd_stop_prices(args) -> int:
     doc = stops.measure(str(VMEXEC), args.runs, args.iterations, args.cpu, log=lambda m: print(m, file=sys.stderr))
     path = _publish(doc, args.output, f"stops-{doc['machine']['hostname']}")
     print(to_markdown(stop_blocks(doc)), end="")
+    worst = max(float(doc[k].split()[0]) for k in ("load_before", "load_after"))
+    if worst > 0.5 * (os.cpu_count() or 1):     # counts survive load, times do not
+        print(f"stop-prices: warning: the machine was busy (load {worst:.1f} on {os.cpu_count()} CPUs): these times "
+              "are not for publication; run on a quiet machine", file=sys.stderr)
     print(f"stop-prices: {path}", file=sys.stderr)
     return 0
 
