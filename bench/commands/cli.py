@@ -5,14 +5,14 @@ import os
 import signal
 import sys
 
-from bench.commands import anatomy, kernel, mainjob, notebooks, prices, regression, report, rfc, run, vm
+from bench.commands import anatomy, events, kernel, mainjob, notebooks, prices, regression, report, rfc, run, vm
 from bench.commands.options import Parser
 from bench.errors import BenchError
 from tracers import BackendFailed
 
 #: The command modules, each adding its subcommands with register_cli(subparsers), in the order of
 #: `--help`.  A plain list of imported modules: a misspelt name fails at import, loudly.
-COMMANDS = (run, kernel, vm, rfc, report, regression, anatomy, prices, mainjob, notebooks)
+COMMANDS = (run, kernel, vm, rfc, report, regression, anatomy, prices, events, mainjob, notebooks)
 
 
 def version() -> str:
