@@ -51,6 +51,8 @@ METADATA = {
     # the machine (bench.measure.environment)
     "vmexec_kernel": "kernel release the run measured (uname -r)",
     "vmexec_kernel_version": "kernel build (uname -v)",
+    "vmexec_kernel_config": "sha256 of the running kernel's configuration (/proc/config.gz or /boot/config-R), "
+                            "16 hex digits; absent where neither is readable",
     "vmexec_cpu_model": "CPU model name (/proc/cpuinfo)",
     "vmexec_cpus": "CPUs the run could use (its affinity when it started)",
     "vmexec_accelerator": "bare-metal, tcg, or virtualized (hypervisor), as seen from inside",
@@ -65,6 +67,9 @@ METADATA = {
     "vmexec_first_call_ns": "JSON: case -> the cost (ns) of the first call at a fresh site, for binary "
                             "rewriting backends that patch a site at its first trap (median of 16 sites, "
                             "in the run's check)",
+    "vmexec_resumed": "the cases kept from an interrupted run of the same cases (bench run --resume), comma-separated",
+    "vmexec_busy": "JSON: the run's busy-host state when it ended (busy_runs): worker runs that saw more "
+                   "runnable threads or load than CPUs, of all, the highest seen, the CPUs",
     # tags set by `bench vm run` (bench.measure.vm)
     "vmexec_tag_vm": "1: measured inside the project's QEMU guest",
     "vmexec_tag_accelerator": "the guest's accelerator: kvm or tcg",
@@ -72,6 +77,8 @@ METADATA = {
     "vmexec_tag_guest_kernel": "the guest kernel's release",
     "vmexec_tag_qemu": "the QEMU that ran the guest (qemu-system-x86_64 --version)",
     "vmexec_tag_host_cpu_model": "the host's CPU model under the guest",
+    "vmexec_tag_host_kernel": "the host's kernel release under the guest (uname -r)",
+    "vmexec_tag_kernel_key": "the guest kernel's build key: its source, patches and config hashed (bench.measure.kernel)",
     "vmexec_tag_kernel_source": "the Debian package the guest kernel was built from, and its version",
     "vmexec_tag_vcpu_host_cpus": "with --pin-vcpus: the host CPU each vCPU's thread was pinned to, in vCPU order",
     # set by `bench check --against` on the comparison commit's run
@@ -291,8 +298,13 @@ def recorded_start(data: dict) -> str:
 def newest(where: pathlib.Path | None = None) -> list[pathlib.Path]:
     """The newest host run, guest run and RFC replica in the results directory, by recorded start."""
     where = directory(where)
+    return newest_among(sorted(p for p in where.glob("*.json") if p.is_file()), where)
+
+
+def newest_among(paths, where: pathlib.Path) -> list[pathlib.Path]:
+    """newest() among the given files only (where: the directory named if there are none)."""
     found: dict[str, tuple[tuple[str, str], pathlib.Path]] = {}
-    for path in sorted(p for p in where.glob("*.json") if p.is_file()):
+    for path in paths:
         try:
             data = read_json(path)
         except UsageError:
@@ -343,6 +355,10 @@ def busy_runs(path: str | pathlib.Path) -> tuple[int, int, float, int]:
     """(busy worker runs, worker runs, the highest load seen, CPUs) of a pyperf suite (see BUSY_KEYS)."""
     data = read_json(path)
     common = data.get("metadata", {})
+    first = next(iter(_benchmarks(data)), {}).get("metadata", {})
+    recorded = _recorded_busy({**common, **first})
+    if recorded:
+        return recorded
     busy = total = 0
     worst, cpus = 0.0, 0
     for bench in _benchmarks(data):
@@ -362,6 +378,21 @@ def busy_runs(path: str | pathlib.Path) -> tuple[int, int, float, int]:
             worst = max(worst, *loads)
             busy += max(loads) > cpus
     return busy, total, worst, cpus
+
+
+def _recorded_busy(metadata: dict) -> tuple[int, int, float, int] | None:
+    """busy_runs() as the run recorded it in its vmexec_busy metadata; None where it recorded none."""
+    try:
+        b = json.loads(metadata["vmexec_busy"])
+        return int(b["busy"]), int(b["runs"]), float(b["worst"]), int(b["cpus"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def busy_metadata(path: str | pathlib.Path) -> str:
+    """The vmexec_busy value of a suite: its busy_runs() as JSON, for the run to record."""
+    busy, total, worst, cpus = busy_runs(path)
+    return json.dumps({"busy": busy, "runs": total, "worst": worst, "cpus": cpus}, sort_keys=True)
 
 
 def busy_warning(paths) -> str | None:

@@ -117,7 +117,8 @@ def _icount_guest(subcommand: str) -> tuple[str, ...]:
 def plan(decision: Decision, run_args: list[str] | tuple[str, ...] = ()) -> list[Step]:
     """The main job's steps; run_args go to the full host run (`bench run --scaling RUN_ARGS`)."""
     same = ("--pin", "same", "--backends", first_answer_backends())
-    steps = [Step("first answer: host", ("run", "--fast", *same), FIRST_ANSWER_DIR),
+    # --resume: a host run interrupted before keeps the cases it completed (bench.measure.partial).
+    steps = [Step("first answer: host", ("run", "--fast", *same, "--resume"), FIRST_ANSWER_DIR),
              # The parts' prices on this host (seconds), for the estimate composed from them (bench.anatomy.prices).
              Step("first answer: prices", ("prices",), FIRST_ANSWER_DIR)]
     if decision.clock == "kvm":
@@ -131,7 +132,7 @@ def plan(decision: Decision, run_args: list[str] | tuple[str, ...] = ()) -> list
     # KVM is the icount one, and might take an older run's files.
     steps.append(Step("first answer: report", ("report",), FIRST_ANSWER_DIR, own_results=True))
     # Host: every backend, both pinnings, both scaling sweeps.
-    steps.append(Step("host: every backend", ("run", "--scaling", *run_args)))
+    steps.append(Step("host: every backend", ("run", "--scaling", "--resume", *run_args)))
     steps.append(Step("host: prices", ("prices",)))
     if decision.clock == "kvm":
         steps.append(Step("KVM guest: every backend", (*_kvm_guest(decision, "run"), "--", "--scaling")))
@@ -189,12 +190,18 @@ def _results_in(directory: Path) -> set[Path]:
     return {p.resolve() for p in directory.glob("*.json") if p.is_file()}
 
 
-def execute(steps: list[Step], run=None) -> None:
+def execute(steps: list[Step], run=None, state=None) -> None:
     """Runs the steps in order, each as `python -m bench ...` (run: run_step); stops at the first that fails.
-    A report step is given the result files the job's earlier steps wrote in its directory."""
+    A report step is given the result files the job's earlier steps wrote in its directory.  state
+    (bench.commands.jobstate.JobState): the steps it records as completed are skipped, each one it runs is recorded."""
     run = run or run_step
     written: dict[Path, list[Path]] = {}
     for i, step in enumerate(steps, 1):
+        done = state.done(step) if state else None
+        if done is not None:
+            written.setdefault(step.directory().resolve(), []).extend(done)
+            print(f"main job: step {i} of {len(steps)}: {step.what}: completed before, not redone", flush=True)
+            continue
         env = dict(os.environ)
         if step.results_dir:
             env["VMEXEC_RESULTS"] = step.results_dir
@@ -203,9 +210,13 @@ def execute(steps: list[Step], run=None) -> None:
         print(f"main job: step {i} of {len(steps)}: {step.what}: bench {' '.join(argv)}", flush=True)
         before = _results_in(where)
         status = run([sys.executable, "-m", "bench", *argv], env)
-        written.setdefault(where, []).extend(sorted(_results_in(where) - before))
+        new = sorted(_results_in(where) - before)
+        written.setdefault(where, []).extend(new)
         if status:
-            raise BenchError(f"main job: step {i} ({step.what}) failed with exit status {status}")
+            raise BenchError(f"main job: step {i} ({step.what}) failed with exit status {status}"
+                             + ("; rerun the job to resume from it" if state else ""))
+        if state:
+            state.mark(step, new)
 
 
 #: zpoline's and lazypoline's trampoline lives at address 0 (issue 22).  The file is a knob for the tests
@@ -265,8 +276,13 @@ def _cmd_main(args) -> int:
             own = " (the result files the steps above wrote)" if step.own_results else ""
             print(f"{where}python -m bench {' '.join(step.argv)}{own}")
         return 0
+    from bench import results
+    from bench.commands.jobstate import JobState, identity
+
+    state = JobState.open(results.directory(), identity(decision.clock, decision.kvm_variant, run_args), args.restart)
     with mmap_min_addr_zero():
-        execute(steps)
+        execute(steps, state=state)
+    state.finish()
     return 0
 
 
@@ -280,5 +296,8 @@ def register_cli(subparsers) -> None:
                    default=os.environ.get("VMEXEC_KVM_VARIANT", KVM_VARIANT),
                    help=f"the kernel variant a KVM guest boots (default {KVM_VARIANT}, or $VMEXEC_KVM_VARIANT)")
     p.add_argument("--dry-run", action="store_true", help="decide the clock, print the steps, run nothing")
+    p.add_argument("--restart", action="store_true",
+                   help="redo every step, even those an interrupted or failed run of the same job completed "
+                        "(by default they are not redone: main-job.state in the results directory)")
     p.add_argument("run_args", nargs="...", help="-- then options for the full host run (bench run --scaling ...)")
     p.set_defaults(func=_cmd_main)

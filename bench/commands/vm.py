@@ -1,6 +1,7 @@
 """`bench vm run|rfc|shell`: a command in a QEMU guest on the patched kernel (bench.measure.vm)."""
 from __future__ import annotations
 
+import platform
 import shutil
 import sys
 import tempfile
@@ -54,7 +55,8 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
         guest_result = Path(share) / name
         # What the guest cannot see of its machine: the emulator, the host's CPU, the kernel's source.
         tags += [f"accelerator={accel}", f"timing={args.timing}", f"guest_kernel={kb.release}",
-                 f"qemu={qemu_version()}", f"host_cpu_model={cpu_model()}"]
+                 f"qemu={qemu_version()}", f"host_cpu_model={cpu_model()}",
+                 f"host_kernel={platform.release()}", f"kernel_key={kb.cache_key}"]
         if kb.source:
             tags.append(f"kernel_source={kb.source}")
         if getattr(args, "host_cpus", None):    # vCPU i on host CPU host_cpus[i] (run_in_guest checks it)
