@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from bench import outputs
 from bench.commands import mainjob
 
 #: A host run's step, stood in for: it and a child of its own (a pyperf worker, say) sleep; the child
@@ -26,6 +27,7 @@ time.sleep(300)
 #: A main job of one host-run step (needs_page_zero is forced: the step is the stub above).
 JOB = """
 import sys
+from bench import outputs
 from bench.commands import mainjob
 mainjob.needs_page_zero = lambda argv: True
 mainjob.run_step([sys.executable, "-c", sys.argv[1]], {**__import__("os").environ})
@@ -122,3 +124,128 @@ def test_the_real_sysctl_is_back_within_a_second_after_sigkill_of_bench_mains_gr
     assert wait_until(lambda: REAL_SYSCTL.read_text() == old, 1.0), REAL_SYSCTL.read_text()
     assert not mainjob._state_file(str(REAL_SYSCTL)).exists()
     assert wait_until(lambda: not marked(marker), mainjob.ORPHAN_GRACE + 5), marked(marker)
+
+
+# --------------------------------------------------------------------------- bench rfc
+
+RFC_KILLS = {**KILLS, "SIGINT of its PID": lambda job: job.send_signal(signal.SIGINT)}
+
+
+@pytest.mark.parametrize("kill", RFC_KILLS)
+def test_the_rfc_programs_do_not_outlive_bench_rfc(tmp_path, kill):
+    marker = f"VMEXEC_TEST_{uuid.uuid4().hex}"
+    job = start_job([sys.executable, "-m", "bench", "rfc", "--seconds", "60", "--output", tmp_path / "rfc.json"],
+                    {**os.environ, marker: "1"}, stderr=subprocess.DEVNULL)
+
+    def programs():
+        return [pid for pid in marked(marker) if comm(pid).endswith("vm_exec")]
+    try:
+        assert wait_until(programs, 60), "the RFC's program never started"
+    finally:
+        RFC_KILLS[kill](job)
+        job.wait(timeout=30)
+    assert wait_until(lambda: not marked(marker), 3), [comm(p) for p in marked(marker)]
+    assert not (tmp_path / "rfc.json").exists()
+
+
+def comm(pid: int) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------- bench kernel build's steps
+
+UNPACK = """
+import os, pathlib, sys
+from bench.measure import kernel
+print("ready", flush=True)
+kernel._Log(pathlib.Path(sys.argv[1]), dict(os.environ)).run("unpack", ["tar", "-xf", sys.argv[2], "-C", sys.argv[3]],
+                                                             pathlib.Path(sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize("kill", RFC_KILLS)
+def test_no_tar_or_xz_outlives_an_interrupted_or_killed_kernel_build(tmp_path, kill):
+    """The unpacking step of `bench kernel build` (_Log.run, which runs make the same way), interrupted."""
+    from bench.measure.kernel import SOURCE_TARBALL
+    if not SOURCE_TARBALL.exists():
+        pytest.skip(f"{SOURCE_TARBALL} is not installed")
+    marker = f"VMEXEC_TEST_{uuid.uuid4().hex}"
+    (tmp_path / "src").mkdir()
+    job = start_job([sys.executable, "-c", UNPACK, tmp_path / "build.log", SOURCE_TARBALL, tmp_path / "src"],
+                    {**os.environ, marker: "1"}, stderr=subprocess.DEVNULL)
+    assert job.stdout.readline().strip() == "ready"
+    try:
+        assert wait_until(lambda: {"tar", "xz"} & {comm(p) for p in marked(marker)}, 30), "tar never started"
+        time.sleep(0.5)
+    finally:
+        RFC_KILLS[kill](job)
+        job.wait(timeout=30)
+    assert wait_until(lambda: not marked(marker), 2), [comm(p) for p in marked(marker)]
+
+
+def test_make_and_its_compilers_end_with_an_interrupted_step(tmp_path):
+    """make's children (cc1, gcc) are make's process group: a Ctrl-C of the build ends them all."""
+    marker = f"VMEXEC_TEST_{uuid.uuid4().hex}"
+    script = ("import os, pathlib, sys\nfrom bench.measure import kernel\nprint('ready', flush=True)\n"
+              "kernel._Log(pathlib.Path(sys.argv[1]), dict(os.environ)).run('make', "
+              "['sh', '-c', 'sleep 300 & sleep 300 & wait'], pathlib.Path('.'))")
+    job = start_job([sys.executable, "-c", script, tmp_path / "build.log"], {**os.environ, marker: "1"},
+                    stderr=subprocess.PIPE)
+    assert job.stdout.readline().strip() == "ready"
+    assert wait_until(lambda: [p for p in marked(marker) if comm(p) == "sleep"][1:], 30)
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=30)
+    assert "KeyboardInterrupt" in err
+    assert wait_until(lambda: not marked(marker), 2), [comm(p) for p in marked(marker)]
+
+
+# --------------------------------------------------------------------------- temporary trees
+
+def test_a_dead_commands_scratch_tree_goes_at_the_next_start_and_a_live_ones_stays(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    trees = {kind: tmp_path / f"vmexec-{kind}-pid{dead.pid}-abc123" for kind in ("bench", "vm", "check", "kvm-probe")}
+    live = tmp_path / f"vmexec-check-pid{os.getpid()}-def456"       # a concurrent command's, alive
+    for d in [*trees.values(), live]:
+        (d / "export").mkdir(parents=True)
+    with outputs.scratch("vm") as mine:
+        assert mine.parent == tmp_path and f"pid{os.getpid()}-" in mine.name
+        assert not any(d.exists() for d in trees.values()) and (live / "export").is_dir()
+    assert not mine.exists()
+
+
+@pytest.mark.parametrize("kill", KILLS)
+def test_a_killed_run_leaves_no_tree_once_the_next_command_starts(tmp_path, kill):
+    """SIGHUP: the run cleans up itself; SIGKILL: the next command's start clears what it left."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    job = start_job([sys.executable, "-m", "bench", "run", "--backends", "native,ptrace-sysemu", "--pin", "same",
+                     "--output", tmp_path / "r.json"], env, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: list(tmp_path.glob("vmexec-bench-pid*")), 120), "the run made no tree"
+    finally:
+        KILLS[kill](job)
+        job.wait(timeout=60)
+    next_command = subprocess.run([sys.executable, "-c", "from bench import outputs\nwith outputs.scratch('vm'): pass"],
+                                  env=env, timeout=60)
+    assert next_command.returncode == 0
+    assert wait_until(lambda: not list(tmp_path.glob("vmexec-*")), 5), list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kill", ["SIGHUP of its PID", "SIGKILL of its PID"])
+def test_a_killed_check_against_leaves_no_tree_once_the_next_command_starts(tmp_path, kill):
+    """check --against exports a tree (25 MB) into its scratch tree: nothing of it stays."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    job = start_job([sys.executable, "-m", "bench", "check", "--against", "HEAD", "--", "run", "--backends",
+                     "native,ptrace-sysemu", "--pin", "same"], env, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: list(tmp_path.glob("vmexec-check-*/export")), 120), "the check made no tree"
+    finally:
+        KILLS[kill](job)
+        job.wait(timeout=60)
+    subprocess.run([sys.executable, "-c", "from bench import outputs\nwith outputs.scratch('vm'): pass"],
+                   env=env, timeout=60, check=True)
+    assert wait_until(lambda: not list(tmp_path.glob("vmexec-*")), 30), list(tmp_path.iterdir())
