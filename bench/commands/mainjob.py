@@ -170,7 +170,8 @@ def run_step(argv: list[str], env: dict[str, str]) -> int:
     """argv's exit status.  The step leads a process group of its own, which a guardian process ends if
     the job dies, however (SIGKILL included): no step outlives the job.  SIGINT, SIGTERM or SIGHUP to the
     job is passed on to the step as SIGINT at once (a guest run then kills its QEMU), and the step's group
-    is killed STEP_GRACE[1] s later (ORPHAN_GRACE s, if the job died); then Interrupted.  A host run gets vm.mmap_min_addr=0 (and only it)."""
+    is killed STEP_GRACE[1] s later (ORPHAN_GRACE s, if the job died); then Interrupted.  A host run, and
+    only it, gets vm.mmap_min_addr=0."""
     received: list[str] = []
 
     def note(signum, frame):
@@ -234,13 +235,13 @@ def execute(steps: list[Step], run=None) -> None:
 #: zpoline's and lazypoline's trampoline lives at address 0 (issue 22).  The file is a knob for the tests
 #: only: they must not change the real sysctl on a shared machine.
 MMAP_MIN_ADDR = os.environ.get("VMEXEC_MMAP_MIN_ADDR_FILE", "/proc/sys/vm/mmap_min_addr")
-#: Where the value to put back is kept while the sysctl is 0: under /run, which a reboot (that resets the
+#: Where the value to put back is kept while the sysctl is 0: in /run, which a reboot (that resets the
 #: sysctl too) empties.  A test's stand-in file keeps it beside itself.
-STATE_DIR = Path("/run/vmexec-bench")
+STATE_FILE = Path("/run/vmexec-bench.vm.mmap_min_addr")
 
 
 def _state_file(path: str) -> Path:
-    return STATE_DIR / "vm.mmap_min_addr" if path.startswith("/proc/") else Path(path + ".original")
+    return STATE_FILE if path.startswith("/proc/") else Path(path + ".original")
 
 
 def _value_to_restore(current: str, state: Path) -> str:
@@ -273,7 +274,6 @@ def mmap_min_addr_zero(path: str | None = None, guard: guardian.Guardian | None 
     with contextlib.ExitStack() as stack:
         guard = guard or stack.enter_context(guardian.Guardian())
         try:
-            state.parent.mkdir(parents=True, exist_ok=True)
             state.write_text(old + "\n")
             guard.restore_on_death(path, old, state)
             file.write_text("0\n")
