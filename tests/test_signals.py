@@ -77,7 +77,7 @@ def test_vm_mmap_min_addr_comes_back_within_a_second_and_no_step_outlives_the_jo
     assert wait_until(lambda: sysctl.read_text() == "65536\n", 1.0), sysctl.read_text()
     assert not pathlib.Path(f"{sysctl}.original").exists()
     # The step gets SIGINT at once; its child, which ignores it, is killed after the grace.
-    assert wait_until(lambda: not marked(marker), mainjob.ORPHAN_GRACE + 5), marked(marker)
+    assert wait_until(lambda: not marked(marker), mainjob.ORPHAN_GRACE + 5), [(p, comm(p)) for p in marked(marker)]
 
 
 def test_a_job_after_a_crash_puts_back_the_recorded_value_not_0(tmp_path):
@@ -123,7 +123,7 @@ def test_the_real_sysctl_is_back_within_a_second_after_sigkill_of_bench_mains_gr
         job.wait(timeout=10)
     assert wait_until(lambda: REAL_SYSCTL.read_text() == old, 1.0), REAL_SYSCTL.read_text()
     assert not mainjob._state_file(str(REAL_SYSCTL)).exists()
-    assert wait_until(lambda: not marked(marker), mainjob.ORPHAN_GRACE + 5), marked(marker)
+    assert wait_until(lambda: not marked(marker), mainjob.ORPHAN_GRACE + 5), [(p, comm(p)) for p in marked(marker)]
 
 
 # --------------------------------------------------------------------------- bench rfc

@@ -17,6 +17,7 @@ stdout before we go on (so nothing is changed before the guardian knows how to u
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -24,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-from bench.measure.environment import dies_with_this_process
 
 
 class Guardian:
@@ -69,11 +69,28 @@ class Guardian:
         return False
 
 
-def popen_group(argv: list[str], guardian: Guardian, grace: float = 0.0, **kwargs) -> subprocess.Popen:
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _dying_with(parent: int, sig: int, then=None):
+    """A preexec_fn: the child gets sig when its parent dies, and does not start at all if the parent is
+    already gone (the moment between fork and prctl, before the guardian knows of the child)."""
+    def preexec():
+        _libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(128 + sig)
+        if then:
+            then()
+    return preexec
+
+
+def popen_group(argv: list[str], guardian: Guardian, grace: float = 0.0, preexec_fn=None,
+                **kwargs) -> subprocess.Popen:
     """argv started as the leader of a process group of its own, which the guardian ends if we die (and
     which dies with us even before the guardian knows of it: a parent-death signal)."""
-    sig = "INT" if grace else "KILL"
-    proc = subprocess.Popen([*dies_with_this_process(sig), *argv], process_group=0, **kwargs)
+    sig = signal.SIGINT if grace else signal.SIGKILL
+    proc = subprocess.Popen(argv, process_group=0, preexec_fn=_dying_with(os.getpid(), sig, preexec_fn), **kwargs)
     guardian.end_on_death(proc.pid, grace)
     return proc
 
