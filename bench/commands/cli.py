@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a CI runner's cancel, `timeout`) unwinds like Ctrl-C, so every command's clean-up runs
     # (a guest's QEMU, a child run, temporary files); SIGINT too where it was inherited as ignored
     # (a script's background job).  `bench run` installs its own handlers for the measurement.
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: a closed terminal or ssh session must not skip the clean-up either.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

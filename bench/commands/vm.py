@@ -4,10 +4,9 @@ from __future__ import annotations
 import platform
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from bench import results
+from bench import outputs, results
 from bench.commands.options import alias
 from bench.errors import BenchError, UsageError
 from bench.measure import accelerators, kernel
@@ -51,7 +50,7 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
     kb, accel = _prepare(args)
     final = results.output(None, f"{prefix}-{accel}-{args.timing}", args.results)
     name = final.name
-    with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
+    with outputs.scratch("vm") as share:
         guest_result = Path(share) / name
         # What the guest cannot see of its machine: the emulator, the host's CPU, the kernel's source.
         tags += [f"accelerator={accel}", f"timing={args.timing}", f"guest_kernel={kb.release}",
@@ -87,7 +86,7 @@ def _cmd_shell(args) -> int:
     kb, accel = _prepare(args)
     if not args.command:
         raise UsageError("vm shell: give the command after --")
-    with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
+    with outputs.scratch("vm") as share:
         run = _run(args, args.command, kb, accel, Path(share))
     print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s, exit status {run.exit_status}",
           file=sys.stderr)

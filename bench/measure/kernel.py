@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from bench.measure import guardian
 from bench.measure.environment import asset
 from bench.errors import BenchError
 
@@ -327,8 +328,9 @@ class _Log:
         with self.path.open("a") as f:
             f.write(f"\n=== {step}: {' '.join(cmd)}\n")
             f.flush()
-            proc = subprocess.run(cmd, cwd=cwd, env=self.env, stdout=f, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
+            # A process group of its own, killed whole if this ends in any way (make's cc1s, tar's xz).
+            proc = guardian.run_group(cmd, cwd=cwd, env=self.env, stdout=f, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
         if proc.returncode:
             self.fail(f"{step} failed (exit status {proc.returncode})")
 

@@ -30,7 +30,7 @@ from tracers.driver import TEST_KNOBS
 from bench.measure import environment
 from bench.measure import plan
 from bench.measure.partial import Partial, identity
-from bench import results
+from bench import outputs, results
 from bench.errors import BenchError, Interrupted, UsageError, writable_directory
 
 #: Short checked run that validates each case before it is timed.
@@ -159,7 +159,7 @@ def preflight(cases: list[plan.Case], log, first_calls: dict[str, int] | None = 
 
 
 class _Interrupt:
-    """SIGINT or SIGTERM to the main process ends the run, whatever disposition it inherited.
+    """SIGINT, SIGTERM or SIGHUP to the main process ends the run, whatever disposition it inherited.
 
     A background job of a script starts with SIGINT ignored, and Python then
     installs no handler of its own: `kill -INT` (as `timeout -s INT` or a CI
@@ -168,7 +168,7 @@ class _Interrupt:
     that exit apart from pyperf's others.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.received: str | None = None
@@ -282,9 +282,9 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
     to_measure = [c for c in runnable if c.name not in keep.kept]
     if kept:
         metadata["vmexec_resumed"] = ",".join(c.name for c in kept)
-    # In progress outside results/: even a SIGKILLed run leaves nothing half-written there.
-    clear_stale_workdirs()
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{WORKDIR}{os.getpid()}-"))
+    # In progress outside results/: even a SIGKILLed run leaves nothing half-written there (and the next
+    # command removes its tree).
+    workdir = outputs.make_scratch(WORKDIR_KIND)
     tmp = workdir / "suite.json"
     # pyperf kills a worker that outlives every backend run it could make.
     argv = ["--output", str(tmp), "--plan", plan.dumps(to_measure), "--timeout", str(int(opts.timeout * 2 + 60)),
@@ -354,26 +354,8 @@ def _save_quietly(keep: Partial, tmp: pathlib.Path) -> None:
         pass
 
 
-#: A run's temporary directory: WORKDIR + its process id + "-" + mkdtemp's random part.
-WORKDIR = "vmexec-bench-pid"
-
-
-def clear_stale_workdirs() -> None:
-    """Remove the temporary directories of runs whose process is gone (SIGKILL, SIGHUP: no clean-up ran)."""
-    for d in pathlib.Path(tempfile.gettempdir()).glob(f"{WORKDIR}*-*"):
-        pid = d.name.removeprefix(WORKDIR).partition("-")[0]
-        if pid.isdigit() and d.is_dir() and not _alive(int(pid)):
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:     # another user's process
-        return True
-    return True
+#: A run's temporary directory: vmexec-bench-pidPID-random (bench.outputs.scratch).
+WORKDIR_KIND = "bench"
 
 
 def finish(tmp: pathlib.Path, final: pathlib.Path, metadata: dict, exists: str = "fail") -> pathlib.Path:
