@@ -68,6 +68,9 @@ class ComposedPrediction:
     baseline_ns: float          # PTRACE_SYSEMU, measured host ns/syscall
     errors: dict                # C mechanism -> relative error (composed / measured - 1)
     inputs: str = ""
+    covers: str = ("the composition's 95% CI, widened by its worst errors (the largest uncertainty), and "
+                   "PTRACE_SYSEMU's CI")    # what the interval covers, for the reader
+    machine: str = ""           # the CPU model and kernel the prices were measured on
 
     @property
     def worst(self) -> str:
@@ -79,7 +82,8 @@ class ComposedPrediction:
 
     @classmethod
     def of(cls, c: Composition) -> ComposedPrediction:
-        return cls(c.speedup, *c.speedup_range, c.candidate_ns, c.baseline_ns, dict(c.errors), c.inputs)
+        return cls(c.speedup, *c.speedup_range, c.candidate_ns, c.baseline_ns, dict(c.errors), c.inputs, c.covers,
+                   c.machine)
 
     def why_not_judged(self) -> str | None:
         """None if the verdict may judge this interval (COMPOSED_MAX_ERROR), else why not."""
@@ -89,8 +93,7 @@ class ComposedPrediction:
         return None
 
     def phrase(self) -> str:
-        return (f"{self.speedup:.2f}x ({self.low:.2f}–{self.high:.2f}: the composition's 95% CI widened by its worst "
-                f"errors, and PTRACE_SYSEMU's CI; process_vm_exec {self.candidate_ns:,.0f} ns/syscall composed "
+        return (f"{self.speedup:.2f}x ({self.low:.2f}–{self.high:.2f}, which covers {self.covers}; process_vm_exec {self.candidate_ns:,.0f} ns/syscall composed "
                 f"against PTRACE_SYSEMU's {self.baseline_ns:,.0f} ns measured on the host)")
 
     def errors_phrase(self) -> str:
