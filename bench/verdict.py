@@ -19,6 +19,7 @@ import pandas as pd
 
 # The estimates and their thresholds are part of the verdict's vocabulary (verdict.ModelPrediction, ...).
 from bench.estimates import COMPOSED_MAX_ERROR, MODEL_MAX_LOO_ERROR, ComposedPrediction, ModelPrediction
+from bench.machines import host_run_ids, view
 from bench.measure import accelerators
 from bench.measure.accelerators import CLOCKS, HARDWARE_CLOCKS
 from bench.stats import (CANDIDATE, IN_PROCESS, SYSEMU, all_ratios, backend_table, host_vs_guest, pin_order, ratios,
@@ -388,15 +389,59 @@ class Findings:
     #: each claim row judged on its own (assess() without the model or the composed estimate,
     #: which apply to the headline's pairing), in claim's row order
     assessments: tuple[Assessment, ...] = ()
+    #: each host machine's headline (its host runs with every guest run, its own estimates), oldest first:
+    #: ((CPU model, kernel), Headline, kernel configuration hash or "")
+    machines: tuple = ()
 
 
 def findings(df: pd.DataFrame, model: ModelPrediction | None = None,
              no_model: str = "no cost model among the inputs", composed: ComposedPrediction | None = None,
-             no_composed: str = "") -> Findings:
+             no_composed: str = "", machines: dict | None = None) -> Findings:
     """Every figure of a report; model is the host cost model's prediction (bench.anatomy), composed
-    the estimate composed from measured prices (bench.anatomy.prices), if any."""
+    the estimate composed from measured prices (bench.anatomy.prices), if any; machines, if given, each
+    host machine's bench.estimates.Estimates by (CPU model, kernel), oldest first: each machine is judged
+    on its own host runs, and the headline is the newest machine's (model and composed are then unused)."""
     summary, every, claim = summarize(df), all_ratios(df), ratios(df, CANDIDATE)
     hg = host_vs_guest(df, r=every)
-    return Findings(df, summary, backend_table(df, summary), every, claim, hg,
-                    headline(df, claim, hg, model, no_model, composed, no_composed),
-                    tuple(assess(df, row, hg) for _, row in claim.iterrows()))
+    judged = []
+    for key, est in (machines or {}).items():
+        runs = host_run_ids(df, key)
+        mdf, mclaim = view(df, runs), view(claim, runs)
+        h = headline(mdf, mclaim, host_vs_guest(mdf, r=view(every, runs)), est.model_prediction, est.no_model,
+                     est.composed_prediction, est.no_composed)
+        judged.append((key, h, est.config))
+    top = judged[-1][1] if judged else headline(df, claim, hg, model, no_model, composed, no_composed)
+    return Findings(df, summary, backend_table(df, summary), every, claim, hg, top,
+                    tuple(assess(df, row, hg) for _, row in claim.iterrows()), tuple(judged))
+
+
+def machine_line(key: tuple[str, str], h: Headline, config: str = "") -> str:
+    """One machine's answer in one line, for the first screen: the machine (CPU model, host kernel, the guest's
+    kernel and its configuration hash), the interval judged and which estimate judged it."""
+    cpu, kernel = key
+    guest = (f"guest Linux {h.row['kernel']} (config sha256 {config[:12]})" if config else
+             f"guest Linux {h.row['kernel']} (config hash not recorded)") if h.row is not None else "no guest run"
+    a = h.assessment
+    where = f"{cpu or 'unknown CPU'}, host Linux {kernel}, {guest}"
+    if a is None or a.low is None:
+        why = (a.judgement.split(": ", 1)[-1] if a is not None and "too few probes" in a.judgement
+               else h.sentence.split(": ")[-1] if a is None else "nothing bounds the emulator's distortion")
+        return f"{where}: not judged, {why}."
+    by = {"95% CI": "its 95% CI on a hardware clock", "composed interval": "the estimate composed from measured prices",
+          "cost-model interval": "the host cost model",
+          "hardware-equivalent range": f"the distortion bracket ({len(a.distortions)} probes)"}[a.interval]
+    said = ("stands" if a.low >= CLAIM else "does not stand" if a.high < CLAIM else f"not settled (contains {CLAIM:g})")
+    return f"{where}: {a.low:.2f}–{a.high:.2f}x, judged by {by}: {said}."
+
+
+def answer_lines(f: Findings) -> tuple[str, ...]:
+    """The first screen's answer: answer() of the headline (the newest machine's), then one line per machine
+    measured ("- " and machine_line())."""
+    return (*answer(f.headline), *(f"- {machine_line(*m)}" for m in f.machines))
+
+
+def answer_paragraph(f: Findings) -> str:
+    """answer_lines() as the report's first paragraph: the sentences on one line, each machine on its own."""
+    lines = answer_lines(f)
+    said = [x for x in lines if not x.startswith("- ")]
+    return "\n".join([" ".join(said), *lines[len(said):]])

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats, verdict
-from bench.anatomy.composed import composed_model
+from bench.estimates import per_machine
 from bench.anatomy.model import CostModel, fitted_model
 from bench.render import anatomy, plots, prices
 from bench import results
@@ -263,7 +263,7 @@ def _first_screen(i: Inputs) -> list:
     interval judged drawn on it; then the verdict in full, its figures side by side, its caveat and
     the rule they follow."""
     h = i.findings.headline
-    return [("p", " ".join(verdict.answer(h))),
+    return [("p", verdict.answer_paragraph(i.findings)),
             ("h", 1, TITLE),
             *([("img", plots.KEY_PLOT, plots.key_caption(i.findings))] if plots.KEY_PLOT in i.plots else []),
             ("h", 2, "The verdict in full"),
@@ -343,30 +343,25 @@ def build(i: Inputs) -> list:
     return doc
 
 
-def _composed(suites, paths):
-    """The estimate from measured prices for the host run among suites (bench.anatomy.composed), or (None, why);
-    (None, "") when the inputs hold no host run or no anatomy, where it has nothing to say."""
-    if not any(results.classify(results.read_json(p)) == "host" for p in suites):
-        return None, ""
-    if not anatomy_dir(paths).is_dir():
-        return None, ""
-    return composed_model(suites, anatomy_dir(paths))
-
-
 def _findings(df: pd.DataFrame, paths: list[pathlib.Path]):
-    """(Findings, suites, model, no_model, composed, no_composed): everything a report of paths judges."""
+    """(Findings, suites, model, no_model, composed, no_composed): everything a report of paths judges; each host
+    machine among the inputs judged on its own estimates (bench.estimates.per_machine), the newest one's shown
+    in full."""
     suites, _ = results.split(paths)
-    model, no_model = fitted_model(suites, anatomy_dir(paths))
-    composed, no_composed = _composed(suites, paths)
-    f = verdict.findings(df, verdict.ModelPrediction.of(model) if model else None, no_model,
-                         verdict.ComposedPrediction.of(composed) if composed else None, no_composed)
-    return f, suites, model, no_model, composed, no_composed
+    machines = per_machine(suites, anatomy_dir(paths))
+    if not machines:
+        model, no_model = fitted_model(suites, anatomy_dir(paths))
+        f = verdict.findings(df, verdict.ModelPrediction.of(model) if model else None, no_model)
+        return f, suites, model, no_model, None, ""
+    newest = list(machines.values())[-1]
+    f = verdict.findings(df, machines=machines)
+    return f, suites, newest.model, newest.no_model, newest.composed, newest.no_composed
 
 
 def answer(paths) -> tuple[str, ...]:
-    """The answer (verdict.answer) a report of paths opens with, without drawing or writing anything."""
+    """The answer (verdict.answer_lines) a report of paths opens with, without drawing or writing anything."""
     paths = [pathlib.Path(p) for p in paths]
-    return verdict.answer(_findings(load_inputs(paths)[0], paths)[0].headline)
+    return verdict.answer_lines(_findings(load_inputs(paths)[0], paths)[0])
 
 
 def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
