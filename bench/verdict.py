@@ -300,8 +300,11 @@ def answer(h: Headline) -> tuple[str, ...]:
         elif a.low is not None:
             second += (f"; allowing for how the emulator distorts {len(a.distortions)} other mechanisms also "
                        f"measured on the host, the hardware speed-up is {a.low:.2f}–{a.high:.2f}x.")
-        else:
+        elif a.distortions.empty:
             second += "; nothing among these results bounds how far the emulator distorts that for hardware."
+        else:
+            second += (f"; the {len(a.distortions)} other mechanisms also measured on the host are too few to bound "
+                       f"how far the emulator distorts that for hardware.")
     if a.low is None:
         why = a.judgement.split('(', 1)[-1].rstrip(')')
         third = (f"So {claim} is not judged: too few probes ({why})." if "too few probes" in a.judgement

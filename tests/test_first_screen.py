@@ -75,6 +75,9 @@ def test_the_report_opens_with_three_sentences_then_the_title_then_the_key_plot(
         assert re.match(r"- .+, host Linux \S+, guest Linux \S+ \(config .+\): ", line), line
         assert "judged by " in line or "not judged" in line
         assert len(line.split()) <= 45
+    # the HTML page shows them as a list too, below the sentences
+    page = MAIN_REPORT.with_suffix(".html").read_text()
+    assert "</p><ul><li>" + machines[0].removeprefix("- ").split(",")[0] in page
     # plain sentences a reader takes in at a glance: no one longer than 45 words
     assert all(len(s.split()) <= 45 for s in said), [len(s.split()) for s in said]
     assert blocks[1] == f"# {report.TITLE}"

@@ -327,24 +327,33 @@ def test_bad_prices_input_is_one_line_and_status_2(tmp_path):
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def _results_with_prices(d):
+    """A results directory d with the anatomy, the parts' anatomy, a host run and a quiet prices record of its
+    machine; returns the host run."""
+    from data.synthetic import write_suite
+
+    mech_dir = d / "anatomy" / "mitigations"
+    _write_anatomy(mech_dir, MECHANISMS)
+    _write_anatomy(mech_dir / "parts", PARTS)
+    host_ns = {f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}": v
+               for m, v in measured().items()}
+    host = write_suite(d / "host.json", host_ns, sigma=1e-5)
+    kernel, cpu = stats.load([host])[["kernel", "vmexec_cpu_model"]].iloc[0]
+    (d / "prices").mkdir()
+    (d / "prices" / "prices-x-1.json").write_text(json.dumps(
+        {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
+         "load_after": "0.2 0.1 0.1", "ns_per_iteration": host_values()}))
+    return host
+
+
 def test_the_report_judges_a_composition_that_fits_and_shows_it_beside_the_others(tmp_path, monkeypatch):
     from bench.render import report
     from data.synthetic import write_suite
 
     d = tmp_path / "results"
     monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(d))
-    mech_dir = d / "anatomy" / "mitigations"
-    _write_anatomy(mech_dir, MECHANISMS)
-    _write_anatomy(mech_dir / "parts", PARTS)
-    host_ns = {f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}": v
-               for m, v in measured().items()}
-    write_suite(d / "host.json", host_ns, sigma=1e-5)
+    _results_with_prices(d)
     write_suite(d / "guest.json", GUEST, vm=True, sigma=1e-5)
-    kernel, cpu = stats.load([d / "host.json"])[["kernel", "vmexec_cpu_model"]].iloc[0]
-    (d / "prices").mkdir()
-    (d / "prices" / "prices-x-1.json").write_text(json.dumps(
-        {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
-         "load_after": "0.2 0.1 0.1", "ns_per_iteration": host_values()}))
     md = report.write_report([d / "host.json", d / "guest.json"], tmp_path / "report")["report.md"].read_text()
     speedup = measured()["ptrace-sysemu"] / truth(MECHANISMS["process-vm-exec"])
     answer, first = md.split("\n\n")[0], next(line for line in md.splitlines() if line.startswith("**Verdict: "))
@@ -360,20 +369,8 @@ def test_the_report_judges_a_composition_that_fits_and_shows_it_beside_the_other
 
 def test_a_host_run_measured_on_a_busy_host_is_refused_in_one_line(tmp_path, monkeypatch):
     """The busy-host warning's own test (bench.results.busy_warning) refuses the composition."""
-    from data.synthetic import write_suite
-
     monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
-    mech_dir = tmp_path / "anatomy" / "mitigations"
-    _write_anatomy(mech_dir, MECHANISMS)
-    _write_anatomy(mech_dir / "parts", PARTS)
-    host_ns = {f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}": v
-               for m, v in measured().items()}
-    host = write_suite(tmp_path / "host.json", host_ns, sigma=1e-5)
-    kernel, cpu = stats.load([host])[["kernel", "vmexec_cpu_model"]].iloc[0]
-    (tmp_path / "prices").mkdir()
-    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(
-        {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
-         "load_after": "0.1 0.1 0.1", "ns_per_iteration": host_values()}))
+    host = _results_with_prices(tmp_path)
     assert P.composed_model([host], tmp_path / "anatomy")[1] == ""
     data = json.loads(host.read_text())
     for bench in data["benchmarks"]:

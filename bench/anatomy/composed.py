@@ -41,7 +41,7 @@ from bench import stats
 from bench.anatomy.counts import MODEL_VARIANT, variant_directory
 from bench.anatomy.model import host_ns_per_syscall
 from bench.errors import BenchError, UsageError
-from bench.measure.prices import DIRECTORY, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label, newest_record
+from bench.measure.prices import DIRECTORY, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label
 
 #: The prices, the unknowns of the fit, with their meaning.
 PRICES = {r["name"]: r["meaning"] for r in PRICE_ROWS}
@@ -320,11 +320,12 @@ def busy_record(record: dict, cpus: int) -> str | None:
 
 
 def _record_for(machine: dict, directories, records) -> tuple[Path | None, str]:
-    """The newest prices record measured on machine (records, or prices-*.json in directories), or why none."""
+    """The newest prices record measured on machine (records, or prices-*.json in directories and below them:
+    one directory per machine), or why none."""
     if records:
         return Path(records[0]), ""
-    newest = newest_record(directories)
-    found = [p for d in directories if Path(d).is_dir() for p in Path(d).glob("prices-*.json")]
+    found = sorted({p for d in directories if Path(d).is_dir() for p in Path(d).rglob("prices-*.json")})
+    newest = max(found, key=lambda p: json.loads(p.read_text()).get("started", ""), default=None)
     mine = [p for p in found if all(not machine[k] or json.loads(p.read_text()).get(k) == machine[k]
                                     for k in ("kernel", "cpu_model"))]
     if mine:

@@ -170,9 +170,3 @@ def check_switches(record: dict) -> None:
         got = float(statistics.median(sw))
         if lab in want and abs(got - want[lab]) > 0.05:
             raise BenchError(f"the {lab} part switched {got:.3f} times per iteration on the host, not {want[lab]}")
-
-
-def newest_record(directories) -> Path | None:
-    """The newest prices record (by its start) among directories, or None."""
-    found = [p for d in directories if Path(d).is_dir() for p in Path(d).glob("prices-*.json")]
-    return max(found, key=lambda p: json.loads(p.read_text()).get("started", "")) if found else None
