@@ -5,6 +5,8 @@ model's prediction (bench.anatomy.model) and the estimate composed from measured
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 from bench.anatomy.composed import Composition
 from bench.anatomy.counts import MODEL_VARIANT
@@ -68,6 +70,9 @@ class ComposedPrediction:
     baseline_ns: float          # PTRACE_SYSEMU, measured host ns/syscall
     errors: dict                # C mechanism -> relative error (composed / measured - 1)
     inputs: str = ""
+    covers: str = ("the composition's 95% CI, widened by its worst errors (the largest uncertainty), and "
+                   "PTRACE_SYSEMU's CI")    # what the interval covers, for the reader
+    machine: str = ""           # the CPU model and kernel the prices were measured on
 
     @property
     def worst(self) -> str:
@@ -79,7 +84,8 @@ class ComposedPrediction:
 
     @classmethod
     def of(cls, c: Composition) -> ComposedPrediction:
-        return cls(c.speedup, *c.speedup_range, c.candidate_ns, c.baseline_ns, dict(c.errors), c.inputs)
+        return cls(c.speedup, *c.speedup_range, c.candidate_ns, c.baseline_ns, dict(c.errors), c.inputs, c.covers,
+                   c.machine)
 
     def why_not_judged(self) -> str | None:
         """None if the verdict may judge this interval (COMPOSED_MAX_ERROR), else why not."""
@@ -89,9 +95,61 @@ class ComposedPrediction:
         return None
 
     def phrase(self) -> str:
-        return (f"{self.speedup:.2f}x ({self.low:.2f}–{self.high:.2f}: the composition's 95% CI widened by its worst "
-                f"errors, and PTRACE_SYSEMU's CI; process_vm_exec {self.candidate_ns:,.0f} ns/syscall composed "
+        return (f"{self.speedup:.2f}x ({self.low:.2f}–{self.high:.2f}, which covers {self.covers}; process_vm_exec {self.candidate_ns:,.0f} ns/syscall composed "
                 f"against PTRACE_SYSEMU's {self.baseline_ns:,.0f} ns measured on the host)")
 
     def errors_phrase(self) -> str:
         return ", ".join(f"{k} {100 * v:+.1f}%" for k, v in sorted(self.errors.items(), key=lambda kv: kv[1]))
+
+
+# ------------------------------------------------------------------------------ per machine
+
+#: Where a kernel's configuration hash may be recorded: a guest run's metadata, or its anatomy's meta (a
+#: twin of the host's kernel, issue 26 item 1, records the hash of the configuration it was built from).
+CONFIG_KEYS = ("vmexec_kernel_config_sha256", "config_sha256", "kernel_config_sha256")
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimates:
+    """One machine's hardware estimates: the cost model and the composition (raw, for their report sections),
+    each with why there is none, and the configuration hash of the kernel its anatomy was counted on."""
+    model: CostModel | None
+    no_model: str
+    composed: Composition | None
+    no_composed: str
+    config: str = ""
+
+    @property
+    def model_prediction(self) -> ModelPrediction | None:
+        return ModelPrediction.of(self.model) if self.model else None
+
+    @property
+    def composed_prediction(self) -> ComposedPrediction | None:
+        return ComposedPrediction.of(self.composed) if self.composed else None
+
+
+def machine_key(row) -> tuple[str, str]:
+    """(CPU model, kernel) of a stats.load() row or a results file's first row: a machine's name."""
+    return (str(row.get("vmexec_cpu_model") or row.get("cpu_model_name") or ""), str(row["kernel"]))
+
+
+def per_machine(suites, anatomy_directory: Path) -> dict[tuple[str, str], Estimates]:
+    """Each host machine's estimates among suites (results files), in the order of their newest host run."""
+    from bench import results
+    from bench.anatomy.composed import composed_model, host_machines
+    from bench.anatomy.counts import variant_directory
+    from bench.anatomy.model import fitted_model
+
+    anatomy_directory = Path(anatomy_directory)
+    meta_path = variant_directory(anatomy_directory, MODEL_VARIANT) / "anatomy.json"
+    meta = json.loads(meta_path.read_text()).get("meta", {}) if meta_path.is_file() else {}
+    config = next((str(meta[k]) for k in CONFIG_KEYS if meta.get(k)), "")
+    out = {}
+    machines = host_machines(suites)
+    order = sorted(machines, key=lambda k: max(results.recorded_start(results.read_json(p)) for p in machines[k]))
+    for key in order:
+        paths = machines[key]
+        model, no_model = fitted_model(paths, anatomy_directory)
+        composed, no_composed = composed_model(paths, anatomy_directory) if anatomy_directory.is_dir() else (None, "")
+        out[key] = Estimates(model, no_model, composed, no_composed, config)
+    return out

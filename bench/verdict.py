@@ -19,6 +19,7 @@ import pandas as pd
 
 # The estimates and their thresholds are part of the verdict's vocabulary (verdict.ModelPrediction, ...).
 from bench.estimates import COMPOSED_MAX_ERROR, MODEL_MAX_LOO_ERROR, ComposedPrediction, ModelPrediction
+from bench.machines import host_run_ids, view
 from bench.measure import accelerators
 from bench.measure.accelerators import CLOCKS, HARDWARE_CLOCKS
 from bench.stats import (CANDIDATE, IN_PROCESS, SYSEMU, all_ratios, backend_table, host_vs_guest, pin_order, ratios,
@@ -33,8 +34,14 @@ CLAIM = 5.0
 #: runs no kernel path at all (zpoline's is mostly a nop sled, which icount charges like any
 #: instruction: distortion 0.08 in its first run).  Every other mechanism (all in C) enters.
 NOT_DISTORTION_PROBES = (SYSEMU, CANDIDATE, "python-ptrace-sysemu", "zpoline", "lazypoline", "systrap-patch")
-#: Fewer probes than this bound nothing: one mechanism's distortion says little about another's.
-MIN_PROBES = 3
+#: The bracket's rule (issue 26 item 6, fixed before the next runs): every C mechanism that both the host run
+#: and the guest run measured at the pinning judged is a probe (none chosen, none left out), and a bracket
+#: needs at least MIN_PROBES of them besides the claim's two, or the claim is not judged: too few probes.
+#: Why 7: if process_vm_exec's own distortion is like one more probe's (exchangeable with them), it lies
+#: within the range of n probes with probability (n - 1) / (n + 1): 50% for 3 probes (the rewriting runs'
+#: bracket), 75% for 7, 78% for the driver's 8.  A bracket judged on worse odds than 3 to 1 is a guess;
+#: 7 of the driver's 8 probes also lets one mechanism a host cannot run drop out.
+MIN_PROBES = 7
 
 VERDICT_RULE = (f"Rule: the >{CLAIM:g}x claim is *reproduced* when the whole interval judged lies at or "
                 f"above {CLAIM:g}; *not reproduced* when it lies wholly below {CLAIM:g}; otherwise the data "
@@ -47,8 +54,9 @@ VERDICT_RULE = (f"Rule: the >{CLAIM:g}x claim is *reproduced* when the whole int
                 f"fitted on, left out of the fit, is predicted within ±{100 * MODEL_MAX_LOO_ERROR:g}% "
                 f"(the distortion bracket's spread, about ±40%, halved); otherwise it is the "
                 f"hardware-equivalent range (the distortion bracket): the speed-up divided by the "
-                f"host-versus-guest distortions of the C mechanisms both ran at that pinning, with both "
-                f"runs' CIs. Either way the verdict shows the icount path-length ratio, the bracket and "
+                f"host-versus-guest distortions of every C mechanism both ran at that pinning, with both "
+                f"runs' CIs, at least {MIN_PROBES} of them besides the claim's two (fewer: not judged, too few "
+                f"probes). Either way the verdict shows the icount path-length ratio, the bracket and "
                 f"the model's prediction side by side, and a hardware run beside the model's prediction "
                 f"with the model's error on it. Before both, the estimate composed from prices measured on "
                 f"the host by micro-benchmarks of their own (kernel entry, ns per instruction, scheduler "
@@ -130,9 +138,9 @@ def assess(df: pd.DataFrame, row: pd.Series, hg: pd.DataFrame | None = None,
         return Assessment(kind, None, None, f"the >{CLAIM:g}x claim cannot be judged for hardware "
                           "(no host run among the inputs bounds the emulator's distortion)", used)
     if len(used) < MIN_PROBES:
-        return Assessment(kind, None, None, f"the >{CLAIM:g}x claim cannot be judged for hardware "
-                          f"(only {len(used)} C mechanism(s) measured on both host and guest; the distortion "
-                          f"range needs at least {MIN_PROBES})", used)
+        return Assessment(kind, None, None, f"the >{CLAIM:g}x claim is not judged: too few probes (only "
+                          f"{len(used)} C mechanisms, {', '.join(sorted(used['backend']))}, measured on both "
+                          f"host and guest at this pinning; the bracket's rule needs at least {MIN_PROBES})", used)
     low, high = bracket
     if model is not None and row["pin"] == "same" and model.why_not_judged() is None:
         return Assessment(kind, model.low, model.high, judge(model.low, model.high, interval="model's interval"),
@@ -232,9 +240,9 @@ def headline(df: pd.DataFrame, r: pd.DataFrame | None = None, hg: pd.DataFrame |
     if a.composed_judged:
         return Headline(sentence + f"composed from prices measured on the host, {composed.phrase()}, every C "
                         f"mechanism composed within ±{100 * COMPOSED_MAX_ERROR:g}% of its measured time (worst "
-                        f"{composed.worst} {100 * composed.errors[composed.worst]:+.1f}%): {a.judgement}; the "
-                        + (f"distortion bracket, {a.bracket[0]:.2f}–{a.bracket[1]:.2f}x, and " if a.bracket else "")
-                        + "the fitted model are shown beside it", _caveat(h, a, mitigated), a, shown, h, model, composed)
+                        f"{composed.worst} {100 * composed.errors[composed.worst]:+.1f}%): {a.judgement}; "
+                        + (f"the distortion bracket, {a.bracket[0]:.2f}–{a.bracket[1]:.2f}x, and the fitted model "
+                           "are shown beside it" if a.bracket else "the fitted model is shown beside it"), _caveat(h, a, mitigated), a, shown, h, model, composed)
     if a.model_judged:
         return Headline(sentence + f"the host cost model predicts {_model_phrase(model)}, every mechanism it was "
                         f"fitted on predicted within "
@@ -292,11 +300,15 @@ def answer(h: Headline) -> tuple[str, ...]:
         elif a.low is not None:
             second += (f"; allowing for how the emulator distorts {len(a.distortions)} other mechanisms also "
                        f"measured on the host, the hardware speed-up is {a.low:.2f}–{a.high:.2f}x.")
-        else:
+        elif a.distortions.empty:
             second += "; nothing among these results bounds how far the emulator distorts that for hardware."
+        else:
+            second += (f"; the {len(a.distortions)} other mechanisms also measured on the host are too few to bound "
+                       f"how far the emulator distorts that for hardware.")
     if a.low is None:
-        third = (f"So {claim} cannot be judged yet: "
-                 f"{a.judgement.split('(', 1)[-1].rstrip(')')}.")
+        why = a.judgement.split('(', 1)[-1].rstrip(')')
+        third = (f"So {claim} is not judged: too few probes ({why})." if "too few probes" in a.judgement
+                 else f"So {claim} cannot be judged yet: {why}.")
     elif a.low >= CLAIM:
         third = f"So {claim} stands: all of {a.low:.2f}–{a.high:.2f}x lies at or above {CLAIM:g}."
     elif a.high < CLAIM:
@@ -337,8 +349,9 @@ def _caveat(h: pd.Series, a: Assessment, mitigated: bool = False) -> str:
         return text + ("No host run among the inputs measured the same mechanisms, so nothing bounds it: "
                        "add a host run (`python -m bench run`) to the report's inputs.")
     if a.low is None:
-        return text + (f"Only {', '.join(a.distortions['backend'])} ran on both the host and this guest: too few "
-                       f"mechanisms (fewer than {MIN_PROBES}) to bound it; run more backends on both.")
+        return text + (f"Only {', '.join(sorted(a.distortions['backend']))} ran on both the host and this guest at "
+                       f"this pinning: too few probes to bound it (the bracket's rule needs at least {MIN_PROBES} "
+                       f"C mechanisms besides the claim's two); run every C mechanism on both.")
     items = "; ".join(f"{r['backend']} {r['distortion']:.2f} ({r['distortion_low']:.2f}–{r['distortion_high']:.2f})"
                       for _, r in a.distortions.sort_values("distortion").iterrows())
     if a.model_judged:
@@ -347,7 +360,8 @@ def _caveat(h: pd.Series, a: Assessment, mitigated: bool = False) -> str:
                        "measured mechanisms, and its interval carries its worst leave-one-out errors; it predicts "
                        "the host it was fitted on, which is itself a virtual machine, not bare metal.")
     return text + (f"The range bounds it crudely: for every C mechanism both the host run "
-                   f"`{a.distortions['host_run'].iloc[0]}` and this guest ran ({h['pin']} pinning), the "
+                   f"`{a.distortions['host_run'].iloc[0]}` and this guest ran ({h['pin']} pinning; "
+                   f"{len(a.distortions)} probes, the rule needs at least {MIN_PROBES}), the "
                    f"distortion is its guest speed-up over PTRACE_SYSEMU ÷ its host speed-up, with both "
                    f"runs' 95% CIs: {items}. The process_vm_exec speed-up's CI divided by the largest and the "
                    f"smallest of these gives {a.low:.2f}–{a.high:.2f}x, assuming process_vm_exec is "
@@ -378,15 +392,59 @@ class Findings:
     #: each claim row judged on its own (assess() without the model or the composed estimate,
     #: which apply to the headline's pairing), in claim's row order
     assessments: tuple[Assessment, ...] = ()
+    #: each host machine's headline (its host runs with every guest run, its own estimates), oldest first:
+    #: ((CPU model, kernel), Headline, kernel configuration hash or "")
+    machines: tuple = ()
 
 
 def findings(df: pd.DataFrame, model: ModelPrediction | None = None,
              no_model: str = "no cost model among the inputs", composed: ComposedPrediction | None = None,
-             no_composed: str = "") -> Findings:
+             no_composed: str = "", machines: dict | None = None) -> Findings:
     """Every figure of a report; model is the host cost model's prediction (bench.anatomy), composed
-    the estimate composed from measured prices (bench.anatomy.prices), if any."""
+    the estimate composed from measured prices (bench.anatomy.prices), if any; machines, if given, each
+    host machine's bench.estimates.Estimates by (CPU model, kernel), oldest first: each machine is judged
+    on its own host runs, and the headline is the newest machine's (model and composed are then unused)."""
     summary, every, claim = summarize(df), all_ratios(df), ratios(df, CANDIDATE)
     hg = host_vs_guest(df, r=every)
-    return Findings(df, summary, backend_table(df, summary), every, claim, hg,
-                    headline(df, claim, hg, model, no_model, composed, no_composed),
-                    tuple(assess(df, row, hg) for _, row in claim.iterrows()))
+    judged = []
+    for key, est in (machines or {}).items():
+        runs = host_run_ids(df, key)
+        mdf, mclaim = view(df, runs), view(claim, runs)
+        h = headline(mdf, mclaim, host_vs_guest(mdf, r=view(every, runs)), est.model_prediction, est.no_model,
+                     est.composed_prediction, est.no_composed)
+        judged.append((key, h, est.config))
+    top = judged[-1][1] if judged else headline(df, claim, hg, model, no_model, composed, no_composed)
+    return Findings(df, summary, backend_table(df, summary), every, claim, hg, top,
+                    tuple(assess(df, row, hg) for _, row in claim.iterrows()), tuple(judged))
+
+
+def machine_line(key: tuple[str, str], h: Headline, config: str = "") -> str:
+    """One machine's answer in one line, for the first screen: the machine (CPU model, host kernel, the guest's
+    kernel and its configuration hash), the interval judged and which estimate judged it."""
+    cpu, kernel = key
+    guest = (f"guest Linux {h.row['kernel']} (config sha256 {config[:12]})" if config else
+             f"guest Linux {h.row['kernel']} (config hash not recorded)") if h.row is not None else "no guest run"
+    a = h.assessment
+    where = f"{cpu or 'unknown CPU'}, host Linux {kernel}, {guest}"
+    if a is None or a.low is None:
+        why = (a.judgement.split(": ", 1)[-1] if a is not None and "too few probes" in a.judgement
+               else h.sentence.split(": ")[-1] if a is None else "nothing bounds the emulator's distortion")
+        return f"{where}: not judged, {why}."
+    by = {"95% CI": "its 95% CI on a hardware clock", "composed interval": "the estimate composed from measured prices",
+          "cost-model interval": "the host cost model",
+          "hardware-equivalent range": f"the distortion bracket ({len(a.distortions)} probes)"}[a.interval]
+    said = ("stands" if a.low >= CLAIM else "does not stand" if a.high < CLAIM else f"not settled (contains {CLAIM:g})")
+    return f"{where}: {a.low:.2f}–{a.high:.2f}x, judged by {by}: {said}."
+
+
+def answer_lines(f: Findings) -> tuple[str, ...]:
+    """The first screen's answer: answer() of the headline (the newest machine's), then one line per machine
+    measured ("- " and machine_line())."""
+    return (*answer(f.headline), *(f"- {machine_line(*m)}" for m in f.machines))
+
+
+def answer_paragraph(f: Findings) -> str:
+    """answer_lines() as the report's first paragraph: the sentences on one line, each machine on its own."""
+    lines = answer_lines(f)
+    said = [x for x in lines if not x.startswith("- ")]
+    return "\n".join([" ".join(said), *lines[len(said):]])

@@ -66,12 +66,17 @@ def test_verdict_states_figure_ci_and_environment(df):
 
 #: Host and guest with known ratios and almost no noise: seccomp-trap's speed-up over SYSEMU is 5 on
 #: the host and 4 in the guest (distortion 0.8), ptrace-syscall's 0.5 and 0.625 (1.25).
+#: Four more C mechanisms (host ns, guest ns), distorted 0.91-1.14, inside the bracket's 0.8-1.25: the
+#: bracket's rule needs verdict.MIN_PROBES (7) probes.
+MORE_PROBES = {"native:pin=in-process": (300.0, 300.0), "seccomp-unotify:pin=same": (5_000.0, 5_000.0),
+               "seccomp-unotify-sync:pin=same": (5_000.0, 5_500.0), "ptrace-sysemu-poke:pin=same": (8_000.0, 7_000.0)}
 EXACT_HOST = {"ptrace-sysemu:pin=same": 10_000.0, "seccomp-trap:pin=in-process": 2_000.0,
               "ptrace-syscall:pin=same": 20_000.0, "seccomp-trace:pin=same": 12_000.0,
-              "python-ptrace-sysemu:pin=same": 15_000.0}
+              "python-ptrace-sysemu:pin=same": 15_000.0, **{k: h for k, (h, _) in MORE_PROBES.items()}}
 EXACT_GUEST = {"ptrace-sysemu:pin=same": 10_000.0, "process-vm-exec:pin=same": 2_000.0,
                "seccomp-trap:pin=in-process": 2_500.0, "ptrace-syscall:pin=same": 16_000.0,
-               "seccomp-trace:pin=same": 12_000.0, "python-ptrace-sysemu:pin=same": 60_000.0}
+               "seccomp-trace:pin=same": 12_000.0, "python-ptrace-sysemu:pin=same": 60_000.0,
+               **{k: g for k, (_, g) in MORE_PROBES.items()}}
 
 
 def test_icount_verdict_is_a_path_length_ratio_judged_on_the_distortion_range(tmp_path):
@@ -82,7 +87,9 @@ def test_icount_verdict_is_a_path_length_ratio_judged_on_the_distortion_range(tm
     assert a.clock == "icount" and a.interval == "hardware-equivalent range"
     # 5x divided by the distortions 1.25 and 0.8; python-ptrace-sysemu (0.25) is no probe
     assert (a.low, a.high) == (pytest.approx(4.0, rel=1e-3), pytest.approx(6.25, rel=1e-3))
-    assert set(a.distortions["backend"]) == {"seccomp-trap", "ptrace-syscall", "seccomp-trace"}
+    assert set(a.distortions["backend"]) == {"seccomp-trap", "ptrace-syscall", "seccomp-trace", "native",
+                                             "seccomp-unotify", "seccomp-unotify-sync", "ptrace-sysemu-poke"}
+    assert "7 probes, the rule needs at least 7" in h.caveat
     assert "path-length ratio" in h.sentence and "4.00–6.25x" in h.sentence
     assert "neither confirmed nor refuted (the range contains 5)" in h.sentence
     assert "seccomp-trap 0.80" in h.caveat and "ptrace-syscall 1.25" in h.caveat
@@ -111,7 +118,7 @@ def test_a_model_within_the_leave_one_out_limit_is_judged_instead_of_the_bracket
     # The three figures, side by side, whichever is judged.
     icount, bracket, model = h.figures
     assert icount.startswith("icount path-length ratio") and "5.00x" in icount
-    assert bracket.startswith("distortion bracket: 4.00–6.25x") and "3 C mechanisms" in bracket
+    assert bracket.startswith("distortion bracket: 4.00–6.25x") and "7 C mechanisms" in bracket
     assert model.startswith("cost model's prediction") and "12.00x (8.00–18.00" in model and "(judged" in model
 
 
@@ -156,13 +163,19 @@ def test_a_hardware_run_is_placed_beside_the_prediction_with_the_models_error(tm
     assert h.figures[0].startswith("icount path-length ratio") and "5.00x" in h.figures[0]
 
 
-def test_two_probes_are_too_few_to_bound_the_distortion(tmp_path):
-    two = {k: v for k, v in EXACT_HOST.items() if not k.startswith("seccomp-trace")}
-    host = write_suite(tmp_path / "host.json", two, sigma=1e-5)
+def test_fewer_probes_than_the_rule_needs_are_not_judged(tmp_path):
+    """Issue 26 item 6: the bracket's minimum is written into the rule; one probe fewer is 'too few probes'."""
+    six = {k: v for k, v in EXACT_HOST.items() if not k.startswith("seccomp-trace")}
+    host = write_suite(tmp_path / "host.json", six, sigma=1e-5)
     guest = write_suite(tmp_path / "guest.json", EXACT_GUEST, vm=True, sigma=1e-5)
     h = verdict.headline(stats.load([host, guest]))
-    assert h.assessment.low is None and len(h.assessment.distortions) == 2
-    assert f"at least {verdict.MIN_PROBES}" in h.sentence and "too few" in h.caveat
+    assert verdict.MIN_PROBES == 7 and f"at least {verdict.MIN_PROBES} of them" in verdict.VERDICT_RULE
+    assert h.assessment.low is None and len(h.assessment.distortions) == verdict.MIN_PROBES - 1
+    assert "not judged: too few probes (only 6 C mechanisms, native, " in h.sentence
+    assert f"at least {verdict.MIN_PROBES}" in h.sentence and "too few probes" in h.caveat
+    third = verdict.answer(h)[2]
+    assert third.startswith("So the RFC's claim of more than 5x is not judged: too few probes (only 6")
+    assert len(third.split()) <= 45
 
 
 def test_icount_verdict_without_a_host_run_cannot_be_judged_for_hardware(files):

@@ -29,7 +29,14 @@ def readme_answer() -> str:
 
 
 def report_answer(md: str) -> str:
-    return md.split("\n\n", 1)[0]
+    """The report's first paragraph, its lines joined by spaces (as the README's quote of it reads)."""
+    return " ".join(md.split("\n\n", 1)[0].splitlines())
+
+
+def machine_lines(paragraph: str) -> tuple[str, list[str]]:
+    """(the sentences, the lines of the machines measured: "- CPU, host Linux ..., guest Linux ...: ...")."""
+    lines = paragraph.splitlines()
+    return lines[0], [line for line in lines[1:] if line.startswith("- ")]
 
 
 def test_the_readme_quotes_the_committed_reports_answer_exactly():
@@ -52,18 +59,32 @@ def test_the_committed_answer_is_generated_from_the_committed_results():
     paths = [MAIN_REPORT.parents[1] / name for name in re.findall(r"`([^`]+)`", inputs)]
     assert paths and all(p.exists() for p in paths)
     assert " ".join(report.answer(paths)) == report_answer(md)
+    # the newest machine's line judges the interval the sentences give
+    judged = re.search(r"the hardware speed-up is (\d+\.\d\d–\d+\.\d\d)x", report_answer(md))
+    assert judged and f": {judged.group(1)}x, judged by " in machine_lines(md.split("\n\n")[0])[1][-1]
 
 
 def test_the_report_opens_with_three_sentences_then_the_title_then_the_key_plot():
     blocks = MAIN_REPORT.read_text().split("\n\n")
-    said = sentences(blocks[0])
+    prose, machines = machine_lines(blocks[0])
+    said = sentences(prose)
     assert 1 <= len(said) <= 3 and not blocks[0].startswith(("**", "#"))
+    # one line per machine measured: CPU model, host kernel, the guest's kernel and its config hash, the interval
+    # judged and which estimate judged it (issue 26 item 7)
+    assert machines and len(blocks[0].splitlines()) == 1 + len(machines)
+    for line in machines:
+        assert re.match(r"- .+, host Linux \S+, guest Linux \S+ \(config .+\): ", line), line
+        assert "judged by " in line or "not judged" in line
+        assert len(line.split()) <= 45
+    # the HTML page shows them as a list too, below the sentences
+    page = MAIN_REPORT.with_suffix(".html").read_text()
+    assert "</p><ul><li>" + machines[0].removeprefix("- ").split(",")[0] in page
     # plain sentences a reader takes in at a glance: no one longer than 45 words
     assert all(len(s.split()) <= 45 for s in said), [len(s.split()) for s in said]
     assert blocks[1] == f"# {report.TITLE}"
     assert blocks[2].startswith("![") and f"({plots.KEY_PLOT}.png)" in blocks[2]
     # the interval the verdict judges is the one drawn, and the caption says what it covers
-    judged = re.search(r"the hardware speed-up is (\d+\.\d\d)–(\d+\.\d\d)x", blocks[0])
+    judged = re.search(r"the hardware speed-up is (\d+\.\d\d)–(\d+\.\d\d)x", prose)
     assert judged and f"{judged.group(1)}–{judged.group(2)}x" in blocks[2] and "which covers" in blocks[2]
     # the long form follows for those who want it
     assert blocks[4] == "## The verdict in full" and blocks[5].startswith("**Verdict: ")
@@ -113,3 +134,50 @@ def test_the_third_sentence_follows_the_judgement(tmp_path, speedup, word):
     kvm = write_suite(tmp_path / "kvm.json", {**GUEST, "process-vm-exec:pin=same": 10_000.0 / speedup}, vm=True,
                       accelerator="kvm", timing="wall", sigma=1e-5)
     assert f"more than 5x {word}:" in _answer(tmp_path, [kvm])[2]
+
+
+def _other_machine(path: pathlib.Path, cpu: str, kernel: str) -> pathlib.Path:
+    """A host run as another machine would have written it (its CPU model and kernel)."""
+    text = path.read_text().replace("Synthetic CPU @ 3.0GHz", cpu).replace("6.1.0-host", kernel)
+    path.write_text(text)
+    return path
+
+
+def test_each_machine_measured_is_one_line_judged_on_its_own_host_runs(tmp_path):
+    """Issue 26 item 7: host runs of two machines side by side, each bracketed by its own host run only."""
+    from bench.estimates import Estimates
+    from test_analysis import EXACT_GUEST, EXACT_HOST
+
+    xeon = write_suite(tmp_path / "xeon.json", EXACT_HOST, sigma=1e-5)
+    # PTRACE_SYSEMU twice as slow on the other machine: every host speed-up doubles, every distortion halves
+    epyc = _other_machine(write_suite(tmp_path / "epyc.json", {**EXACT_HOST, "ptrace-sysemu:pin=same": 20_000.0},
+                                      sigma=1e-5), "AMD EPYC 9B14", "6.18.44-amd")
+    guest = write_suite(tmp_path / "guest.json", EXACT_GUEST, vm=True, sigma=1e-5)
+    none = Estimates(None, "no anatomy", None, "")
+    machines = {("Synthetic CPU @ 3.0GHz", "6.1.0-host"): none,
+                ("AMD EPYC 9B14", "6.18.44-amd"): Estimates(None, "no anatomy", None, "", "ab12" * 16)}
+    f = verdict.findings(stats.load([xeon, epyc, guest]), machines=machines)
+    *said, first, second = verdict.answer_lines(f)
+    assert first == ("- Synthetic CPU @ 3.0GHz, host Linux 6.1.0-host, guest Linux 6.12.57-vmexec (config hash not "
+                     "recorded): 4.00–6.25x, judged by the distortion bracket (7 probes): not settled (contains 5).")
+    assert second == ("- AMD EPYC 9B14, host Linux 6.18.44-amd, guest Linux 6.12.57-vmexec (config sha256 ab12ab12ab12): "
+                      "8.00–12.50x, judged by the distortion bracket (7 probes): stands.")
+    # the sentences above them are the newest machine's (the last given)
+    assert "8.00–12.50x" in " ".join(said) and f.headline is f.machines[-1][1]
+    paragraph = verdict.answer_paragraph(f)
+    assert paragraph.splitlines()[1:] == [first, second] and len(sentences(paragraph.splitlines()[0])) == 3
+
+
+def test_a_report_of_two_machines_shows_both_and_says_which_is_which(tmp_path):
+    from bench.estimates import per_machine
+    from test_analysis import EXACT_GUEST, EXACT_HOST
+
+    old = write_suite(tmp_path / "xeon.json", EXACT_HOST, sigma=1e-5, started="2026-12-01T00:00:00")
+    new = _other_machine(write_suite(tmp_path / "epyc.json", EXACT_HOST, sigma=1e-5, started="2026-12-04T00:00:00"),
+                         "AMD EPYC 9B14", "6.18.44-amd")
+    guest = write_suite(tmp_path / "guest.json", EXACT_GUEST, vm=True, sigma=1e-5)
+    # newest last, whatever order the files come in; the guest is no machine of its own
+    assert list(per_machine([new, guest, old], tmp_path / "anatomy")) == [
+        ("Synthetic CPU @ 3.0GHz", "6.1.0-host"), ("AMD EPYC 9B14", "6.18.44-amd")]
+    lines = report.answer([new, old, guest])
+    assert [line.split(",")[0] for line in lines if line.startswith("- ")] == ["- Synthetic CPU @ 3.0GHz", "- AMD EPYC 9B14"]

@@ -11,71 +11,145 @@ from bench.anatomy import composed as P
 from bench.render import prices as render_prices
 from bench.errors import BenchError, UsageError
 from conftest import run_bench, run_vmexec
+from test_analysis import MORE_PROBES
 
 TRUE = {"insn": 0.2, "entry": 40.0, "round_trip": 900.0, "cr3_write": 150.0}
-#: Parts: (insns, entries, CR3 writes, instructions in __switch_to_asm per iteration); threads: one
-#: round trip = two switches of 99 instructions.
-PARTS = {"entry": P.Path_(300, 1, 0, 0), "signal": P.Path_(3000, 2, 0, 0), "threads": P.Path_(2500, 4, 0, 198),
-         "processes": P.Path_(2700, 4, 2, 198),
-         "threads-k16": P.Path_(2580, 4, 0, 198), "processes-k16": P.Path_(2780, 4, 2, 198)}
-MECHANISMS = {"native": P.Path_(233, 1, 0, 0), "ptrace-sysemu": P.Path_(12800, 5, 2, 198),
-              "ptrace-syscall": P.Path_(25100, 9, 4, 396), "seccomp-trap": P.Path_(5000, 2, 0, 0.1),
-              "seccomp-unotify": P.Path_(6800, 3, 2, 198), "seccomp-trace": P.Path_(13100, 5, 2, 198),
-              "process-vm-exec": P.Path_(1800, 2, 2, 0.07)}
 
 
-def truth(path: P.Path_, trips: float) -> float:
-    return float(np.dot(path.row(trips), list(TRUE.values())))
+def path(insns, entries, cr3_writes, switch_insns):
+    """A path per iteration: instructions, kernel entries, CR3 writes, instructions in __switch_to_asm."""
+    return P.Path_(insns, {"syscall": entries, "exc_irq": 0.0, "cr3_write": cr3_writes},
+                   {P.SWITCH_FUNCTION: switch_insns} if switch_insns else {})
 
 
-def host_values(premium_k16=150.0, noise=0.0, runs=9):
-    """ns per iteration of every run of every part: the exact composition, with relative noise."""
-    rng = np.random.default_rng(1)
-    exact = {k: truth(p, 1 if k.startswith(("threads", "processes")) else 0) for k, p in PARTS.items()}
-    exact["processes-k16"] += 2 * (premium_k16 - TRUE["cr3_write"])
+#: Parts: threads makes one round trip = two switches of 99 instructions.  More parts than prices.
+PARTS = {"entry": path(300, 1, 0, 0), "signal": path(3000, 2, 0, 0), "threads": path(2500, 4, 0, 198),
+         "processes": path(2700, 4, 2, 198),
+         "threads-k16": path(2580, 4, 0, 198), "processes-k16": path(2780, 4, 2, 198),
+         "threads-k256": path(9000, 4, 0, 198), "processes-k256": path(9200, 4, 2, 198)}
+MECHANISMS = {"native": path(233, 1, 0, 0), "ptrace-sysemu": path(12800, 5, 2, 198),
+              "ptrace-syscall": path(25100, 9, 4, 396), "seccomp-trap": path(5000, 2, 0, 0.1),
+              "seccomp-unotify": path(6800, 3, 2, 198), "seccomp-trace": path(13100, 5, 2, 198),
+              "process-vm-exec": path(1800, 2, 2, 0.07)}
+#: Relative timing noise small enough to leave every figure where the exact one is, large enough to give
+#: every price a CI of some width (a zero-width CI is refused).
+TINY = 1e-4
+
+
+def truth(p: P.Path_, trips: float = None) -> float:
+    trips = p.functions.get(P.SWITCH_FUNCTION, 0.0) / 198 if trips is None else trips
+    return float(np.dot([p.insns, p.totals["syscall"], trips, p.totals["cr3_write"]], list(TRUE.values())))
+
+
+def host_values(premium_k256=150.0, noise=TINY, runs=12, seed=1, true=TRUE):
+    """ns per iteration of every round of every part: the exact composition, with relative noise."""
+    rng = np.random.default_rng(seed)
+    exact = {k: float(np.dot(P.counts(p, PARTS), list(true.values()))) for k, p in PARTS.items()}
+    exact["processes-k256"] += 2 * (premium_k256 - true["cr3_write"])
     return {k: list(v * (1 + noise * rng.standard_normal(runs))) for k, v in exact.items()}
 
 
 def measured(errors=None):
     errors = errors or {}
-    return {m: truth(p, p.switch_insns / 198) / (1 + errors.get(m, 0.0))      # composed / measured - 1 = error
+    return {m: truth(p) / (1 + errors.get(m, 0.0))      # composed / measured - 1 = error
             for m, p in MECHANISMS.items() if m != "process-vm-exec"}
 
 
-def test_the_four_parts_determine_the_four_prices_exactly():
-    med = {k: float(np.median(v)) for k, v in host_values().items()}
-    assert P.solve(PARTS, med) == pytest.approx(TRUE, rel=1e-9)
+def test_the_prices_are_fitted_to_more_parts_than_prices_with_their_residuals():
+    labels = [k for k in P.fitted_parts() if k in PARTS]
+    assert len(labels) > len(P.PRICES)             # more measurements than unknowns
+    f = P.fit(PARTS, {k: float(np.median(v)) for k, v in host_values(noise=0).items()}, labels)
+    assert f.prices == pytest.approx(TRUE, rel=1e-9)
+    assert set(f.residuals) == set(labels) and all(abs(r) < 1e-9 for r in f.residuals.values())
+    assert "threads-k256" not in f.residuals        # beyond L2: reported as a premium, not fitted
+
+
+def test_a_price_the_parts_push_below_zero_is_at_its_bound_and_refused():
+    # a round trip that costs less than its instructions (issue 26: -917 ns, solved exactly and passed on)
+    values = host_values(true={**TRUE, "round_trip": -400.0}, noise=0.01)
+    f = P.fit(PARTS, {k: float(np.median(v)) for k, v in values.items()}, [k for k in P.fitted_parts() if k in PARTS])
+    assert all(v >= 0 for v in f.prices.values()) and f.prices["round_trip"] == 0
+    with pytest.raises(BenchError, match="not admissible: the round_trip price is at its bound, 0 ns"):
+        P.composition(PARTS, values, MECHANISMS, measured(), bootstrap=50)
+
+
+def test_prices_that_miss_their_own_parts_are_refused_with_the_residuals():
+    values = host_values()
+    values["processes-k16"] = [v * 1.3 for v in values["processes-k16"]]
+    with pytest.raises(BenchError, match=r"miss their own part processes-k16 by -1.*beyond ±10%; residuals: entry"):
+        P.composition(PARTS, values, MECHANISMS, measured(), bootstrap=50)
+
+
+@pytest.mark.parametrize("spoil, words", [
+    (lambda v: {k: [x for x in vals] for k, vals in v.items()} | {"entry": [float("nan")] * 12}, "not a positive finite"),
+    (lambda v: {k: [float(np.median(vals))] * 12 for k, vals in v.items()}, "zero width"),
+])
+def test_non_finite_or_zero_width_prices_are_refused(spoil, words):
+    with pytest.raises(BenchError, match=words):
+        P.composition(PARTS, spoil(host_values()), MECHANISMS, measured(), bootstrap=50)
+
+
+def test_too_few_parts_or_unequal_rounds_are_refused():
+    four = {k: v for k, v in PARTS.items() if "-k" not in k}
+    with pytest.raises(UsageError, match="more measurements than unknowns"):
+        P.composition(four, host_values(), MECHANISMS, measured(), bootstrap=20)
+    values = host_values()
+    values["entry"] = values["entry"][:-1]
+    with pytest.raises(UsageError, match="different numbers of runs"):
+        P.composition(PARTS, values, MECHANISMS, measured(), bootstrap=20)
 
 
 def test_round_trips_are_counted_by_the_switch_functions_instructions():
-    ref = PARTS["threads"]
-    assert P.round_trips(MECHANISMS["ptrace-syscall"], ref) == pytest.approx(2.0)
-    assert P.round_trips(MECHANISMS["ptrace-sysemu"], ref) == pytest.approx(1.0)
-    assert P.round_trips(MECHANISMS["process-vm-exec"], ref) < 0.001
+    assert P.round_trips(MECHANISMS["ptrace-syscall"], PARTS) == pytest.approx(2.0)
+    assert P.round_trips(MECHANISMS["ptrace-sysemu"], PARTS) == pytest.approx(1.0)
+    assert P.round_trips(MECHANISMS["process-vm-exec"], PARTS) < 0.001
     with pytest.raises(BenchError, match="__switch_to_asm"):
-        P.round_trips(ref, P.Path_(1, 1, 0, 0))
+        P.round_trips(PARTS["threads"], {"threads": path(1, 1, 0, 0)})
+
+
+def test_a_new_price_is_a_row_of_data(monkeypatch):
+    """An extra priced part (a wake-up) is one price row and one part row: no code."""
+    from bench.measure import prices as M
+    rows = (*M.PRICE_ROWS, {"name": "wakeup", "function": "try_to_wake_up", "unit_part": "wakeup",
+                            "meaning": "ns per wake-up beyond its instructions"})
+    monkeypatch.setattr(P, "PRICE_ROWS", rows)
+    monkeypatch.setattr(P, "PRICES", {r["name"]: r["meaning"] for r in rows})
+    monkeypatch.setattr(M, "PART_ROWS", (*M.PART_ROWS, {"label": "wakeup", "part": "wakeup", "switches": 0,
+                                                       "host_iterations": 1000, "guest_iterations": 100, "fit": True}))
+    assert ("wakeup", ["vmexec", "price", "wakeup", "-n", "1000", "-c", "0"]) in M.commands("vmexec", guest=False)
+    true = {**TRUE, "wakeup": 300.0}
+    wake = lambda p, n: P.Path_(p.insns, p.totals, {**p.functions, "try_to_wake_up": 80.0 * n})  # noqa: E731
+    parts = {k: wake(p, 1 if k.startswith(("threads", "processes")) else 0) for k, p in PARTS.items()}
+    parts["wakeup"] = wake(path(400, 1, 0, 0), 1)
+    values = {k: list(float(np.dot(P.counts(p, parts), list(true.values()))) * (1 + TINY * np.random.default_rng(3)
+                                                                                .standard_normal(12)))
+              for k, p in parts.items()}
+    mechs = {m: wake(p, 2 if "ptrace" in m or "seccomp-trace" in m else 0) for m, p in MECHANISMS.items()}
+    meas = {m: float(np.dot(P.counts(p, parts), list(true.values()))) for m, p in mechs.items() if m != "process-vm-exec"}
+    c = P.composition(parts, values, mechs, meas, bootstrap=50)
+    assert c.prices["wakeup"] == pytest.approx(300.0, rel=1e-2) and all(abs(e) < 1e-3 for e in c.errors.values())
 
 
 def test_every_mechanism_is_composed_from_its_path_and_the_same_prices():
     c = P.composition(PARTS, host_values(), MECHANISMS, measured(), (9000.0, 11000.0), bootstrap=50)
     for m, p in MECHANISMS.items():
-        assert c.composed[m] == pytest.approx(truth(p, p.switch_insns / 198), rel=1e-9)
-    assert all(abs(e) < 1e-9 for e in c.errors.values())
+        assert c.composed[m] == pytest.approx(truth(p), rel=1e-3)
+    assert all(abs(e) < 1e-3 for e in c.errors.values())
     assert "process-vm-exec" not in c.errors           # it is what is estimated, not a calibration point
     # process_vm_exec: two CR3 writes priced at the premium, no round trip.
     pvm = 0.2 * 1800 + 40 * 2 + 150 * 2 + 900 * 0.07 / 198
-    assert c.candidate_ns == pytest.approx(pvm)
-    assert c.speedup == pytest.approx(measured()["ptrace-sysemu"] / pvm)
-    # No noise, no error: the interval is PTRACE_SYSEMU's CI alone.
-    assert c.speedup_range == pytest.approx((9000 / pvm, 11000 / pvm))
-    # The premium at the loop's working set is the price; at 16 pages, what the parts measured there.
-    assert c.premium[0][0] == pytest.approx(150.0) and 16 in c.premium
+    assert c.candidate_ns == pytest.approx(pvm, rel=1e-3)
+    assert c.speedup == pytest.approx(measured()["ptrace-sysemu"] / pvm, rel=1e-3)
+    # Next to no noise, no error: the interval is PTRACE_SYSEMU's CI alone.
+    assert c.speedup_range == pytest.approx((9000 / pvm, 11000 / pvm), rel=1e-3)
+    assert c.premium[0][0] == pytest.approx(150.0, rel=1e-3) and 16 in c.premium and c.rounds == 12
+    assert "bootstrap over 12 interleaved rounds" in c.covers and "the largest" in c.covers
 
 
 def test_the_premium_at_a_sweep_size_is_processes_minus_threads_per_cr3_write():
-    c = P.composition(PARTS, host_values(premium_k16=400.0), MECHANISMS, measured(), bootstrap=20)
-    assert c.premium[16][0] == pytest.approx(400.0)
-    assert c.prices["cr3_write"] == pytest.approx(150.0)       # the composition uses the loop's own
+    c = P.composition(PARTS, host_values(premium_k256=400.0), MECHANISMS, measured(), bootstrap=20)
+    assert c.premium[256][0] == pytest.approx(400.0, rel=1e-3)
+    assert c.prices["cr3_write"] == pytest.approx(150.0, rel=1e-3)       # the composition uses the loop's own
 
 
 def test_the_intervals_cover_the_parts_noise_and_the_worst_error():
@@ -91,17 +165,18 @@ def test_the_intervals_cover_the_parts_noise_and_the_worst_error():
     assert c.candidate_range == pytest.approx((lo / (1 + max(e)), hi / (1 + min(e))))
     assert c.errors["native"] == pytest.approx(0.12, abs=0.03)
     assert c.errors["seccomp-trap"] == pytest.approx(-0.08, abs=0.03)
+    assert verdict.ComposedPrediction.of(c).phrase().count("which covers the parts' timing noise") == 1
 
 
 @pytest.mark.parametrize("errors, judged", [
     ({"native": 0.19, "ptrace-syscall": -0.19}, True),
-    ({"native": verdict.COMPOSED_MAX_ERROR - 1e-6, "seccomp-trap": -verdict.COMPOSED_MAX_ERROR + 1e-6}, True),
+    ({"native": verdict.COMPOSED_MAX_ERROR - 1e-3, "seccomp-trap": -verdict.COMPOSED_MAX_ERROR + 1e-3}, True),
     ({"native": verdict.COMPOSED_MAX_ERROR + 1e-3}, False),
     ({"native": 0.05, "seccomp-unotify": -0.21}, False),      # any one mechanism breaks it
     ({"ptrace-sysemu": 0.30}, False),
 ])
 def test_the_rule_judges_the_composition_only_if_every_mechanism_is_within_20_percent(errors, judged):
-    c = P.composition(PARTS, host_values(), MECHANISMS, measured(errors), bootstrap=20)
+    c = P.composition(PARTS, host_values(noise=1e-6), MECHANISMS, measured(errors), bootstrap=20)
     p = verdict.ComposedPrediction.of(c)
     assert (p.why_not_judged() is None) is judged
     if not judged:
@@ -109,15 +184,16 @@ def test_the_rule_judges_the_composition_only_if_every_mechanism_is_within_20_pe
         assert worst in p.why_not_judged()
     text = render_prices.to_markdown(c)
     assert ("so the verdict judges this interval" in text) is judged
-    assert all(f"`{m}`" in text for m in c.measured)
+    assert all(f"`{m}`" in text for m in c.measured) and "| `processes-k16` |" in text     # the residuals
 
 
 #: Host and guest: the icount ratio 5x, distortions 0.8 and 1.25 (bracket 4.00–6.25x), as in test_analysis.
 HOST = {"ptrace-sysemu:pin=same": 10_000.0, "seccomp-trap:pin=in-process": 2_000.0,
-        "ptrace-syscall:pin=same": 20_000.0, "seccomp-trace:pin=same": 12_000.0}
+        "ptrace-syscall:pin=same": 20_000.0, "seccomp-trace:pin=same": 12_000.0,
+        **{k: h for k, (h, _) in MORE_PROBES.items()}}
 GUEST = {"ptrace-sysemu:pin=same": 10_000.0, "process-vm-exec:pin=same": 2_000.0,
          "seccomp-trap:pin=in-process": 2_500.0, "ptrace-syscall:pin=same": 16_000.0,
-         "seccomp-trace:pin=same": 12_000.0}
+         "seccomp-trace:pin=same": 12_000.0, **{k: g for k, (_, g) in MORE_PROBES.items()}}
 
 
 def _composed(speedup, errors):
@@ -161,20 +237,19 @@ def _write_anatomy(directory, paths):
     directory.mkdir(parents=True, exist_ok=True)
     backends = []
     for name, p in paths.items():
-        backends.append({"backend": name, "insns_per_syscall": p.insns + 10,
-                         "totals": {"rep_extra": 10.0, "cr3_write": p.cr3_writes, "syscall": p.entries,
-                                    "exc_irq": 0.0}})
+        backends.append({"backend": name, "insns_per_syscall": p.insns + 10, "totals": {**p.totals, "rep_extra": 10.0}})
         (directory / f"functions-{name}.csv").write_text(
-            "function,phase,insns_per_syscall\n"
-            f"{P.SWITCH_FUNCTION},scheduler & context switch,{p.switch_insns}\nother,other kernel,1\n")
+            "function,phase,insns_per_syscall\n" + "".join(f"{f},scheduler & context switch,{n}\n"
+                                                           for f, n in p.functions.items()) + "other,other kernel,1\n")
     (directory / "anatomy.json").write_text(json.dumps({"meta": {}, "backends": backends}))
 
 
 def test_paths_are_read_from_an_anatomy_directory(tmp_path):
     _write_anatomy(tmp_path / "a", MECHANISMS)
     got = P.paths_from_anatomy(tmp_path / "a")
-    assert got == {k: pytest.approx(v) for k, v in MECHANISMS.items()} or all(
-        got[k] == v for k, v in MECHANISMS.items())
+    for k, v in MECHANISMS.items():
+        assert got[k].insns == v.insns and got[k].functions == {**v.functions, "other": 1.0}
+        assert all(got[k].totals[t] == n for t, n in v.totals.items())
     with pytest.raises(UsageError, match="no "):
         P.paths_from_anatomy(tmp_path / "nowhere")
 
@@ -205,7 +280,13 @@ def test_the_report_takes_the_composition_from_a_prices_record_of_the_same_kerne
     (tmp_path / "prices" / "prices-x-2.json").write_text(json.dumps({**record, "started": "2026-12-04T18:16"}))
     c, why = P.composed_model([host], tmp_path / "anatomy")
     assert why == "" and all(abs(e) < 1e-3 for e in c.errors.values())
-    assert c.candidate_ns == pytest.approx(truth(MECHANISMS["process-vm-exec"], 0.07 / 198), rel=1e-6)
+    assert c.candidate_ns == pytest.approx(truth(MECHANISMS["process-vm-exec"]), rel=1e-3)
+    # a record whose rounds saw more runnable threads than CPUs is refused, never composed
+    busy = {"load_avg_1min": 5.0, "runnable_threads": 5}
+    (tmp_path / "prices" / "prices-x-3.json").write_text(json.dumps(
+        {**record, "started": "2026-12-04T18:17", "cpu_count": 2, "round_loads": [busy] * 12}))
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert c is None and why.startswith("refused: the host was busy while its prices were measured (12 of 12")
 
 
 # ----------------------------------------------------------------------------- vmexec price (C)
@@ -246,31 +327,61 @@ def test_bad_prices_input_is_one_line_and_status_2(tmp_path):
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def _results_with_prices(d):
+    """A results directory d with the anatomy, the parts' anatomy, a host run and a quiet prices record of its
+    machine; returns the host run."""
+    from data.synthetic import write_suite
+
+    mech_dir = d / "anatomy" / "mitigations"
+    _write_anatomy(mech_dir, MECHANISMS)
+    _write_anatomy(mech_dir / "parts", PARTS)
+    host_ns = {f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}": v
+               for m, v in measured().items()}
+    host = write_suite(d / "host.json", host_ns, sigma=1e-5)
+    kernel, cpu = stats.load([host])[["kernel", "vmexec_cpu_model"]].iloc[0]
+    (d / "prices").mkdir()
+    (d / "prices" / "prices-x-1.json").write_text(json.dumps(
+        {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
+         "load_after": "0.2 0.1 0.1", "ns_per_iteration": host_values()}))
+    return host
+
+
 def test_the_report_judges_a_composition_that_fits_and_shows_it_beside_the_others(tmp_path, monkeypatch):
     from bench.render import report
     from data.synthetic import write_suite
 
     d = tmp_path / "results"
     monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(d))
-    mech_dir = d / "anatomy" / "mitigations"
-    _write_anatomy(mech_dir, MECHANISMS)
-    _write_anatomy(mech_dir / "parts", PARTS)
-    host_ns = {f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}": v
-               for m, v in measured().items()}
-    write_suite(d / "host.json", host_ns, sigma=1e-5)
+    _results_with_prices(d)
     write_suite(d / "guest.json", GUEST, vm=True, sigma=1e-5)
-    kernel, cpu = stats.load([d / "host.json"])[["kernel", "vmexec_cpu_model"]].iloc[0]
-    (d / "prices").mkdir()
-    (d / "prices" / "prices-x-1.json").write_text(json.dumps(
-        {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
-         "load_after": "0.2 0.1 0.1", "ns_per_iteration": host_values()}))
     md = report.write_report([d / "host.json", d / "guest.json"], tmp_path / "report")["report.md"].read_text()
-    speedup = measured()["ptrace-sysemu"] / truth(MECHANISMS["process-vm-exec"], 0.07 / 198)
+    speedup = measured()["ptrace-sysemu"] / truth(MECHANISMS["process-vm-exec"])
     answer, first = md.split("\n\n")[0], next(line for line in md.splitlines() if line.startswith("**Verdict: "))
     assert f"composed from prices measured on the host, the hardware speed-up is {speedup:.2f}x" in answer
     assert f"composed from prices measured on the host, {speedup:.2f}x" in first
-    assert "claim is reproduced" in first and "distortion bracket" in first
+    assert "claim is reproduced" in first and "the fitted model is shown beside it" in first
     figures = md.split("\n\n")[7]
     assert "composed from prices measured on the host" in figures and "(judged" in figures
-    assert "distortion bracket: " in figures and "icount path-length ratio" in figures
+    # five mechanisms measured on both: too few for a bracket (verdict.MIN_PROBES), said beside it
+    assert "distortion bracket: none (only 5 C mechanisms" in figures and "icount path-length ratio" in figures
     assert "## A hardware estimate from measured parts" in md and "Load (1, 5, 15 min): 0.1 0.1 0.1" in md
+
+
+def test_a_host_run_measured_on_a_busy_host_is_refused_in_one_line(tmp_path, monkeypatch):
+    """The busy-host warning's own test (bench.results.busy_warning) refuses the composition."""
+    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
+    host = _results_with_prices(tmp_path)
+    assert P.composed_model([host], tmp_path / "anatomy")[1] == ""
+    data = json.loads(host.read_text())
+    for bench in data["benchmarks"]:
+        for run in bench["runs"]:
+            run.setdefault("metadata", {}).update(runnable_threads=6, load_avg_1min=0.5)
+        bench["metadata"]["vmexec_cpus"] = 2
+    host.write_text(json.dumps(data))
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert c is None and why.startswith("refused: the host was busy while measuring (host.json: ")
+    assert "\n" not in why
+    proc = run_bench("prices", "--prices", str(tmp_path / "prices" / "prices-x-1.json"), "--host", str(host),
+                     "--anatomy", str(tmp_path / "anatomy"))
+    assert proc.returncode == 2 and proc.stdout == "" and "refused: the host was busy" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

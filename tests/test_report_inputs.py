@@ -61,7 +61,7 @@ def test_a_mostly_unstable_run_says_so_in_the_first_sentence_and_beside_the_verd
     assert re.match(r"Measured in runs pyperf calls unstable \(`testhost-20260101-000000`: (\d+) of \1 cases\), "
                     r"so these figures may move with load: we timed", first), first
     assert first.split(". ")[0].count("unstable") == 1 and "we timed one intercepted system call" in first
-    assert " ".join(report.answer([host, guest])) == first                 # what the README quotes
+    assert " ".join(report.answer([host, guest])) == " ".join(first.splitlines())      # what the README quotes
     verdict = _section(md, "The verdict in full")
     assert re.search(r"`testhost-20260101-000000`: (\d+) of \1 cases unstable", verdict), verdict
 

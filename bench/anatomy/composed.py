@@ -1,54 +1,58 @@
-"""A hardware estimate from measured parts (issue 18, item 3): the composition (`bench prices`).
+"""A hardware estimate from measured parts (issue 18 item 3, issue 26 item 4): the composition (`bench prices`).
 
 The fitted cost model (bench.anatomy.model.CostModel) learns its prices from the mechanisms themselves, and
 in every one of them a CR3 write comes with a scheduler round trip, so process_vm_exec (two CR3
-writes, no scheduler) is an extrapolation.  Here each price is measured on the host by a
-micro-benchmark of its own (bench.measure.prices: `vmexec price PART`), whose path length (instructions
-with each REP string instruction counted once, kernel entries, CR3 writes) the anatomy plugin counts
-in the icount guest, exactly as it counts the mechanisms':
+writes, no scheduler) is an extrapolation.  Here each price is measured on the host by micro-benchmarks
+of its own (bench.measure.prices: `vmexec price PART`), whose path length the anatomy plugin counts in
+the icount guest, exactly as it counts the mechanisms':
 
-    part        host ns per iteration  =  ns/insn × N  +  entry × E  +  round trip × R  +  mm × C
+    part's host ns per iteration  =  Σ over the prices  price × (how many of it the part spends)
 
-(the parts: entry, signal, threads with R = 1, processes with R = 1 and the CR3 writes of two mms).
-Four parts, four unknowns: the system is solved exactly, each price being what its part costs
-beyond the instructions the others price.  `mm` (ns per CR3 write) is the address-space switch
-premium: (processes - threads) beyond their instructions and entries, per CR3 write.  With PAGES
-(the pages sweep's sizes) the passive side writes that many pages per iteration, and the premium at
-each size is reported too.
+The prices and the parts are rows of data (bench.measure.prices.PRICE_ROWS, part_rows()).  The prices
+are fitted to more parts than there are prices (the pages sweep's small sizes besides the four
+parts) by non-negative least squares on relative residuals, so a price is never negative and the
+fit's residuals show how well the prices describe their own parts.  Their uncertainty comes from a
+bootstrap over the interleaved rounds (every part's run of a round resampled together) and is carried
+into every composed figure.
 
-Every C mechanism's host ns/syscall is then composed from its own anatomy (instructions, entries,
-CR3 writes, and its scheduler round trips: the instructions it spends in __switch_to_asm, a
-fixed-length path, over the threads part's per round trip) with the same prices, process_vm_exec
-included, and compared with what the host measured.  COMPOSED_MAX_ERROR (bench.verdict) decides
-whether the verdict may judge the composed interval.
+A fit is refused, in one line, never shown as an estimate (admissible()): a price not finite, at its
+bound 0 (the parts asked for a negative one), or with a zero-width CI; a part the prices miss by more
+than MAX_PART_RESIDUAL; fewer fitted parts than prices + 1; a host run or prices record measured on a
+busy host (bench.results' busy-host test).
+
+Every C mechanism's host ns/syscall is then composed from its own anatomy with the same prices,
+process_vm_exec included, and compared with what the host measured.  COMPOSED_MAX_ERROR
+(bench.estimates) decides whether the verdict may judge the composed interval.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import nnls
 
 from bench import results
 from bench import stats
 from bench.anatomy.counts import MODEL_VARIANT, variant_directory
 from bench.anatomy.model import host_ns_per_syscall
 from bench.errors import BenchError, UsageError
-from bench.measure.prices import DIRECTORY, PARTS, SWEEP_PAGES, label, newest_record
+from bench.measure.prices import DIRECTORY, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label
 
-#: The prices, the unknowns of the linear system, with their meaning.
-PRICES = {
-    "insn": "ns per instruction (REP string counted once) of kernel and user code outside the scheduler",
-    "entry": "ns per kernel entry and exit beyond its instructions",
-    "round_trip": "ns per scheduler round trip (two context switches on one CPU) beyond its instructions",
-    "cr3_write": "ns per CR3 write beyond its instructions: the address-space switch premium "
-                 "(two processes against two threads, per CR3 write)",
-}
+#: The prices, the unknowns of the fit, with their meaning.
+PRICES = {r["name"]: r["meaning"] for r in PRICE_ROWS}
+#: The price the pages sweep's premium is (ns per CR3 write).
+PREMIUM = "cr3_write"
 #: The function every context switch runs once, along a fixed path (the round trips' counter).
 SWITCH_FUNCTION = "__switch_to_asm"
+#: The prices must reproduce the very parts they are fitted to within half the tolerance the rule grants
+#: the mechanisms they compose (bench.estimates.COMPOSED_MAX_ERROR, ±20%): a fit that misses its own
+#: micro-benchmarks by more cannot be expected to compose anything within the rule.
+MAX_PART_RESIDUAL = 0.10
 BOOTSTRAP = 2000
 SEED = 20210413
 
@@ -59,17 +63,13 @@ SEED = 20210413
 class Path_:
     """One part's or mechanism's path per iteration (per intercepted syscall), from its anatomy."""
     insns: float            # REP string instructions counted once
-    entries: float          # SYSCALL, exceptions and interrupts
-    cr3_writes: float
-    switch_insns: float     # instructions in SWITCH_FUNCTION
-
-    def row(self, round_trips: float) -> list[float]:
-        return [self.insns, self.entries, round_trips, self.cr3_writes]
+    totals: dict            # the anatomy's totals (counted events) per iteration
+    functions: dict         # instructions per iteration spent in each function
 
 
 def paths_from_anatomy(directory: Path) -> dict[str, Path_]:
     """{backend or part label: its path} from an anatomy directory (bench anatomy's output:
-    anatomy.json for the totals, functions-LABEL.csv for the instructions in SWITCH_FUNCTION)."""
+    anatomy.json for the totals, functions-LABEL.csv for the instructions per function)."""
     doc_path = Path(directory) / "anatomy.json"
     if not doc_path.exists():
         raise UsageError(f"no {doc_path}")
@@ -79,52 +79,88 @@ def paths_from_anatomy(directory: Path) -> dict[str, Path_]:
         csv = Path(directory) / f"functions-{b['backend']}.csv"
         if not csv.exists():
             raise UsageError(f"no {csv} beside {doc_path}")
-        f = pd.read_csv(csv)
-        switch = float(f.loc[f["function"] == SWITCH_FUNCTION, "insns_per_syscall"].sum())
-        out[b["backend"]] = Path_(b["insns_per_syscall"] - t.get("rep_extra", 0.0), t["syscall"] + t["exc_irq"],
-                                  t["cr3_write"], switch)
+        f = pd.read_csv(csv).groupby("function")["insns_per_syscall"].sum()
+        out[b["backend"]] = Path_(b["insns_per_syscall"] - t.get("rep_extra", 0.0), dict(t),
+                                  {str(k): float(v) for k, v in f.items()})
     return out
 
 
-def round_trips(p: Path_, reference: Path_) -> float:
-    """Scheduler round trips per iteration: p's instructions in SWITCH_FUNCTION over the threads
-    part's (which makes exactly one round trip per iteration)."""
-    if reference.switch_insns <= 0:
-        raise BenchError(f"the threads part ran no {SWITCH_FUNCTION} in its anatomy: cannot count round trips")
-    return p.switch_insns / reference.switch_insns
+def count(row: dict, path: Path_, parts: dict[str, Path_]) -> float:
+    """How many of one price (a PRICE_ROWS row) path spends per iteration."""
+    if row.get("insns"):
+        return path.insns
+    if "totals" in row:
+        return float(sum(path.totals.get(k, 0.0) for k in row["totals"]))
+    fn, unit = row["function"], row["unit_part"]
+    per_unit = parts[unit].functions.get(fn, 0.0) if unit in parts else 0.0
+    if per_unit <= 0:
+        raise BenchError(f"the {unit} part ran no {fn} in its anatomy: cannot count {row['name']}")
+    return path.functions.get(fn, 0.0) / per_unit
 
 
-# ------------------------------------------------------------------------------------ prices
-
-def solve(parts: dict[str, Path_], host_ns: dict[str, float]) -> dict[str, float]:
-    """The four prices from the four parts (exactly determined)."""
-    A = np.array([parts[p].row(r) for p, r in PARTS])
-    y = np.array([host_ns[p] for p, _ in PARTS])
-    try:
-        x = np.linalg.solve(A, y)
-    except np.linalg.LinAlgError as e:
-        raise BenchError(f"the parts' paths do not determine the prices ({e}): {A.tolist()}") from None
-    return dict(zip(PRICES, map(float, x)))
+def counts(path: Path_, parts: dict[str, Path_]) -> np.ndarray:
+    return np.array([count(r, path, parts) for r in PRICE_ROWS])
 
 
-def compose(path: Path_, trips: float, prices: dict[str, float]) -> float:
-    return float(np.dot(path.row(trips), [prices[k] for k in PRICES]))
+def round_trips(path: Path_, parts: dict[str, Path_]) -> float:
+    """Scheduler round trips per iteration (the round_trip price's count)."""
+    return count(next(r for r in PRICE_ROWS if r["name"] == "round_trip"), path, parts)
+
+
+# ------------------------------------------------------------------------------------ the fit
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    prices: dict[str, float]
+    residuals: dict[str, float]         # fitted part -> fitted / measured - 1
+
+
+def fit(parts: dict[str, Path_], medians: dict[str, float], labels) -> Fit:
+    """Non-negative least squares of the parts' host ns per iteration (medians) on their counts, on relative
+    residuals (each part weighs the same)."""
+    A = np.array([counts(parts[p], parts) for p in labels])
+    y = np.array([medians[p] for p in labels])
+    if not np.all(np.isfinite(y)) or np.any(y <= 0):
+        raise BenchError("a part's measured time is not a positive finite number")
+    x, _ = nnls(A / y[:, None], np.ones(len(y)))
+    return Fit(dict(zip(PRICES, map(float, x))), {p: float(A[i] @ x / y[i] - 1) for i, p in enumerate(labels)})
+
+
+def admissible(f: Fit, ci: dict[str, tuple[float, float]]) -> str | None:
+    """None if the prices may compose anything, else why not (one line)."""
+    for k, v in f.prices.items():
+        lo, hi = ci[k]
+        if not all(map(math.isfinite, (v, lo, hi))):
+            return f"the {k} price is not finite ({v} ns, 95% CI {lo}–{hi})"
+        if v <= 0:
+            return f"the {k} price is at its bound, 0 ns: the parts ask for a negative one"
+        if hi <= lo:
+            return f"the {k} price's 95% CI has zero width ({lo:.4g}–{hi:.4g} ns): nothing measured its spread"
+    worst = max(f.residuals, key=lambda p: abs(f.residuals[p]))
+    if abs(f.residuals[worst]) > MAX_PART_RESIDUAL:
+        return (f"the prices miss their own part {worst} by {100 * f.residuals[worst]:+.1f}% (beyond "
+                f"±{100 * MAX_PART_RESIDUAL:g}%; residuals: "
+                + ", ".join(f"{p} {100 * r:+.1f}%" for p, r in f.residuals.items()) + ")")
+    return None
 
 
 def premium_at(pages: int, parts: dict[str, Path_], host_ns: dict[str, float], prices: dict[str, float]) -> float:
-    """ns per CR3 write beyond instructions and entries, processes against threads, at PAGES pages."""
+    """ns per CR3 write beyond every other price, processes against threads, at PAGES pages."""
     t, p = parts[label("threads", pages)], parts[label("processes", pages)]
-    extra = host_ns[label("processes", pages)] - host_ns[label("threads", pages)]
-    extra -= prices["insn"] * (p.insns - t.insns) + prices["entry"] * (p.entries - t.entries)
-    if p.cr3_writes - t.cr3_writes <= 0:
+    diff = counts(p, parts) - counts(t, parts)
+    i = list(PRICES).index(PREMIUM)
+    if diff[i] <= 0:
         raise BenchError(f"processes at {pages} pages wrote no more CR3 than threads in the anatomy")
-    return extra / (p.cr3_writes - t.cr3_writes)
+    others = sum(prices[k] * d for j, (k, d) in enumerate(zip(PRICES, diff)) if j != i)
+    return (host_ns[label("processes", pages)] - host_ns[label("threads", pages)] - others) / diff[i]
 
 
 @dataclasses.dataclass
 class Composition:
     prices: dict[str, float]
     prices_ci: dict[str, tuple[float, float]]
+    parts: dict[str, tuple[float, float, float]]       # fitted part -> (measured ns, fitted ns, residual)
+    rounds: int                                        # the interleaved rounds the bootstrap resampled
     premium: dict[int, tuple[float, float, float]]     # pages -> (ns per CR3 write, CI low, CI high)
     trips: dict[str, float]                            # mechanism -> round trips per syscall
     composed: dict[str, float]                         # mechanism -> composed host ns/syscall
@@ -137,6 +173,8 @@ class Composition:
     baseline_ci: tuple[float, float]
     inputs: str = ""
     load: str = ""
+    machine: str = ""                                  # the CPU model and kernel the prices were measured on
+    record: str = ""                                   # the prices record composed from (its path)
 
     @property
     def speedup(self) -> float:
@@ -146,6 +184,12 @@ class Composition:
     def speedup_range(self) -> tuple[float, float]:
         return self.baseline_ci[0] / self.candidate_range[1], self.baseline_ci[1] / self.candidate_range[0]
 
+    @property
+    def covers(self) -> str:
+        """What the candidate's interval covers, for the reader."""
+        return (f"the parts' timing noise (a bootstrap over {self.rounds} interleaved rounds), the composition's "
+                f"own error (the worst errors of the {len(self.errors)} C mechanisms composed, the largest "
+                f"uncertainty here) and PTRACE_SYSEMU's 95% CI")
 
 
 def _ci(samples) -> tuple[float, float]:
@@ -153,63 +197,80 @@ def _ci(samples) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _rounds(host_values: dict[str, list[float]]) -> int:
+    lengths = {len(v) for v in host_values.values()}
+    if len(lengths) != 1:
+        raise UsageError("the prices record's parts have different numbers of runs: not interleaved rounds")
+    return lengths.pop()
+
+
 def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], mechanisms: dict[str, Path_],
                 measured: dict[str, float], baseline_ci: tuple[float, float] | None = None,
-                bootstrap: int = BOOTSTRAP, inputs: str = "", load: str = "") -> Composition:
-    """Prices from the parts (host_values: ns per iteration of each run of each part), every mechanism
-    composed from its path, and process_vm_exec's composed host ns/syscall with its interval.
+                bootstrap: int = BOOTSTRAP, inputs: str = "", load: str = "", machine: str = "") -> Composition:
+    """Prices fitted to the parts (host_values: ns per iteration of every round of each part), every mechanism
+    composed from its path, and process_vm_exec's composed host ns/syscall with its interval; a BenchError
+    (one line) where the prices are not admissible.
 
-    CIs (95%): the parts' runs resampled (bootstrap of each part's median), the whole solve and
-    composition repeated per resample: they cover the host timing noise of the parts, not the
-    composition's own error.  The candidate's range spans its CI divided by 1 + the largest and
-    1 + the smallest relative error of the mechanisms measured (0 included): the composition's
-    own error, at its worst, as the mechanisms show it.  The speed-up's range also spans
+    CIs (95%): the interleaved rounds resampled (every part's run of a round together, so a disturbance
+    that slowed a round moves its parts together), the fit and the composition repeated per resample: they
+    cover the parts' timing noise.  The candidate's range spans its CI divided by 1 + the largest and 1 +
+    the smallest relative error of the mechanisms measured (0 included): the composition's own error, at its
+    worst, as the mechanisms show it, the largest uncertainty.  The speed-up's range also spans
     PTRACE_SYSEMU's measured CI (baseline_ci)."""
-    missing = [p for p, _ in PARTS if p not in parts or p not in host_values]
-    if missing:
-        raise UsageError(f"no path length or host time for the part(s) {', '.join(missing)}")
+    labels = [p for p in fitted_parts() if p in parts and p in host_values]
+    if len(labels) <= len(PRICES):
+        raise UsageError(f"only {len(labels)} part(s) measured and counted ({', '.join(labels) or 'none'}) for "
+                         f"{len(PRICES)} prices: a fit needs more measurements than unknowns")
     if stats.CANDIDATE not in mechanisms:
         raise UsageError(f"the anatomy has no {stats.CANDIDATE}")
     if stats.SYSEMU not in measured:
         raise UsageError(f"the host run has no {stats.SYSEMU} (same CPU)")
-    reference = parts["threads"]
-    trips = {m: round_trips(p, reference) for m, p in mechanisms.items()}
     names = sorted(m for m in mechanisms if m in measured and m != stats.CANDIDATE)
     if not names:
         raise UsageError("no mechanism was measured both on the host and in the anatomy")
-    medians = {k: float(np.median(v)) for k, v in host_values.items()}
-    prices = solve(parts, medians)
-    sweep = sorted(k for k in SWEEP_PAGES if label("threads", k) in parts and label("processes", k) in parts
-                   and label("threads", k) in medians and label("processes", k) in medians)
+    rounds = _rounds(host_values)
+    values = {k: np.asarray(v, dtype=float) for k, v in host_values.items()}
+    medians = {k: float(np.median(v)) for k, v in values.items()}
+    best = fit(parts, medians, labels)
+    sweep = sorted(k for k in SWEEP_PAGES if all(label(p, k) in parts and label(p, k) in medians
+                                                 for p in ("threads", "processes")))
     rng = np.random.default_rng(SEED)
-    boot_prices, boot_comp, boot_prem = [], {m: [] for m in mechanisms}, {k: [] for k in [0, *sweep]}
+    boot, boot_prem = [], {k: [] for k in sweep}
     for _ in range(bootstrap):
-        med = {k: float(np.median(rng.choice(np.asarray(v), len(v)))) for k, v in host_values.items()}
-        pr = solve(parts, med)
-        boot_prices.append(pr)
-        for m, p in mechanisms.items():
-            boot_comp[m].append(compose(p, trips[m], pr))
-        boot_prem[0].append(pr["cr3_write"])
+        idx = rng.integers(0, rounds, rounds)
+        med = {k: float(np.median(v[idx])) for k, v in values.items()}
+        pr = fit(parts, med, labels).prices
+        boot.append([pr[k] for k in PRICES])
         for k in sweep:
             boot_prem[k].append(premium_at(k, parts, med, pr))
-    prices_ci = {k: _ci([b[k] for b in boot_prices]) for k in PRICES}
-    premium = {0: (prices["cr3_write"], *prices_ci["cr3_write"])}
+    boot = np.array(boot)
+    prices_ci = {k: _ci(boot[:, i]) for i, k in enumerate(PRICES)}
+    why = admissible(best, prices_ci)
+    if why:
+        raise BenchError(f"the prices are not admissible: {why}")
+    premium = {0: (best.prices[PREMIUM], *prices_ci[PREMIUM])}
     for k in sweep:
-        premium[k] = (premium_at(k, parts, medians, prices), *_ci(boot_prem[k]))
-    composed = {m: compose(p, trips[m], prices) for m, p in mechanisms.items()}
-    composed_ci = {m: _ci(v) for m, v in boot_comp.items()}
+        premium[k] = (premium_at(k, parts, medians, best.prices), *_ci(boot_prem[k]))
+    price_vector = np.array([best.prices[k] for k in PRICES])
+    vectors = {m: counts(p, parts) for m, p in mechanisms.items()}
+    composed = {m: float(v @ price_vector) for m, v in vectors.items()}
+    composed_ci = {m: _ci(boot @ v) for m, v in vectors.items()}
     errors = {m: composed[m] / measured[m] - 1 for m in names}
     e_lo, e_hi = min(0.0, *errors.values()), max(0.0, *errors.values())
     c_lo, c_hi = composed_ci[stats.CANDIDATE]
     if c_lo <= 0 or e_lo <= -1:
         raise BenchError(f"the composed {stats.CANDIDATE} interval reaches zero ({c_lo:.1f} ns, worst error "
                          f"{100 * e_lo:+.1f}%): the prices do not bound it")
-    cand_range = (c_lo / (1 + e_hi), c_hi / (1 + e_lo))
     base = measured[stats.SYSEMU]
-    return Composition(prices, prices_ci, premium, trips, composed, composed_ci, {m: measured[m] for m in names},
-                       errors, composed[stats.CANDIDATE], cand_range, base, baseline_ci or (base, base),
-                       inputs, load)
+    fitted = {p: (medians[p], medians[p] * (1 + r), r) for p, r in best.residuals.items()}
+    return Composition(best.prices, prices_ci, fitted, rounds, premium,
+                       {m: round_trips(p, parts) for m, p in mechanisms.items()}, composed, composed_ci,
+                       {m: measured[m] for m in names}, errors, composed[stats.CANDIDATE],
+                       (c_lo / (1 + e_hi), c_hi / (1 + e_lo)), base, baseline_ci or (base, base), inputs, load,
+                       machine)
 
+
+# ------------------------------------------------------------------------------- from files
 
 def _host_run(paths: list[Path]) -> tuple[dict[str, float], tuple[float, float], dict]:
     """Measured host ns/syscall per backend (same CPU, in-process as they run), PTRACE_SYSEMU's 95% CI,
@@ -223,17 +284,67 @@ def _host_run(paths: list[Path]) -> tuple[dict[str, float], tuple[float, float],
     if s.empty:
         raise UsageError(f"the host run has no {stats.SYSEMU} at --pin same")
     row = s.iloc[-1]
-    values = stats.load(host)
-    first = values[values["run_id"] == row["run_id"]].iloc[0]
-    cpu = str(first.get("vmexec_cpu_model") or first.get("cpu_model_name") or "")
-    return measured, (float(row["ci_low"]), float(row["ci_high"])), {"kernel": str(row["kernel"]), "cpu_model": cpu}
+    return measured, (float(row["ci_low"]), float(row["ci_high"])), machine_of(host[-1])
+
+
+def machine_of(path: Path) -> dict:
+    """{"kernel", "cpu_model"} of a results file (the machine its host runs were measured on)."""
+    first = stats.load([path]).iloc[0]
+    return {"kernel": str(first["kernel"]),
+            "cpu_model": str(first.get("vmexec_cpu_model") or first.get("cpu_model_name") or "")}
+
+
+def host_machines(paths) -> dict[tuple[str, str], list[Path]]:
+    """The host runs among paths by machine, (CPU model, kernel), in the order first seen."""
+    out: dict[tuple[str, str], list[Path]] = {}
+    for p in map(Path, paths):
+        if results.classify(results.read_json(p)) == "host":
+            m = machine_of(p)
+            out.setdefault((m["cpu_model"], m["kernel"]), []).append(p)
+    return out
+
+
+def busy_record(record: dict, cpus: int) -> str | None:
+    """bench.results' busy-host test applied to a prices record's rounds (the load sampled after each; a
+    record from before issue 26 has only the load before and after): one line, or None."""
+    samples = record.get("round_loads") or [{"load_avg_1min": float(str(record.get(k, "0")).split()[0])}
+                                            for k in ("load_before", "load_after")]
+    cpus = int(record.get("cpu_count") or cpus or 0)
+    if not cpus:
+        return None
+    loads = [max(float(s[k]) for k in results.BUSY_KEYS if k in s) for s in samples]
+    busy = sum(v > cpus for v in loads)
+    if busy and busy >= results.BUSY_SHARE * len(loads):
+        return (f"the host was busy while its prices were measured ({busy} of {len(loads)} samples saw up to "
+                f"{max(loads):g} runnable threads or load on {cpus} CPUs)")
+    return None
+
+
+def _record_for(machine: dict, directories, records) -> tuple[Path | None, str]:
+    """The newest prices record measured on machine (records, or prices-*.json in directories and below them:
+    one directory per machine), or why none."""
+    if records:
+        return Path(records[0]), ""
+    found = sorted({p for d in directories if Path(d).is_dir() for p in Path(d).rglob("prices-*.json")})
+    newest = max(found, key=lambda p: json.loads(p.read_text()).get("started", ""), default=None)
+    mine = [p for p in found if all(not machine[k] or json.loads(p.read_text()).get(k) == machine[k]
+                                    for k in ("kernel", "cpu_model"))]
+    if mine:
+        return max(mine, key=lambda p: json.loads(p.read_text()).get("started", "")), ""
+    if newest is None:
+        return None, "no measured prices (`python -m bench prices` on this host)"
+    rec = json.loads(newest.read_text())
+    what = next((f"{w} {rec.get(k)}" for k, w in (("kernel", "kernel"), ("cpu_model", "CPU"))
+                 if machine[k] and rec.get(k) != machine[k]), "another machine")
+    return None, (f"the prices ({newest.name}) were measured on {what}, the host run on "
+                  f"{machine['cpu_model']} / {machine['kernel']}: not the same machine")
 
 
 def composed_model(host_paths, anatomy_directory: Path, records=()) -> tuple[Composition | None, str]:
-    """(the composition, "") for the host runs among host_paths, with the parts anatomy and the
-    mechanisms' mitigation-matched anatomy under anatomy_directory, and the newest prices record
-    (records, or prices/ in the results directory and in anatomy_directory) measured on the same
-    kernel; or (None, why not)."""
+    """(the composition, "") for the host runs among host_paths (one machine's), with the parts anatomy and the
+    mechanisms' mitigation-matched anatomy under anatomy_directory, and the newest prices record measured on
+    the same machine (records, or prices/ in the results directory and in anatomy_directory); or (None, why
+    not): a busy host or prices that are not admissible are refused, never composed."""
     mech_dir = variant_directory(Path(anatomy_directory), MODEL_VARIANT)
     parts_dir = mech_dir / "parts"
     if not (parts_dir / "anatomy.json").exists():
@@ -241,20 +352,29 @@ def composed_model(host_paths, anatomy_directory: Path, records=()) -> tuple[Com
     if not (mech_dir / "anatomy.json").exists():
         return None, f"no mitigation-matched guest anatomy ({mech_dir})"
     try:
-        measured, base_ci, meta = _host_run([Path(p) for p in host_paths])
-        record_path = Path(records[0]) if records else newest_record(
-            [results.directory() / DIRECTORY, Path(anatomy_directory) / DIRECTORY])
+        host_paths = [Path(p) for p in host_paths]
+        measured, base_ci, meta = _host_run(host_paths)
+        record_path, why = _record_for(meta, [results.directory() / DIRECTORY, Path(anatomy_directory) / DIRECTORY],
+                                       records)
         if record_path is None:
-            return None, "no measured prices (`python -m bench prices` on this host)"
+            return None, why
         record = json.loads(record_path.read_text())
         for key, what in (("kernel", "kernel"), ("cpu_model", "CPU")):
             if meta[key] and record.get(key) != meta[key]:
                 return None, (f"the prices ({record_path.name}) were measured on {what} {record.get(key)}, "
                               f"the host run on {meta[key]}: not the same machine")
+        host = [p for p in host_paths if results.classify(results.read_json(p)) == "host"]
+        busy = results.busy_warning(host)
+        if busy:
+            return None, "refused: " + busy.removeprefix("warning: ").split(": other work")[0]
+        busy = busy_record(record, max((results.busy_runs(p)[3] for p in host), default=0))
+        if busy:
+            return None, f"refused: {busy} ({record_path.name})"
         c = composition(paths_from_anatomy(parts_dir), record["ns_per_iteration"], paths_from_anatomy(mech_dir),
-                        measured, base_ci, inputs=_inputs(host_paths, record_path, parts_dir, mech_dir),
-                        load=f"{record['load_before']} before, {record['load_after']} after")
-        return c, ""
+                        measured, base_ci, inputs=_inputs(host, record_path, parts_dir, mech_dir),
+                        load=f"{record['load_before']} before, {record['load_after']} after",
+                        machine=f"{meta['cpu_model']}, Linux {meta['kernel']}")
+        return dataclasses.replace(c, record=str(record_path)), ""
     except (UsageError, BenchError) as e:
         return None, str(e)
 
@@ -266,5 +386,3 @@ def _inputs(host_paths, record_path: Path, parts_dir: Path, mech_dir: Path) -> s
     return (f"host run(s) {', '.join(f'`{Path(p).name}`' for p in host_paths)}; prices `{rel(record_path)}`; "
             f"parts anatomy `{rel(parts_dir)}` (guest kernel {kernels[0]}); mechanisms' anatomy `{rel(mech_dir)}` "
             f"(guest kernel {kernels[1]})")
-
-

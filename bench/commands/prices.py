@@ -16,7 +16,7 @@ from bench.commands.anatomy import guest_meta, host_runs, write_outputs
 from bench.commands.options import alias
 from bench.errors import BenchError, UsageError, writable_directory
 from bench.measure import kernel
-from bench.measure.prices import DEFAULT_RUNS, DIRECTORY, check_switches, commands, measure_host
+from bench.measure.prices import DEFAULT_RUNS, DIRECTORY, MIN_RUNS, check_switches, commands, measure_host
 from tracers.driver import VMEXEC
 
 
@@ -80,11 +80,12 @@ def _cmd_prices(args) -> int:
         return 0
     c, why = composed_model(host, anatomy_directory, [record_path])
     if c is None and not args.prices:
-        # The measurement stands (the report composes from it when it can): say why not here, once.
+        # The measurement stands (the report composes from it when it can): say why not here, in one line,
+        # and print no estimate.
         print(f"prices: measured, not composed: {why}", file=sys.stderr)
         return 0
     if c is None:
-        raise UsageError(why)
+        raise UsageError(f"not composed: {why}")
     text = to_markdown(c)
     if args.markdown:
         args.markdown.write_text(text)
@@ -101,7 +102,8 @@ def register_cli(subparsers) -> None:
                                                 "the results directory); its mitigations/ and mitigations/parts/ "
                                                 "are used")
     p.add_argument("--runs", type=int, default=DEFAULT_RUNS,
-                   help=f"host runs of every part (default {DEFAULT_RUNS}, interleaved)")
+                   help=f"rounds of every part, interleaved (default {DEFAULT_RUNS}, at least {MIN_RUNS}: the "
+                        "prices' bootstrap resamples rounds)")
     p.add_argument("--cpu", type=int, default=0, help="the CPU every part is pinned to (default 0)")
     p.add_argument("--prices", type=Path, metavar="FILE", help="compose from an earlier prices-*.json instead of "
                                                                "measuring")

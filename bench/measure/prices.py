@@ -1,6 +1,6 @@
 """The mechanisms' parts, measured on the host by `vmexec price` (tracers/prices.c): `bench prices`.
 
-Each part is a micro-benchmark of one price (bench.anatomy.composed solves for them):
+Each part is a micro-benchmark (bench.anatomy.composed fits the prices to them):
 
     entry       a syscall refused at once (ENOSYS): one kernel entry and exit
     signal      tgkill + empty handler + rt_sigreturn: kernel code without the scheduler
@@ -9,8 +9,12 @@ Each part is a micro-benchmark of one price (bench.anatomy.composed solves for t
 
 With PAGES (the pages sweep's sizes) the passive side writes that many pages per iteration.  The
 same commands run in the icount guest under the anatomy plugin (`bench prices-anatomy`), which
-counts each part's path length.  Every part runs `runs` times on the host, interleaved; the
-record (ns per iteration of every run, switches, the load) is kept in prices/.
+counts each part's path length.  Every part runs `runs` times on the host, interleaved (a round:
+every part once); the record (ns per iteration of every run, switches, the load of every round)
+is kept in prices/.
+
+The parts and the prices are rows of data (PART_ROWS, PRICE_ROWS): a new micro-benchmark of
+`vmexec price` and the price it measures (a wake-up, a signal) are one row each, no code.
 """
 from __future__ import annotations
 
@@ -28,16 +32,50 @@ from bench.errors import BenchError, UsageError
 from bench.measure.environment import cpu_model
 from tracers.driver import VMEXEC
 
-#: The parts, in the order of the prices' linear system's rows: (label, round trips per iteration by construction).
-PARTS = (("entry", 0), ("signal", 0), ("threads", 1), ("processes", 1))
-#: The pages sweep's sizes (bench run --scaling): the premium is also measured at each.
+#: The parts, one row each: `vmexec price PART` (part), context switches per iteration of its timed thread
+#: (switches: checked on the host), iterations per host run (about 20-80 ms) and per guest run (icount
+#: repeats itself: one run suffices), and whether the prices are fitted to it (fit).
+PART_ROWS = (
+    {"label": "entry", "part": "entry", "switches": 0, "host_iterations": 400000, "guest_iterations": 20000,
+     "fit": True},
+    {"label": "signal", "part": "signal", "switches": 0, "host_iterations": 20000, "guest_iterations": 5000,
+     "fit": True},
+    {"label": "threads", "part": "threads", "switches": 1, "host_iterations": 10000, "guest_iterations": 5000,
+     "fit": True},
+    {"label": "processes", "part": "processes", "switches": 1, "host_iterations": 10000,
+     "guest_iterations": 5000, "fit": True},
+)
+#: The pages sweep (bench run --scaling's sizes): threads and processes with the passive side writing
+#: that many pages per iteration.  The address-space switch premium is reported at each size; the prices
+#: are also fitted to the sizes whose pages fit in a core's L2 (FIT_PAGES: up to 64 KiB written per
+#: iteration), where an instruction costs what it costs in the loops, not a trip to memory.
 SWEEP_PAGES = (1, 16, 256, 4096)
-#: Iterations per guest run (icount repeats itself: one run suffices) and per host run (about 20-80 ms).
-GUEST_ITERATIONS = {"entry": 20000, "signal": 5000, "threads": 5000, "processes": 5000}
-HOST_ITERATIONS = {"entry": 400000, "signal": 20000, "threads": 10000, "processes": 10000}
-#: Fewer iterations at many pages, so a run stays short.
+SWEEP_PARTS = ("threads", "processes")
+FIT_PAGES = (1, 16)
+#: Fewer iterations at many pages, so a run stays short (guest; the host runs 4 times as many, at least 40).
 PAGES_ITERATIONS = {1: 5000, 16: 2000, 256: 400, 4096: 40}
-DEFAULT_RUNS = 20
+
+#: The prices, the unknowns of the fit, one row each: its name, its meaning, and how many of it one
+#: iteration (or one intercepted syscall) spends, read from its anatomy (bench.anatomy.composed.count):
+#:   insns                  instructions, each REP string instruction counted once (as hardware runs it)
+#:   totals                 the sum of these anatomy totals (counted events)
+#:   function, unit_part    the instructions spent in that function over the unit part's, which makes
+#:                          exactly one of it per iteration by construction (a fixed-length path)
+PRICE_ROWS = (
+    {"name": "insn", "insns": True,
+     "meaning": "ns per instruction (REP string counted once) of kernel and user code outside the scheduler"},
+    {"name": "entry", "totals": ("syscall", "exc_irq"),
+     "meaning": "ns per kernel entry and exit beyond its instructions"},
+    {"name": "round_trip", "function": "__switch_to_asm", "unit_part": "threads",
+     "meaning": "ns per scheduler round trip (two context switches on one CPU) beyond its instructions"},
+    {"name": "cr3_write", "totals": ("cr3_write",),
+     "meaning": "ns per CR3 write beyond its instructions: the address-space switch premium "
+                "(two processes against two threads, per CR3 write)"},
+)
+#: Rounds of every part on the host: enough for a bootstrap over rounds (issue 26: 6 s of prices on a
+#: busy host gave a native composed -49% off).
+DEFAULT_RUNS = 30
+MIN_RUNS = 10
 #: Where a run's measured prices and composition are kept (relative to the results directory).
 DIRECTORY = "prices"
 
@@ -46,16 +84,26 @@ def label(part: str, pages: int = 0) -> str:
     return part if not pages else f"{part}-k{pages}"
 
 
+def part_rows(pages=SWEEP_PAGES) -> list[dict]:
+    """Every part's row: PART_ROWS, then the pages sweep's (threads and processes at each size)."""
+    base = {r["label"]: r for r in PART_ROWS}
+    sweep = [{**base[p], "label": label(p, k), "pages": k, "fit": k in FIT_PAGES,
+              "guest_iterations": PAGES_ITERATIONS[k], "host_iterations": max(4 * PAGES_ITERATIONS[k], 40)}
+             for k in pages for p in SWEEP_PARTS]
+    return [*PART_ROWS, *sweep]
+
+
+def fitted_parts() -> tuple[str, ...]:
+    """The labels of the parts the prices are fitted to."""
+    return tuple(r["label"] for r in part_rows() if r["fit"])
+
+
 def commands(vmexec: str, guest: bool, cpu: int = 0, pages=SWEEP_PAGES) -> list[tuple[str, list[str]]]:
-    """(label, argv) of every micro-benchmark run: the four parts, then threads and processes at
-    each of the pages sweep's sizes."""
-    n = GUEST_ITERATIONS if guest else HOST_ITERATIONS
-    out = [(p, [vmexec, "price", p, "-n", str(n[p]), "-c", str(cpu)]) for p, _ in PARTS]
-    for k in pages:
-        for p in ("threads", "processes"):
-            iters = PAGES_ITERATIONS[k] if guest else max(4 * PAGES_ITERATIONS[k], 40)
-            out.append((label(p, k), [vmexec, "price", p, "-n", str(iters), "-k", str(k), "-c", str(cpu)]))
-    return out
+    """(label, argv) of every micro-benchmark run: the parts, then the pages sweep's."""
+    key = "guest_iterations" if guest else "host_iterations"
+    return [(r["label"], [vmexec, "price", r["part"], "-n", str(r[key]), *(["-k", str(r["pages"])] if r.get("pages")
+                                                                           else []), "-c", str(cpu)])
+            for r in part_rows(pages)]
 
 
 def run_part(argv: list[str]) -> dict:
@@ -74,16 +122,29 @@ def _load_line() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
+def load_sample() -> dict:
+    """The host's load now, under the keys pyperf records with every worker run (bench.results.BUSY_KEYS)."""
+    running = 0
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("procs_running "):
+                running = int(line.split()[1])
+    except OSError:
+        pass
+    return {"load_avg_1min": round(os.getloadavg()[0], 2), "runnable_threads": running}
+
+
 def measure_host(runs: int = DEFAULT_RUNS, cpu: int = 0, log=print) -> dict:
     """Every part `runs` times on the host, interleaved (one round: every part once), pinned to cpu.
-    Returns the record written to prices/: ns per iteration of every run, switches, the load."""
-    if runs < 5:
-        raise UsageError("--runs must be at least 5 (a bootstrap of the median needs a few values)")
+    Returns the record written to prices/: ns per iteration of every run, switches, the load of every round."""
+    if runs < MIN_RUNS:
+        raise UsageError(f"--runs must be at least {MIN_RUNS} (the prices' bootstrap resamples rounds)")
     if cpu not in os.sched_getaffinity(0):
         raise UsageError(f"--cpu {cpu}: not a CPU this process may run on ({sorted(os.sched_getaffinity(0))})")
     cmds = commands(str(VMEXEC), guest=False, cpu=cpu)
     values = {lab: [] for lab, _ in cmds}
     switches = {lab: [] for lab, _ in cmds}
+    loads = []
     load_before = _load_line()
     started = datetime.datetime.now(datetime.timezone.utc)
     for r in range(runs):
@@ -91,27 +152,21 @@ def measure_host(runs: int = DEFAULT_RUNS, cpu: int = 0, log=print) -> dict:
             rep = run_part(argv)
             values[lab].append(rep["elapsed_ns"] / rep["calls"])
             switches[lab].append(rep["switches"])
+        loads.append(load_sample())
         log(f"prices: round {r + 1}/{runs} done (load {_load_line()})")
     return {"host": socket.gethostname(), "kernel": platform.release(), "cpu_model": cpu_model(), "cpu": cpu,
-            "started": started.isoformat(timespec="seconds"), "seconds": round(time.time() - started.timestamp(), 1),
-            "load_before": load_before, "load_after": _load_line(), "runs": runs,
+            "cpu_count": os.cpu_count(), "started": started.isoformat(timespec="seconds"),
+            "seconds": round(time.time() - started.timestamp(), 1), "load_before": load_before,
+            "load_after": _load_line(), "runs": runs, "round_loads": loads,
             "commands": {lab: " ".join(Path(a).name if i == 0 else a for i, a in enumerate(argv)) for lab, argv in cmds},
             "ns_per_iteration": values, "switches_per_iteration": switches}
 
 
 def check_switches(record: dict) -> None:
-    """Each round trip part must have switched about once per iteration on its timed thread, the others
-    not at all: otherwise it did not measure what its label says."""
+    """Each part must have switched as often per iteration on its timed thread as its row says:
+    otherwise it did not measure what its label says."""
+    want = {r["label"]: r["switches"] for r in part_rows()}
     for lab, sw in record["switches_per_iteration"].items():
-        want = 0 if lab in ("entry", "signal") else 1
         got = float(statistics.median(sw))
-        if abs(got - want) > 0.05:
-            raise BenchError(f"the {lab} part switched {got:.3f} times per iteration on the host, not {want}")
-
-
-def newest_record(directories) -> Path | None:
-    """The newest prices record (by its start) among directories, or None."""
-    found = [p for d in directories if Path(d).is_dir() for p in Path(d).glob("prices-*.json")]
-    return max(found, key=lambda p: json.loads(p.read_text()).get("started", "")) if found else None
-
-
+        if lab in want and abs(got - want[lab]) > 0.05:
+            raise BenchError(f"the {lab} part switched {got:.3f} times per iteration on the host, not {want[lab]}")

@@ -98,7 +98,10 @@ def to_html(doc: list, images: dict[str, bytes]) -> str:
         if kind == "h":
             body.append(f"<h{block[1]}>{_inline_html(block[2])}</h{block[1]}>")
         elif kind == "p":
-            body.append(f"<p>{_inline_html(block[1])}</p>")
+            # a paragraph may end in a list, one "- " line per item (the answer's machines), as Markdown reads it
+            text, *items = block[1].split("\n- ")
+            body.append(f"<p>{_inline_html(text)}</p>"
+                        + ("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in items) + "</ul>" if items else ""))
         elif kind == "list":
             body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block[1]) + "</ul>")
         elif kind == "table":

@@ -3,7 +3,7 @@ from measured parts' as blocks of bench.render.document, and `bench prices`'s Ma
 from __future__ import annotations
 
 from bench import stats, verdict
-from bench.anatomy.composed import PRICES, SWITCH_FUNCTION, Composition
+from bench.anatomy.composed import MAX_PART_RESIDUAL, PRICES, SWITCH_FUNCTION, Composition
 from bench.render import document
 
 
@@ -14,6 +14,7 @@ def _fmt(x: float) -> str:
 def blocks(c: Composition) -> list:
     rows = [[k, _fmt(c.prices[k]), f"{_fmt(c.prices_ci[k][0])}–{_fmt(c.prices_ci[k][1])}", v]
             for k, v in PRICES.items()]
+    parts = [[f"`{p}`", _fmt(m), _fmt(f), f"{100 * r:+.2f}%"] for p, (m, f, r) in c.parts.items()]
     prem = [[str(k) if k else "0 (the loop's working set)", _fmt(v), f"{_fmt(lo)}–{_fmt(hi)}"]
             for k, (v, lo, hi) in sorted(c.premium.items())]
     mech = [[f"`{m}`", f"{c.trips[m]:.2f}", _fmt(c.measured[m]), _fmt(c.composed[m]),
@@ -21,11 +22,16 @@ def blocks(c: Composition) -> list:
             for m in sorted(c.measured)]
     worst = max(c.errors, key=lambda m: abs(c.errors[m]))
     judged = abs(c.errors[worst]) <= verdict.COMPOSED_MAX_ERROR
-    return [("p", "Prices measured on this host by micro-benchmarks of their own (`vmexec price`), each part's "
-                  "path length counted by the anatomy plugin in the icount guest; 95% CIs: the parts' host runs "
-                  "resampled (timing noise only)." + (f" Inputs: {c.inputs}." if c.inputs else "")
-                  + (f" Load (1, 5, 15 min): {c.load}." if c.load else "")),
+    return [("p", (f"Machine: {c.machine}. " if c.machine else "")
+             + f"Prices fitted by non-negative least squares (relative residuals) to {len(c.parts)} micro-benchmarks "
+               f"of their own (`vmexec price`), measured on this host in {c.rounds} interleaved rounds, each "
+               "part's path length counted by the anatomy plugin in the icount guest; 95% CIs: the rounds "
+               "resampled (timing noise only)." + (f" Inputs: {c.inputs}." if c.inputs else "")
+             + (f" Load (1, 5, 15 min): {c.load}." if c.load else "")),
             ("table", ["price", "ns", "95% CI", "meaning"], rows),
+            ("p", f"The fit's residuals: each part's median host time against what the prices give it (a fit "
+                  f"missing any by more than ±{100 * MAX_PART_RESIDUAL:g}% is refused):"),
+            ("table", ["part", "measured ns", "fitted ns", "residual"], parts),
             ("p", "The address-space switch premium (ns per CR3 write) at the loop's working set and at the "
                   "pages sweep's sizes (pages the passive side writes per round trip):"),
             ("table", ["pages", "ns per CR3 write", "95% CI"], prem),
@@ -38,7 +44,7 @@ def blocks(c: Composition) -> list:
                   f"relative errors), {c.trips[stats.CANDIDATE]:.2f} round trips; a speed-up over "
                   f"PTRACE_SYSEMU ({_fmt(c.baseline_ns)} ns measured, 95% CI {_fmt(c.baseline_ci[0])}–"
                   f"{_fmt(c.baseline_ci[1])}) of {c.speedup:.2f}x ({c.speedup_range[0]:.2f}–"
-                  f"{c.speedup_range[1]:.2f}). "
+                  f"{c.speedup_range[1]:.2f}, which covers {c.covers}). "
                   + (f"Every mechanism measured is composed within ±{100 * verdict.COMPOSED_MAX_ERROR:g}% (worst: "
                      f"{worst} {100 * c.errors[worst]:+.1f}%), so the verdict judges this interval."
                      if judged else

@@ -14,7 +14,6 @@ import pandas as pd
 from bench import results
 from bench.anatomy.counts import MODEL_VARIANT, variant_directory
 from bench.errors import BenchError
-from bench.measure.prices import DIRECTORY as PRICES_DIRECTORY, newest_record
 
 #: pyperf's warnings (bench.render.summary.WARNING_KINDS) that say a case's values are unstable: the spread
 #: and the outliers.  "Not enough samples for 1% precision" and "values under 1 ms" are about precision
@@ -155,9 +154,8 @@ def sources(paths: list[pathlib.Path], where: pathlib.Path, model, composed) -> 
         mech = variant_directory(where, MODEL_VARIANT)
         used += [mech / "anatomy.json", mech / "parts" / "anatomy.json"]
     out += [of_anatomy(p) for p in dict.fromkeys(used) if p.is_file()]
-    if composed is not None:
-        record = newest_record([results.directory() / PRICES_DIRECTORY, where / PRICES_DIRECTORY])
-        out += [of_prices(record)] if record else []
+    if composed is not None and composed.record:      # the prices record the composition used
+        out.append(of_prices(pathlib.Path(composed.record)))
     return out
 
 

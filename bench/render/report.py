@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats, verdict
-from bench.anatomy.composed import composed_model
+from bench.estimates import per_machine
 from bench.anatomy.model import CostModel, fitted_model
 from bench.render import anatomy, plots, prices, provenance
 from bench import results
@@ -203,7 +203,7 @@ def _first_screen(i: Inputs) -> list:
     interval judged drawn on it; then the verdict in full, its figures side by side, its caveat and
     the rule they follow."""
     h = i.findings.headline
-    return [("p", opening(h, i.health)),
+    return [("p", "\n".join(opening(i.findings, i.health))),
             ("h", 1, TITLE),
             *([("img", plots.KEY_PLOT, plots.key_caption(i.findings))] if plots.KEY_PLOT in i.plots else []),
             ("h", 2, "The verdict in full"),
@@ -215,12 +215,15 @@ def _first_screen(i: Inputs) -> list:
             ("p", "Inputs: " + ", ".join(f"`{p.name}`" for p in i.paths))]
 
 
-def opening(h: verdict.Headline, health) -> str:
-    """The answer (verdict.answer), opened by provenance.caution when a run it draws on is mostly unstable."""
-    said = " ".join(verdict.answer(h))
+def opening(f: verdict.Findings, health) -> tuple[str, ...]:
+    """The answer (verdict.answer_lines: the sentences on one line, then a line per machine), opened by
+    provenance.caution when a run it draws on is mostly unstable."""
+    lines = verdict.answer_lines(f)
+    said = " ".join(x for x in lines if not x.startswith("- "))
     warn = provenance.caution(list(health))
-    return f"{warn} {said[0].lower()}{said[1:]}" if warn and said.startswith("We ") else \
-        f"{warn} {said}" if warn else said
+    if warn:
+        said = f"{warn} {said[0].lower()}{said[1:]}" if said.startswith("We ") else f"{warn} {said}"
+    return (said, *(x for x in lines if x.startswith("- ")))
 
 
 def _every_backend(i: Inputs) -> list:
@@ -293,30 +296,25 @@ def build(i: Inputs) -> list:
     return doc
 
 
-def _composed(suites, paths):
-    """The estimate from measured prices for the host run among suites (bench.anatomy.composed), or (None, why);
-    (None, "") when the inputs hold no host run or no anatomy, where it has nothing to say."""
-    if not any(results.classify(results.read_json(p)) == "host" for p in suites):
-        return None, ""
-    if not anatomy_dir(paths).is_dir():
-        return None, ""
-    return composed_model(suites, anatomy_dir(paths))
-
-
 def _findings(df: pd.DataFrame, paths: list[pathlib.Path]):
-    """(Findings, suites, model, no_model, composed, no_composed): everything a report of paths judges."""
+    """(Findings, suites, model, no_model, composed, no_composed): everything a report of paths judges; each host
+    machine among the inputs judged on its own estimates (bench.estimates.per_machine), the newest one's shown
+    in full."""
     suites, _ = results.split(paths)
-    model, no_model = fitted_model(suites, anatomy_dir(paths))
-    composed, no_composed = _composed(suites, paths)
-    f = verdict.findings(df, verdict.ModelPrediction.of(model) if model else None, no_model,
-                         verdict.ComposedPrediction.of(composed) if composed else None, no_composed)
-    return f, suites, model, no_model, composed, no_composed
+    machines = per_machine(suites, anatomy_dir(paths))
+    if not machines:
+        model, no_model = fitted_model(suites, anatomy_dir(paths))
+        f = verdict.findings(df, verdict.ModelPrediction.of(model) if model else None, no_model)
+        return f, suites, model, no_model, None, ""
+    newest = list(machines.values())[-1]
+    f = verdict.findings(df, machines=machines)
+    return f, suites, newest.model, newest.no_model, newest.composed, newest.no_composed
 
 
 def answer(paths) -> tuple[str, ...]:
-    """The answer (verdict.answer) a report of paths opens with, without drawing or writing anything."""
+    """The answer (verdict.answer_lines) a report of paths opens with, without drawing or writing anything."""
     paths = [pathlib.Path(p) for p in paths]
-    return (opening(_findings(load_inputs(paths)[0], paths)[0].headline, healths(paths)),)
+    return opening(_findings(load_inputs(paths)[0], paths)[0], healths(paths))
 
 
 def healths(paths) -> list[provenance.Health]:
