@@ -29,6 +29,13 @@ def baseline_of(tmp_path, *medians, vm=False, sigma=0.05, name="baseline.json"):
     return R.write(runs, tmp_path / name)
 
 
+def summary_and_missing(text: str) -> tuple[str, str]:
+    """The summary under the table and the line after it (the missing section, if any)."""
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(("no regression:", "REGRESSION in")))
+    return lines[at], lines[at + 1]
+
+
 def test_the_same_run_again_is_unchanged_and_exits_0(tmp_path):
     b = baseline_of(tmp_path, BASE)
     current = write_suite(tmp_path / "current.json", BASE, seed=7)
@@ -59,7 +66,7 @@ def test_a_ratio_the_current_run_did_not_measure_is_missing_apart_from_regressed
     assert R.regressed_backends(table) == [] and R.missing_backends(table) == ["ptrace-syscall"]
     proc = run_bench("check", "--baseline", str(b), "--current", str(tmp_path / "c.json"))
     assert proc.returncode == 3, proc.stderr
-    summary, section = proc.stdout.splitlines()[-2:]
+    summary, section = summary_and_missing(proc.stdout)
     assert summary.startswith("no regression:") and "REGRESSION" not in proc.stdout
     assert section.startswith("missing: ptrace-syscall (") and "not measured" in section
     assert proc.stderr.strip() == "bench: failed: missing: ptrace-syscall (not measured by this run)"
@@ -76,8 +83,9 @@ def test_a_regression_outranks_a_missing_ratio_and_both_are_named_apart(tmp_path
     current = write_suite(tmp_path / "c.json", both, seed=7)
     proc = run_bench("check", "--baseline", str(b), "--current", str(current))
     assert proc.returncode == 1, proc.stderr
-    assert proc.stdout.splitlines()[-2].startswith("REGRESSION in ptrace-sysemu:")      # not ptrace-syscall
-    assert proc.stdout.splitlines()[-1].startswith("missing: ptrace-syscall (")
+    summary, section = summary_and_missing(proc.stdout)
+    assert summary.startswith("REGRESSION in ptrace-sysemu:")      # not ptrace-syscall
+    assert section.startswith("missing: ptrace-syscall (")
     md = run_bench("check", "--baseline", str(b), "--current", str(current), "--format", "markdown").stdout
     assert md.startswith("**REGRESSION in ptrace-sysemu:") and "\nmissing: ptrace-syscall (" in md
 
@@ -297,27 +305,44 @@ def test_a_guest_baseline_repeats_its_kernel_variant():
 
 @pytest.mark.skipif(not (stats.pathlib.Path(__file__).resolve().parent.parent / ".git").exists(),
                     reason="--against needs a git checkout")
-def test_against_a_commit_runs_its_own_tree_then_this_one(tmp_path):
+def test_against_a_commit_interleaves_its_own_trees_runs_with_this_ones(tmp_path):
     import subprocess
 
     from bench.measure.environment import REPO
 
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     proc = run_bench("check", "--against", "HEAD", "--results", str(tmp_path), "--warn-only", "--format", "json",
+                     "--repeat", "2",
                      "--", "run", "--backends", "native,ptrace-sysemu", "--pin", "same", "--processes", "1",
                      "--values", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert [r["ratio"] for r in report["ratios"]] == [SYSEMU_NATIVE.label]
-    assert f"HEAD ({head[:12]}) measured now" in report["summary"]
-    reference = json.loads((tmp_path / head[:12] / "run.json").read_text())["metadata"]
-    current = json.loads((tmp_path / "worktree" / "run.json").read_text())["metadata"]
-    # HEAD's run was made by HEAD's own code, exported beside the results; this tree's by this tree.
-    assert reference["vmexec_tag_revision"] == head
-    assert reference["vmexec_command"].startswith(str(tmp_path / "export" / "tree" / "bench"))
-    assert current["vmexec_command"].startswith(str(REPO / "bench")) and "vmexec_tag_revision" not in current
-    assert not (tmp_path / "export").exists()       # the exported tree is removed after its run
-    assert "the pair of runs took" in proc.stderr
+    assert f"HEAD ({head[:12]}) measured now, 2 runs interleaved" in report["summary"]
+    # base, head, base, head: drift between them falls on both sides.
+    order = [line.rsplit(" from ", 1)[1] for line in proc.stderr.splitlines() if line.startswith("check: running")]
+    assert order == [f"HEAD ({head[:12]}), 1 of 2", "this tree, 1 of 2", f"HEAD ({head[:12]}), 2 of 2",
+                     "this tree, 2 of 2"], order
+    for i in ("1", "2"):
+        reference = json.loads((tmp_path / head[:12] / i / "run.json").read_text())["metadata"]
+        current = json.loads((tmp_path / "worktree" / i / "run.json").read_text())["metadata"]
+        # HEAD's run was made by HEAD's own code, exported beside the results; this tree's by this tree.
+        assert reference["vmexec_tag_revision"] == head
+        assert reference["vmexec_command"].startswith(str(tmp_path / "export" / "tree" / "bench"))
+        assert current["vmexec_command"].startswith(str(REPO / "bench")) and "vmexec_tag_revision" not in current
+    assert not (tmp_path / "export").exists()       # the exported tree is removed after its runs
+    assert "the 2 pairs of runs took" in proc.stderr
+    # Two runs of each side: the spread between the commit's runs is measured, and its threshold from it.
+    assert report["ratios"][0]["threshold_source"] != "one-run baseline: spread not measured"
+    assert report["ratios"][0]["spread_measured"] is True
+
+
+def test_a_timed_comparison_repeats_by_default_and_an_icount_one_does_not():
+    from bench.measure import continuous
+
+    assert continuous.default_repeat(["run", "--fast"]) == continuous.REPEAT_TIMED > 1
+    assert continuous.default_repeat(list(continuous.DEFAULT_RUN)) == 1
+    assert continuous.default_repeat(["vm", "run", "--timing", "wall", "--", "--fast"]) == continuous.REPEAT_TIMED
 
 
 @pytest.mark.parametrize("args, message", [
@@ -325,6 +350,10 @@ def test_against_a_commit_runs_its_own_tree_then_this_one(tmp_path):
     (["check", "--against", "HEAD", "--current", "x.json"], "takes no --current"),
     (["check", "--baseline", "b.json", "--", "run"], "is what --against measures"),
     (["check", "--baseline", "b.json", "--results", "d"], "keeps the two runs of --against"),
+    (["check", "--baseline", "b.json", "--repeat", "2"], "how many runs of each tree --against makes"),
+    (["check", "--baseline", "b.json", "--threshold", "nan"], "must be above 0"),
+    (["check", "--baseline", "b.json", "--threshold", "-5"], "must be above 0"),
+    (["check", "--baseline", "b.json", "--threshold", "inf"], "must be above 0"),
     (["check", "--against", "HEAD", "--", "report"], "measures with `run` or `vm run`"),
 ])
 def test_bad_against_input_is_one_line_and_exit_2(args, message):
