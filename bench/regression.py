@@ -220,9 +220,9 @@ def detectable(threshold: float, interval_half: float, sigma: float) -> float:
     return math.expm1(max(math.log1p(threshold), interval_half) + Z_POWER * sigma)
 
 
-def preview(baseline: Baseline, fixed: float | None = None) -> dict[str, tuple[float, bool]]:
+def preview(baseline: Baseline) -> dict[str, tuple[float, bool]]:
     """{label: (smallest change caught, whether the spread was measured)} for each ratio of the baseline,
-    before any run: its own run's resamples stand for the current run's."""
+    before any run, by its own threshold's test: its own run's resamples stand for the current run's."""
     tail = 100 * (1 - CONFIDENCE) / 2
     out = {}
     for ratio, (value, boot, _) in ratio_table(baseline.values).items():
@@ -232,7 +232,7 @@ def preview(baseline: Baseline, fixed: float | None = None) -> dict[str, tuple[f
         measured = sigma is not None
         if not measured:        # two runs' resamples: this one's and the current run's, alike
             sigma, half = math.sqrt(2) * float(logs.std()), math.sqrt(2) * half
-        out[ratio.label] = (detectable(baseline.threshold(ratio, fixed)[0], half, sigma), measured)
+        out[ratio.label] = (detectable(baseline.threshold(ratio)[0], half, sigma), measured)
     return out
 
 
@@ -410,7 +410,11 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False, *, fix
         change = after / before
         sigma = baseline.spread(ratio, current_runs)
         # Unmeasured spread: the resamples' own spread, a lower bound (it leaves out run-to-run drift).
-        power = detectable(threshold, math.log(change / low), float(np.log(changes).std()) if sigma is None else sigma)
+        half, noise_sd = math.log(change / low), float(np.log(changes).std()) if sigma is None else sigma
+        power = detectable(threshold, half, noise_sd)
+        # What the noise lets any check tell from drift: its own threshold's test (the same as power's
+        # unless --threshold fixed another).  A change asked for below it is within the noise.
+        resolvable = power if fixed is None else detectable(baseline.threshold(ratio, None, current_runs)[0], half, noise_sd)
         verdict, note = judge(change, low, high, threshold), ""
         timed = ratio_mode(run_mode, ratio) == "timed"
         fewest = n_after if centred else min(n_after, n_before)     # a centre of runs stands without its values
@@ -423,21 +427,22 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False, *, fix
         rows.append({"ratio": ratio.label, "backend": ratio.case.backend, "reference": ratio.reference.backend,
                      "baseline": before, "current": after,
                      "change": change, "low": low, "high": high, "threshold": threshold,
-                     "threshold_source": source, "detectable": power, "spread_measured": sigma is not None,
+                     "threshold_source": source, "detectable": power, "resolvable": resolvable, "spread_measured": sigma is not None,
                      "verdict": verdict, "note": note})
     for ratio in missing:
         before, _, _ = base[ratio]
         rows.append({"ratio": ratio.label, "backend": ratio.case.backend, "reference": ratio.reference.backend,
                      "baseline": before, "current": np.nan,
                      "change": np.nan, "low": np.nan, "high": np.nan, "threshold": np.nan,
-                     "threshold_source": "", "detectable": np.nan, "spread_measured": False,
+                     "threshold_source": "", "detectable": np.nan, "resolvable": np.nan, "spread_measured": False,
                      "verdict": "missing", "note": ""})
     return pd.DataFrame(rows)
 
 
 def underpowered(table: pd.DataFrame, target: float) -> pd.DataFrame:
-    """The judged ratios that could not catch a change of `target` (their detectable change is larger)."""
-    return table[(table["verdict"] != "missing") & (table["detectable"] > target)]
+    """The judged ratios that could not catch a change of `target`: their noise cannot tell it from drift
+    (the smallest change their own threshold's test catches, "resolvable", is larger)."""
+    return table[(table["verdict"] != "missing") & (table["resolvable"] > target)]
 
 
 def _backends(table: pd.DataFrame, verdict: str) -> list[str]:

@@ -6,6 +6,7 @@ Kept apart from it so that every other command starts without importing pandas.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 import tempfile
@@ -62,7 +63,7 @@ def _cmd_check(args) -> int:
             current = args.current
             if current is None:
                 # Up front, before the run: what this baseline can catch, and the doubts it carries.
-                for line in stated_power(baseline, R.preview(baseline, args.threshold), args.threshold):
+                for line in [*stated_power(baseline, R.preview(baseline), args.threshold), *_busy_now()]:
                     print(f"check: {line}", file=sys.stderr, flush=True)
                 # Another machine's baseline was refused above (_refuse_before_importing), before any run.
                 current = continuous.run_bench(baseline.rerun, pathlib.Path(tmp) / "current")
@@ -87,6 +88,16 @@ def _cmd_check(args) -> int:
     if absent:
         print(f"bench: failed: {found}", file=sys.stderr)
     return R.exit_status(table)
+
+
+def _busy_now() -> list[str]:
+    """A line saying the host is busy before the run (the 1-minute load above its CPUs), or none: a timed
+    ratio that then moves is held back as inconclusive (bench.regression.check)."""
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= cpus:
+        return []
+    return [f"the host is busy now (load {load:.1f} on {cpus} CPUs): if it stays so, a timed ratio that moves "
+            "is judged inconclusive, not regressed; run the check on an idle host to catch a slowdown"]
 
 
 def _against(args, tmp: pathlib.Path):

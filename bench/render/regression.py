@@ -52,10 +52,11 @@ def power(table: pd.DataFrame, fixed: float | None) -> str:
     if fixed is not None:
         weak = underpowered(judged, fixed)
         if weak.empty:
-            return f"power: every ratio could catch the +{100 * fixed:g}% asked for ({POWER:.0%} power)"
-        return (f"power: {len(weak)} of {len(judged)} ratios could not catch the +{100 * fixed:g}% asked for "
-                f"({POWER:.0%} power; their noise is too large): "
-                + ", ".join(f"{r['ratio']} (catches {_catches(r)})" for _, r in weak.iterrows()))
+            return f"power: every ratio's noise lets it catch the +{100 * fixed:g}% asked for ({POWER:.0%} power)"
+        return (f"power: {len(weak)} of {len(judged)} ratios cannot catch the +{100 * fixed:g}% asked for: it is "
+                f"within their noise (the smallest change their noise lets a {POWER:.0%}-power check tell from "
+                "drift, in brackets), so they were judged at it but may miss it or cry wolf: "
+                + ", ".join(f"{r['ratio']} (+{100 * r['resolvable']:.3g}%)" for _, r in weak.iterrows()))
     low, high = judged.loc[judged["detectable"].idxmin()], judged.loc[judged["detectable"].idxmax()]
     unmeasured = (~judged["spread_measured"]).sum()
     return (f"power: the smallest change caught ({POWER:.0%} power) ranges from {_catches(low)} ({low['ratio']}) "
@@ -76,9 +77,9 @@ def stated_power(baseline: Baseline, preview: dict[str, tuple[float, bool]], fix
         weak = {label: p for label, p in preview.items() if p[0] > fixed}
         if weak:
             lines.append(f"power: {len(weak)} of {len(preview)} ratios cannot catch the +{100 * fixed:g}% asked for "
-                         f"with this baseline ({POWER:.0%} power; the noise it measured is too large): "
-                         + ", ".join(f"{label} (catches {'' if m else '≥'}+{100 * d:.3g}%)"
-                                     for label, (d, m) in weak.items()))
+                         f"with this baseline: it is within the noise the baseline measured (the smallest change "
+                         f"told from drift, {POWER:.0%} power, in brackets): "
+                         + ", ".join(f"{label} ({'' if m else '≥'}+{100 * d:.3g}%)" for label, (d, m) in weak.items()))
         return lines
     low, high = min(preview.items(), key=lambda lp: lp[1][0]), max(preview.items(), key=lambda lp: lp[1][0])
     lines.append(f"power: with this baseline the smallest change caught ({POWER:.0%} power) ranges from "
