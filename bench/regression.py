@@ -14,13 +14,8 @@ centre; a ratio's threshold is SIGMAS times the spread a new run shows
 against a centre of n runs, sd * sqrt(1 + 1/n), never below its mode's FLOOR.
 A baseline made from one run has no measured spread and uses UNMEASURED.
 A ratio's mode is exact only when both its cases ran on one CPU of an icount
-guest (ratio_mode); everything else is timed.  `--threshold` replaces every threshold by one fixed
-change (asv's --factor).
-
-Every ratio also states its power: the smallest slowdown the check would catch with probability
-POWER (detectable()), from the noise it was judged with.  A ratio that cannot be judged (one value per
-case: no interval; a zero-width interval on a wall clock; a timed ratio of a busy host) is
-inconclusive, with the reason in its note, never regressed or unchanged.
+guest (ratio_mode); everything else is timed.  `--threshold` fixes one threshold for all (asv's
+--factor).  Every ratio states its power (bench.power); one that cannot be judged is inconclusive.
 """
 from __future__ import annotations
 
@@ -29,7 +24,6 @@ import json
 import math
 import pathlib
 import shlex
-import statistics
 
 import numpy as np
 import pandas as pd
@@ -41,6 +35,7 @@ from bench import machine as machines
 from bench.results import IN_PROCESS, Case
 from bench.errors import UsageError
 from bench.measure.kernel import LOCALVERSIONS
+from bench.power import POWER, Z_POWER, detectable, physical, validate_noise  # noqa: F401 (names of the check)
 
 #: Each ratio is judged against these references.
 REFERENCES = (stats.NATIVE, stats.SYSEMU)
@@ -60,17 +55,6 @@ FLOOR = {"exact": 0.002, "timed": 0.02}
 ONE_CPU = ("same", IN_PROCESS)
 #: Thresholds of a baseline made from a single run (spread not measured).
 UNMEASURED = {"exact": 0.01, "timed": 0.15}
-#: The power every ratio states: the smallest change it catches this often (the usual 80%).
-POWER = 0.8
-Z_POWER = statistics.NormalDist().inv_cdf(POWER)
-#: Times a measurement of one intercepted call can physically take (ns): more than a tenth of a cycle,
-#: less than a minute.  A value outside is bad input (a hand-edited file), never judged: its ratios
-#: would overflow or underflow.
-PHYSICAL_NS = (0.1, 60e9)
-#: A ratio of two physical times lies in these bounds; a baseline centre outside them is bad input.
-RATIO_BOUNDS = (PHYSICAL_NS[0] / PHYSICAL_NS[1], PHYSICAL_NS[1] / PHYSICAL_NS[0])
-#: A run-to-run standard deviation of a log ratio above this (a factor of 7 between runs) measures nothing.
-MAX_SD = 2.0
 #: missing: the baseline has the ratio, the current run did not measure it (a backend that broke, or a
 #: case the run was not asked for): reported apart from regressed, it is no measured slowdown.
 VERDICTS = ("regressed", "missing", "improved", "inconclusive", "unchanged")
@@ -133,16 +117,6 @@ def ratio_table(df: pd.DataFrame) -> dict[Ratio, tuple[float, np.ndarray, int]]:
     return out
 
 
-def physical(df: pd.DataFrame) -> None:
-    """UsageError unless every value is a time one intercepted call can take (PHYSICAL_NS)."""
-    low, high = PHYSICAL_NS
-    bad = df[(df["value_ns"] < low) | (df["value_ns"] > high)]
-    if not bad.empty:
-        row = bad.iloc[0]
-        raise UsageError(f"{row['run_id']}: case {row['case']}: {row['value_ns']:.4g} ns is not a time one "
-                         f"intercepted call can take ({low:g} ns to {high / 1e9:g} s)")
-
-
 def noise(runs: list[pd.DataFrame]) -> dict[str, dict]:
     """{label: {"centre": geometric mean, "sd": standard deviation of the log ratio, "runs": n}} over
     runs of the same code (ratios found in two or more of them)."""
@@ -197,27 +171,6 @@ class Baseline:
     def centre(self, ratio: Ratio, reference_run: float) -> float:
         """What a new run's ratio is compared with: the centre of the baseline's runs, else its one run's."""
         return self.noise[ratio.label]["centre"] if ratio.label in self.noise else reference_run
-
-
-def validate_noise(noise: dict, where: pathlib.Path) -> None:
-    """UsageError unless every ratio's centre is a ratio of physical times and its spread a spread
-    (below MAX_SD): checked before a baseline is written and when one is read."""
-    for label, n in noise.items():
-        centre, sd, runs = n.get("centre"), n.get("sd"), n.get("runs")
-        if not (isinstance(centre, (int, float)) and RATIO_BOUNDS[0] <= centre <= RATIO_BOUNDS[1]):
-            raise UsageError(f"{where}: ratio {label}: centre {centre!r} is no ratio of two physical times")
-        if not (isinstance(sd, (int, float)) and 0 <= sd <= MAX_SD):
-            raise UsageError(f"{where}: ratio {label}: spread {sd!r} is not a standard deviation of a log ratio "
-                             f"(0 to {MAX_SD:g})")
-        if not (isinstance(runs, int) and not isinstance(runs, bool) and runs >= 2):
-            raise UsageError(f"{where}: ratio {label}: its spread counts {runs!r} runs, not 2 or more")
-
-
-def detectable(threshold: float, interval_half: float, sigma: float) -> float:
-    """The smallest slowdown caught with probability POWER by a check that needs the change above
-    1 + threshold and its interval's lower end (interval_half below it, in log) above 1, when the
-    change's log varies with standard deviation sigma: both conditions move with the same noise."""
-    return math.expm1(max(math.log1p(threshold), interval_half) + Z_POWER * sigma)
 
 
 def preview(baseline: Baseline) -> dict[str, tuple[float, bool]]:
@@ -429,20 +382,11 @@ def check(baseline: Baseline, current: pd.DataFrame, force: bool = False, *, fix
                      "change": change, "low": low, "high": high, "threshold": threshold,
                      "threshold_source": source, "detectable": power, "resolvable": resolvable, "spread_measured": sigma is not None,
                      "verdict": verdict, "note": note})
-    for ratio in missing:
-        before, _, _ = base[ratio]
+    for ratio in missing:       # every measured column NaN: not judged
         rows.append({"ratio": ratio.label, "backend": ratio.case.backend, "reference": ratio.reference.backend,
-                     "baseline": before, "current": np.nan,
-                     "change": np.nan, "low": np.nan, "high": np.nan, "threshold": np.nan,
-                     "threshold_source": "", "detectable": np.nan, "resolvable": np.nan, "spread_measured": False,
+                     "baseline": base[ratio][0], "threshold_source": "", "spread_measured": False,
                      "verdict": "missing", "note": ""})
-    return pd.DataFrame(rows)
-
-
-def underpowered(table: pd.DataFrame, target: float) -> pd.DataFrame:
-    """The judged ratios that could not catch a change of `target`: their noise cannot tell it from drift
-    (the smallest change their own threshold's test catches, "resolvable", is larger)."""
-    return table[(table["verdict"] != "missing") & (table["resolvable"] > target)]
+    return pd.DataFrame(rows, columns=list(rows[0]))
 
 
 def _backends(table: pd.DataFrame, verdict: str) -> list[str]:

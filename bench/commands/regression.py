@@ -72,7 +72,9 @@ def _cmd_check(args) -> int:
         busy = warn_if_busy([*references, *currents])
         elsewhere = R.differences(R.machine(baseline.values), R.machine(df))
         table = R.check(baseline, df, force=forced or args.against is not None, fixed=args.threshold,
-                        busy=bool(busy), current_runs=len(currents))
+                        # Interleaved runs share the load, and still a busy host's timed move is held back;
+                        # against a stored baseline the load is this run's alone: said, and the power says the rest.
+                        busy=bool(busy) and args.against is not None, current_runs=len(currents))
     print(render(table, baseline, args.format, fixed=args.threshold, busy=busy, elsewhere=elsewhere))
     if elsewhere and args.against is not None:
         print(f"check: note: the two trees' runs differ in {elsewhere}", file=sys.stderr)
@@ -91,13 +93,12 @@ def _cmd_check(args) -> int:
 
 
 def _busy_now() -> list[str]:
-    """A line saying the host is busy before the run (the 1-minute load above its CPUs), or none: a timed
-    ratio that then moves is held back as inconclusive (bench.regression.check)."""
+    """A line saying the host is busy before the run (the 1-minute load above its CPUs), or none."""
     load, cpus = os.getloadavg()[0], os.cpu_count() or 1
     if load <= cpus:
         return []
-    return [f"the host is busy now (load {load:.1f} on {cpus} CPUs): if it stays so, a timed ratio that moves "
-            "is judged inconclusive, not regressed; run the check on an idle host to catch a slowdown"]
+    return [f"the host is busy now (load {load:.1f} on {cpus} CPUs): if it stays so, its times are inflated and "
+            "noisier, so a slowdown may be missed or mimicked by the load; run the check on an idle host"]
 
 
 def _against(args, tmp: pathlib.Path):

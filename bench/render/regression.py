@@ -7,8 +7,7 @@ import json
 
 import pandas as pd
 
-from bench.regression import (CONFIDENCE, POWER, VERDICTS, Baseline, missing_backends, mode, regressed_backends,
-                              underpowered)
+from bench.regression import CONFIDENCE, POWER, VERDICTS, Baseline, missing_backends, mode, regressed_backends
 from bench.render.document import table as _table, to_markdown, to_text
 
 HEADERS = ["ratio", "baseline", "current", f"change ({CONFIDENCE:.0%} interval)", "threshold",
@@ -41,6 +40,12 @@ def summary(table: pd.DataFrame, baseline: Baseline) -> str:
     return (f"{verdict}: {counts} of {len(table)} ratios against {baseline.name} "
             f"({_modes(baseline.values)}; a ratio regressed when it got worse by more than its threshold "
             f"and its {CONFIDENCE:.0%} interval lies wholly above no change)")
+
+
+def underpowered(table: pd.DataFrame, target: float) -> pd.DataFrame:
+    """The judged ratios that could not catch a change of `target`: their noise cannot tell it from drift
+    (the smallest change their own threshold's test catches, "resolvable", is larger)."""
+    return table[(table["verdict"] != "missing") & (table["resolvable"] > target)]
 
 
 def power(table: pd.DataFrame, fixed: float | None) -> str:
@@ -92,9 +97,12 @@ def notes(table: pd.DataFrame, baseline: Baseline, busy: str | None) -> list[str
     lines = []
     if baseline.doubts:
         lines.append(f"the baseline was made of doubtful runs, accepted with --force: {'; '.join(baseline.doubts)}")
-    if busy:
-        held = int(table["note"].str.contains("host was busy").sum())
-        lines.append(f"the host was busy while measuring: timed ratios that moved are inconclusive ({held} held back)")
+    held = int(table["note"].str.contains("host was busy").sum())
+    if busy and held:
+        lines.append(f"the host was busy while measuring: {held} timed ratio{'s' if held != 1 else ''} that moved "
+                     "beyond the threshold held back as inconclusive")
+    elif busy:
+        lines.append("the host was busy while measuring: timed ratios may have moved with the load, not the code")
     return lines
 
 
