@@ -59,7 +59,7 @@ def power(table: pd.DataFrame, fixed: float | None) -> str:
         if weak.empty:
             return f"power: every ratio's noise lets it catch the +{100 * fixed:g}% asked for ({POWER:.0%} power)"
         return (f"power: {len(weak)} of {len(judged)} ratios cannot catch the +{100 * fixed:g}% asked for: it is "
-                f"within their noise (the smallest change their noise lets a {POWER:.0%}-power check tell from "
+                f"within their noise (the smallest change their noise lets an {POWER:.0%}-power check tell from "
                 "drift, in brackets), so they were judged at it but may miss it or cry wolf: "
                 + ", ".join(f"{r['ratio']} (+{100 * r['resolvable']:.3g}%)" for _, r in weak.iterrows()))
     low, high = judged.loc[judged["detectable"].idxmin()], judged.loc[judged["detectable"].idxmax()]
