@@ -113,7 +113,7 @@ def _against(args, tmp: pathlib.Path):
     if args.results is not None:
         writable_directory(args.results, create=True)
     reference, current, seconds = continuous.against(revision, command, where, repeat)
-    print(f"check: the {repeat} pair{'s' if repeat > 1 else ''} of runs took {sum(seconds.values()):.0f} s "
+    print(f"check: the {f'{repeat} pairs' if repeat > 1 else 'pair'} of runs took {sum(seconds.values()):.0f} s "
           f"({revision.asked} {revision.short}: {seconds['reference']:.0f} s, export and driver build included; "
           f"this tree: {seconds['current']:.0f} s)" + (f"; all kept in {where}" if args.results else ""),
           file=sys.stderr)
