@@ -14,7 +14,8 @@ centre; a ratio's threshold is SIGMAS times the spread a new run shows
 against a centre of n runs, sd * sqrt(1 + 1/n), never below its mode's FLOOR.
 A baseline made from one run has no measured spread and uses UNMEASURED.
 A ratio's mode is exact only when both its cases ran on one CPU of an icount
-guest (ratio_mode); everything else is timed.
+guest (ratio_mode); everything else is timed.  `--threshold` fixes one threshold for all (asv's
+--factor).  Every ratio states its power (bench.power); one that cannot be judged is inconclusive.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from bench import machine as machines
 from bench.results import IN_PROCESS, Case
 from bench.errors import UsageError
 from bench.measure.kernel import LOCALVERSIONS
+from bench.power import POWER, Z_POWER, detectable, physical, validate_noise  # noqa: F401 (names of the check)
 
 #: Each ratio is judged against these references.
 REFERENCES = (stats.NATIVE, stats.SYSEMU)
@@ -97,8 +99,10 @@ def machine(df: pd.DataFrame) -> dict[str, str]:
             "accelerator": str(first["accelerator"]), "timing": str(first["timing"])}
 
 
-def ratio_table(df: pd.DataFrame) -> dict[Ratio, tuple[float, np.ndarray]]:
-    """{ratio: (its value, bootstrap samples)} for one run: every backend against each reference."""
+def ratio_table(df: pd.DataFrame) -> dict[Ratio, tuple[float, np.ndarray, int]]:
+    """{ratio: (its value, bootstrap samples, values of its case with fewer)} for one run: every backend
+    against each reference."""
+    physical(df)
     out = {}
     points = df[["pages", "parallel"]].drop_duplicates().itertuples(index=False)
     backends = list(dict.fromkeys(df["backend"]))
@@ -108,7 +112,8 @@ def ratio_table(df: pd.DataFrame) -> dict[Ratio, tuple[float, np.ndarray]]:
                 if b in REFERENCES[:REFERENCES.index(ref) + 1]:     # itself, or the inverse of a ratio already taken
                     continue
                 for p in stats.paired_ratios(df, b, ref, pages=pages, parallel=parallel):
-                    out[Ratio(Case(b, p.numerator_pin, pages, parallel), Case(ref, p.denominator_pin))] = (p.ratio, p.boot)
+                    out[Ratio(Case(b, p.numerator_pin, pages, parallel), Case(ref, p.denominator_pin))] = \
+                        (p.ratio, p.boot, min(p.n_numerator, p.n_denominator))
     return out
 
 
@@ -134,17 +139,29 @@ class Baseline:
     runs: list[str]                 # the runs it was made from
     rerun: list[str]                # `python -m bench` arguments that repeat its run
     described: str = ""             # how the check names it ("the baseline FILE" if empty)
+    doubts: tuple[str, ...] = ()    # why its runs are doubtful (busy host, pyperf's instability): accepted by --force
 
     @property
     def name(self) -> str:
         return self.described or f"the baseline {self.path.name}"
 
-    def threshold(self, ratio: Ratio) -> tuple[float, str]:
-        """(threshold, where it comes from) for one ratio."""
+    def spread(self, ratio: Ratio, current_runs: int = 1) -> float | None:
+        """The standard deviation of the log change between the centre and a current ratio taken over
+        current_runs runs, sd * sqrt(1/current_runs + 1/n); None where the baseline measured no spread."""
+        if ratio.label not in self.noise:
+            return None
+        n = self.noise[ratio.label]
+        return n["sd"] * math.sqrt(1 / current_runs + 1 / n["runs"])
+
+    def threshold(self, ratio: Ratio, fixed: float | None = None, current_runs: int = 1) -> tuple[float, str]:
+        """(threshold, where it comes from) for one ratio: `fixed` if given (--threshold), else from its noise."""
+        if fixed is not None:
+            return fixed, "fixed by --threshold"
         m = ratio_mode(mode(self.values), ratio)
-        if ratio.label in self.noise:
+        sigma = self.spread(ratio, current_runs)
+        if sigma is not None:
             n = self.noise[ratio.label]
-            measured = math.expm1(SIGMAS * n["sd"] * math.sqrt(1 + 1 / n["runs"]))
+            measured = math.expm1(SIGMAS * sigma)
             spread = f"sd {100 * n['sd']:.2f}% over {n['runs']} runs"
             if measured >= FLOOR[m]:
                 return measured, f"{SIGMAS:g} sd: {spread}"
@@ -154,6 +171,22 @@ class Baseline:
     def centre(self, ratio: Ratio, reference_run: float) -> float:
         """What a new run's ratio is compared with: the centre of the baseline's runs, else its one run's."""
         return self.noise[ratio.label]["centre"] if ratio.label in self.noise else reference_run
+
+
+def preview(baseline: Baseline) -> dict[str, tuple[float, bool]]:
+    """{label: (smallest change caught, whether the spread was measured)} for each ratio of the baseline,
+    before any run, by its own threshold's test: its own run's resamples stand for the current run's."""
+    tail = 100 * (1 - CONFIDENCE) / 2
+    out = {}
+    for ratio, (value, boot, _) in ratio_table(baseline.values).items():
+        logs = np.log(boot)
+        half = math.log(value) - float(np.percentile(logs, tail))
+        sigma = baseline.spread(ratio)
+        measured = sigma is not None
+        if not measured:        # two runs' resamples: this one's and the current run's, alike
+            sigma, half = math.sqrt(2) * float(logs.std()), math.sqrt(2) * half
+        out[ratio.label] = (detectable(baseline.threshold(ratio)[0], half, sigma), measured)
+    return out
 
 
 def kernel_variant(release: str) -> str:
@@ -206,9 +239,14 @@ def make(paths: list[pathlib.Path]) -> tuple[dict, pd.DataFrame, pathlib.Path]:
     return meta, reference, newest
 
 
-def write(paths: list[pathlib.Path], output: pathlib.Path, force: bool = False) -> pathlib.Path:
-    """Write (or replace) a baseline: the newest of `paths` with BASELINE_KEY added to its metadata."""
+def write(paths: list[pathlib.Path], output: pathlib.Path, force: bool = False,
+          doubts: list[str] | tuple[str, ...] = ()) -> pathlib.Path:
+    """Write (or replace) a baseline: the newest of `paths` with BASELINE_KEY added to its metadata.
+    doubts (why its runs are doubtful, accepted by --force) are recorded in it, and every check says them."""
     meta, _, newest = make(paths)
+    validate_noise(meta["noise"], output)       # before anything is written: never refused once on disk
+    if doubts:
+        meta["doubts"] = list(doubts)
     if output.exists():
         old = load(output)
         if machine(old.values) != meta["machine"] and not force:
@@ -225,12 +263,31 @@ def write(paths: list[pathlib.Path], output: pathlib.Path, force: bool = False) 
 
 def load(path: pathlib.Path) -> Baseline:
     meta = baseline_metadata(path, results.read_json(path))
-    return Baseline(path, stats.load([path]), meta["noise"], meta["runs"], meta["rerun"])
+    validate_noise(meta["noise"], path)
+    doubts = meta.get("doubts", [])
+    if not (isinstance(doubts, list) and all(isinstance(d, str) for d in doubts)):
+        raise UsageError(f"{path}: malformed {BASELINE_KEY} metadata (doubts must be a list of strings)")
+    values = stats.load([path])
+    physical(values)
+    return Baseline(path, values, meta["noise"], meta["runs"], meta["rerun"], doubts=tuple(doubts))
 
 
-def from_run(path: pathlib.Path, rerun: list[str], described: str) -> Baseline:
-    """A one-run baseline made in memory from a run of this machine (bench check --against)."""
-    return Baseline(path, stats.load([path]), {}, [path.name], rerun, described)
+def from_runs(paths: list[pathlib.Path], rerun: list[str], described: str) -> Baseline:
+    """A baseline made in memory from runs of this machine made now (bench check --against): its spread
+    measured when there are two or more."""
+    meta, reference, newest = make(paths)
+    return Baseline(newest, reference, meta["noise"], meta["runs"], rerun, described)
+
+
+def merged(paths: list[pathlib.Path]) -> pd.DataFrame:
+    """The runs of one side as one run (bench.stats.load's frame): their workers side by side, so each
+    ratio is taken over all of them and the bootstrap resamples workers of every run."""
+    df = stats.load(paths)
+    workers = df.groupby("run_id", sort=False)["worker"].max().add(1).cumsum().shift(fill_value=0)
+    df["worker"] = df["worker"] + df["run_id"].map(workers)
+    df["run_id"] = df["run_id"].iloc[-1]
+    df["started"] = df["started"].min()
+    return df
 
 
 def from_window(current: pathlib.Path, k: int, where: pathlib.Path | None = None) -> Baseline:
@@ -277,37 +334,59 @@ def judge(change: float, low: float, high: float, threshold: float) -> str:
     return "unchanged"
 
 
-def check(baseline: Baseline, current: pd.DataFrame, force: bool = False) -> pd.DataFrame:
-    """One row per ratio found in both runs: baseline, current, change and its interval, threshold, verdict."""
+def check(baseline: Baseline, current: pd.DataFrame, force: bool = False, *, fixed: float | None = None,
+          busy: bool = False, current_runs: int = 1) -> pd.DataFrame:
+    """One row per ratio found in both runs: baseline, current, change and its interval, threshold, the
+    smallest change it could catch (detectable), verdict and a note saying why a ratio was not judged.
+
+    fixed: one threshold for every ratio (--threshold); busy: the host was busy while measuring, so a
+    timed ratio's move is not judged; current_runs: runs merged into `current` (check --against)."""
     refuse_foreign(baseline, machine(current), force)
     base, cur = ratio_table(baseline.values), ratio_table(current)
     common = [ratio for ratio in cur if ratio in base]
     if not common:
         raise UsageError(f"the current run and {baseline.name} have no ratio in common")
     missing = [ratio for ratio in base if ratio not in cur]
+    run_mode = mode(baseline.values)
     tail = 100 * (1 - CONFIDENCE) / 2
     shuffle = np.random.default_rng(stats.SEED + 1)     # independent pairing of the two runs' resamples
     rows = []
     for ratio in common:
-        reference_run, boot_before = base[ratio]
+        reference_run, boot_before, n_before = base[ratio]
         before = baseline.centre(ratio, reference_run)
-        after, boot_after = cur[ratio]
+        after, boot_after, n_after = cur[ratio]
         # Against a centre of several runs, the current run's own resamples; against one run, both runs'.
-        changes = boot_after / (before if ratio.label in baseline.noise else shuffle.permutation(boot_before))
-        low, high = np.percentile(changes, [tail, 100 - tail])
-        threshold, source = baseline.threshold(ratio)
+        centred = ratio.label in baseline.noise
+        changes = boot_after / (before if centred else shuffle.permutation(boot_before))
+        low, high = (float(x) for x in np.percentile(changes, [tail, 100 - tail]))
+        threshold, source = baseline.threshold(ratio, fixed, current_runs)
         change = after / before
+        sigma = baseline.spread(ratio, current_runs)
+        # Unmeasured spread: the resamples' own spread, a lower bound (it leaves out run-to-run drift).
+        half, noise_sd = math.log(change / low), float(np.log(changes).std()) if sigma is None else sigma
+        power = detectable(threshold, half, noise_sd)
+        # What the noise lets any check tell from drift: its own threshold's test (the same as power's
+        # unless --threshold fixed another).  A change asked for below it is within the noise.
+        resolvable = power if fixed is None else detectable(baseline.threshold(ratio, None, current_runs)[0], half, noise_sd)
+        verdict, note = judge(change, low, high, threshold), ""
+        timed = ratio_mode(run_mode, ratio) == "timed"
+        fewest = n_after if centred else min(n_after, n_before)     # a centre of runs stands without its values
+        if fewest < 2:
+            verdict, note = "inconclusive", "one value per case: no interval, not judged"
+        elif timed and high == low:
+            verdict, note = "inconclusive", "zero-width interval on a wall clock: not a measurement, not judged"
+        elif busy and timed and verdict in ("regressed", "improved"):
+            verdict, note = "inconclusive", f"{verdict} beyond the threshold, but the host was busy"
         rows.append({"ratio": ratio.label, "backend": ratio.case.backend, "reference": ratio.reference.backend,
                      "baseline": before, "current": after,
-                     "change": change, "low": float(low), "high": float(high), "threshold": threshold,
-                     "threshold_source": source, "verdict": judge(change, low, high, threshold)})
-    for ratio in missing:
-        before, _ = base[ratio]
+                     "change": change, "low": low, "high": high, "threshold": threshold,
+                     "threshold_source": source, "detectable": power, "resolvable": resolvable, "spread_measured": sigma is not None,
+                     "verdict": verdict, "note": note})
+    for ratio in missing:       # every measured column NaN: not judged
         rows.append({"ratio": ratio.label, "backend": ratio.case.backend, "reference": ratio.reference.backend,
-                     "baseline": before, "current": np.nan,
-                     "change": np.nan, "low": np.nan, "high": np.nan, "threshold": np.nan,
-                     "threshold_source": "", "verdict": "missing"})
-    return pd.DataFrame(rows)
+                     "baseline": base[ratio][0], "threshold_source": "", "spread_measured": False,
+                     "verdict": "missing", "note": ""})
+    return pd.DataFrame(rows, columns=list(rows[0]))
 
 
 def _backends(table: pd.DataFrame, verdict: str) -> list[str]:

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from bench import stats
-from bench.measure import continuous
 from conftest import run_bench
 from tracers.driver import PLANT_ENV
 
@@ -42,7 +41,8 @@ def test_a_planted_slowdown_fails_the_check_against_head_naming_ptrace_sysemu(tm
     report = json.loads(proc.stdout)
     assert report["regressed"] == ["ptrace-sysemu"]
     # The reference is HEAD's tree without the plant: the change is the plant over its own cost.
-    reference = stats.load(sorted((tmp_path / continuous.resolve("HEAD").short).glob("*.json")))
+    reference = stats.load([Path(report["baseline"])])        # HEAD's run (one: icount repeats exactly)
+    assert Path(report["baseline"]).parent.parent.parent == tmp_path
     sysemu = reference[(reference["backend"] == "ptrace-sysemu") & (reference["pin"] == "same")]["value_ns"].median()
     same = [r for r in report["ratios"] if r["ratio"] == "ptrace-sysemu:pin=same ÷ native:pin=in-process"]
     assert same and same[0]["verdict"] == "regressed"

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import pathlib
 import sys
 
 from bench import outputs
 from bench.errors import BenchError, UsageError, writable_directory
-from bench.measure.continuous import DEFAULT_RUN
+from bench.measure.continuous import DEFAULT_RUN, REPEAT_TIMED
 from bench.results import warn_if_busy
 
 FORMATS = ("text", "json", "markdown")
@@ -39,6 +40,8 @@ def _cmd_check(args) -> int:
         raise UsageError("a command after -- is what --against measures; with a baseline its own run is repeated")
     if args.results is not None and args.against is None:
         raise UsageError("--results keeps the two runs of --against")
+    if args.repeat is not None and args.against is None:
+        raise UsageError("--repeat says how many runs of each tree --against makes")
     if args.against is not None and args.current is not None:
         raise UsageError("--against measures both trees now: it takes no --current")
     if args.command[:1] == ["--"]:
@@ -47,26 +50,33 @@ def _cmd_check(args) -> int:
     if args.baseline is not None and args.current is None:
         _refuse_before_importing(args, forced)
 
-    from bench import stats
     from bench.measure import continuous
     from bench import regression as R
-    from bench.render.regression import render
+    from bench.render.regression import render, stated_power
 
     with outputs.scratch("check") as tmp:       # a killed check's tree goes at the next command's start
         if args.against is not None:
-            baseline, current = _against(args, pathlib.Path(tmp))
+            baseline, references, currents = _against(args, pathlib.Path(tmp))
         else:
+            references = []
             baseline = R.from_window(args.current, args.baseline_window) if args.baseline_window is not None \
                 else R.load(args.baseline)
             current = args.current
             if current is None:
+                # Up front, before the run: what this baseline can catch, and the doubts it carries.
+                for line in [*stated_power(baseline, R.preview(baseline), args.threshold), *_busy_now()]:
+                    print(f"check: {line}", file=sys.stderr, flush=True)
                 # Another machine's baseline was refused above (_refuse_before_importing), before any run.
                 current = continuous.run_bench(baseline.rerun, pathlib.Path(tmp) / "current")
-        df = stats.load([current])
-        warn_if_busy([current])
+            currents = [current]
+        df = R.merged(currents)
+        busy = warn_if_busy([*references, *currents])
         elsewhere = R.differences(R.machine(baseline.values), R.machine(df))
-        table = R.check(baseline, df, force=forced or args.against is not None)
-    print(render(table, baseline, args.format))
+        table = R.check(baseline, df, force=forced or args.against is not None, fixed=args.threshold,
+                        # Interleaved runs share the load, and still a busy host's timed move is held back;
+                        # against a stored baseline the load is this run's alone: said, and the power says the rest.
+                        busy=bool(busy) and args.against is not None, current_runs=len(currents))
+    print(render(table, baseline, args.format, fixed=args.threshold, busy=busy, elsewhere=elsewhere))
     if elsewhere and args.against is not None:
         print(f"check: note: the two trees' runs differ in {elsewhere}", file=sys.stderr)
     named, absent = R.regressed_backends(table), R.missing_backends(table)
@@ -83,22 +93,48 @@ def _cmd_check(args) -> int:
     return R.exit_status(table)
 
 
+def _busy_now() -> list[str]:
+    """A line saying the host is busy before the run (the 1-minute load above its CPUs), or none."""
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= cpus:
+        return []
+    return [f"the host is busy now (load {load:.1f} on {cpus} CPUs): if it stays so, its times are inflated and "
+            "noisier, so a slowdown may be missed or mimicked by the load; run the check on an idle host"]
+
+
 def _against(args, tmp: pathlib.Path):
-    """(one-run baseline from the comparison commit, this tree's results file), both measured now."""
+    """(a baseline of the comparison commit's runs, their files, this tree's runs), measured now, interleaved."""
     from bench.measure import continuous
     from bench import regression as R
 
     revision = continuous.resolve(args.against)
     command = list(args.command or DEFAULT_RUN)
+    repeat = args.repeat or continuous.default_repeat(command)
     where = args.results or tmp
     with _kept_results(args.results):
-        reference, current, seconds = continuous.against(revision, command, where)
-    print(f"check: the pair of runs took {sum(seconds.values()):.0f} s ({revision.asked} "
-          f"{revision.short}: {seconds['reference']:.0f} s, export and driver build included; "
-          f"this tree: {seconds['current']:.0f} s)" + (f"; both kept in {where}" if args.results else ""),
+        reference, current, seconds = continuous.against(revision, command, where, repeat)
+    print(f"check: the {f'{repeat} pairs' if repeat > 1 else 'pair'} of runs took {sum(seconds.values()):.0f} s "
+          f"({revision.asked} {revision.short}: {seconds['reference']:.0f} s, export and driver build included; "
+          f"this tree: {seconds['current']:.0f} s)" + (f"; all kept in {where}" if args.results else ""),
           file=sys.stderr)
-    baseline = R.from_run(reference, command, f"{revision.asked} ({revision.short}) measured now")
-    return baseline, current
+    baseline = R.from_runs(reference, command, f"{revision.asked} ({revision.short}) measured now"
+                           + (f", {repeat} runs interleaved with this tree's" if repeat > 1 else ""))
+    return baseline, reference, current
+
+
+def _doubts(paths: list[pathlib.Path]) -> list[str]:
+    """Why runs make a doubtful baseline: the busy-host warning's own test, pyperf's instability."""
+    from bench.render.summary import pyperf_warnings
+    from bench.results import busy_warning
+
+    found = []
+    for path in paths:
+        if busy_warning([path]):
+            found.append(f"{path.name}: host busy")
+        unstable = next((names for kind, names in pyperf_warnings(path).items() if kind.startswith("unstable")), [])
+        if unstable:
+            found.append(f"{path.name}: pyperf calls {len(unstable)} case{'s' if len(unstable) != 1 else ''} unstable")
+    return found
 
 
 def _kept_results(directory: pathlib.Path | None):
@@ -113,11 +149,20 @@ def _kept_results(directory: pathlib.Path | None):
 def _cmd_baseline(args) -> int:
     from bench import regression as R
 
+    from bench import stats
+
+    stats.load(args.runs)           # bad input first: one line, before the runs' quality is read
+    doubts = _doubts(args.runs)
+    if doubts and not args.force:
+        raise UsageError(f"refusing a baseline of doubtful runs ({'; '.join(doubts)}): its thresholds would "
+                         "come from a busy host's noise; measure again on an idle host, or --force to accept "
+                         "them (the baseline is marked, and every check says so)")
     with outputs.exclusive(args.output, wait=False, what="baseline"):     # a concurrent one is refused
-        written = R.write(args.runs, args.output, force=args.force)
+        written = R.write(args.runs, args.output, force=args.force, doubts=doubts)
     b = R.load(written)
     print(f"baseline: {written} ({len(b.runs)} run(s); "
-          + (f"noise measured for {len(b.noise)} ratios" if b.noise else "noise not measured: one run") + ")")
+          + (f"noise measured for {len(b.noise)} ratios" if b.noise else "noise not measured: one run")
+          + (f"; marked doubtful: {'; '.join(doubts)}" if doubts else "") + ")")
     return 0
 
 
@@ -169,6 +214,17 @@ def _count(text: str) -> int:
     return k
 
 
+def _percent(text: str) -> float:
+    """A threshold in percent (0 < PCT <= 1000), as a fraction."""
+    try:
+        pct = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of percent: {text!r}")
+    if not 0 < pct <= 1000:         # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1000 (percent), not {text}")
+    return pct / 100
+
+
 def register_cli(subparsers) -> None:
     k = subparsers.add_parser(
         "check", help="judge a run against a baseline or another commit (exit 1 on a regression, 3 on a missing ratio)",
@@ -191,6 +247,14 @@ def register_cli(subparsers) -> None:
                         help="a git commit (e.g. HEAD^, origin/main): its tree and this one make the same run now, "
                              "here, and this one is judged against it; the run after -- (default: "
                              f"the icount guest, `{' '.join(DEFAULT_RUN)}`, about 7 minutes for the pair)")
+    k.add_argument("--threshold", type=_percent, metavar="PCT",
+                   help="judge every ratio against this fixed change in percent (as asv's --factor) instead of "
+                        "thresholds from the baseline's measured noise; the check names the ratios whose noise "
+                        "is too large to catch it")
+    k.add_argument("--repeat", type=_count, metavar="K",
+                   help="with --against: K runs of each tree, interleaved (base, head, base, head ...) so that "
+                        "the host's drift falls on both and their spread is measured (default: 1 for an icount "
+                        f"guest run, deterministic; {REPEAT_TIMED} for a timed run)")
     k.add_argument("--output-dir", "--results", dest="results", type=pathlib.Path, metavar="DIR",
                    help="with --against: keep both runs' results files here (default: removed)")
     k.add_argument("command", nargs=argparse.REMAINDER,
@@ -208,7 +272,9 @@ def register_cli(subparsers) -> None:
     b.add_argument("runs", nargs="+", type=pathlib.Path, metavar="RUN",
                    help="results files; two or more measure each ratio's run-to-run noise")
     b.add_argument("--output", type=pathlib.Path, required=True, metavar="FILE")
-    b.add_argument("--force", action="store_true", help="replace a baseline taken on another machine")
+    b.add_argument("--force", action="store_true",
+                   help="replace a baseline taken on another machine; accept runs of a busy host or that pyperf "
+                        "calls unstable (refused otherwise), marking the baseline so that every check says so")
     b.set_defaults(func=_cmd_baseline)
 
     h = subparsers.add_parser("history", help="each backend's speed-up over ptrace-sysemu (its ns ÷ the backend's, "

@@ -1,6 +1,8 @@
 """Runs the regression check makes: a baseline's run repeated now, and `bench check --against REV`,
 which measures a commit's tree and the working tree on this machine and judges one against the
 other (as asv's `continuous` does), so no baseline from another day, kernel or emulator is needed.
+A timed run is made several times from each tree, interleaved (base, head, base, head ...), so that
+whatever the host does meanwhile falls on both sides (interleaved(): two sides, any two trees).
 
 The comparison commit's tree is exported with `git archive` into a temporary directory (nothing in
 the repository changes), its C driver is built there by its own setup.py, and its own
@@ -166,21 +168,62 @@ def honest_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in TEST_KNOBS}
 
 
-def against(revision: Revision, command: list[str], where: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, dict]:
-    """(the commit's results file, this tree's results file, seconds each took): the same run from
-    both trees, the commit's first, into where/<sha12>/ and where/worktree/."""
+@dataclasses.dataclass(frozen=True)
+class Side:
+    """One side of a comparison: a tree (its directory and environment) and where its runs go."""
+    label: str                      # how its runs are named, e.g. "HEAD^ (abc123def456)", "this tree"
+    results: pathlib.Path           # its runs go to results/1/, results/2/, ...
+    cwd: pathlib.Path = REPO
+    env: dict[str, str] | None = None
+    extra: tuple[str, ...] = ()     # appended to the command (its revision tag)
+
+
+def interleaved(sides: tuple[Side, Side], command: list[str], repeat: int) -> tuple[list[list[pathlib.Path]], list[float]]:
+    """([each side's results files], [each side's seconds]): the same run from both sides, `repeat` times,
+    alternating (first, second, first, second ...) so that the host's drift falls on both."""
+    files: list[list[pathlib.Path]] = [[], []]
+    seconds = [0.0, 0.0]
+    for i in range(1, repeat + 1):
+        for k, side in enumerate(sides):
+            started = time.monotonic()
+            of = f", {i} of {repeat}" if repeat > 1 else ""
+            files[k].append(run_bench([*command, *side.extra], side.results / str(i), cwd=side.cwd, env=side.env,
+                                      what=f" from {side.label}{of}"))
+            seconds[k] += time.monotonic() - started
+    return files, seconds
+
+
+#: Runs of each tree `--against` makes of a timed run by default: the fewest whose spread means something.
+REPEAT_TIMED = 3
+
+
+def default_repeat(command: list[str]) -> int:
+    """1 for an icount guest run (the same path repeats to the instruction), REPEAT_TIMED otherwise."""
+    if not _is_guest_run(command):
+        return REPEAT_TIMED
+    split = command.index("--") if "--" in command else len(command)
+    parser = argparse.ArgumentParser(prog="vm run", add_help=False)
+    vm.add_vm_options(parser)
+    known, _ = parser.parse_known_args(command[2:split])
+    return 1 if known.timing == "icount" else REPEAT_TIMED
+
+
+def against(revision: Revision, command: list[str], where: pathlib.Path,
+            repeat: int = 1) -> tuple[list[pathlib.Path], list[pathlib.Path], dict]:
+    """(the commit's results files, this tree's results files, seconds each side took): the same run
+    from both trees, `repeat` times each, interleaved (interleaved()), into where/<sha12>/ and where/worktree/."""
     _with_output(command, where)        # a command that cannot be measured is refused first
     started = time.monotonic()
     try:
         tree = export_tree(revision, where / "export")
-        env = {**honest_environment(), "PYTHONPATH": str(tree)}
-        reference = run_bench([*command, *_revision_tag(command, revision)], where / revision.short, cwd=tree,
-                              env=env, what=f" from {revision.asked} ({revision.short})")
+        exported = time.monotonic() - started
+        base = Side(f"{revision.asked} ({revision.short})", where / revision.short, tree,
+                    {**honest_environment(), "PYTHONPATH": str(tree)}, tuple(_revision_tag(command, revision)))
+        (reference, current), (base_s, head_s) = interleaved((base, Side("this tree", where / "worktree")),
+                                                               command, repeat)
     finally:
         shutil.rmtree(where / "export", ignore_errors=True)
-    middle = time.monotonic()
-    current = run_bench(command, where / "worktree", what=" from this tree")
-    return reference, current, {"reference": middle - started, "current": time.monotonic() - middle}
+    return reference, current, {"reference": exported + base_s, "current": head_s}
 
 
 def _revision_tag(command: list[str], revision: Revision) -> list[str]:
