@@ -38,8 +38,9 @@ RESULTS_ENV = "VMEXEC_RESULTS"
 DIRECTORY_ENV = "VMEXEC_RESULTS_DIR"
 RFC_KIND = "rfc-replica"
 
-#: Every vmexec_* key of a pyperf suite written by this harness, and what it means.
-#: `--tag KEY=VALUE` adds vmexec_tag_KEY; the tags below are the ones the harness sets itself.
+#: Every vmexec_* key of a pyperf suite written by this harness, and what it means.  Each is a fact the
+#: harness measured or detected: `--tag KEY=VALUE` adds vmexec_tag_KEY, a free label no reader takes
+#: for a fact, and refuses every KEY in RESERVED_TAGS.
 METADATA = {
     # one case (Case; its placement: bench.measure.plan.Planned)
     "vmexec_backend": "interception backend (tracers/)",
@@ -53,10 +54,20 @@ METADATA = {
     "vmexec_kernel_version": "kernel build (uname -v)",
     "vmexec_cpu_model": "CPU model name (/proc/cpuinfo)",
     "vmexec_cpus": "CPUs the run could use (its affinity when it started)",
-    "vmexec_accelerator": "bare-metal, tcg, or virtualized (hypervisor), as seen from inside",
+    "vmexec_accelerator": "bare-metal, virtualized (hypervisor) or tcg as seen from inside; in the project's "
+                          "guest, the accelerator `bench vm run` started it with: kvm or tcg",
+    "vmexec_clocksource": "the kernel's clock source (/sys/devices/system/clocksource)",
     "vmexec_mitigations": "JSON: /sys/devices/system/cpu/vulnerabilities, file by file",
     "vmexec_commit": "git describe of the harness that measured",
     "vmexec_compiler": "the compiler that built the C driver (its loops and tracers)",
+    # the project's QEMU guest (bench.measure.environment.guest: what `bench vm run` started it with)
+    "vmexec_vm": "1: measured inside the project's QEMU guest; 0: not",
+    "vmexec_timing": "the clock: wall, or icount (the guest's, 1 ns per instruction)",
+    "vmexec_qemu": "in a guest: the QEMU that ran it (qemu-system-x86_64 --version)",
+    "vmexec_host_cpu_model": "in a guest: the host's CPU model under it",
+    "vmexec_kernel_source": "in a guest: the Debian package its kernel was built from, and its version",
+    "vmexec_vcpu_host_cpus": "in a guest started with --pin-vcpus: the host CPU each vCPU's thread was pinned "
+                             "to, in vCPU order",
     # the run (bench.measure.runner)
     "vmexec_cpus_used": "the two CPUs pinned cases used: TRACER,TRACEE",
     "vmexec_command": "the command line of the run",
@@ -65,21 +76,49 @@ METADATA = {
     "vmexec_first_call_ns": "JSON: case -> the cost (ns) of the first call at a fresh site, for binary "
                             "rewriting backends that patch a site at its first trap (median of 16 sites, "
                             "in the run's check)",
-    # tags set by `bench vm run` (bench.measure.vm)
-    "vmexec_tag_vm": "1: measured inside the project's QEMU guest",
-    "vmexec_tag_accelerator": "the guest's accelerator: kvm or tcg",
-    "vmexec_tag_timing": "the guest's clock: wall, or icount (1 ns per instruction)",
-    "vmexec_tag_guest_kernel": "the guest kernel's release",
-    "vmexec_tag_qemu": "the QEMU that ran the guest (qemu-system-x86_64 --version)",
-    "vmexec_tag_host_cpu_model": "the host's CPU model under the guest",
-    "vmexec_tag_kernel_source": "the Debian package the guest kernel was built from, and its version",
-    "vmexec_tag_vcpu_host_cpus": "with --pin-vcpus: the host CPU each vCPU's thread was pinned to, in vCPU order",
-    # set by `bench check --against` on the comparison commit's run
+    # set by `bench check --against` on the comparison commit's run (a label: the tree's own
+    # vmexec_commit is the fact)
     "vmexec_tag_revision": "the git commit whose tree made the run (bench check --against)",
     # a baseline (bench.regression)
     "vmexec_baseline": "JSON: the runs a baseline was made from, each ratio's measured run-to-run noise, "
                        "and the arguments that repeat its run",
 }
+#: The tags `bench vm run` wrote before the harness recorded those facts itself (files older than
+#: vmexec_vm): facts() reads them only where a measured fact corroborates them.
+LEGACY_TAGS = ("vm", "accelerator", "timing", "guest_kernel", "qemu", "host_cpu_model", "kernel_source",
+               "vcpu_host_cpus")
+TAG_PREFIX = "vmexec_tag_"
+#: Keys `--tag` refuses: every fact's name (and the facts' older tag names), and the words a reader could
+#: take for one.  A label never stands where a measurement does.
+RESERVED_TAGS = frozenset({
+    *(k.removeprefix("vmexec_") for k in METADATA if not k.startswith(TAG_PREFIX)), *LEGACY_TAGS,
+    "accel", "clock", "clock_source", "pinning", "cpu", "vcpus", "guest", "host", "kind", "machine",
+    "hostname", "date", "platform", "cpu_count", "cpu_model_name", "python_version", "perf_version"})
+
+
+def facts(meta: dict) -> dict:
+    """What a run measured or detected about where it ran, from one case's metadata, never from a tag:
+    vm (bool), accelerator, timing, qemu, host_cpu_model (the guest's host; the CPU itself on a host).
+
+    A file older than vmexec_vm recorded the guest's facts as tags: they count only where what the
+    run detected itself agrees (a guest needs a detected hypervisor or TCG; icount needs TCG); the
+    accelerator is always the one detected.
+    """
+    detected = str(meta.get("vmexec_accelerator", ""))
+    if "vmexec_vm" in meta:
+        vm = str(meta["vmexec_vm"]) == "1"
+        timing = str(meta.get("vmexec_timing") or "wall")
+        source = {k: str(meta.get(f"vmexec_{k}", "")) for k in ("qemu", "host_cpu_model")}
+    else:
+        tag = {k: str(meta.get(TAG_PREFIX + k, "")) for k in LEGACY_TAGS}
+        vm = tag["vm"] == "1" and (detected == "tcg" or detected.startswith("virtualized"))
+        detected = "kvm" if vm and detected.startswith("virtualized") else detected
+        timing = "icount" if vm and detected == "tcg" and tag["timing"] == "icount" else "wall"
+        source = {k: tag[k] for k in ("qemu", "host_cpu_model")}
+    cpu = str(meta.get("vmexec_cpu_model", ""))
+    return {"vm": vm, "accelerator": detected, "timing": timing if vm else "wall",
+            "qemu": source["qemu"] if vm else "none",
+            "host_cpu_model": (source["host_cpu_model"] if vm else cpu)}
 
 
 #: The METADATA keys that record a Case, and its fields they hold.
@@ -255,8 +294,9 @@ def read_json(path: str | pathlib.Path) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        # A decoder error at the very end means the writer stopped half-way.
-        if e.pos >= len(text.rstrip()) - 1:
+        # A decoder error in the last token (a number or word cut short) means the writer stopped half-way.
+        cut = not any(c in text.rstrip()[e.pos:] for c in ',:[]{}" \t\n\r') or e.pos >= len(text.rstrip()) - 1
+        if cut and text.lstrip()[:1] in ("{", "["):
             raise UsageError(f"{path}: truncated JSON (ends at byte {len(raw)})") from None
         raise UsageError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict):
@@ -268,9 +308,16 @@ def classify(data: dict) -> str:
     """host, guest or rfc (KINDS), from a results file's content."""
     if data.get("kind") == RFC_KIND:
         return "rfc"
-    metas = [data.get("metadata"), *(b.get("metadata") for b in _benchmarks(data))]
-    return "guest" if any(isinstance(m, dict) and str(m.get("vmexec_tag_vm", "")) == "1" for m in metas) \
-        else "host"
+    return "guest" if any(facts(case_metadata(data, b))["vm"] for b in _benchmarks(data)) else "host"
+
+
+def case_metadata(data: dict, bench: dict) -> dict:
+    """One benchmark's metadata as pyperf reads it: the suite's, the benchmark's and its first run's
+    (pyperf stores what its runs share one level up); {} where the file is not shaped like a suite."""
+    runs = bench.get("runs")
+    levels = [data.get("metadata"), bench.get("metadata"),
+              runs[0].get("metadata") if isinstance(runs, list) and runs and isinstance(runs[0], dict) else None]
+    return {k: v for m in levels if isinstance(m, dict) for k, v in m.items()}
 
 
 def _benchmarks(data: dict) -> list[dict]:

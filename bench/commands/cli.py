@@ -7,7 +7,7 @@ import sys
 
 from bench.commands import anatomy, kernel, mainjob, notebooks, prices, regression, report, rfc, run, vm
 from bench.commands.options import Parser
-from bench.errors import BenchError
+from bench.errors import BenchError, UsageError
 from tracers import BackendFailed
 
 #: The command modules, each adding its subcommands with register_cli(subparsers), in the order of
@@ -48,6 +48,18 @@ def build_parser() -> Parser:
     return parser
 
 
+def check_nested(parser: Parser, args) -> None:
+    """Parse now the bench commands a command will run later with the user's options (`vm run -- ARGS`,
+    `main -- ARGS`, `check --against REV -- COMMAND`; a command's `nested` default lists them): a bad
+    option is refused in one line before any step runs, not after a kernel build or a boot."""
+    for argv in getattr(args, "nested", lambda a: [])(args):
+        try:
+            inner = parser.parse_args(argv)
+        except UsageError as e:
+            raise UsageError(f"in `{' '.join(argv[:2])} ...` (after --): {e}") from None
+        check_nested(parser, inner)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -62,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             parser.error("a command is required (see --help)")
+        check_nested(parser, args)
         return args.func(args)
     except BenchError as e:
         print(f"bench: {'error' if e.exit_status == 2 else 'failed'}: {e}", file=sys.stderr)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench.anatomy.guest import default_backends
 from bench.measure import kernel
+from bench.commands.options import strip_dashes
 from bench.errors import BenchError, Interrupted, UsageError
 
 
@@ -281,4 +282,4 @@ def register_cli(subparsers) -> None:
                    help=f"the kernel variant a KVM guest boots (default {KVM_VARIANT}, or $VMEXEC_KVM_VARIANT)")
     p.add_argument("--dry-run", action="store_true", help="decide the clock, print the steps, run nothing")
     p.add_argument("run_args", nargs="...", help="-- then options for the full host run (bench run --scaling ...)")
-    p.set_defaults(func=_cmd_main)
+    p.set_defaults(func=_cmd_main, nested=lambda a: [["run", "--scaling", *strip_dashes(a.run_args)]])
