@@ -285,14 +285,20 @@ def read_json(path: str | pathlib.Path) -> dict:
     if not path.is_file():
         raise UsageError(f"{path}: not a file")
     try:
-        raw = path.read_bytes()
-        text = gzip.decompress(raw).decode() if path.suffix == ".gz" else raw.decode()
-    except (OSError, UnicodeDecodeError, EOFError) as e:
+        with (gzip.open(path) if path.suffix == ".gz" else path.open("rb")) as f:
+            raw = f.read(MAX_BYTES + 1)     # bounded: a small .gz may hold gigabytes
+        text = raw.decode()
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
         raise UsageError(f"{path}: unreadable: {e}") from None
+    if len(raw) > MAX_BYTES:
+        raise UsageError(f"{path}: larger than {MAX_BYTES >> 20} MiB{' decompressed' if path.suffix == '.gz' else ''}: "
+                         "no results file is")
     if not text.strip():
         raise UsageError(f"{path}: empty file")
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise UsageError(f"{path}: JSON nested deeper than any results file") from None
     except json.JSONDecodeError as e:
         # A decoder error in the last token (a number or word cut short) means the writer stopped half-way.
         cut = not any(c in text.rstrip()[e.pos:] for c in ',:[]{}" \t\n\r') or e.pos >= len(text.rstrip()) - 1
@@ -301,7 +307,24 @@ def read_json(path: str | pathlib.Path) -> dict:
         raise UsageError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: JSON {type(data).__name__}, not a results object")
+    if _depth(data) > MAX_DEPTH:
+        raise UsageError(f"{path}: JSON nested deeper than any results file ({MAX_DEPTH} levels)")
     return data
+
+
+#: Bounds of a results file: a full run's suite is about half a megabyte, and nested five levels deep.
+MAX_BYTES = 64 << 20
+MAX_DEPTH = 16
+
+
+def _depth(data, limit: int = MAX_DEPTH) -> int:
+    """How deeply data nests (stops counting past limit), without recursion."""
+    level, deepest = [data], 0
+    while level and deepest <= limit:
+        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x)
+                 if isinstance(v, (dict, list))]
+        deepest += 1
+    return deepest
 
 
 def classify(data: dict) -> str:
@@ -358,6 +381,79 @@ def run_ids(paths: list[pathlib.Path]) -> list[str]:
     return [f"{p.parent.name}/{s}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
 
 
+def _json_map(values) -> Callable[[object], bool]:
+    """A check: JSON text of an object whose values pass values (its keys are text by JSON's rules)."""
+    def check(text) -> bool:
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError, RecursionError):
+            return False
+        return isinstance(data, dict) and all(map(values, data.values()))
+    return check
+
+
+def _whole(low: int) -> Callable[[object], bool]:
+    return lambda v: not isinstance(v, bool) and isinstance(v, int) and v >= low or \
+        isinstance(v, str) and v.isdigit() and int(v) >= low
+
+
+def _cpu(v) -> bool:
+    return v == "none" or _whole(0)(v)
+
+
+def _text(v) -> bool:
+    return isinstance(v, str)
+
+
+#: What each vmexec_* value of a suite may be, and how to say what it must be (check_suite); pyperf
+#: itself checks only that a value is text or a number.
+METADATA_VALUES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "vmexec_pages": (_whole(0), "a whole number >= 0"),
+    "vmexec_parallel": (_whole(1), "a whole number >= 1"),
+    "vmexec_cpus": (_whole(1), "a whole number >= 1"),
+    "vmexec_cpu_tracer": (_cpu, "a CPU number or none"),
+    "vmexec_cpu_tracee": (_cpu, "a CPU number or none"),
+    "vmexec_cpus_used": (lambda v: isinstance(v, str) and len(v.split(",")) == 2 and all(map(_whole(0), v.split(","))),
+                         "TRACER,TRACEE CPU numbers"),
+    "vmexec_vm": (lambda v: str(v) in ("0", "1"), "0 or 1"),
+    "vmexec_timing": (lambda v: v in ("wall", "icount"), "wall or icount"),
+    "vmexec_unavailable": (_json_map(_text), "JSON: case -> why"),
+    "vmexec_failed": (_json_map(_text), "JSON: case -> why"),
+    "vmexec_mitigations": (_json_map(_text), "JSON: file -> state"),
+    "vmexec_first_call_ns": (_json_map(lambda v: not isinstance(v, bool) and isinstance(v, (int, float))
+                                       and 0 <= v < math.inf), "JSON: case -> finite ns"),
+}
+
+
+def check_suite(path: pathlib.Path, data: dict) -> dict:
+    """data, if shaped like a pyperf suite whose vmexec_* metadata means what METADATA says: every level's
+    metadata an object, every run an object, every recorded value of the kind METADATA_VALUES names (any
+    other vmexec_* value text or a finite number); else a one-line UsageError naming what is wrong."""
+    benchmarks = data.get("benchmarks")
+    if not isinstance(benchmarks, list) or not all(isinstance(b, dict) for b in benchmarks):
+        raise UsageError(f"{path}: malformed pyperf suite: 'benchmarks' is not a list of objects")
+    levels = [("suite", data)]
+    for i, bench in enumerate(benchmarks):
+        runs = bench.get("runs", [])
+        if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+            raise UsageError(f"{path}: malformed pyperf suite: benchmark {i}'s runs are not a list of objects")
+        levels += [(f"benchmark {i}", bench), *((f"benchmark {i}, run {j}", r) for j, r in enumerate(runs))]
+    for where, level in levels:
+        meta = level.get("metadata", {})
+        if not isinstance(meta, dict):
+            raise UsageError(f"{path}: malformed pyperf suite: the {where}'s metadata is a "
+                             f"{type(meta).__name__}, not an object")
+        for key, value in meta.items():
+            ok, must = METADATA_VALUES.get(key, (_plain, "text or a finite number"))
+            if key.startswith("vmexec_") and not ok(value):
+                raise UsageError(f"{path}: malformed metadata: {key} {value!r:.60} in the {where} is not {must}")
+    return data
+
+
+def _plain(v) -> bool:
+    return isinstance(v, str) or not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
 #: The numbers of an RFC-replica program entry (bench.measure.rfc writes them): finite and >= 0.
 RFC_NUMBERS = ("iterations", "seconds", "rfc_printed_ns", "true_ns_per_iteration")
 
@@ -388,7 +484,7 @@ BUSY_SHARE = 0.1
 
 def busy_runs(path: str | pathlib.Path) -> tuple[int, int, float, int]:
     """(busy worker runs, worker runs, the highest load seen, CPUs) of a pyperf suite (see BUSY_KEYS)."""
-    data = read_json(path)
+    data = check_suite(path, read_json(path))
     common = data.get("metadata", {})
     busy = total = 0
     worst, cpus = 0.0, 0

@@ -26,7 +26,8 @@ import pandas as pd
 import pyperf
 
 from bench.errors import UsageError
-from bench.results import CASE_METADATA, IN_PROCESS, METADATA, Case, classify, facts, read_json, run_ids
+from bench.results import (CASE_METADATA, IN_PROCESS, METADATA, Case, check_suite, classify, facts, read_json,
+                           run_ids)
 
 SYSEMU = "ptrace-sysemu"
 CANDIDATE = "process-vm-exec"
@@ -59,6 +60,7 @@ def _suite(path: pathlib.Path, data: dict) -> pyperf.BenchmarkSuite:
                          "compare, check, baseline and history take runs of bench run)")
     if "benchmarks" not in data or "version" not in data:
         raise UsageError(f"{path}: JSON but not a pyperf suite (no 'benchmarks'/'version')")
+    check_suite(path, data)
     try:
         suite = pyperf.BenchmarkSuite.loads(json.dumps(data))
     except Exception as e:      # pyperf's loader has no error type of its own: any failure is bad input

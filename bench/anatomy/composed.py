@@ -37,7 +37,7 @@ from bench import stats
 from bench.anatomy.counts import MODEL_VARIANT, variant_directory
 from bench.anatomy.model import host_ns_per_syscall
 from bench.errors import BenchError, UsageError
-from bench.measure.prices import DIRECTORY, PARTS, SWEEP_PAGES, label, newest_record
+from bench.measure.prices import DIRECTORY, PARTS, SWEEP_PAGES, label, load_record, newest_record
 
 #: The prices, the unknowns of the linear system, with their meaning.
 PRICES = {
@@ -246,7 +246,7 @@ def composed_model(host_paths, anatomy_directory: Path, records=()) -> tuple[Com
             [results.directory() / DIRECTORY, Path(anatomy_directory) / DIRECTORY])
         if record_path is None:
             return None, "no measured prices (`python -m bench prices` on this host)"
-        record = json.loads(record_path.read_text())
+        record = load_record(record_path)
         for key, what in (("kernel", "kernel"), ("cpu_model", "CPU")):
             if meta[key] and record.get(key) != meta[key]:
                 return None, (f"the prices ({record_path.name}) were measured on {what} {record.get(key)}, "

@@ -1,6 +1,7 @@
 """`python -m bench`: a thin command line over the library modules."""
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -13,6 +14,10 @@ from tracers import BackendFailed
 #: The command modules, each adding its subcommands with register_cli(subparsers), in the order of
 #: `--help`.  A plain list of imported modules: a misspelt name fails at import, loudly.
 COMMANDS = (run, kernel, vm, rfc, report, regression, anatomy, prices, mainjob, notebooks)
+
+
+#: Errors writing stdout itself (a full disk or device, a dead terminal), which no command can act on.
+STDOUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 
 
 def version() -> str:
@@ -75,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.error("a command is required (see --help)")
         check_nested(parser, args)
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()      # here, where a full or broken stdout can still be said in one line
+        return status
     except BenchError as e:
         print(f"bench: {'error' if e.exit_status == 2 else 'failed'}: {e}", file=sys.stderr)
         return e.exit_status
@@ -91,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         # the interpreter's final flush of stdout from raising again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:
+        if e.filename is not None or e.errno not in STDOUT_ERRORS:
+            raise       # not the output's: a defect, shown in full
+        # stdout cannot take the output (`bench list >/dev/full`): one line, and the interpreter's final
+        # flush of what is left must not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"bench: failed: a write failed ({e.strerror}): the output or its disk is full", file=sys.stderr)
+        return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

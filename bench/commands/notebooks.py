@@ -47,7 +47,14 @@ def _cmd_notebooks(args) -> int:
     # The notebooks' own default inputs: the committed results, not a VMEXEC_RESULTS of this shell.
     for variable in ("VMEXEC_RESULTS", "VMEXEC_RESULTS_DIR"):
         os.environ.pop(variable, None)
-    for path in notebook_paths(args.notebooks):
+    paths = notebook_paths(args.notebooks)
+    for path in paths:      # all of them read before the first is executed
+        try:
+            nbformat.read(path, as_version=4)
+        except Exception as e:      # nbformat's readers raise many types: any failure is bad input
+            raise UsageError(f"{path}: not a notebook ({type(e).__name__}: "
+                             f"{(str(e).strip().splitlines() or [''])[0][:120]})") from None
+    for path in paths:
         print(f"notebooks: executing {path} ...", file=sys.stderr, flush=True)
         try:
             nb = execute(path)

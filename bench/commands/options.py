@@ -3,6 +3,7 @@ argparse types (lists, bounded numbers, KEY=VALUE tags)."""
 from __future__ import annotations
 
 import argparse
+import pathlib
 
 from bench.argtypes import number  # noqa: F401 (the commands' vocabulary, defined where bench.measure reaches it)
 from bench.errors import UsageError
@@ -17,6 +18,13 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
+
+    def _get_value(self, action, arg_string):
+        # An empty path is pathlib's "." (the current directory): `--output-dir ""` would write into
+        # wherever the command was started, the repository's root most often.  Every path option alike.
+        if action.type in (pathlib.Path, pathlib.PosixPath) and not arg_string.strip():
+            raise argparse.ArgumentError(action, "an empty path names no file or directory (say . for this one)")
+        return super()._get_value(action, arg_string)
 
 
 def list_of(kind, choices=None):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import socket
@@ -112,6 +113,25 @@ def check_switches(record: dict) -> None:
 def newest_record(directories) -> Path | None:
     """The newest prices record (by its start) among directories, or None."""
     found = [p for d in directories if Path(d).is_dir() for p in Path(d).glob("prices-*.json")]
-    return max(found, key=lambda p: json.loads(p.read_text()).get("started", "")) if found else None
+    return max(found, key=lambda p: str(load_record(p).get("started", ""))) if found else None
+
+
+def load_record(path: Path) -> dict:
+    """A prices record (measure_host's), or a one-line UsageError: read as results files are, with every
+    part's times a non-empty list of finite positive numbers and its switch counts finite and >= 0."""
+    from bench.results import read_json
+
+    record = read_json(path)
+    for key, low, above in (("ns_per_iteration", 0, True), ("switches_per_iteration", 0, False)):
+        parts = record.get(key)
+        if not isinstance(parts, dict) or not parts:
+            raise UsageError(f"{path}: not a prices record (no {key} by part)")
+        for part, values in parts.items():
+            if not isinstance(values, list) or not values or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    and (v > low if above else v >= low) for v in values):
+                raise UsageError(f"{path}: {key} of part {part} is not a list of finite numbers "
+                                 f"{'>' if above else '>='} {low}: {values!r:.60}")
+    return record
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyperf
 
 from bench import stats, verdict
 from bench.anatomy.composed import composed_model
@@ -187,10 +188,12 @@ def stability_checks(path: pathlib.Path) -> dict[str, list[str]]:
     out = subprocess.run([sys.executable, "-m", "pyperf", "check", str(path)], capture_output=True,
                          text=True, timeout=300).stdout.splitlines()
     checks: dict[str, list[str]] = {}
+    case = None     # a suite of one case: pyperf prints no title, and its warnings are that case's
     for i, line in enumerate(out):
         if i + 1 < len(out) and out[i + 1] and set(out[i + 1]) == {"-"} and len(out[i + 1]) == len(line):
             case = line
         elif line.startswith("* "):
+            case = case or pyperf.BenchmarkSuite.load(str(path)).get_benchmark_names()[0]
             checks.setdefault(case, []).append(line[2:])
     return checks
 
