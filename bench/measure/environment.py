@@ -53,6 +53,8 @@ def mitigations() -> dict[str, str]:
 #: what only the host knows: how it started the guest.  Read from the guest's own boot, never from an
 #: option: no label can make a run claim a guest.
 GUEST_FACTS = ".vmexec-guest.json"
+#: The guest's kernel command line arguments (bench.measure.vm.qemu_command) that say it is ours: its share and its nonce.
+GUEST_CMDLINE = ("vmexec_out=", "vmexec_nonce=")
 #: Those facts, and the value each has where a run finds none.
 GUEST_KEYS = {"accelerator": "", "timing": "wall", "qemu": "", "host_cpu_model": "", "kernel_source": "",
               "vcpu_host_cpus": ""}
@@ -61,11 +63,12 @@ GUEST_KEYS = {"accelerator": "", "timing": "wall", "qemu": "", "host_cpu_model":
 def guest() -> dict[str, str] | None:
     """How `bench vm` started the QEMU guest this runs in (GUEST_KEYS), or None outside the project's
     guest (no vmexec_nonce on the kernel command line)."""
-    args = dict(a.partition("=")[::2] for a in _read("/proc/cmdline").split())
-    if not args.get("vmexec_nonce") or not args.get("vmexec_out"):
+    words = _read("/proc/cmdline").split()
+    out, nonce = (next((w.removeprefix(arg) for w in words if w.startswith(arg)), "") for arg in GUEST_CMDLINE)
+    if not out or not nonce:
         return None
     try:
-        given = json.loads(pathlib.Path(args["vmexec_out"], GUEST_FACTS).read_text())
+        given = json.loads(pathlib.Path(out, GUEST_FACTS).read_text())
     except (OSError, ValueError):
         given = {}
     given = given if isinstance(given, dict) else {}
@@ -128,7 +131,8 @@ def where_facts() -> dict[str, str]:
     started = guest()
     if started is None:
         return {"vmexec_vm": "0", "vmexec_timing": "wall"}
-    return {"vmexec_vm": "1", **{f"vmexec_{k}": v for k, v in started.items() if k != "accelerator"}}
+    # pyperf refuses an empty value: a fact the host did not give (no --pin-vcpus) is left out.
+    return {"vmexec_vm": "1", **{f"vmexec_{k}": v for k, v in started.items() if k != "accelerator" and v}}
 
 
 def run_metadata() -> dict[str, str | int]:
