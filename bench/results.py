@@ -437,16 +437,18 @@ def check_suite(path: pathlib.Path, data: dict) -> dict:
         runs = bench.get("runs", [])
         if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
             raise UsageError(f"{path}: malformed pyperf suite: benchmark {i}'s runs are not a list of objects")
-        levels += [(f"benchmark {i}", bench), *((f"benchmark {i}, run {j}", r) for j, r in enumerate(runs))]
+        meta = bench.get("metadata")
+        name = f"case {meta['name']}" if isinstance(meta, dict) and isinstance(meta.get("name"), str) else f"benchmark {i}"
+        levels += [(name, bench), *((f"{name}, run {j}", r) for j, r in enumerate(runs))]
     for where, level in levels:
         meta = level.get("metadata", {})
         if not isinstance(meta, dict):
-            raise UsageError(f"{path}: malformed pyperf suite: the {where}'s metadata is a "
+            raise UsageError(f"{path}: malformed pyperf suite: the metadata of the {where} is a "
                              f"{type(meta).__name__}, not an object")
         for key, value in meta.items():
             ok, must = METADATA_VALUES.get(key, (_plain, "text or a finite number"))
             if key.startswith("vmexec_") and not ok(value):
-                raise UsageError(f"{path}: malformed metadata: {key} {value!r:.60} in the {where} is not {must}")
+                raise UsageError(f"{path}: malformed metadata of the {where}: {key} {value!r:.60} is not {must}")
     return data
 
 

@@ -47,7 +47,7 @@ def edited(host: pathlib.Path, name: str, edit) -> pathlib.Path:
     ("failed-list", lambda d: d["metadata"].update(vmexec_failed=json.dumps(["a", "b"])), "vmexec_failed"),
     ("failed-int", lambda d: d["metadata"].update(vmexec_failed=5), "vmexec_failed"),
     ("unavailable-junk", lambda d: d["metadata"].update(vmexec_unavailable="not json {"), "vmexec_unavailable"),
-    ("bench-meta-list", lambda d: d["benchmarks"][0].update(metadata=["x"]), "metadata is a list"),
+    ("bench-meta-list", lambda d: d["benchmarks"][0].update(metadata=["x"]), "is a list, not an object"),
     ("run-string", lambda d: d["benchmarks"][0]["runs"].__setitem__(0, "a run"), "runs are not a list"),
     ("cpus-junk", lambda d: d["metadata"].update(vmexec_cpus="many"), "vmexec_cpus"),
     ("cpus-used-junk", lambda d: d["metadata"].update(vmexec_cpus_used="0;1"), "vmexec_cpus_used"),

@@ -123,8 +123,8 @@ def load_record(path: Path) -> dict:
 
     record = read_json(path)
     for key, low, above in (("ns_per_iteration", 0, True), ("switches_per_iteration", 0, False)):
-        parts = record.get(key)
-        if not isinstance(parts, dict) or not parts:
+        parts = record.get(key, {} if key == "switches_per_iteration" else None)    # counted since 2026-12
+        if not isinstance(parts, dict) or not parts and key == "ns_per_iteration":
             raise UsageError(f"{path}: not a prices record (no {key} by part)")
         for part, values in parts.items():
             if not isinstance(values, list) or not values or not all(

@@ -48,8 +48,6 @@ def write_suite(path: pathlib.Path, medians_ns: dict[str, float], *, vm: bool = 
     }
     if started:
         run_meta.update({"date": started, "duration": 1.0})
-    if vm:
-        run_meta.update({"vmexec_qemu": "QEMU emulator version 7.2.0", "vmexec_host_cpu_model": "Synthetic CPU @ 3.0GHz"})
     benchmarks = []
     for name, median in medians_ns.items():
         meta = {**run_meta, **case_metadata(name), "name": name, "loops": 1000}
