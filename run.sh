@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Sets up everything this project needs (idempotently, every time), then
-#   ./run.sh [bench run options]   the main job: a first answer (the claim's two
-#                                  backends, host and VM) in minutes, then the full
-#                                  benchmark on this kernel and in a VM on the
-#                                  patched kernel, then the report
+#   ./run.sh [bench run options]   the main job (python -m bench main): a first answer, the full
+#                                  benchmark on the host and in a guest on the patched kernel, the report
 #   ./run.sh test [pytest options] the whole test suite
+# What the main job runs, step by step: docs/commands.md (or `python -m bench main --dry-run`).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -49,12 +48,8 @@ test)
     exec "$PY" -m pytest "$@"
     ;;
 *)
-    # The main job (bench/commands/mainjob.py): a first answer in minutes (the claim's two backends, native
-    # and three other C mechanisms, same CPU, host then guest, with a report of its own in
-    # results/first-answer/), then every backend on the host and in the guest on the patched
-    # kernel, the RFC's own programs, and the report.  The guest runs take KVM's wall clock when a
-    # probe boot under KVM works (vCPUs pinned, the mitigations kernel), else TCG with icount; the
-    # first line says which and why.  Options go to the full host run (bench run --scaling ...).
+    # The main job (bench/commands/mainjob.py; its steps: docs/commands.md).  Options go to its full
+    # host run.
     exec "$PY" -m bench main -- "$@"
     ;;
 esac

@@ -26,6 +26,8 @@ METADATA = {
     # the machine (bench.measure.environment)
     "vmexec_kernel": "kernel release the run measured (uname -r)",
     "vmexec_kernel_version": "kernel build (uname -v)",
+    "vmexec_kernel_config": "sha256 of the running kernel's configuration (/proc/config.gz or /boot/config-R), "
+                            "16 hex digits; absent where neither is readable",
     "vmexec_cpu_model": "CPU model name (/proc/cpuinfo)",
     "vmexec_cpus": "CPUs the run could use (its affinity when it started)",
     "vmexec_accelerator": "bare-metal, virtualized (hypervisor) or tcg as seen from inside; in the project's "
@@ -39,6 +41,9 @@ METADATA = {
     "vmexec_timing": "the clock: wall, or icount (the guest's, 1 ns per instruction)",
     "vmexec_qemu": "in a guest: the QEMU that ran it (qemu-system-x86_64 --version)",
     "vmexec_host_cpu_model": "in a guest: the host's CPU model under it",
+    "vmexec_host_kernel": "in a guest: the host's kernel release under it (uname -r)",
+    "vmexec_kernel_key": "in a guest: its kernel's build key: its source, patches and config hashed "
+                         "(bench.measure.kernel)",
     "vmexec_kernel_source": "in a guest: the Debian package its kernel was built from, and its version",
     "vmexec_vcpu_host_cpus": "in a guest started with --pin-vcpus: the host CPU each vCPU's thread was pinned "
                              "to, in vCPU order",
@@ -50,6 +55,9 @@ METADATA = {
     "vmexec_first_call_ns": "JSON: case -> the cost (ns) of the first call at a fresh site, for binary "
                             "rewriting backends that patch a site at its first trap (median of 16 sites, "
                             "in the run's check)",
+    "vmexec_resumed": "the cases kept from an interrupted run of the same cases (bench run --resume), comma-separated",
+    "vmexec_busy": "JSON: the run's busy-host state when it ended (busy_runs): worker runs that saw more "
+                   "runnable threads or load than CPUs, of all, the highest seen, the CPUs",
     # set by `bench check --against` on the comparison commit's run (a label: the tree's own
     # vmexec_commit is the fact)
     "vmexec_tag_revision": "the git commit whose tree made the run (bench check --against)",
@@ -59,8 +67,8 @@ METADATA = {
 }
 #: The tags `bench vm run` wrote before the harness recorded those facts itself (files older than
 #: vmexec_vm): facts() reads them only where a measured fact corroborates them.
-LEGACY_TAGS = ("vm", "accelerator", "timing", "guest_kernel", "qemu", "host_cpu_model", "kernel_source",
-               "vcpu_host_cpus")
+LEGACY_TAGS = ("vm", "accelerator", "timing", "guest_kernel", "qemu", "host_cpu_model", "host_kernel", "kernel_key",
+               "kernel_source", "vcpu_host_cpus")
 TAG_PREFIX = "vmexec_tag_"
 #: Keys `--tag` refuses: every fact's name (and the facts' older tag names), and the words a reader could
 #: take for one.  A label never stands where a measurement does.
@@ -70,9 +78,13 @@ RESERVED_TAGS = frozenset({
     "hostname", "date", "platform", "cpu_count", "cpu_model_name", "python_version", "perf_version"})
 
 
+#: What only the host knows of a guest, recorded in it (bench.measure.environment.guest).
+GUEST_SOURCE = ("qemu", "host_cpu_model", "host_kernel", "kernel_key")
+
+
 def facts(meta: dict) -> dict:
     """What a run measured or detected about where it ran, from one case's metadata, never from a tag:
-    vm (bool), accelerator, timing, qemu, host_cpu_model (the guest's host; the CPU itself on a host).
+    vm (bool), accelerator, timing, and GUEST_SOURCE (on a host: no QEMU, its own CPU and kernel).
 
     A file older than vmexec_vm recorded the guest's facts as tags: they count only where what the
     run detected itself agrees (a guest needs a detected hypervisor or TCG; icount needs TCG); the
@@ -82,17 +94,19 @@ def facts(meta: dict) -> dict:
     if "vmexec_vm" in meta:
         vm = str(meta["vmexec_vm"]) == "1"
         timing = str(meta.get("vmexec_timing") or "wall")
-        source = {k: str(meta.get(f"vmexec_{k}", "")) for k in ("qemu", "host_cpu_model")}
+        source = {k: str(meta.get(f"vmexec_{k}", "")) for k in GUEST_SOURCE}
     else:
         tag = {k: str(meta.get(TAG_PREFIX + k, "")) for k in LEGACY_TAGS}
         vm = tag["vm"] == "1" and (detected == "tcg" or detected.startswith("virtualized"))
         detected = "kvm" if vm and detected.startswith("virtualized") else detected
         timing = "icount" if vm and detected == "tcg" and tag["timing"] == "icount" else "wall"
-        source = {k: tag[k] for k in ("qemu", "host_cpu_model")}
+        source = {k: tag[k] for k in GUEST_SOURCE}
     cpu = str(meta.get("vmexec_cpu_model", ""))
     return {"vm": vm, "accelerator": detected, "timing": timing if vm else "wall",
             "qemu": source["qemu"] if vm else "none",
-            "host_cpu_model": (source["host_cpu_model"] if vm else cpu)}
+            "host_cpu_model": (source["host_cpu_model"] if vm else cpu),
+            "host_kernel": source["host_kernel"] if vm else str(meta.get("vmexec_kernel", "")),
+            "kernel_key": source["kernel_key"] if vm else ""}
 
 
 def _json_map(values) -> Callable[[object], bool]:

@@ -281,8 +281,13 @@ def recorded_start(data: dict) -> str:
 def newest(where: pathlib.Path | None = None) -> list[pathlib.Path]:
     """The newest host run, guest run and RFC replica in the results directory, by recorded start."""
     where = directory(where)
+    return newest_among(sorted(p for p in where.glob("*.json") if p.is_file()), where)
+
+
+def newest_among(paths, where: pathlib.Path) -> list[pathlib.Path]:
+    """newest() among the given files only (where: the directory named if there are none)."""
     found: dict[str, tuple[tuple[str, str], pathlib.Path]] = {}
-    for path in sorted(p for p in where.glob("*.json") if p.is_file()):
+    for path in paths:
         try:
             data = read_json(path)
         except UsageError:
@@ -333,6 +338,10 @@ def busy_runs(path: str | pathlib.Path) -> tuple[int, int, float, int]:
     """(busy worker runs, worker runs, the highest load seen, CPUs) of a pyperf suite (see BUSY_KEYS)."""
     data = check_suite(path, read_json(path))
     common = data.get("metadata", {})
+    first = next(iter(_benchmarks(data)), {}).get("metadata", {})
+    recorded = _recorded_busy({**common, **first})
+    if recorded:
+        return recorded
     busy = total = 0
     worst, cpus = 0.0, 0
     for bench in _benchmarks(data):
@@ -352,6 +361,21 @@ def busy_runs(path: str | pathlib.Path) -> tuple[int, int, float, int]:
             worst = max(worst, *loads)
             busy += max(loads) > cpus
     return busy, total, worst, cpus
+
+
+def _recorded_busy(metadata: dict) -> tuple[int, int, float, int] | None:
+    """busy_runs() as the run recorded it in its vmexec_busy metadata; None where it recorded none."""
+    try:
+        b = json.loads(metadata["vmexec_busy"])
+        return int(b["busy"]), int(b["runs"]), float(b["worst"]), int(b["cpus"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def busy_metadata(path: str | pathlib.Path) -> str:
+    """The vmexec_busy value of a suite: its busy_runs() as JSON, for the run to record."""
+    busy, total, worst, cpus = busy_runs(path)
+    return json.dumps({"busy": busy, "runs": total, "worst": worst, "cpus": cpus}, sort_keys=True)
 
 
 def busy_warning(paths) -> str | None:

@@ -86,7 +86,7 @@ def test_the_host_step_fails_on_a_planted_slowdown_and_would_have_passed_without
     shell = workflow_shell(text)
     keys, script = step(text, "host check")
     assert "| tee" in script and "--warn-only" not in script
-    # The job goes on after a failed host step (its false alarms, README "Measured"); the step shows it.
+    # The job goes on after a failed host step (its false alarms, docs/regression.md); the step shows it.
     assert keys.get("continue-on-error") == "true"
     root = project(tmp_path)
     # Your own baseline first, on this machine (one small run of 4 workers: a one-run baseline, 15% thresholds).

@@ -1,6 +1,6 @@
 """Issue 20: the answer first.  The report opens with at most three plain sentences generated from the
 findings, then the title, then the key plot with the interval judged drawn on it; the README quotes the
-committed report's answer word for word, and its other verdict figures agree with the reports they cite."""
+committed report's answer word for word, and the other verdicts docs/ quotes agree with the reports they cite."""
 import pathlib
 import re
 
@@ -12,6 +12,7 @@ from data.synthetic import GUEST, write_suite
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 MAIN_REPORT = ROOT / "results" / "report" / "report.md"
 
 
@@ -68,10 +69,12 @@ def test_the_report_opens_with_three_sentences_then_the_title_then_the_key_plot(
     assert blocks[4] == "## The verdict in full" and blocks[5].startswith("**Verdict: ")
 
 
-def test_other_verdicts_in_the_readme_are_labelled_and_match_their_reports():
-    """A verdict quoted further down is another report's (named beside it), with that report's figures."""
-    text = README.read_text()
-    assert text.splitlines().count("<!-- answer -->") == 1 and text.count("> process_vm_exec is ") == 0
+def test_other_verdicts_in_the_docs_are_labelled_and_match_their_reports():
+    """A verdict quoted beyond the front page is another report's (named beside it), with that report's figures
+    (issue 29: it moved from the README to docs/anatomy.md)."""
+    assert README.read_text().splitlines().count("<!-- answer -->") == 1
+    assert not [p for p in [README, *DOCS.glob("*.md")] if "> process_vm_exec is " in p.read_text()]
+    text = (DOCS / "anatomy.md").read_text()
     m = re.search(r"\*\*Another verdict, on the mitigations kernel\*\* \(`(results/[^`]+/report\.md)`(.*?)\n\n",
                   text, re.S)
     assert m, "the mitigations kernel's verdict is labelled with its own report"

@@ -48,7 +48,7 @@ def test_a_probe_that_boots_takes_kvm_wall_clock_on_the_mitigations_kernel_with_
     icount = [s for s in guest_steps(steps) if parsed(s).timing == "icount"]
     assert len(icount) == 1 and parsed(icount[0]).accel == "tcg" and "--scaling" in parsed(icount[0]).command
     # the host run takes the user's options; the report comes last
-    assert [s.argv for s in steps if s.argv[:1] == ("run",)][-1] == ("run", "--scaling", "--fast")
+    assert [s.argv for s in steps if s.argv[:1] == ("run",)][-1] == ("run", "--scaling", "--resume", "--fast")
     assert steps[-1].argv == ("report",)
 
 
@@ -106,7 +106,7 @@ def test_the_main_command_prints_the_decision_first(monkeypatch, capsys):
     assert out[0].startswith("main job: clock: KVM wall clock")
     assert any("vm run --accel kvm --timing wall --kernel-variant mitigations --pin-vcpus" in line for line in out)
     assert any("vm run --accel tcg --timing icount" in line for line in out)
-    assert "python -m bench run --scaling --fast" in out
+    assert "python -m bench run --scaling --resume --fast" in out
     monkeypatch.setattr(mainjob, "probe_kvm", lambda: PVM_WHY)
     assert cli.main(["main", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -260,6 +260,58 @@ def test_each_report_is_of_the_files_the_job_wrote(tmp_path, monkeypatch):
     # (the prices steps write into prices/, which no report takes as a results file)
     assert first == ["host-1.json", "vm-kvm-run-3.json"]
     assert sorted(full) == ["host-5.json", "vm-kvm-rfc-9.json", "vm-kvm-run-7.json", "vm-tcg-run-8.json"]
+
+
+
+def test_a_rerun_of_a_failed_job_does_not_redo_its_completed_steps(tmp_path, monkeypatch):
+    """Issue 29: the job resumes.  Step 6 fails; the rerun starts at step 6, its reports still name the files
+    of the steps done before, and the state is gone when the job ends.  Another job (other options) redoes all."""
+    from bench.commands.jobstate import JobState, STATE_NAME
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VMEXEC_RESULTS_DIR", raising=False)
+    monkeypatch.delenv("VMEXEC_RESULTS", raising=False)
+    calls, fail_at = [], [6]
+
+    def fake(argv, env):
+        argv = argv[3:]
+        calls.append(argv)
+        where = tmp_path / env.get("VMEXEC_RESULTS", "results")
+        where.mkdir(parents=True, exist_ok=True)
+        if argv[0] in ("run", "vm"):
+            (where / f"{argv[0]}-{len(calls)}.json").write_text("{}")
+        return 1 if len(calls) == fail_at[0] else 0
+
+    steps = mainjob.plan(mainjob.decide("icount"))
+    ident = {"commit": "c1", "kernels": {"bench": "k1"}, "options": {"clock": "icount"}}
+    state = JobState.open(tmp_path / "results", ident)
+    with pytest.raises(BenchError, match="step 6 .* failed.*rerun the job to resume"):
+        mainjob.execute(steps, run=fake, state=state)
+    assert len(JobState.open(tmp_path / "results", ident).completed) == 5
+
+    said = []
+    calls.clear()
+    fail_at[0] = 0
+    state = JobState.open(tmp_path / "results", ident, say=said.append)
+    assert said and said[0].startswith("main job: resuming: 5 step(s) completed before are not redone")
+    mainjob.execute(steps, run=fake, state=state)
+    assert [c[:2] for c in calls][0] == list(steps[5].argv[:2]) and len(calls) == len(steps) - 5
+    first_report = [c for c in calls if c[0] == "report"][-1]
+    assert any(pathlib.Path(p).name.startswith("run-") for p in first_report[1:])   # the skipped host run's file
+    state.finish()
+    assert not (tmp_path / "results" / STATE_NAME).exists()
+
+    # a state of another job (another commit) is not resumed
+    JobState(tmp_path / "results" / STATE_NAME, ident, {"x": []}).mark(steps[0], [])
+    said = []
+    other = JobState.open(tmp_path / "results", {**ident, "commit": "c2"}, say=said.append)
+    assert not other.completed and "of another job (its commit differ)" in said[0]
+
+
+def test_the_job_states_its_identity_from_commit_kernels_and_options():
+    from bench.commands.jobstate import identity
+    one = identity("icount", None, ["--fast"])
+    assert set(one) == {"commit", "kernels", "options"} and "bench" in one["kernels"]
+    assert identity("icount", None, ["--rigorous"]) != one and identity("kvm", "mitigations", ["--fast"]) != one
 
 
 JOB_WITH_SYSCTL = """

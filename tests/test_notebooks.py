@@ -1,5 +1,6 @@
 """The notebooks run top to bottom on synthetic results, and are committed executed on the committed results,
 with the report's verdict."""
+import json
 import os
 import pathlib
 import subprocess
@@ -96,3 +97,94 @@ def test_bench_notebooks_names_a_missing_notebook_in_one_line():
     proc = subprocess.run([sys.executable, "-m", "bench", "notebooks", "nope.ipynb"], capture_output=True,
                           text=True, cwd=REPO)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no such notebook: nope.ipynb" in proc.stderr
+
+
+# --------------------------------------------------------------------------- issue 29, item 5:
+# notebooks never rewrite the repository, read the committed results, and do not mix machines silently.
+
+def _git(root, *args):
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_bench_notebooks_leaves_the_tracked_notebooks_alone_and_writes_executed_copies(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMEXEC_RESULTS")}
+    assert _git(REPO, "status", "--porcelain", "notebooks/") == "", "run this test on a clean notebooks/"
+    out = REPO / "build" / "notebooks" / "mechanisms.ipynb"
+    out.unlink(missing_ok=True)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench", "notebooks", "notebooks/mechanisms.ipynb"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert _git(REPO, "status", "--porcelain", "notebooks/") == ""          # no tracked file rewritten
+        executed = nbformat.read(out, as_version=4)                               # the copy, executed
+        assert all(c.execution_count for c in executed.cells if c.cell_type == "code")
+        assert "results/vm-tcg-icount-" in _text(executed, 1)                     # on the committed results
+        assert f"{out} written" in proc.stdout and "notebooks: reading results/" in proc.stderr
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def _repo_with_results(tmp_path, host_cpu=None):
+    """A git repository whose results/ commits a host run and a guest run (the guest recording its host's
+    CPU as host_cpu), and holds a newer host run of this machine, not committed."""
+    root = tmp_path / "repo"
+    (root / "results").mkdir(parents=True)
+    host = write_suite(root / "results" / "testhost-20260101-000000.json", HOST, unavailable=HOST_UNAVAILABLE,
+                       started="2026-01-01T00:00:00")
+    guest = write_suite(root / "results" / "vm-tcg-icount-20260101-000100.json", GUEST, vm=True)
+    if host_cpu:
+        data = json.loads(guest.read_text())
+        for bench in data["benchmarks"]:
+            bench["metadata"]["vmexec_host_cpu_model"] = host_cpu
+        guest.write_text(json.dumps(data))
+    _git(tmp_path, "init", "-q", str(root))
+    _git(root, "add", "results")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results")
+    local = write_suite(root / "results" / "otherhost-20270101-000000.json", HOST, unavailable=HOST_UNAVAILABLE,
+                        started="2027-01-01T00:00:00")
+    return root, host, guest, local
+
+
+def test_the_notebooks_read_the_committed_results_not_a_newer_local_run(tmp_path, monkeypatch):
+    from bench.render import notebook
+    for variable in ("VMEXEC_RESULTS", "VMEXEC_RESULTS_DIR", "VMEXEC_MIX_MACHINES"):
+        monkeypatch.delenv(variable, raising=False)
+    root, host, guest, local = _repo_with_results(tmp_path)
+    said = []
+    assert notebook.inputs(root, say=said.append) == [host, guest]
+    assert said[:2] == ["results/testhost-20260101-000000.json", "results/vm-tcg-icount-20260101-000100.json"]
+    # told otherwise: the named files
+    monkeypatch.setenv("VMEXEC_RESULTS", f"{local}:{guest}")
+    assert notebook.inputs(root, say=said.append) == [local, guest]
+
+
+def test_a_host_run_and_a_guest_run_of_two_machines_are_refused_or_said(tmp_path, monkeypatch):
+    from bench.errors import UsageError
+    from bench.render import notebook
+    for variable in ("VMEXEC_RESULTS", "VMEXEC_RESULTS_DIR", "VMEXEC_MIX_MACHINES"):
+        monkeypatch.delenv(variable, raising=False)
+    root, host, guest, _ = _repo_with_results(tmp_path, host_cpu="Another CPU")
+    with pytest.raises(UsageError, match="two machines"):
+        notebook.inputs(root, say=lambda line: None)
+    monkeypatch.setenv("VMEXEC_MIX_MACHINES", "1")
+    said = []
+    assert notebook.inputs(root, say=said.append) == [host, guest]
+    assert any(line.startswith("note: mixing machines") and "'Another CPU'" in line for line in said)
+    # The same machine: read without a word; a guest run that does not say where it ran: said.
+    root2, *_ = _repo_with_results(tmp_path / "same", host_cpu="Synthetic CPU @ 3.0GHz")
+    said = []
+    notebook.inputs(root2, say=said.append)
+    assert not [line for line in said if line.startswith("note:")]
+    root3, *_ = _repo_with_results(tmp_path / "unknown")
+    said = []
+    notebook.inputs(root3, say=said.append)
+    assert any("does not record its host's CPU" in line for line in said)
+
+
+def test_bench_notebooks_refuses_two_machines_before_executing_anything(tmp_path):
+    root, host, guest, _ = _repo_with_results(tmp_path, host_cpu="Another CPU")
+    proc = subprocess.run([sys.executable, "-m", "bench", "notebooks", str(REPO / "notebooks" / "mechanisms.ipynb"), "--check",
+                           "--results", str(host), str(guest)], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "two machines" in proc.stderr and "--mix-machines" in proc.stderr and "executing" not in proc.stderr

@@ -8,6 +8,7 @@
  *   vmexec run BACKEND -n N [opts]    one measured run
  *   vmexec tracee -n N                the loop alone (native, untraced)
  *   vmexec price PART -n N [opts]     a micro-benchmark of one part (prices.c)
+ *   vmexec stop VARIANT -n N [opts]   a ptrace stop's parts (stops.c)
  *
  * Exit statuses: tracee/args.h.  What backends call back into: runtime.c.
  */
@@ -400,6 +401,8 @@ int main(int argc, char **argv)
 		return tracee_main(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "price"))
 		return price_main(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "stop"))
+		return stop_main(argc - 1, argv + 1);
 	return usage_error("usage: vmexec list | vmexec constants | vmexec run BACKEND -n SYSCALLS [...] | vmexec tracee -n SYSCALLS"
-			   " | vmexec price PART -n N [...]");
+			   " | vmexec price PART -n N [...] | vmexec stop VARIANT -n N [...]");
 }

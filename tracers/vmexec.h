@@ -101,6 +101,8 @@ int fail_errno(struct session *s, const char *what);
 int pin_to_cpu(int cpu);
 /* `vmexec price`: micro-benchmarks of the mechanisms' parts (prices.c). */
 int price_main(int argc, char **argv);
+/* `vmexec stop`: a ptrace stop's parts, loops that differ by one (stops.c). */
+int stop_main(int argc, char **argv);
 /*
  * Test-only (the regression check's planted slowdowns, `run -L NS`): add about
  * NS ns of spinning to each intercepted call of the ptrace tracers.

@@ -147,7 +147,7 @@ def _load_segments(data: bytes) -> list[tuple[int, int, int, int]]:
 
 
 #: The driver's functions that hold a BEGIN marker: the syscall loop, and `vmexec price`'s parts.
-MARKED_FUNCTIONS = ("syscall_loop", "price_main")
+MARKED_FUNCTIONS = ("syscall_loop", "price_main", "stop_main")
 
 
 def marker_vaddrs(binary: Path) -> list[int]:

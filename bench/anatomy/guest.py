@@ -12,9 +12,9 @@ import gzip
 import json
 import shlex
 import shutil
-import tempfile
 from pathlib import Path
 
+from bench import outputs
 from bench.anatomy.counts import VULNERABILITIES
 from bench.anatomy.plugin import build_plugin, installed_qemu_source_version
 from bench.errors import BenchError, UsageError
@@ -88,7 +88,7 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant:
     raw.mkdir(parents=True, exist_ok=True)
     for name in ("counts.txt.gz", "kallsyms.txt.gz", "driver.tsv", VULNERABILITIES):
         (raw / name).unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix="vmexec-anatomy-") as tmp:
+    with outputs.scratch("anatomy") as tmp:
         share = Path(tmp)
         # A copy of the binary that ran, for symbolisation after a rebuild.
         shutil.copy2(VMEXEC, raw / "vmexec")

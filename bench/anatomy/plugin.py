@@ -11,9 +11,9 @@ import os
 import re
 import subprocess
 import tarfile
-import tempfile
 from pathlib import Path
 
+from bench import outputs
 from bench.errors import BenchError
 from bench.measure.environment import asset
 from bench.measure.kernel import cache_root
@@ -71,7 +71,7 @@ def plugin_header(log=lambda msg: None) -> Path:
     if not SOURCES_FILE.exists():
         log(f"adding Debian's source lists ({SOURCES_FILE})")
         SOURCES_FILE.write_text(_deb_src_entry())
-    with tempfile.TemporaryDirectory(prefix="vmexec-qemu-src-") as tmp:
+    with outputs.scratch("qemu-src") as tmp:
         def download() -> subprocess.CompletedProcess:
             return subprocess.run(["apt-get", "source", "--download-only", "-q", f"qemu={version}"],
                                   cwd=tmp, capture_output=True, text=True)

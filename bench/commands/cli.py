@@ -6,14 +6,14 @@ import os
 import signal
 import sys
 
-from bench.commands import anatomy, kernel, mainjob, notebooks, prices, regression, report, rfc, run, vm
+from bench.commands import anatomy, events, kernel, mainjob, notebooks, prices, regression, report, rfc, run, vm
 from bench.commands.options import Parser
 from bench.errors import BenchError, UsageError
 from tracers import BackendFailed
 
 #: The command modules, each adding its subcommands with register_cli(subparsers), in the order of
 #: `--help`.  A plain list of imported modules: a misspelt name fails at import, loudly.
-COMMANDS = (run, kernel, vm, rfc, report, regression, anatomy, prices, mainjob, notebooks)
+COMMANDS = (run, kernel, vm, rfc, report, regression, anatomy, prices, events, mainjob, notebooks)
 
 
 #: Errors writing stdout itself (a full disk or device, a dead terminal), which no command can act on.
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a CI runner's cancel, `timeout`) unwinds like Ctrl-C, so every command's clean-up runs
     # (a guest's QEMU, a child run, temporary files); SIGINT too where it was inherited as ignored
     # (a script's background job).  `bench run` installs its own handlers for the measurement.
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: a closed terminal or ssh session must not skip the clean-up either.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -10,10 +10,20 @@ from bench.measure import kernel, package
 
 
 def _cmd_build(args) -> int:
+    if args.configure_only:
+        config = kernel.configure_only(args.output or Path("."), args.kernel_variant,
+                                       say=lambda msg: print(f"kernel build: {msg}", flush=True))
+        print(f"config: {config}")
+        carry = config.with_name(f"carry-over-{args.kernel_variant}.json")
+        if carry.exists():
+            print(f"not carried over from the host: {carry}")
+        return 0
+    if args.output is not None:
+        raise UsageError("kernel build: --output-dir goes with --configure-only (a build lands in the cache)")
     kb = kernel.build(force=args.force, variant=args.kernel_variant)
     print(f"bzImage: {kb.bzimage}\nrelease: {kb.release}\nsource: {kb.source or 'not recorded'}\n"
           f"compiler: {kb.compiler or 'not recorded'}\ncached: {str(kb.cached).lower()}\n"
-          f"seconds: {kb.seconds:.1f}")
+          f"seconds: {kb.seconds:.1f}\nconfig sha256: {kb.config_sha256 or 'not recorded'}")
     return 0
 
 
@@ -48,8 +58,14 @@ def register_cli(subparsers) -> None:
     b.add_argument("--force", action="store_true", help="rebuild even if a cached build exists")
     b.add_argument("--kernel-variant", choices=sorted(kernel.VARIANTS), default="bench",
                    help="which build (default bench); ""'debug': the attack suite's kernel (BUG, lockdep, KASAN, MEMCG; own cache key); "
-                        "'mitigations': the host's speculation mitigations forced on")
+                        "'mitigations': the host's speculation mitigations forced on; "
+                        "'twin': this host's own configuration (/proc/config.gz; VMEXEC_TWIN_CONFIG=FILE)")
     alias(b, "--variant", "--kernel-variant", "kernel_variant", choices=sorted(kernel.VARIANTS))
+    b.add_argument("--configure-only", action="store_true",
+                   help="unpack, patch and configure (about a minute), write the final config (and a twin's "
+                        "carry-over-twin.json: the host's options it does not carry over, and why) to --output-dir")
+    b.add_argument("--output-dir", dest="output", type=Path, metavar="DIR",
+                   help="where --configure-only writes (default: the current directory)")
     b.set_defaults(func=_cmd_build)
 
     p = sub.add_parser("package", help="an installable Debian kernel package of the series, for bare metal")

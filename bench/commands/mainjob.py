@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench.anatomy.guest import default_backends
-from bench.measure import kernel
+from bench.measure import guardian, kernel
 from bench.commands.options import strip_dashes
 from bench.errors import BenchError, Interrupted, UsageError
 
@@ -43,9 +43,13 @@ FIRST_ANSWER_DIR = "results/first-answer"
 #: The kernel a KVM guest boots, unless asked otherwise (--kvm-variant).
 KVM_VARIANT = "mitigations"
 CLOCK_CHOICES = ("auto", "kvm", "icount")
-#: Seconds a step has, once the job is interrupted, to end by itself (a guest run kills its QEMU)
-#: before it is sent SIGINT, and then before it is killed.
-STEP_GRACE = (2.0, 60.0)
+#: Seconds from the job's interruption to the step's SIGINT (the step leads a process group of its own,
+#: which a terminal's Ctrl-C does not reach), and then to the SIGKILL of its group (a guest run kills its
+#: QEMU in that time).
+STEP_GRACE = (0.0, 60.0)
+#: Seconds a step of a job that died (SIGKILL, SIGHUP) has from its SIGINT to clean up (the job's guardian
+#: sends it) before its group is killed: nobody waits for it any more.
+ORPHAN_GRACE = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +122,8 @@ def _icount_guest(subcommand: str) -> tuple[str, ...]:
 def plan(decision: Decision, run_args: list[str] | tuple[str, ...] = ()) -> list[Step]:
     """The main job's steps; run_args go to the full host run (`bench run --scaling RUN_ARGS`)."""
     same = ("--pin", "same", "--backends", first_answer_backends())
-    steps = [Step("first answer: host", ("run", "--fast", *same), FIRST_ANSWER_DIR),
+    # --resume: a host run interrupted before keeps the cases it completed (bench.measure.partial).
+    steps = [Step("first answer: host", ("run", "--fast", *same, "--resume"), FIRST_ANSWER_DIR),
              # The parts' prices on this host (seconds), for the estimate composed from them (bench.anatomy.prices).
              Step("first answer: prices", ("prices",), FIRST_ANSWER_DIR)]
     if decision.clock == "kvm":
@@ -132,7 +137,7 @@ def plan(decision: Decision, run_args: list[str] | tuple[str, ...] = ()) -> list
     # KVM is the icount one, and might take an older run's files.
     steps.append(Step("first answer: report", ("report",), FIRST_ANSWER_DIR, own_results=True))
     # Host: every backend, both pinnings, both scaling sweeps.
-    steps.append(Step("host: every backend", ("run", "--scaling", *run_args)))
+    steps.append(Step("host: every backend", ("run", "--scaling", "--resume", *run_args)))
     steps.append(Step("host: prices", ("prices",)))
     if decision.clock == "kvm":
         steps.append(Step("KVM guest: every backend", (*_kvm_guest(decision, "run"), "--", "--scaling")))
@@ -153,31 +158,51 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+#: The signals that end the job cleanly (SIGHUP: its terminal or its ssh session went away).
+JOB_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def needs_page_zero(argv: list[str]) -> bool:
+    """A host run (`python -m bench run ...`): zpoline and lazypoline map their trampoline at address 0.
+    Guest runs have their own kernel, reports and prices no such backend."""
+    return argv[1:4] == ["-m", "bench", "run"]
+
+
 def run_step(argv: list[str], env: dict[str, str]) -> int:
-    """argv's exit status.  SIGINT or SIGTERM to the job ends the step first: a Ctrl-C reaches it too
-    (one process group); otherwise it is sent SIGINT after STEP_GRACE[0] s, so that a guest run kills
-    its QEMU, and SIGKILL after STEP_GRACE[1] s more; then Interrupted."""
+    """argv's exit status.  The step leads a process group of its own, which a guardian process ends if
+    the job dies, however (SIGKILL included): no step outlives the job.  SIGINT, SIGTERM or SIGHUP to the
+    job is passed on to the step as SIGINT at once (a guest run then kills its QEMU), and the step's group
+    is killed STEP_GRACE[1] s later (ORPHAN_GRACE s, if the job died); then Interrupted.  A host run, and
+    only it, gets vm.mmap_min_addr=0."""
     received: list[str] = []
 
     def note(signum, frame):
         received.append(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, note) for sig in JOB_SIGNALS}
     try:
-        proc = subprocess.Popen(argv, env=env, preexec_fn=_default_sigint)
-        escalation = iter([(STEP_GRACE[0], proc.send_signal, signal.SIGINT), (STEP_GRACE[1], proc.kill, None)])
-        since = None
-        while True:
-            try:
-                status = proc.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if received and since is None:
-                since, (grace, act, arg) = time.monotonic(), next(escalation)
-            if since is not None and time.monotonic() - since > grace:
-                act(*([arg] if arg is not None else []))
-                since, (grace, act, arg) = time.monotonic(), next(escalation, (float("inf"), None, None))
+        with guardian.Guardian() as guard, \
+                (mmap_min_addr_zero(guard=guard) if needs_page_zero(argv) else contextlib.nullcontext()):
+            proc = guardian.popen_group(argv, guard, grace=ORPHAN_GRACE, env=env, preexec_fn=_default_sigint,
+                                        stdin=subprocess.DEVNULL)
+            escalation = iter([(STEP_GRACE[0], proc.pid, signal.SIGINT), (STEP_GRACE[1], proc.pid, signal.SIGKILL)])
+            since = None
+            while True:
+                try:
+                    status = proc.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if received and since is None:
+                    since, (grace, pgid, sig) = time.monotonic(), next(escalation)
+                if since is not None and time.monotonic() - since >= grace:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pgid, sig)
+                    since, (grace, pgid, sig) = time.monotonic(), next(escalation, (float("inf"), None, None))
+            # What the step left in its group (a worker it did not wait for) ends with it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            guard.forget(proc.pid)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -190,12 +215,18 @@ def _results_in(directory: Path) -> set[Path]:
     return {p.resolve() for p in directory.glob("*.json") if p.is_file()}
 
 
-def execute(steps: list[Step], run=None) -> None:
+def execute(steps: list[Step], run=None, state=None) -> None:
     """Runs the steps in order, each as `python -m bench ...` (run: run_step); stops at the first that fails.
-    A report step is given the result files the job's earlier steps wrote in its directory."""
+    A report step is given the result files the job's earlier steps wrote in its directory.  state
+    (bench.commands.jobstate.JobState): the steps it records as completed are skipped, each one it runs is recorded."""
     run = run or run_step
     written: dict[Path, list[Path]] = {}
     for i, step in enumerate(steps, 1):
+        done = state.done(step) if state else None
+        if done is not None:
+            written.setdefault(step.directory().resolve(), []).extend(done)
+            print(f"main job: step {i} of {len(steps)}: {step.what}: completed before, not redone", flush=True)
+            continue
         env = dict(os.environ)
         if step.results_dir:
             env["VMEXEC_RESULTS"] = step.results_dir
@@ -204,55 +235,90 @@ def execute(steps: list[Step], run=None) -> None:
         print(f"main job: step {i} of {len(steps)}: {step.what}: bench {' '.join(argv)}", flush=True)
         before = _results_in(where)
         status = run([sys.executable, "-m", "bench", *argv], env)
-        written.setdefault(where, []).extend(sorted(_results_in(where) - before))
+        new = sorted(_results_in(where) - before)
+        written.setdefault(where, []).extend(new)
         if status:
-            raise BenchError(f"main job: step {i} ({step.what}) failed with exit status {status}")
+            raise BenchError(f"main job: step {i} ({step.what}) failed with exit status {status}"
+                             + ("; rerun the job to resume from it" if state else ""))
+        if state:
+            state.mark(step, new)
 
 
 #: zpoline's and lazypoline's trampoline lives at address 0 (issue 22).  The file is a knob for the tests
 #: only: they must not change the real sysctl on a shared machine.
 MMAP_MIN_ADDR = os.environ.get("VMEXEC_MMAP_MIN_ADDR_FILE", "/proc/sys/vm/mmap_min_addr")
+#: Where the value to put back is kept while the sysctl is 0: in /run, which a reboot (that resets the
+#: sysctl too) empties.  A test's stand-in file keeps it beside itself.
+STATE_FILE = Path("/run/vmexec-bench.vm.mmap_min_addr")
+
+
+def _state_file(path: str) -> Path:
+    return STATE_FILE if path.startswith("/proc/") else Path(path + ".original")
+
+
+def _value_to_restore(current: str, state: Path) -> str:
+    """The administrator's value: the current one, unless it is 0 and a job that died with page 0 open
+    recorded the value before it (its guardian normally puts it back; this covers a guardian killed too)."""
+    try:
+        recorded = state.read_text().strip()
+    except OSError:
+        recorded = ""
+    return recorded if current == "0" and recorded.isdigit() else current
 
 
 @contextlib.contextmanager
-def mmap_min_addr_zero(path: str = MMAP_MIN_ADDR):
-    """vm.mmap_min_addr=0 for the job's run, and its old value back afterwards, always: after the last
-    step, a failed step, or SIGINT/SIGTERM (during a step run_step turns them into Interrupted; between two
-    steps the handlers here do).  Not after SIGKILL, which nothing survives.  If it cannot be set, the job
-    goes on and those two backends say why they are unavailable."""
-    file = Path(path)
+def mmap_min_addr_zero(path: str | None = None, guard: guardian.Guardian | None = None):
+    """vm.mmap_min_addr=0 for the block (a host run's step: run_step), and the old value back afterwards,
+    always: at its end, and within a second however the job dies (SIGKILL of its PID or of its process
+    group included), by a guardian process that outlives it.  The old value is kept in a state file
+    first, so a job after a crash puts back the true original, not 0.  If the administrator set 0, or it
+    cannot be set, nothing changes (zpoline and lazypoline then say why they are unavailable)."""
+    path = path or MMAP_MIN_ADDR
+    file, state = Path(path), _state_file(path)
     try:
-        old = file.read_text().strip()
+        old = _value_to_restore(file.read_text().strip(), state)
     except OSError:
         yield
         return
     if old == "0":
         yield
         return
-    try:
-        file.write_text("0\n")
-    except OSError as e:
-        print(f"main job: vm.mmap_min_addr stays {old} ({e.strerror}): zpoline and lazypoline "
-              "will say they are unavailable", flush=True)
-        yield
-        return
-
-    def interrupted(signum, frame):
-        raise Interrupted(f"main job: interrupted by {signal.Signals(signum).name}")
-
-    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        print(f"main job: vm.mmap_min_addr set to 0 for this job (was {old}; put back at its end)", flush=True)
-        yield
-    finally:
-        # First, so a second signal cannot stop the restore; then the old handlers.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.ExitStack() as stack:
+        guard = guard or stack.enter_context(guardian.Guardian())
         try:
-            file.write_text(old + "\n")
+            state.write_text(old + "\n")
+            guard.restore_on_death(path, old, state)
+            file.write_text("0\n")
+        except OSError as e:
+            print(f"main job: vm.mmap_min_addr stays {file.read_text().strip()} ({e.strerror}): zpoline and "
+                  "lazypoline will say they are unavailable", flush=True)
+            _put_back(file, state, old)
+            yield
+            return
+        # SIGINT/SIGTERM/SIGHUP unwind the block, unless a handler of the caller's sees to them (run_step's).
+        previous = {sig: signal.signal(sig, _interrupted) for sig in JOB_SIGNALS
+                    if not callable(h := signal.getsignal(sig)) or h is signal.default_int_handler}
+        try:
+            print(f"main job: vm.mmap_min_addr set to 0 for this step (was {old}; put back at its end)", flush=True)
+            yield
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            # First, so a second signal cannot stop the restore; then the old handlers.
+            ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in JOB_SIGNALS}
+            try:
+                _put_back(file, state, old)
+            finally:
+                for sig, handler in {**ignored, **previous}.items():
+                    signal.signal(sig, handler)
+
+
+def _interrupted(signum, frame):
+    raise Interrupted(f"main job: interrupted by {signal.Signals(signum).name}")
+
+
+def _put_back(file: Path, state: Path, old: str) -> None:
+    if file.read_text().strip() != old:
+        file.write_text(old + "\n")
+    state.unlink(missing_ok=True)
 
 
 def _cmd_main(args) -> int:
@@ -266,8 +332,12 @@ def _cmd_main(args) -> int:
             own = " (the result files the steps above wrote)" if step.own_results else ""
             print(f"{where}python -m bench {' '.join(step.argv)}{own}")
         return 0
-    with mmap_min_addr_zero():
-        execute(steps)
+    from bench import results
+    from bench.commands.jobstate import JobState, identity
+
+    state = JobState.open(results.directory(), identity(decision.clock, decision.kvm_variant, run_args), args.restart)
+    execute(steps, state=state)     # each host run with vm.mmap_min_addr=0 (run_step), and only it
+    state.finish()
     return 0
 
 
@@ -281,5 +351,8 @@ def register_cli(subparsers) -> None:
                    default=os.environ.get("VMEXEC_KVM_VARIANT", KVM_VARIANT),
                    help=f"the kernel variant a KVM guest boots (default {KVM_VARIANT}, or $VMEXEC_KVM_VARIANT)")
     p.add_argument("--dry-run", action="store_true", help="decide the clock, print the steps, run nothing")
+    p.add_argument("--restart", action="store_true",
+                   help="redo every step, even those an interrupted or failed run of the same job completed "
+                        "(by default they are not redone: main-job.state in the results directory)")
     p.add_argument("run_args", nargs="...", help="-- then options for the full host run (bench run --scaling ...)")
     p.set_defaults(func=_cmd_main, nested=lambda a: [["run", "--scaling", *strip_dashes(a.run_args)]])

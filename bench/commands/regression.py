@@ -6,10 +6,11 @@ Kept apart from it so that every other command starts without importing pandas.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pathlib
 import sys
-import tempfile
 
+from bench import outputs
 from bench.commands.options import strip_dashes
 from bench.errors import BenchError, UsageError, writable_directory
 from bench.measure.continuous import DEFAULT_RUN
@@ -52,7 +53,7 @@ def _cmd_check(args) -> int:
     from bench import regression as R
     from bench.render.regression import render
 
-    with tempfile.TemporaryDirectory(prefix="vmexec-check-") as tmp:
+    with outputs.scratch("check") as tmp:       # a killed check's tree goes at the next command's start
         if args.against is not None:
             baseline, current = _against(args, pathlib.Path(tmp))
         else:
@@ -91,9 +92,8 @@ def _against(args, tmp: pathlib.Path):
     revision = continuous.resolve(args.against)
     command = list(args.command or DEFAULT_RUN)
     where = args.results or tmp
-    if args.results is not None:
-        writable_directory(args.results, create=True)
-    reference, current, seconds = continuous.against(revision, command, where)
+    with _kept_results(args.results):
+        reference, current, seconds = continuous.against(revision, command, where)
     print(f"check: the pair of runs took {sum(seconds.values()):.0f} s ({revision.asked} "
           f"{revision.short}: {seconds['reference']:.0f} s, export and driver build included; "
           f"this tree: {seconds['current']:.0f} s)" + (f"; both kept in {where}" if args.results else ""),
@@ -102,10 +102,20 @@ def _against(args, tmp: pathlib.Path):
     return baseline, current
 
 
+def _kept_results(directory: pathlib.Path | None):
+    """--output-dir of check --against: a new or empty directory, this check's alone while it runs (a
+    second check there, or an earlier check's files, are refused before anything is exported or built)."""
+    if directory is None:
+        return contextlib.nullcontext()
+    writable_directory(directory, create=True)
+    return outputs.claim_empty(directory)
+
+
 def _cmd_baseline(args) -> int:
     from bench import regression as R
 
-    written = R.write(args.runs, args.output, force=args.force)
+    with outputs.exclusive(args.output, wait=False, what="baseline"):     # a concurrent one is refused
+        written = R.write(args.runs, args.output, force=args.force)
     b = R.load(written)
     print(f"baseline: {written} ({len(b.runs)} run(s); "
           + (f"noise measured for {len(b.noise)} ratios" if b.noise else "noise not measured: one run") + ")")

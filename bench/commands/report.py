@@ -6,7 +6,9 @@ pandas and matplotlib.
 from __future__ import annotations
 
 import pathlib
+import re
 
+from bench import outputs
 from bench.errors import UsageError
 
 
@@ -16,12 +18,25 @@ def _cmd_report(args) -> int:
 
     paths = args.results or results.newest()
     results.warn_if_busy(paths)
-    written = write_report(paths, args.output or results.directory() / "report")
+    final = args.output or results.directory() / "report"
+    made = {}
+    # Written whole beside final, then swapped in: a concurrent report never mixes with this one, and
+    # nothing of an older report (its extra plots) stays.
+    outputs.replace_tree(final, lambda staged: made.update(write_report(paths, staged)), _report_files)
+    written = {name: final / name for name in made}
     print(written["report.md"].read_text().split("\n\n", 1)[0])     # the answer (verdict.answer)
     plots = [name for name in written if name.endswith((".png", ".svg"))]
     print(f"report: {written['report.md']} and {written['report.html']} ({len(plots)} plot files, "
           f"every case in {written['cases.csv'].name})")
     return 0
+
+
+def _report_files(old: pathlib.Path) -> set[str]:
+    """An older report's own files: its report.md, report.html and what its report.md links to (its plots
+    and cases.csv); anything else kept in its directory (a screenshot) is not the report's to remove."""
+    md = old / "report.md"
+    linked = set(re.findall(r"\]\(([^()/\s]+)\)", md.read_text(errors="replace"))) if md.is_file() else set()
+    return {"report.md", "report.html", *linked}
 
 
 def _cmd_compare(args) -> int:

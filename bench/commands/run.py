@@ -49,7 +49,7 @@ def _cmd_run(args) -> int:
         mode="fast" if args.fast else "rigorous" if args.rigorous else "normal",
         output=args.output, tags=dict(args.tag), processes=args.processes, values=args.values,
         min_time=args.min_time,
-        keep_going=not args.stop_on_failure, timeout=args.timeout, quiet=args.quiet)
+        keep_going=not args.stop_on_failure, timeout=args.timeout, quiet=args.quiet, resume=args.resume)
     outcome = runner.run(opts)
     print(summary.table(outcome.path))
     print("(pyperf's lines above give the mean; this table, the report and every ratio use the median)")
@@ -100,6 +100,9 @@ def register_cli(sub) -> None:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="pyperf --quiet: no progress dots, one line per case (pyperf's warnings are always "
                         "counted once at the end, never repeated per case)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the cases an interrupted run of the same cases, options, code and kernel "
+                        "completed (its hidden .run-ID.partial file beside the results) and measure only the rest")
     p.add_argument("--stop-on-failure", action="store_true",
                    help="measure nothing if any case fails its check (default: measure the others)")
     p.set_defaults(func=_cmd_run)

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from bench import results
+from bench import outputs, results
 from bench.commands.options import alias, strip_dashes
 from bench.errors import BenchError, UsageError
 from bench.measure import accelerators, kernel
@@ -37,7 +37,7 @@ def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun
     # What the guest cannot see of its machine (the emulator, its clock, the host's CPU, the kernel's
     # source): the guest's runs record it from here (bench.measure.environment.guest), never from a tag.
     facts = {"accelerator": accel, "timing": args.timing, "qemu": qemu_version(), "host_cpu_model": cpu_model(),
-             "kernel_source": kb.source or "",
+             "host_kernel": platform.release(), "kernel_key": kb.cache_key, "kernel_source": kb.source or "",
              "vcpu_host_cpus": ",".join(map(str, getattr(args, "host_cpus", None) or ()))}
     (output_dir / GUEST_FACTS).write_text(json.dumps(facts))
     return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
@@ -55,7 +55,7 @@ def _guest_bench(args, subcommand: str, prefix: str) -> int:
     kb, accel = _prepare(args)
     final = results.output(None, f"{prefix}-{accel}-{args.timing}", args.results)
     name = final.name
-    with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
+    with outputs.scratch("vm") as share:
         guest_result = Path(share) / name
         command = [sys.executable, "-m", "bench", subcommand, "--output", str(guest_result), *args.command]
         run = _run(args, command, kb, accel, Path(share))
@@ -82,7 +82,7 @@ def _cmd_shell(args) -> int:
     kb, accel = _prepare(args)
     if not args.command:
         raise UsageError("vm shell: give the command after --")
-    with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
+    with outputs.scratch("vm") as share:
         run = _run(args, args.command, kb, accel, Path(share))
     print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s, exit status {run.exit_status}",
           file=sys.stderr)

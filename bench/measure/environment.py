@@ -56,8 +56,8 @@ GUEST_FACTS = ".vmexec-guest.json"
 #: The guest's kernel command line arguments (bench.measure.vm.qemu_command) that say it is ours: its share and its nonce.
 GUEST_CMDLINE = ("vmexec_out=", "vmexec_nonce=")
 #: Those facts, and the value each has where a run finds none.
-GUEST_KEYS = {"accelerator": "", "timing": "wall", "qemu": "", "host_cpu_model": "", "kernel_source": "",
-              "vcpu_host_cpus": ""}
+GUEST_KEYS = {"accelerator": "", "timing": "wall", "qemu": "", "host_cpu_model": "", "host_kernel": "",
+              "kernel_key": "", "kernel_source": "", "vcpu_host_cpus": ""}
 
 
 def guest() -> dict[str, str] | None:

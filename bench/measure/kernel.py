@@ -10,15 +10,18 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import functools
+import gzip
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from bench.measure import guardian
 from bench.measure.environment import asset
 from bench.errors import BenchError, UsageError
 
@@ -56,6 +59,7 @@ class Variant:
     patched: bool = True            # False: no patch applied, PATCH_OPTIONS not requested, the name in the key
     boot_args: tuple[str, ...] = ()     # the guest's kernel command line it needs
     mitigations: str | None = None      # kernel/ file of a host's mitigation arguments (load_mitigations), added
+    base: str = "tinyconfig"            # what the fragments go on: "tinyconfig", or "host" (host_config())
 
     def boot_args_for(self, accel: str) -> tuple[str, ...]:
         if self.mitigations is None:
@@ -80,6 +84,10 @@ VARIANTS = {v.name: v for v in (
     Variant("mitigations", ("config.fragment", "config.mitigations.fragment"), LOCALVERSION + "-mitigations",
             "the benchmark kernel with the development host's speculation mitigations (kernel/mitigations.json)",
             mitigations="mitigations.json"),
+    Variant("twin", ("config.twin.fragment",), LOCALVERSION + "-twin",
+            "a twin of the running host's kernel: its own configuration (/proc/config.gz) with the series, "
+            "so path lengths are counted on the kernel whose times the host measures",
+            base="host"),
 )}
 
 
@@ -115,6 +123,92 @@ def boot_args(name: str, accel: str) -> tuple[str, ...]:
     return get_variant(name).boot_args_for(accel)
 
 
+#: Where the twin reads the host's configuration, in order; VMEXEC_TWIN_CONFIG=FILE comes first.
+HOST_CONFIGS = ("/proc/config.gz", "/boot/config-{release}")
+#: The most a host configuration may unpack to (a distribution's is about 300 kB).
+HOST_CONFIG_MAX_BYTES = 8 * 2**20
+#: What a host's (or a distribution's) configuration is changed by before the fragments: scripts/config
+#: arguments, in order (also `bench kernel package`'s).
+HOST_CONFIG_CHANGES = (
+    ("--enable", "PROCESS_VM_EXEC"),
+    ("--disable", "IA32_EMULATION"),          # PROCESS_VM_EXEC depends on !IA32_EMULATION
+    ("--disable", "DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT"), ("--disable", "DEBUG_INFO_DWARF4"),
+    ("--disable", "DEBUG_INFO_DWARF5"), ("--enable", "DEBUG_INFO_NONE"),
+    ("--set-str", "SYSTEM_TRUSTED_KEYS", ""), ("--set-str", "SYSTEM_REVOCATION_KEYS", ""),
+    ("--set-str", "LOCALVERSION", ""),          # the release is 6.12.N-vmexec-twin, not the base kernel's suffix
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class HostConfig:
+    """A kernel configuration the twin is built from, and where it was read."""
+    text: str
+    origin: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def host_config(release: str | None = None) -> HostConfig:
+    """The running host's kernel configuration (VMEXEC_TWIN_CONFIG, /proc/config.gz, /boot/config-R)."""
+    given = os.environ.get("VMEXEC_TWIN_CONFIG")
+    release = release or os.uname().release
+    paths = [given] if given else [p.format(release=release) for p in HOST_CONFIGS]
+    for name in paths:
+        try:
+            with (gzip.open(name) if name.endswith(".gz") else open(name, "rb")) as f:
+                data = f.read(HOST_CONFIG_MAX_BYTES + 1)
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            if given:
+                raise BenchError(f"VMEXEC_TWIN_CONFIG={given}: cannot read it ({e})") from None
+            continue
+        if len(data) > HOST_CONFIG_MAX_BYTES:
+            raise BenchError(f"{name}: larger than {HOST_CONFIG_MAX_BYTES} bytes: not a kernel configuration")
+        text = data.decode("utf-8", errors="replace")
+        if not any(line.startswith("CONFIG_") for line in text.splitlines()):
+            raise BenchError(f"{name}: no CONFIG_ line: not a kernel configuration")
+        return HostConfig(text, name)
+    raise BenchError("the twin kernel needs the host's kernel configuration: none of "
+                     f"{', '.join(paths)} is readable; set VMEXEC_TWIN_CONFIG=FILE")
+
+
+def config_options(text: str) -> dict[str, str]:
+    """CONFIG_X -> value ('n' for '# CONFIG_X is not set') of a .config's text."""
+    options = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            options[line[2:-len(" is not set")]] = "n"
+        elif line.startswith("CONFIG_"):
+            name, _, value = line.partition("=")
+            options[name] = value
+    return options
+
+
+def config_differences(host: str, final: str, requested: Mapping[str, str]) -> list[dict]:
+    """Every option of the host's configuration that the twin does not carry over as it is, and why:
+    asked for (the series, the guest's needs, build time), absent from 6.12 (no such option there, or
+    its dependencies are off), or changed by olddefconfig (its dependencies differ in 6.12)."""
+    want, have = config_options(host), config_options(final)
+    changed = {name.removeprefix("CONFIG_") for _, name, *_ in HOST_CONFIG_CHANGES}
+    rows = []
+    for name, value in want.items():
+        got = have.get(name)
+        if got == value or (got is None and value == "n"):
+            continue
+        if name.endswith(("_VERSION", "_VERSION_TEXT")):
+            why = "toolchain (the twin is built with this machine's compiler, assembler and linker)"
+        elif name in requested or name.removeprefix("CONFIG_") in changed:
+            why = "changed on purpose (the series, the guest, build time)"
+        elif got is None:
+            why = "not in 6.12 (no such option, or its dependencies are off)"
+        else:
+            why = "changed by olddefconfig (dependencies differ in 6.12)"
+        rows.append({"option": name, "host": value, "twin": got if got is not None else "absent", "why": why})
+    return rows
+
+
 #: Options that exist only with the patches: not requested of the unpatched kernel.
 PATCH_OPTIONS = ("CONFIG_PROCESS_VM_EXEC",)
 #: Bump when the build steps below change what they produce.
@@ -133,6 +227,7 @@ class KernelBuild:
     cached: bool
     source: str = ""      # the source package and its version, e.g. 'linux-source-6.12 6.12.118-1~deb12u1'
     compiler: str = ""    # the compiler's first line of --version
+    config_sha256: str = ""   # of the final .config (a twin's says which host configuration it copies)
 
 
 def cache_root() -> Path:
@@ -164,15 +259,7 @@ def fragments(variant: str = "bench") -> list[Path]:
 
 def fragment_options(variant: str = "bench") -> dict[str, str]:
     """CONFIG_X -> value ('n' for '# CONFIG_X is not set') from the variant's fragments (last wins)."""
-    options = {}
-    lines = [line for f in fragments(variant) for line in f.read_text().splitlines()]
-    for line in lines:
-        line = line.strip()
-        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
-            options[line[2:-len(" is not set")]] = "n"
-        elif line.startswith("CONFIG_"):
-            name, _, value = line.partition("=")
-            options[name] = value
+    options = config_options("\n".join(f.read_text() for f in fragments(variant)))
     if not get_variant(variant).patched:
         options = {k: v for k, v in options.items() if not k.startswith(PATCH_OPTIONS)}
     return options
@@ -212,6 +299,8 @@ def cache_key(variant: str = "bench") -> str:
     for p in patches(variant):
         if affects_kernel(p):
             h.update(f"patch {p.name}\n".encode() + p.read_bytes())
+    if get_variant(variant).base == "host":
+        h.update(f"host config {host_config().sha256}\n{HOST_CONFIG_CHANGES!r}\n".encode())
     for i, f in enumerate(fragments(variant)):
         # The benchmark kernel's key is unchanged by the variants' existence.
         h.update((b"fragment\n" if i == 0 else f"fragment {f.name}\n".encode()) + f.read_bytes())
@@ -239,8 +328,9 @@ class _Log:
         with self.path.open("a") as f:
             f.write(f"\n=== {step}: {' '.join(cmd)}\n")
             f.flush()
-            proc = subprocess.run(cmd, cwd=cwd, env=self.env, stdout=f, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
+            # A process group of its own, killed whole if this ends in any way (make's cc1s, tar's xz).
+            proc = guardian.run_group(cmd, cwd=cwd, env=self.env, stdout=f, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
         if proc.returncode:
             self.fail(f"{step} failed (exit status {proc.returncode})")
 
@@ -252,11 +342,7 @@ class _Log:
 
 def _check_config(config: Path, log: _Log, variant: str) -> None:
     """olddefconfig drops options with unmet dependencies: insist on every requested one."""
-    final = {}
-    for line in config.read_text().splitlines():
-        if line.startswith("CONFIG_"):
-            name, _, value = line.partition("=")
-            final[name] = value
+    final = {k: v for k, v in config_options(config.read_text()).items() if v != "n"}
     wrong = [f"{name}={want} (got {final.get(name, 'n')})"
              for name, want in fragment_options(variant).items() if final.get(name, "n") != want]
     if wrong:
@@ -265,8 +351,10 @@ def _check_config(config: Path, log: _Log, variant: str) -> None:
         log.fail("the final .config lacks requested options (unmet dependencies?): " + ", ".join(wrong))
 
 
-def _build_into(work: Path, log: _Log, say, variant: str) -> str:
-    """Unpack, patch, configure and build in `work`; returns the kernel release."""
+def _configure(work: Path, log: _Log, say, variant: str) -> list[str]:
+    """Unpack, patch and configure in `work` (work/obj/.config); returns the make command line.
+    A twin (base "host") starts from the host's configuration and writes what did not carry over
+    to work/obj/carry-over.json."""
     src, obj = work / "src", work / "obj"
     src.mkdir(parents=True)
     obj.mkdir()
@@ -277,13 +365,51 @@ def _build_into(work: Path, log: _Log, say, variant: str) -> str:
         log.run(f"patch {p.name}", ["patch", "-p1", "--forward", "--batch", "-i", str(p)], src)
     make = ["make", f"O={obj}", f"LOCALVERSION={get_variant(variant).localversion}", "CC=" + log.env["VMEXEC_CC"]]
     names = " + ".join(f.name for f in fragments(variant))
-    say(f"configuring: tinyconfig + {names} + olddefconfig")
-    log.run("tinyconfig", make + ["tinyconfig"], src)
+    host = host_config() if get_variant(variant).base == "host" else None
+    if host is None:
+        say(f"configuring: tinyconfig + {names} + olddefconfig")
+        log.run("tinyconfig", make + ["tinyconfig"], src)
+    else:
+        say(f"configuring: the host's {host.origin} (sha256 {host.sha256[:16]}) + {names} + olddefconfig")
+        (obj / ".config").write_text(host.text)
+        changes = [a for change in HOST_CONFIG_CHANGES for a in change]
+        log.run("scripts/config", [str(src / "scripts" / "config"), "--file", str(obj / ".config"), *changes], src)
     with (obj / ".config").open("a") as f:
         for fragment in fragments(variant):
-            f.write(fragment.read_text())
+            f.write("\n" + fragment.read_text())
     log.run("olddefconfig", make + ["olddefconfig"], src)
     _check_config(obj / ".config", log, variant)
+    if host is not None:
+        rows = config_differences(host.text, (obj / ".config").read_text(), fragment_options(variant))
+        (obj / "carry-over.json").write_text(json.dumps(
+            {"host_config": host.origin, "host_config_sha256": host.sha256, "not_carried_over": rows},
+            indent=1) + "\n")
+        say(f"{len(rows)} of the host's options not carried over as they are (carry-over.json)")
+    return make
+
+
+def configure_only(output: Path, variant: str, say=print) -> Path:
+    """The variant's final .config (and a twin's carry-over.json) in output: unpack, patch and
+    configure (about a minute), no build."""
+    _check_prerequisites()
+    output.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vmexec-config-", dir=cache_root()) as tmp:
+        work = Path(tmp)
+        env = dict(os.environ, VMEXEC_CC="gcc")
+        log = _Log(work / "config.log", env)
+        log.path.write_text(f"vmexec-bench kernel configuration ({variant})\n")
+        _configure(work / "tree", log, say, variant)
+        obj = work / "tree" / "obj"
+        shutil.copyfile(obj / ".config", output / f"config-{variant}")
+        if (obj / "carry-over.json").exists():
+            shutil.copyfile(obj / "carry-over.json", output / f"carry-over-{variant}.json")
+    return output / f"config-{variant}"
+
+
+def _build_into(work: Path, log: _Log, say, variant: str) -> str:
+    """Unpack, patch, configure and build in `work`; returns the kernel release."""
+    src, obj = work / "src", work / "obj"
+    make = _configure(work, log, say, variant)
     jobs = len(os.sched_getaffinity(0))
     say(f"building bzImage with {jobs} jobs (log: {log.path})")
     log.run("make bzImage", make + [f"-j{jobs}", "bzImage"], src)
@@ -346,7 +472,7 @@ def build(force: bool = False, log=print, variant: str = "bench") -> KernelBuild
         meta, corrupt = cached_build(home, variant)
         if not force and meta:
             return KernelBuild(bzimage, meta["release"], key, time.monotonic() - start, True,
-                               meta.get("source", ""), meta.get("compiler", ""))
+                               meta.get("source", ""), meta.get("compiler", ""), meta.get("config_sha256", ""))
         if corrupt:
             log(f"the cached build in {home} is unusable ({corrupt}): building it again")
 
@@ -362,12 +488,16 @@ def build(force: bool = False, log=print, variant: str = "bench") -> KernelBuild
         release = _build_into(work, build_log, log, variant)
         shutil.copyfile(work / "obj" / "arch" / "x86" / "boot" / "bzImage", bzimage)
         shutil.copyfile(work / "obj" / ".config", home / "config")
+        if (work / "obj" / "carry-over.json").exists():
+            shutil.copyfile(work / "obj" / "carry-over.json", home / "carry-over.json")
         seconds = time.monotonic() - start
         source = f"{SOURCE_PACKAGE} {source_package_version() or 'unknown version'}"
         compiler = compiler_version()
+        config_sha256 = hashlib.sha256((home / "config").read_bytes()).hexdigest()
         # Written last: its presence marks a complete build.
         meta_path.write_text(json.dumps({"release": release, "seconds": round(seconds, 1),
-                                         "source": source, "compiler": compiler}) + "\n")
+                                         "source": source, "compiler": compiler,
+                                         "config_sha256": config_sha256}) + "\n")
         shutil.rmtree(work)     # ~2 GB of sources and objects; ccache keeps what matters
     log(f"kernel {release} built in {seconds:.0f} s from {source} with {compiler}: {bzimage}")
-    return KernelBuild(bzimage, release, key, seconds, False, source, compiler)
+    return KernelBuild(bzimage, release, key, seconds, False, source, compiler, config_sha256)

@@ -33,15 +33,8 @@ PACKAGE_SCRIPT_VERSION = "1"
 #: Debian packages.
 PACKAGE_TOOLS = {"dpkg-buildpackage": "dpkg-dev", "dpkg-deb": "dpkg", "dh_testdir": "debhelper",
                  "depmod": "kmod", "rsync": "rsync"}     # rsync: the package's Build-Depends insist
-#: What a distribution config is changed by: scripts/config arguments, in order.
-CONFIG_CHANGES = (
-    ("--enable", "PROCESS_VM_EXEC"),
-    ("--disable", "IA32_EMULATION"),          # PROCESS_VM_EXEC depends on !IA32_EMULATION
-    ("--disable", "DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT"), ("--disable", "DEBUG_INFO_DWARF4"),
-    ("--disable", "DEBUG_INFO_DWARF5"), ("--enable", "DEBUG_INFO_NONE"),
-    ("--set-str", "SYSTEM_TRUSTED_KEYS", ""), ("--set-str", "SYSTEM_REVOCATION_KEYS", ""),
-    ("--set-str", "LOCALVERSION", ""),          # the release is 6.12.N-vmexec, not the base kernel's suffix
-)
+#: What a distribution config is changed by: scripts/config arguments, in order (the twin's too).
+CONFIG_CHANGES = kernel.HOST_CONFIG_CHANGES
 SLIM = "slim"
 
 

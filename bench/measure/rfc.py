@@ -14,12 +14,12 @@ import os
 import subprocess
 from pathlib import Path
 
-from bench.measure import environment
+from bench.measure import environment, guardian
 from bench import results
 from bench.measure.environment import asset
 from bench.errors import BenchError
 from bench.measure.kernel import cache_root
-from tracers.driver import constants, run_group
+from tracers.driver import constants
 
 PROGRAMS = ("ptrace_vm_exec", "process_vm_exec")
 SOURCES = [*(asset(f"rfc/{p}.c") for p in PROGRAMS),
@@ -53,8 +53,9 @@ def run(seconds: float = 5.0) -> list[dict]:
     unavailable = constants()["exit"]["unavailable"]
     results = []
     for name, exe in compile_programs().items():
-        try:    # an interruption or a hang takes the program's tracee down with it
-            proc = run_group([str(exe), str(seconds)], timeout=seconds + 60)
+        try:    # an interruption, a hang or our death (SIGHUP, SIGKILL) takes the program and its tracee down
+            proc = guardian.run_group([str(exe), str(seconds)], timeout=seconds + 60, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
         except subprocess.TimeoutExpired:
             raise BenchError(f"rfc/{name} did not finish within {seconds + 60:g} s") from None
         if proc.returncode not in (0, unavailable) or not proc.stdout.strip():

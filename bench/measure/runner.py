@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -28,7 +29,8 @@ from tracers.driver import TEST_KNOBS
 
 from bench.measure import environment
 from bench.measure import plan
-from bench import results
+from bench.measure.partial import Partial, identity
+from bench import outputs, results
 from bench.errors import BenchError, Interrupted, UsageError, writable_directory
 
 #: Short checked run that validates each case before it is timed.
@@ -103,6 +105,7 @@ class RunOptions:
     keep_going: bool = True
     timeout: float | None = None    # seconds for one backend run; None: the driver's default
     quiet: bool = False             # pyperf --quiet: no dots, one line per case
+    resume: bool = False            # keep the cases an interrupted run of the same cases measured (Partial)
 
 
 def output_path(requested: pathlib.Path | None) -> pathlib.Path:
@@ -171,7 +174,7 @@ def preflight(cases: list[plan.Case], log, first_calls: dict[str, int] | None = 
 
 
 class _Interrupt:
-    """SIGINT or SIGTERM to the main process ends the run, whatever disposition it inherited.
+    """SIGINT, SIGTERM or SIGHUP to the main process ends the run, whatever disposition it inherited.
 
     A background job of a script starts with SIGINT ignored, and Python then
     installs no handler of its own: `kill -INT` (as `timeout -s INT` or a CI
@@ -180,10 +183,11 @@ class _Interrupt:
     that exit apart from pyperf's others.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.received: str | None = None
+        self.partial: Partial | None = None        # what an interrupt leaves, said in its message
 
     def __enter__(self):
         self._previous = {sig: signal.signal(sig, self._raise) for sig in self.SIGNALS}
@@ -197,8 +201,8 @@ class _Interrupt:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         if kind is KeyboardInterrupt or (kind is SystemExit and self.received):
-            raise Interrupted(f"interrupted{f' by {self.received}' if self.received else ''}: "
-                              "no results written") from None
+            kept = self.partial.said() if self.partial else "no results written"
+            raise Interrupted(f"interrupted{f' by {self.received}' if self.received else ''}: {kept}") from None
         return False
 
 
@@ -247,12 +251,24 @@ def run(opts: RunOptions, log=_say) -> RunOutcome:
     opts = dataclasses.replace(opts, timeout=opts.timeout or tracers.driver.constants()["default_timeout_s"])
     cases = plan.build_plan(backends, pins_for(opts.pins, cpus), opts.pages, opts.parallel, cpus, opts.timeout)
 
-    with _Interrupt():
-        return _run(opts, cases, cpus, final, log)
+    with _Interrupt() as interrupt:
+        return _run(opts, cases, cpus, final, log, interrupt)
+
+
+def _partial(opts: RunOptions, cases: list[plan.Case], final: pathlib.Path, commit: str, log) -> Partial:
+    """This run's partial file (bench.measure.partial), with an interrupted attempt's cases if --resume."""
+    options = {k: getattr(opts, k) for k in ("mode", "processes", "values", "min_time", "tags")}
+    keep = Partial(final.parent, identity(plan.dumps(cases), options, commit))
+    if opts.resume:
+        log(keep.load())
+    elif keep.path.is_file():
+        log(f"note: an interrupted run of these cases left {keep.path}; --resume would keep its cases, "
+            "this run measures every case and replaces it")
+    return keep
 
 
 def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final: pathlib.Path,
-         log) -> RunOutcome:
+         log, interrupt: _Interrupt) -> RunOutcome:
     icount = environment.where_facts()["vmexec_timing"] == "icount"     # the guest's clock, never a tag
     unmeasurable = {c.name: ICOUNT_SERIAL for c in cases if c.parallel > 1 and icount}
     for name, why in unmeasurable.items():
@@ -271,14 +287,22 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
     metadata.update({f"vmexec_tag_{k}": v for k, v in opts.tags.items()})
     metadata["vmexec_cpus_used"] = f"{cpus[0]},{cpus[1]}"
     metadata["vmexec_command"] = " ".join(sys.argv) or "bench run"
+    if kernel_config():     # pyperf records no empty value
+        metadata["vmexec_kernel_config"] = kernel_config()
     if first_calls:
         metadata["vmexec_first_call_ns"] = json.dumps(first_calls, sort_keys=True)
-    # In progress outside results/: even a SIGKILLed run leaves nothing half-written there.
-    clear_stale_workdirs()
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{WORKDIR}{os.getpid()}-"))
+    keep = interrupt.partial = _partial(opts, cases, final, metadata["vmexec_commit"], log)
+    kept = [c for c in runnable if c.name in keep.kept]
+    keep.kept = {c.name: keep.kept[c.name] for c in kept}       # not a case that cannot run now
+    to_measure = [c for c in runnable if c.name not in keep.kept]
+    if kept:
+        metadata["vmexec_resumed"] = ",".join(c.name for c in kept)
+    # In progress outside results/: even a SIGKILLed run leaves nothing half-written there (and the next
+    # command removes its tree).
+    workdir = outputs.make_scratch(WORKDIR_KIND)
     tmp = workdir / "suite.json"
     # pyperf kills a worker that outlives every backend run it could make.
-    argv = ["--output", str(tmp), "--plan", plan.dumps(runnable), "--timeout", str(int(opts.timeout * 2 + 60)),
+    argv = ["--output", str(tmp), "--plan", plan.dumps(to_measure), "--timeout", str(int(opts.timeout * 2 + 60)),
             "--inherit-environ", ",".join(TEST_KNOBS)]
     if opts.mode != "normal":
         argv.append(f"--{opts.mode}")
@@ -295,48 +319,65 @@ def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final:
         for option in ("processes", "values"):
             if getattr(opts, option):
                 setattr(runner.args, option, getattr(opts, option))
-        log(f"measuring {len(runnable)} cases with pyperf ({opts.mode}) ...")
+        log(f"measuring {len(to_measure)} cases with pyperf ({opts.mode})"
+            + (f", {len(kept)} kept from the interrupted run" if kept else "") + " ...")
 
         def on_failure(case, reason):
             failed[case.name] = reason
             log(f"  {case.name}: FAILED: {reason}")
-        register(runner, runnable, on_failure, before=_progress(len(runnable), log))
-        if not tmp.exists():
+        progress = _progress(len(to_measure), log)
+
+        def before(k, case):
+            keep.save(tmp)      # every case completed so far, before the next begins
+            progress(k, case)
+        try:
+            register(runner, to_measure, on_failure, before=before)
+        except BaseException:
+            _save_quietly(keep, tmp)
+            raise
+        if not tmp.exists() and not kept:
             raise BenchError("every case failed during measurement: " + "; ".join(failed.values()))
-        final = finish(tmp, final, {**metadata, "vmexec_unavailable": json.dumps(unavailable, sort_keys=True),
+        measured = Partial.write(keep.benchmarks(tmp), workdir / "merged.json")
+        final = finish(measured, final, {**metadata, "vmexec_unavailable": json.dumps(unavailable, sort_keys=True),
                             "vmexec_failed": json.dumps(failed, sort_keys=True)},
                        exists="fail" if opts.output else "rename")
+        keep.discard()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return RunOutcome(final, unavailable, failed)
 
 
-#: A run's temporary directory: WORKDIR + its process id + "-" + mkdtemp's random part.
-WORKDIR = "vmexec-bench-pid"
+@functools.cache
+def kernel_config() -> str:
+    """The running kernel's configuration, hashed (16 hex digits of its sha256); "" where it is not readable.
+    Cached: the configuration of a running kernel does not change."""
+    from bench.measure import kernel
 
-
-def clear_stale_workdirs() -> None:
-    """Remove the temporary directories of runs whose process is gone (SIGKILL, SIGHUP: no clean-up ran)."""
-    for d in pathlib.Path(tempfile.gettempdir()).glob(f"{WORKDIR}*-*"):
-        pid = d.name.removeprefix(WORKDIR).partition("-")[0]
-        if pid.isdigit() and d.is_dir() and not _alive(int(pid)):
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
+    if os.environ.get("VMEXEC_TWIN_CONFIG"):       # a file named for a twin build, not this kernel's own
+        return ""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:     # another user's process
-        return True
-    return True
+        return kernel.host_config().sha256[:16]
+    except BenchError:
+        return ""
+
+
+def _save_quietly(keep: Partial, tmp: pathlib.Path) -> None:
+    """keep.save(tmp) on the way out of an interrupt: pyperf may have been stopped writing tmp."""
+    try:
+        keep.save(tmp)
+    except Exception:       # a damaged tmp: the copy made before this case began stays
+        pass
+
+
+#: A run's temporary directory: vmexec-bench-pidPID-random (bench.outputs.scratch).
+WORKDIR_KIND = "bench"
 
 
 def finish(tmp: pathlib.Path, final: pathlib.Path, metadata: dict, exists: str = "fail") -> pathlib.Path:
     """Add the run's metadata (and what could not be measured) to every benchmark, then publish atomically
     (results.publish: where it went, never over another file)."""
     suite = pyperf.BenchmarkSuite.load(str(tmp))
+    metadata = {**metadata, "vmexec_busy": results.busy_metadata(tmp)}    # the report reads it (busy_warning)
     for bench in suite.get_benchmarks():
         bench.update_metadata(metadata)
     return results.publish(final, lambda staged: suite.dump(str(staged)), exists=exists)

@@ -22,12 +22,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
+from bench import outputs
 from bench.argtypes import number
 from bench.measure import accelerators
 from bench.measure import kernel
@@ -94,7 +94,7 @@ def probe(kernel: Path, accel: str) -> str | None:
     if (kernel, accel) not in _probe_cache:
         why_not = _kvm_usable() if accel == "kvm" else None
         if why_not is None:
-            with tempfile.TemporaryDirectory(prefix=f"vmexec-{accel}-probe-") as out:
+            with outputs.scratch(f"{accel}-probe") as out:
                 try:
                     run_in_guest(["true"], kernel=kernel, accel=accel, output_dir=Path(out),
                                  boot_timeout=PROBE_TIMEOUT, run_timeout=PROBE_TIMEOUT).check()
@@ -330,7 +330,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     output_dir.mkdir(parents=True, exist_ok=True)
     nonce = secrets.token_hex(8)
     script = _write_command(output_dir, nonce, command, cwd)
-    qmp_dir = Path(tempfile.mkdtemp(prefix="vmexec-qmp-")) if pin_vcpus else None
+    qmp_dir = outputs.make_scratch("qmp") if pin_vcpus else None
     qmp = ("-qmp", f"unix:{qmp_dir / 'qmp.sock'},server=on,wait=off") if qmp_dir else ()
     cmdline = qemu_command(Path(kernel), output_dir, nonce, accel, timing, cpus, memory_mb,
                            (*qmp, *extra_qemu_args), tuple(kernel_args))

@@ -15,12 +15,11 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import pyperf
 
 from bench import stats, verdict
 from bench.anatomy.composed import composed_model
 from bench.anatomy.model import CostModel, fitted_model
-from bench.render import anatomy, plots, prices
+from bench.render import anatomy, plots, prices, provenance
 from bench import results
 from bench.errors import UsageError, writable_directory
 from bench.render.document import table, to_html, to_markdown, to_text
@@ -180,70 +179,6 @@ def _rfc_blocks(summary: pd.DataFrame, rfc: list[dict]) -> list:
             ("p", f"RFC-program speed-ups (ptrace_vm_exec ÷ process_vm_exec): {speedups}.")]
 
 
-def stability_checks(path: pathlib.Path) -> dict[str, list[str]]:
-    """{case: pyperf's warnings}, from `python -m pyperf check` (its public command) on one suite."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-m", "pyperf", "check", str(path)], capture_output=True,
-                         text=True, timeout=300).stdout.splitlines()
-    checks: dict[str, list[str]] = {}
-    case = None     # a suite of one case: pyperf prints no title, and its warnings are that case's
-    for i, line in enumerate(out):
-        if i + 1 < len(out) and out[i + 1] and set(out[i + 1]) == {"-"} and len(out[i + 1]) == len(line):
-            case = line
-        elif line.startswith("* "):
-            case = case or pyperf.BenchmarkSuite.load(str(path)).get_benchmark_names()[0]
-            checks.setdefault(case, []).append(line[2:])
-    return checks
-
-
-def _stability_blocks(suites: list[pathlib.Path], run_ids: list[str], summary: pd.DataFrame) -> list:
-    blocks = [("p", "pyperf's own checks of each case (`python -m pyperf check FILE`): the warnings it "
-                    "prints, case by case. A case flagged here is measured with less confidence than its "
-                    "CI alone suggests.")]
-    for path, run_id in zip(suites, run_ids):
-        checks = stability_checks(path)
-        total = int((summary["run_id"] == run_id).sum())
-        blocks.append(("p", f"`{run_id}`: {len(checks)} of {total} cases flagged."))
-        if checks:
-            blocks.append(("list", [f"`{case}`: " + "; ".join(w) for case, w in checks.items()]))
-    return blocks
-
-
-def environment(df: pd.DataFrame) -> list[dict]:
-    """What each run was measured on, one dict per run, as its metadata records it (for the Environment section)."""
-    out = []
-    for run_id, run in df.groupby("run_id", sort=True):
-        first = run.iloc[0]
-        try:
-            mitigations = json.loads(first["vmexec_mitigations"] or "{}")
-        except (TypeError, json.JSONDecodeError):
-            mitigations = {}
-        out.append({"run": run_id, "kind": "VM guest" if first["vm"] else "host", "host": first["host"],
-                    "cpu": first["vmexec_cpu_model"] or first["cpu_model_name"], "cpus": first["vmexec_cpus"],
-                    "cpus used": first["vmexec_cpus_used"],
-                    "kernel": f"{first['kernel']} {first['vmexec_kernel_version']}".strip(),
-                    "accelerator": first["accelerator"], "timing": first["timing"],
-                    "mitigations": mitigations, "python": first["python_version"],
-                    "pyperf": first["perf_version"], "command": first["vmexec_command"],
-                    "commit": first["vmexec_commit"]})
-    return out
-
-
-def _environment_blocks(df: pd.DataFrame) -> list:
-    blocks = []
-    for env in environment(df):
-        mitig = env.pop("mitigations")
-        affected = [f"{k}: {v}" for k, v in mitig.items() if v != "Not affected"]
-        items = [f"**{k}**: `{v}`" if k in ("command", "commit") else f"**{k}**: {v}"
-                 for k, v in env.items() if k != "run"]
-        items.append("**mitigations**: " + ("; ".join(affected) if affected else "none active")
-                     + (f" ({len(mitig) - len(affected)} others: Not affected)" if mitig else " (not recorded)"))
-        blocks += [("h", 3, env["run"]), ("list", items)]
-    return blocks
-
-
 @dataclasses.dataclass(frozen=True)
 class Inputs:
     """What every section may draw on: the findings and what the report was made from."""
@@ -256,6 +191,8 @@ class Inputs:
     no_model: str = ""                          # why there is none
     composed: object = None                     # bench.anatomy.composed.Composition: the estimate from measured prices
     no_composed: str = ""                       # why there is none
+    health: tuple = ()                          # provenance.Health of each suite
+    sources: tuple = ()                         # provenance.Input of every file the report drew on
 
 
 TITLE = "process_vm_exec vs PTRACE_SYSEMU: benchmark report"
@@ -266,15 +203,24 @@ def _first_screen(i: Inputs) -> list:
     interval judged drawn on it; then the verdict in full, its figures side by side, its caveat and
     the rule they follow."""
     h = i.findings.headline
-    return [("p", " ".join(verdict.answer(h))),
+    return [("p", opening(h, i.health)),
             ("h", 1, TITLE),
             *([("img", plots.KEY_PLOT, plots.key_caption(i.findings))] if plots.KEY_PLOT in i.plots else []),
             ("h", 2, "The verdict in full"),
             ("p", f"**Verdict: {h.sentence}**"),
             *([("p", "Side by side:"), ("list", list(h.figures))] if h.figures else []),
             *([("p", f"*Caveat:* {h.caveat}")] if h.caveat else []),
+            *provenance.trust_blocks(i.health),
             ("p", verdict.VERDICT_RULE),
             ("p", "Inputs: " + ", ".join(f"`{p.name}`" for p in i.paths))]
+
+
+def opening(h: verdict.Headline, health) -> str:
+    """The answer (verdict.answer), opened by provenance.caution when a run it draws on is mostly unstable."""
+    said = " ".join(verdict.answer(h))
+    warn = provenance.caution(list(health))
+    return f"{warn} {said[0].lower()}{said[1:]}" if warn and said.startswith("We ") else \
+        f"{warn} {said}" if warn else said
 
 
 def _every_backend(i: Inputs) -> list:
@@ -330,9 +276,10 @@ SECTIONS: list[tuple[str | None, Callable[[Inputs], list]]] = [
     ("A hardware estimate from measured parts", _composed_blocks),
     ("A host cost model from the anatomy",
      lambda i: anatomy.cost_model_blocks(i.model, i.no_model, anatomy_dir(i.paths))),
-    ("pyperf's stability checks", lambda i: _stability_blocks(i.suites, results.run_ids(i.suites), i.findings.summary)),
+    ("pyperf's stability checks", lambda i: provenance.stability_blocks(i.suites, results.run_ids(i.suites), i.findings.summary)),
     ("The RFC's figures beside ours", lambda i: _rfc_blocks(i.findings.summary, i.rfc)),
-    ("Environment", lambda i: _environment_blocks(i.findings.values)),
+    ("What this report stands on", lambda i: provenance.inputs_blocks(list(i.sources), _relative)),
+    ("Environment", lambda i: provenance.environment_blocks(i.findings.values)),
 ]
 
 
@@ -369,7 +316,12 @@ def _findings(df: pd.DataFrame, paths: list[pathlib.Path]):
 def answer(paths) -> tuple[str, ...]:
     """The answer (verdict.answer) a report of paths opens with, without drawing or writing anything."""
     paths = [pathlib.Path(p) for p in paths]
-    return verdict.answer(_findings(load_inputs(paths)[0], paths)[0].headline)
+    return (opening(_findings(load_inputs(paths)[0], paths)[0].headline, healths(paths)),)
+
+
+def healths(paths) -> list[provenance.Health]:
+    suites, _ = results.split(paths)
+    return [provenance.health(p, run_id) for p, run_id in zip(suites, results.run_ids(suites))]
 
 
 def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -384,7 +336,8 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
         written.update({f"{stem}.{fmt}": p for fmt, p in plots.save(fig, output, stem).items()})
     table = f.table.drop(columns=["started"])
     written[CASES_CSV] = _replace(output / CASES_CSV, lambda p: table.to_csv(p, index=False, float_format="%.6g"))
-    doc = build(Inputs(f, rfc, list(figs), paths, suites, model, no_model, composed, no_composed))
+    doc = build(Inputs(f, rfc, list(figs), paths, suites, model, no_model, composed, no_composed,
+                       tuple(healths(paths)), tuple(provenance.sources(paths, anatomy_dir(paths), model, composed))))
     written["report.md"] = _replace(output / "report.md", lambda p: p.write_text(to_markdown(doc)))
     page = to_html(doc, {s: (output / f"{s}.png").read_bytes() for s in figs})
     written["report.html"] = _replace(output / "report.html", lambda p: p.write_text(page))

@@ -1,0 +1,87 @@
+"""The twin kernel (variant "twin"): built from the running host's own configuration, so the path
+lengths that explain the host's times are counted on the kernel that has them (issue 26)."""
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.errors import BenchError
+from bench.measure import kernel
+
+HOST = "CONFIG_AUDITSYSCALL=y\nCONFIG_HZ=250\n# CONFIG_KVM_AMD is not set\nCONFIG_IA32_EMULATION=y\n"
+
+
+def test_the_twin_reads_the_configuration_given_plain_or_compressed(tmp_path, monkeypatch):
+    plain, packed = tmp_path / "config", tmp_path / "config.gz"
+    plain.write_text(HOST)
+    packed.write_bytes(gzip.compress(HOST.encode()))
+    for path in (plain, packed):
+        monkeypatch.setenv("VMEXEC_TWIN_CONFIG", str(path))
+        hc = kernel.host_config()
+        assert hc.text == HOST and hc.origin == str(path) and len(hc.sha256) == 64
+
+
+@pytest.mark.parametrize("content", [b"", b"not a config\n", b"\x1f\x8b garbage"])
+def test_a_configuration_that_is_none_is_one_clear_error(tmp_path, monkeypatch, content):
+    bad = tmp_path / ("bad.gz" if content.startswith(b"\x1f") else "bad")
+    bad.write_bytes(content)
+    monkeypatch.setenv("VMEXEC_TWIN_CONFIG", str(bad))
+    with pytest.raises(BenchError, match="VMEXEC_TWIN_CONFIG|not a kernel configuration"):
+        kernel.host_config()
+
+
+def test_a_missing_configuration_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("VMEXEC_TWIN_CONFIG", str(tmp_path / "absent"))
+    with pytest.raises(BenchError, match="absent"):
+        kernel.host_config()
+
+
+def test_the_twin_key_follows_the_host_configuration_and_the_benchmark_key_does_not(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text(HOST)
+    b.write_text(HOST.replace("250", "1000"))
+    keys = {}
+    for path in (a, b):
+        monkeypatch.setenv("VMEXEC_TWIN_CONFIG", str(path))
+        keys[path.name] = (kernel.cache_key("twin"), kernel.cache_key("bench"))
+    assert keys["a"][0] != keys["b"][0]
+    assert keys["a"][1] == keys["b"][1]
+
+
+def test_what_does_not_carry_over_is_listed_with_why():
+    final = "CONFIG_AUDITSYSCALL=y\nCONFIG_HZ=100\n# CONFIG_IA32_EMULATION is not set\nCONFIG_PROCESS_VM_EXEC=y\n"
+    host = HOST + "CONFIG_ONLY_IN_6_18=y\nCONFIG_GCC_VERSION=150300\n"
+    rows = {r["option"]: r for r in kernel.config_differences(host, final + "CONFIG_GCC_VERSION=120200\n",
+                                                                 {"CONFIG_PROCESS_VM_EXEC": "y"})}
+    assert set(rows) == {"CONFIG_HZ", "CONFIG_IA32_EMULATION", "CONFIG_ONLY_IN_6_18", "CONFIG_GCC_VERSION"}
+    assert rows["CONFIG_HZ"]["why"].startswith("changed by olddefconfig")
+    assert rows["CONFIG_IA32_EMULATION"]["why"].startswith("changed on purpose")
+    assert rows["CONFIG_ONLY_IN_6_18"]["twin"] == "absent" and rows["CONFIG_ONLY_IN_6_18"]["why"].startswith("not in 6.12")
+    assert rows["CONFIG_GCC_VERSION"]["why"].startswith("toolchain")
+
+
+@pytest.mark.skipif(not kernel.SOURCE_TARBALL.exists(), reason="no linux-source-6.12")
+def test_the_twin_configuration_step_keeps_the_host_options_that_lengthen_the_paths(tmp_path):
+    """The configuration step CI runs (the build itself takes long on 2 cores): the host's config,
+    the series, the guest's needs; the scheduler/audit options that lengthen a ptrace stop survive."""
+    host = kernel.host_config()
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "bench", "kernel", "build", "--kernel-variant", "twin",
+                           "--configure-only", "--output-dir", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    final = kernel.config_options((out / "config-twin").read_text())
+    wanted = kernel.config_options(host.text)
+    assert final["CONFIG_PROCESS_VM_EXEC"] == "y" and final["CONFIG_9P_FS"] == "y"
+    for name in ("CONFIG_AUDITSYSCALL", "CONFIG_FAIR_GROUP_SCHED", "CONFIG_SCHED_AUTOGROUP", "CONFIG_HZ",
+                 "CONFIG_PREEMPT_DYNAMIC", "CONFIG_PSI", "CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"):
+        if name in wanted:
+            assert final.get(name, "n") == wanted[name], name
+    carry = json.loads((out / "carry-over-twin.json").read_text())
+    assert carry["host_config_sha256"] == host.sha256
+    listed = {r["option"] for r in carry["not_carried_over"]}
+    # Everything that differs is listed, and nothing else.
+    differs = {n for n, v in wanted.items() if final.get(n, "n") != v}
+    assert listed == differs
