@@ -70,7 +70,7 @@ def of_result(path: pathlib.Path) -> Input:
 
 def of_anatomy(path: pathlib.Path) -> Input:
     """The Input of an instruction anatomy (anatomy.json: counted in a guest, on the kernel its meta names)."""
-    meta = json.loads(path.read_text()).get("meta", {})
+    meta = results.read_json(path).get("meta", {})     # one line for a file that is no JSON object
     variant = f" (variant {meta['kernel_variant']})" if meta.get("kernel_variant") else ""
     return Input(path, "anatomy", _or(meta.get("guest_kernel")) + variant, _or(meta.get("kernel_key")),
                  "the guest's (TCG)", f"{_or(meta.get('host_cpu_model'))}, kernel {_or(meta.get('host_kernel'))}, "
