@@ -13,6 +13,7 @@ import pathlib
 import shlex
 
 from bench.errors import UsageError
+from bench.results import facts
 
 BASELINE_KEY = "vmexec_baseline"
 #: What must match for two runs to be compared (their machine): field -> name shown.  A ratio
@@ -26,15 +27,12 @@ MACHINE = {"kind": "kind", "kernel": "kernel release", "vmexec_cpu_model": "CPU 
 def from_metadata(meta: dict) -> dict[str, str]:
     """The MACHINE fields ("" where none was recorded) of one case's pyperf metadata, read as
     bench.stats.load reads them (bench.regression.machine gives the same from its frame)."""
-    guest = str(meta.get("vmexec_tag_vm", "")) == "1"
-    cpu = str(meta.get("vmexec_cpu_model", ""))
-    return {"kind": "guest" if guest else "host", "kernel": str(meta.get("vmexec_kernel", "")),
-            "vmexec_cpu_model": cpu,
-            "host_cpu_model": str(meta.get("vmexec_tag_host_cpu_model", "")) if guest else cpu,
-            "qemu": str(meta.get("vmexec_tag_qemu", "")) if guest else "none",
+    where = facts(meta)     # measured or detected, never a tag
+    return {"kind": "guest" if where["vm"] else "host", "kernel": str(meta.get("vmexec_kernel", "")),
+            "vmexec_cpu_model": str(meta.get("vmexec_cpu_model", "")),
+            "host_cpu_model": where["host_cpu_model"], "qemu": where["qemu"],
             "compiler": str(meta.get("vmexec_compiler", "")),
-            "accelerator": str(meta.get("vmexec_tag_accelerator") or meta.get("vmexec_accelerator", "")),
-            "timing": str(meta.get("vmexec_tag_timing") or "wall")}
+            "accelerator": where["accelerator"], "timing": where["timing"]}
 
 
 def of_suite(path: pathlib.Path, data: dict) -> dict[str, str]:

@@ -93,8 +93,7 @@ def machine(df: pd.DataFrame) -> dict[str, str]:
     guest = bool(first["vm"])
     return {"kind": "guest" if guest else "host", "kernel": str(first["kernel"]),
             "vmexec_cpu_model": str(first["vmexec_cpu_model"]),
-            "host_cpu_model": str(first["vmexec_tag_host_cpu_model"] if guest else first["vmexec_cpu_model"]),
-            "qemu": str(first["vmexec_tag_qemu"]) if guest else "none",
+            "host_cpu_model": str(first["vmexec_host_cpu_model"]), "qemu": str(first["vmexec_qemu"]),
             "compiler": str(first["vmexec_compiler"]),
             "accelerator": str(first["accelerator"]), "timing": str(first["timing"])}
 

@@ -8,7 +8,7 @@ by name (KINDS):
 * ``rfc``: an RFC-replica record written by `bench rfc` (``"kind": "rfc-replica"``).
 
 Every metadata key the harness writes into a suite is named once, in
-METADATA, with what it means (as pyperf's own METADATA registry does).
+bench.metadata.METADATA, with what it means (as pyperf's own METADATA registry does).
 A case is one value, Case: its name in a suite is Case.encode(), read back
 (from older files that lack some case metadata) by Case.parse, here only.
 """
@@ -28,6 +28,9 @@ import socket
 from collections.abc import Callable
 
 from bench.errors import BenchError, UsageError, writable_directory
+# The registry of metadata keys and the suite check, re-exported: every reader of results finds them here.
+from bench.metadata import (LEGACY_TAGS, METADATA, METADATA_VALUES, RESERVED_TAGS, TAG_PREFIX,  # noqa: F401
+                            check_suite, facts)
 
 KINDS = ("host", "guest", "rfc")
 #: The one environment variable for results: a directory (where results go, and where the newest are
@@ -37,57 +40,6 @@ RESULTS_ENV = "VMEXEC_RESULTS"
 #: Its older spelling for a directory, still read when VMEXEC_RESULTS names none.
 DIRECTORY_ENV = "VMEXEC_RESULTS_DIR"
 RFC_KIND = "rfc-replica"
-
-#: Every vmexec_* key of a pyperf suite written by this harness, and what it means.
-#: `--tag KEY=VALUE` adds vmexec_tag_KEY; the tags below are the ones the harness sets itself.
-METADATA = {
-    # one case (Case; its placement: bench.measure.plan.Planned)
-    "vmexec_backend": "interception backend (tracers/)",
-    "vmexec_pin": "placement: same, cross, none (unpinned) or in-process",
-    "vmexec_pages": "distinct pages the tracee writes between two calls",
-    "vmexec_parallel": "tracer/tracee pairs running at once",
-    "vmexec_cpu_tracer": "CPU the tracer is pinned to, or none",
-    "vmexec_cpu_tracee": "CPU the tracee is pinned to, or none",
-    # the machine (bench.measure.environment)
-    "vmexec_kernel": "kernel release the run measured (uname -r)",
-    "vmexec_kernel_version": "kernel build (uname -v)",
-    "vmexec_kernel_config": "sha256 of the running kernel's configuration (/proc/config.gz or /boot/config-R), "
-                            "16 hex digits; absent where neither is readable",
-    "vmexec_cpu_model": "CPU model name (/proc/cpuinfo)",
-    "vmexec_cpus": "CPUs the run could use (its affinity when it started)",
-    "vmexec_accelerator": "bare-metal, tcg, or virtualized (hypervisor), as seen from inside",
-    "vmexec_mitigations": "JSON: /sys/devices/system/cpu/vulnerabilities, file by file",
-    "vmexec_commit": "git describe of the harness that measured",
-    "vmexec_compiler": "the compiler that built the C driver (its loops and tracers)",
-    # the run (bench.measure.runner)
-    "vmexec_cpus_used": "the two CPUs pinned cases used: TRACER,TRACEE",
-    "vmexec_command": "the command line of the run",
-    "vmexec_unavailable": "JSON: case -> why it cannot run here",
-    "vmexec_failed": "JSON: case -> why its check or measurement failed",
-    "vmexec_first_call_ns": "JSON: case -> the cost (ns) of the first call at a fresh site, for binary "
-                            "rewriting backends that patch a site at its first trap (median of 16 sites, "
-                            "in the run's check)",
-    "vmexec_resumed": "the cases kept from an interrupted run of the same cases (bench run --resume), comma-separated",
-    "vmexec_busy": "JSON: the run's busy-host state when it ended (busy_runs): worker runs that saw more "
-                   "runnable threads or load than CPUs, of all, the highest seen, the CPUs",
-    # tags set by `bench vm run` (bench.measure.vm)
-    "vmexec_tag_vm": "1: measured inside the project's QEMU guest",
-    "vmexec_tag_accelerator": "the guest's accelerator: kvm or tcg",
-    "vmexec_tag_timing": "the guest's clock: wall, or icount (1 ns per instruction)",
-    "vmexec_tag_guest_kernel": "the guest kernel's release",
-    "vmexec_tag_qemu": "the QEMU that ran the guest (qemu-system-x86_64 --version)",
-    "vmexec_tag_host_cpu_model": "the host's CPU model under the guest",
-    "vmexec_tag_host_kernel": "the host's kernel release under the guest (uname -r)",
-    "vmexec_tag_kernel_key": "the guest kernel's build key: its source, patches and config hashed (bench.measure.kernel)",
-    "vmexec_tag_kernel_source": "the Debian package the guest kernel was built from, and its version",
-    "vmexec_tag_vcpu_host_cpus": "with --pin-vcpus: the host CPU each vCPU's thread was pinned to, in vCPU order",
-    # set by `bench check --against` on the comparison commit's run
-    "vmexec_tag_revision": "the git commit whose tree made the run (bench check --against)",
-    # a baseline (bench.regression)
-    "vmexec_baseline": "JSON: the runs a baseline was made from, each ratio's measured run-to-run noise, "
-                       "and the arguments that repeat its run",
-}
-
 
 #: The METADATA keys that record a Case, and its fields they hold.
 CASE_METADATA = {"vmexec_backend": "backend", "vmexec_pin": "pin", "vmexec_pages": "pages",
@@ -253,31 +205,62 @@ def read_json(path: str | pathlib.Path) -> dict:
     if not path.is_file():
         raise UsageError(f"{path}: not a file")
     try:
-        raw = path.read_bytes()
-        text = gzip.decompress(raw).decode() if path.suffix == ".gz" else raw.decode()
-    except (OSError, UnicodeDecodeError, EOFError) as e:
+        with (gzip.open(path) if path.suffix == ".gz" else path.open("rb")) as f:
+            raw = f.read(MAX_BYTES + 1)     # bounded: a small .gz may hold gigabytes
+        text = raw.decode()
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
         raise UsageError(f"{path}: unreadable: {e}") from None
+    if len(raw) > MAX_BYTES:
+        raise UsageError(f"{path}: larger than {MAX_BYTES >> 20} MiB{' decompressed' if path.suffix == '.gz' else ''}: "
+                         "no results file is")
     if not text.strip():
         raise UsageError(f"{path}: empty file")
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise UsageError(f"{path}: JSON nested deeper than any results file") from None
     except json.JSONDecodeError as e:
-        # A decoder error at the very end means the writer stopped half-way.
-        if e.pos >= len(text.rstrip()) - 1:
+        # A decoder error in the last token (a number or word cut short) means the writer stopped half-way.
+        cut = not any(c in text.rstrip()[e.pos:] for c in ',:[]{}" \t\n\r') or e.pos >= len(text.rstrip()) - 1
+        if cut and text.lstrip()[:1] in ("{", "["):
             raise UsageError(f"{path}: truncated JSON (ends at byte {len(raw)})") from None
         raise UsageError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: JSON {type(data).__name__}, not a results object")
+    if _depth(data) > MAX_DEPTH:
+        raise UsageError(f"{path}: JSON nested deeper than any results file ({MAX_DEPTH} levels)")
     return data
+
+
+#: Bounds of a results file: a full run's suite is about half a megabyte, and nested five levels deep.
+MAX_BYTES = 64 << 20
+MAX_DEPTH = 16
+
+
+def _depth(data, limit: int = MAX_DEPTH) -> int:
+    """How deeply data nests (stops counting past limit), without recursion."""
+    level, deepest = [data], 0
+    while level and deepest <= limit:
+        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x)
+                 if isinstance(v, (dict, list))]
+        deepest += 1
+    return deepest
 
 
 def classify(data: dict) -> str:
     """host, guest or rfc (KINDS), from a results file's content."""
     if data.get("kind") == RFC_KIND:
         return "rfc"
-    metas = [data.get("metadata"), *(b.get("metadata") for b in _benchmarks(data))]
-    return "guest" if any(isinstance(m, dict) and str(m.get("vmexec_tag_vm", "")) == "1" for m in metas) \
-        else "host"
+    return "guest" if any(facts(case_metadata(data, b))["vm"] for b in _benchmarks(data)) else "host"
+
+
+def case_metadata(data: dict, bench: dict) -> dict:
+    """One benchmark's metadata as pyperf reads it: the suite's, the benchmark's and its first run's
+    (pyperf stores what its runs share one level up); {} where the file is not shaped like a suite."""
+    runs = bench.get("runs")
+    levels = [data.get("metadata"), bench.get("metadata"),
+              runs[0].get("metadata") if isinstance(runs, list) and runs and isinstance(runs[0], dict) else None]
+    return {k: v for m in levels if isinstance(m, dict) for k, v in m.items()}
 
 
 def _benchmarks(data: dict) -> list[dict]:
@@ -353,7 +336,7 @@ BUSY_SHARE = 0.1
 
 def busy_runs(path: str | pathlib.Path) -> tuple[int, int, float, int]:
     """(busy worker runs, worker runs, the highest load seen, CPUs) of a pyperf suite (see BUSY_KEYS)."""
-    data = read_json(path)
+    data = check_suite(path, read_json(path))
     common = data.get("metadata", {})
     first = next(iter(_benchmarks(data)), {}).get("metadata", {})
     recorded = _recorded_busy({**common, **first})

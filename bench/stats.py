@@ -26,7 +26,8 @@ import pandas as pd
 import pyperf
 
 from bench.errors import UsageError
-from bench.results import CASE_METADATA, IN_PROCESS, METADATA, Case, classify, read_json, run_ids
+from bench.results import (CASE_METADATA, IN_PROCESS, METADATA, Case, check_suite, classify, facts, read_json,
+                           run_ids)
 
 SYSEMU = "ptrace-sysemu"
 CANDIDATE = "process-vm-exec"
@@ -59,6 +60,7 @@ def _suite(path: pathlib.Path, data: dict) -> pyperf.BenchmarkSuite:
                          "compare, check, baseline and history take runs of bench run)")
     if "benchmarks" not in data or "version" not in data:
         raise UsageError(f"{path}: JSON but not a pyperf suite (no 'benchmarks'/'version')")
+    check_suite(path, data)
     try:
         suite = pyperf.BenchmarkSuite.loads(json.dumps(data))
     except Exception as e:      # pyperf's loader has no error type of its own: any failure is bad input
@@ -77,15 +79,15 @@ def _rows(path: pathlib.Path, run_id: str, suite: pyperf.BenchmarkSuite):
             case = Case.recorded(bench.get_name(), meta)
         except (TypeError, ValueError) as e:
             raise UsageError(f"{path}: case {bench.get_name()}: malformed metadata ({e})") from None
-        vm = str(meta.get("vmexec_tag_vm", "")) == "1"
+        where = facts(meta)      # measured or detected, never a tag
         dates = bench.get_dates()     # None where pyperf recorded no date
         base = {"run_id": run_id, "case": bench.get_name(), **dataclasses.asdict(case),
                 "started": dates[0].isoformat() if dates else "",
                 "kernel": str(meta.get("vmexec_kernel", "")),
-                "accelerator": str(meta.get("vmexec_tag_accelerator") or meta.get("vmexec_accelerator", "")),
-                "timing": str(meta.get("vmexec_tag_timing") or "wall"),
-                "vm": vm, "host": str(meta.get("hostname", ""))}
+                "accelerator": where["accelerator"], "timing": where["timing"],
+                "vm": where["vm"], "host": str(meta.get("hostname", ""))}
         base.update({k: meta.get(k, "") for k in _RUN_KEYS})
+        base.update({"vmexec_qemu": where["qemu"], "vmexec_host_cpu_model": where["host_cpu_model"]})
         for worker, run in enumerate(bench.get_runs()):
             for value in run.values:        # run.values excludes warm-ups
                 # pyperf accepts inf and nan; every ratio of them is NaN, and NaN compares false with

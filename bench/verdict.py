@@ -120,6 +120,11 @@ def assess(df: pd.DataFrame, row: pd.Series, hg: pd.DataFrame | None = None,
     """Judge one ratios() row of process_vm_exec against PTRACE_SYSEMU by VERDICT_RULE (the composed
     estimate, then the model, if given, apply to same-CPU pinning under an emulator)."""
     kind = clock(row)
+    if kind in HARDWARE_CLOCKS and not row["speedup_low"] < row["speedup_high"]:
+        return Assessment(kind, None, None, f"the >{CLAIM:g}x claim cannot be judged: a 95% CI of zero width "
+                          f"({row['speedup_low']:.4g}–{row['speedup_high']:.4g}) is no wall clock's: repeats that "
+                          "agree to the last digit are a sign of fabricated or degenerate values, not a measurement",
+                          pd.DataFrame())
     if kind in HARDWARE_CLOCKS:
         return Assessment(kind, row["speedup_low"], row["speedup_high"],
                           judge(row["speedup_low"], row["speedup_high"]), pd.DataFrame())

@@ -7,6 +7,7 @@ import sys
 import pyperf
 import pytest
 
+from bench.measure import environment
 import tracers
 
 from conftest import run_bench
@@ -100,14 +101,22 @@ def test_the_whole_run_keeps_every_cpu_of_the_machine(tmp_path):
 def test_an_icount_guest_reports_the_parallel_sweep_unmeasurable(tmp_path):
     """Under icount M pairs time-slice one instruction clock: the sweep says so instead of measuring it."""
     out = tmp_path / "r.json"
-    proc = run_bench("run", "--backends", "native", "--parallel", "1,2", "--tag", "timing=icount",
-                     "--processes", "1", "--values", "1", "--output", str(out))
+    # The guest's clock is what `bench vm` started it with (bench.measure.environment.guest), never a tag:
+    # this run is told so as the guest's boot would tell it.
+    started = {**environment.GUEST_KEYS, "accelerator": "tcg", "timing": "icount"}
+    proc = subprocess.run([sys.executable, "-c", "import sys; from bench.measure import environment as e; "
+                           f"e.guest = lambda: {started!r}; from bench.commands.cli import main; "
+                           "sys.exit(main(sys.argv[1:]))",
+                           "run", "--backends", "native", "--parallel", "1,2", "--processes", "1", "--values", "1",
+                           "--output", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "native:pin=none:parallel=2: unavailable: icount" in proc.stdout
     suite = pyperf.BenchmarkSuite.load(str(out))
     assert suite.get_benchmark_names() == ["native:pin=in-process"]
     why = json.loads(suite.get_benchmarks()[0].get_metadata()["vmexec_unavailable"])
     assert why["native:pin=none:parallel=2"].startswith("icount: every vCPU")
+    meta = suite.get_benchmarks()[0].get_metadata()
+    assert (meta["vmexec_vm"], meta["vmexec_timing"], meta["vmexec_accelerator"]) == ("1", "icount", "tcg")
 
 
 def test_a_reader_that_goes_away_ends_the_output_without_a_traceback():

@@ -163,7 +163,7 @@ def test_metadata_of_the_wrong_type_is_bad_input(tmp_path):
         b.setdefault("metadata", {})["vmexec_pages"] = "lots"
     (tmp_path / "lots.json").write_text(json.dumps(data))
     err = one_line(run_bench("compare", str(good), str(tmp_path / "lots.json")))
-    assert "lots.json: case" in err and "malformed metadata" in err
+    assert "lots.json: malformed metadata of the case" in err and "vmexec_pages 'lots'" in err
 
 
 # --------------------------------------------------------------------------- items 4, 6, 10, 11, 16: options

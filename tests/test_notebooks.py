@@ -135,7 +135,7 @@ def _repo_with_results(tmp_path, host_cpu=None):
     if host_cpu:
         data = json.loads(guest.read_text())
         for bench in data["benchmarks"]:
-            bench["metadata"]["vmexec_tag_host_cpu_model"] = host_cpu
+            bench["metadata"]["vmexec_host_cpu_model"] = host_cpu
         guest.write_text(json.dumps(data))
     _git(tmp_path, "init", "-q", str(root))
     _git(root, "add", "results")

@@ -108,8 +108,8 @@ def test_a_row_names_the_kernel_build_key_or_config_hash_and_the_machine_under_a
     host = write_suite(tmp_path / "testhost-20260101-000000.json", HOST)
     guest = write_suite(tmp_path / "vm-tcg-icount-20260101-000100.json", GUEST, vm=True)
     for path, meta in ((host, {"vmexec_kernel_config": "0123456789abcdef"}),
-                       (guest, {"vmexec_tag_kernel_key": "fedcba9876543210", "vmexec_tag_host_cpu_model": "Host CPU",
-                                "vmexec_tag_host_kernel": "6.1.0-host"})):
+                       (guest, {"vmexec_kernel_key": "fedcba9876543210", "vmexec_host_cpu_model": "Host CPU",
+                                "vmexec_host_kernel": "6.1.0-host"})):
         data = json.loads(path.read_text())
         for bench in data["benchmarks"]:
             bench["metadata"].update(meta)

@@ -41,7 +41,7 @@ from bench import stats
 from bench.anatomy.counts import MODEL_VARIANT, variant_directory
 from bench.anatomy.model import host_ns_per_syscall
 from bench.errors import BenchError, UsageError
-from bench.measure.prices import DIRECTORY, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label
+from bench.measure.prices import DIRECTORY, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label, load_record
 
 #: The prices, the unknowns of the fit, with their meaning.
 PRICES = {r["name"]: r["meaning"] for r in PRICE_ROWS}
@@ -326,14 +326,14 @@ def _record_for(machine: dict, directories, records) -> tuple[Path | None, str]:
     if records:
         return Path(records[0]), ""
     found = sorted({p for d in directories if Path(d).is_dir() for p in Path(d).rglob("prices-*.json")})
-    newest = max(found, key=lambda p: json.loads(p.read_text()).get("started", ""), default=None)
-    mine = [p for p in found if all(not machine[k] or json.loads(p.read_text()).get(k) == machine[k]
-                                    for k in ("kernel", "cpu_model"))]
+    read = {p: load_record(p) for p in found}      # a record that is not one is one line, not a traceback
+    newest = max(found, key=lambda p: str(read[p].get("started", "")), default=None)
+    mine = [p for p in found if all(not machine[k] or read[p].get(k) == machine[k] for k in ("kernel", "cpu_model"))]
     if mine:
-        return max(mine, key=lambda p: json.loads(p.read_text()).get("started", "")), ""
+        return max(mine, key=lambda p: str(read[p].get("started", ""))), ""
     if newest is None:
         return None, "no measured prices (`python -m bench prices` on this host)"
-    rec = json.loads(newest.read_text())
+    rec = read[newest]
     what = next((f"{w} {rec.get(k)}" for k, w in (("kernel", "kernel"), ("cpu_model", "CPU"))
                  if machine[k] and rec.get(k) != machine[k]), "another machine")
     return None, (f"the prices ({newest.name}) were measured on {what}, the host run on "
@@ -358,7 +358,7 @@ def composed_model(host_paths, anatomy_directory: Path, records=()) -> tuple[Com
                                        records)
         if record_path is None:
             return None, why
-        record = json.loads(record_path.read_text())
+        record = load_record(record_path)
         for key, what in (("kernel", "kernel"), ("cpu_model", "CPU")):
             if meta[key] and record.get(key) != meta[key]:
                 return None, (f"the prices ({record_path.name}) were measured on {what} {record.get(key)}, "

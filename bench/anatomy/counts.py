@@ -364,11 +364,11 @@ def guest_vulnerabilities(raw: Path) -> dict[str, str]:
 ANATOMY_NUMBERS = ("insns_per_syscall", "icount_ns_per_syscall", "disagreement", "insns_rep_once_per_syscall")
 
 
-def _finite(x) -> bool:
-    """x is a finite number, or a dict of them (nested)."""
+def _finite(x, low: float = -math.inf) -> bool:
+    """x is a finite number >= low, or a dict of them (nested)."""
     if isinstance(x, dict):
-        return all(map(_finite, x.values()))
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+        return all(_finite(v, low) for v in x.values())
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= low
 
 
 def load_anatomy(path: Path) -> dict:
@@ -382,8 +382,11 @@ def load_anatomy(path: Path) -> dict:
     for b in backends:
         name = b.get("backend") if isinstance(b, dict) else None
         if not (isinstance(name, str) and "insns_per_syscall" in b and isinstance(b.get("totals"), dict)
-                and _finite({k: v for k, v in b.items() if k in (*ANATOMY_NUMBERS, "totals", "phases")})):
-            raise UsageError(f"{path}: backend {name or b!r:.60}: missing, malformed or non-finite counts")
+                and _finite(b.get("disagreement", 0))      # the icount clock's error: either sign
+                and _finite({k: v for k, v in b.items() if k in (*ANATOMY_NUMBERS, "totals", "phases")
+                             and k != "disagreement"}, low=0)):
+            raise UsageError(f"{path}: backend {name or b!r:.60}: missing, malformed, negative or non-finite "
+                             "counts")
     return doc
 
 

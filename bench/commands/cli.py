@@ -1,18 +1,23 @@
 """`python -m bench`: a thin command line over the library modules."""
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
 
 from bench.commands import anatomy, events, kernel, mainjob, notebooks, prices, regression, report, rfc, run, vm
 from bench.commands.options import Parser
-from bench.errors import BenchError
+from bench.errors import BenchError, UsageError
 from tracers import BackendFailed
 
 #: The command modules, each adding its subcommands with register_cli(subparsers), in the order of
 #: `--help`.  A plain list of imported modules: a misspelt name fails at import, loudly.
 COMMANDS = (run, kernel, vm, rfc, report, regression, anatomy, prices, events, mainjob, notebooks)
+
+
+#: Errors writing stdout itself (a full disk or device, a dead terminal), which no command can act on.
+STDOUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 
 
 def version() -> str:
@@ -48,6 +53,18 @@ def build_parser() -> Parser:
     return parser
 
 
+def check_nested(parser: Parser, args) -> None:
+    """Parse now the bench commands a command will run later with the user's options (`vm run -- ARGS`,
+    `main -- ARGS`, `check --against REV -- COMMAND`; a command's `nested` default lists them): a bad
+    option is refused in one line before any step runs, not after a kernel build or a boot."""
+    for argv in getattr(args, "nested", lambda a: [])(args):
+        try:
+            inner = parser.parse_args(argv)
+        except UsageError as e:
+            raise UsageError(f"in `{' '.join(argv[:2])} ...` (after --): {e}") from None
+        check_nested(parser, inner)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -63,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             parser.error("a command is required (see --help)")
-        return args.func(args)
+        check_nested(parser, args)
+        status = args.func(args)
+        sys.stdout.flush()      # here, where a full or broken stdout can still be said in one line
+        return status
     except BenchError as e:
         print(f"bench: {'error' if e.exit_status == 2 else 'failed'}: {e}", file=sys.stderr)
         return e.exit_status
@@ -79,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         # the interpreter's final flush of stdout from raising again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:
+        if e.filename is not None or e.errno not in STDOUT_ERRORS:
+            raise       # not the output's: a defect, shown in full
+        # stdout cannot take the output (`bench list >/dev/full`): one line, and the interpreter's final
+        # flush of what is left must not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"bench: failed: a write failed ({e.strerror}): the output or its disk is full", file=sys.stderr)
+        return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

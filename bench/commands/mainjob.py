@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench.anatomy.guest import default_backends
 from bench.measure import guardian, kernel
+from bench.commands.options import strip_dashes
 from bench.errors import BenchError, Interrupted, UsageError
 
 
@@ -354,4 +355,4 @@ def register_cli(subparsers) -> None:
                    help="redo every step, even those an interrupted or failed run of the same job completed "
                         "(by default they are not redone: main-job.state in the results directory)")
     p.add_argument("run_args", nargs="...", help="-- then options for the full host run (bench run --scaling ...)")
-    p.set_defaults(func=_cmd_main)
+    p.set_defaults(func=_cmd_main, nested=lambda a: [["run", "--scaling", *strip_dashes(a.run_args)]])

@@ -83,6 +83,12 @@ def _cmd_notebooks(args) -> int:
         raise UsageError("--in-place rewrites the committed notebooks, on the committed results only: "
                          "without --results, --mix-machines or --output-dir")
     paths = notebook_paths(args.notebooks)
+    for path in paths:      # all of them read before the first is executed
+        try:
+            nbformat.read(path, as_version=4)
+        except Exception as e:      # nbformat's readers raise many types: any failure is bad input
+            raise UsageError(f"{path}: not a notebook ({type(e).__name__}: "
+                             f"{(str(e).strip().splitlines() or [''])[0][:120]})") from None
     out = _output_dir(args)
     _inputs_env(args)
     for path in paths:

@@ -3,8 +3,11 @@ argparse types (lists, bounded numbers, KEY=VALUE tags)."""
 from __future__ import annotations
 
 import argparse
+import pathlib
 
+from bench.argtypes import number  # noqa: F401 (the commands' vocabulary, defined where bench.measure reaches it)
 from bench.errors import UsageError
+from bench.results import RESERVED_TAGS
 
 #: The recorded command and the tags are pyperf metadata, which may not hold a newline.
 NEWLINES = ("\n", "\r")
@@ -15,6 +18,13 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
+
+    def _get_value(self, action, arg_string):
+        # An empty path is pathlib's "." (the current directory): `--output-dir ""` would write into
+        # wherever the command was started, the repository's root most often.  Every path option alike.
+        if action.type in (pathlib.Path, pathlib.PosixPath) and not arg_string.strip():
+            raise argparse.ArgumentError(action, "an empty path names no file or directory (say . for this one)")
+        return super()._get_value(action, arg_string)
 
 
 def list_of(kind, choices=None):
@@ -32,24 +42,15 @@ def list_of(kind, choices=None):
     return parse
 
 
-def number(kind, low, high, *, above=False):
-    """An argparse type: a kind from low (excluded if above) to high; nan and inf are in no such range."""
-    def parse(text: str):
-        try:
-            x = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
-        if not ((low < x) if above else (low <= x)) or not x <= high:
-            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {low:g} and <= {high:g}, not {text}")
-        return x
-    return parse
-
-
 def parse_tag(text: str) -> tuple[str, str]:
-    """An argparse type: KEY=VALUE, KEY an identifier, VALUE not blank and on one line."""
+    """An argparse type: KEY=VALUE, KEY an identifier none of the harness's facts uses (RESERVED_TAGS),
+    VALUE not blank and on one line."""
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier() or not value.strip() or any(c in value for c in NEWLINES):
         raise argparse.ArgumentTypeError(f"tags are KEY=VALUE on one line, not {text!r}")
+    if key.lower().removeprefix("vmexec_") in RESERVED_TAGS or key.lower().startswith("vmexec_"):
+        raise argparse.ArgumentTypeError(f"{key!r} is what the harness measures or detects itself, not a label "
+                                         "(a tag is a free label beside the facts: choose another key)")
     return key, value
 
 
@@ -65,3 +66,8 @@ def alias(parser: argparse.ArgumentParser, old: str, new: str, dest: str, **kwar
     """Accept `old`, a former spelling of `new`, into the same dest, hidden from --help.  Silent: a note on
     stderr would make an error two lines, and scripts that still use the old spelling keep their output."""
     parser.add_argument(old, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
+
+
+def strip_dashes(argv) -> list[str]:
+    """A command's arguments given after `--`, without it."""
+    return list(argv[1:] if argv[:1] == ["--"] else argv or ())

@@ -13,10 +13,10 @@ from bench import results
 from bench.anatomy.counts import analyse, default_directory
 from bench.anatomy.guest import DEFAULT_SYSCALLS, PIN_CPU, run_guest
 from bench.commands.anatomy import guest_meta, host_runs, write_outputs
-from bench.commands.options import alias
+from bench.commands.options import alias, number
 from bench.errors import BenchError, UsageError, writable_directory
 from bench.measure import kernel
-from bench.measure.prices import DEFAULT_RUNS, DIRECTORY, MIN_RUNS, check_switches, commands, measure_host
+from bench.measure.prices import DEFAULT_RUNS, DIRECTORY, MIN_RUNS, check_switches, commands, load_record, measure_host
 from tracers.driver import VMEXEC
 
 
@@ -57,10 +57,18 @@ def _cmd_prices(args) -> int:
     from bench.render.prices import to_markdown
 
     anatomy_directory = args.anatomy or default_directory()
+    # Every input checked before anything is measured: a bad one found afterwards loses the measurement.
+    if args.anatomy and not args.anatomy.is_dir():
+        raise UsageError(f"--anatomy: {args.anatomy} is not a directory")
+    if args.markdown:
+        writable_directory(args.markdown.parent)
+        if args.markdown.is_dir():
+            raise UsageError(f"--markdown: {args.markdown} is a directory")
     host = host_runs(args.host)
     if args.prices:
         if not args.prices.is_file():
             raise UsageError(f"no such prices file: {args.prices}")
+        load_record(args.prices)
         record_path = args.prices
     else:
         out = args.output_dir or results.directory() / DIRECTORY
@@ -88,7 +96,7 @@ def _cmd_prices(args) -> int:
         raise UsageError(f"not composed: {why}")
     text = to_markdown(c)
     if args.markdown:
-        args.markdown.write_text(text)
+        results.publish(args.markdown, lambda staged: staged.write_text(text), exists="replace")
     print(text, end="")
     return 0
 
@@ -101,10 +109,10 @@ def register_cli(subparsers) -> None:
     p.add_argument("--anatomy", type=Path, help="the benchmark kernel's anatomy directory (default: anatomy/ in "
                                                 "the results directory); its mitigations/ and mitigations/parts/ "
                                                 "are used")
-    p.add_argument("--runs", type=int, default=DEFAULT_RUNS,
+    p.add_argument("--runs", type=number(int, MIN_RUNS, 1000), default=DEFAULT_RUNS,
                    help=f"rounds of every part, interleaved (default {DEFAULT_RUNS}, at least {MIN_RUNS}: the "
                         "prices' bootstrap resamples rounds)")
-    p.add_argument("--cpu", type=int, default=0, help="the CPU every part is pinned to (default 0)")
+    p.add_argument("--cpu", type=number(int, 0, 4095), default=0, help="the CPU every part is pinned to (default 0)")
     p.add_argument("--prices", type=Path, metavar="FILE", help="compose from an earlier prices-*.json instead of "
                                                                "measuring")
     p.add_argument("--output-dir", type=Path, help=f"where the prices record goes (default: {DIRECTORY}/ in the "

@@ -12,6 +12,7 @@ import pathlib
 import sys
 
 from bench import outputs
+from bench.commands.options import strip_dashes
 from bench.errors import BenchError, UsageError, writable_directory
 from bench.measure.continuous import DEFAULT_RUN, REPEAT_TIMED
 from bench.results import warn_if_busy
@@ -266,7 +267,7 @@ def register_cli(subparsers) -> None:
     k.add_argument("--force", action="store_true", help="judge even if the baseline was taken on another machine")
     k.add_argument("--warn-only", action="store_true",
                    help="judge (on any machine) but only warn: exit 0 even on a regression")
-    k.set_defaults(func=_cmd_check)
+    k.set_defaults(func=_cmd_check, nested=lambda a: [strip_dashes(a.command)] if a.command else [])
 
     b = subparsers.add_parser("baseline", help="write a baseline from runs of the same code on one machine")
     b.add_argument("runs", nargs="+", type=pathlib.Path, metavar="RUN",

@@ -44,7 +44,7 @@ def _cmd_run(args) -> int:
     if args.cpus and len(args.cpus) != 2:
         raise UsageError("--cpus takes two CPUs: TRACER,TRACEE for cross-CPU pinning")
     opts = runner.RunOptions(
-        backends=args.backends, pins=list(dict.fromkeys(args.pin)), pages=args.pages,
+        backends=args.backends, pins=list(dict.fromkeys(args.pin)) if args.pin else None, pages=args.pages,
         parallel=args.parallel, cpus=tuple(args.cpus) if args.cpus else None,
         mode="fast" if args.fast else "rigorous" if args.rigorous else "normal",
         output=args.output, tags=dict(args.tag), processes=args.processes, values=args.values,
@@ -73,8 +73,9 @@ def register_cli(sub) -> None:
 
     p = sub.add_parser("run", help="time every available backend with pyperf")
     p.add_argument("--backends", type=list_of(str), help="comma-separated names (default: all)")
-    p.add_argument("--pin", type=list_of(str, ("same", "cross", "none")), default=["same", "cross"],
-                   help="tracer/tracee placement: same CPU, different CPUs, or unpinned (default: same,cross)")
+    p.add_argument("--pin", type=list_of(str, ("same", "cross", "none")),
+                   help="tracer/tracee placement: same CPU, different CPUs, or unpinned (default: same,cross; "
+                        "same alone on one CPU)")
     p.add_argument("--cpus", type=list_of(int), help="the two CPUs to use, TRACER,TRACEE (default: first two)")
     p.add_argument("--pages", type=list_of(int), default=[0],
                    help="pages the tracee writes between syscalls, e.g. 0,1,16,256,4096")

@@ -1,16 +1,17 @@
 """`bench vm run|rfc|shell`: a command in a QEMU guest on the patched kernel (bench.measure.vm)."""
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import sys
 from pathlib import Path
 
 from bench import outputs, results
-from bench.commands.options import alias
+from bench.commands.options import alias, strip_dashes
 from bench.errors import BenchError, UsageError
 from bench.measure import accelerators, kernel
-from bench.measure.environment import cpu_model
+from bench.measure.environment import GUEST_FACTS, cpu_model
 from bench.measure.vm import (GuestRun, add_vm_options, choose_accel, console_tail, echo_with_host_clock,
                               hidden_in_guest, host_cpus_for, qemu_version, run_in_guest)
 
@@ -18,8 +19,6 @@ from bench.measure.vm import (GuestRun, add_vm_options, choose_accel, console_ta
 def _prepare(args) -> tuple[kernel.KernelBuild, str]:
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
-    if args.cpus < 1:
-        raise UsageError("--vcpus must be >= 1")
     why_not = accelerators.check(args.accel, args.timing)
     if why_not:
         raise UsageError(why_not)
@@ -35,6 +34,12 @@ def _prepare(args) -> tuple[kernel.KernelBuild, str]:
 
 
 def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun:
+    # What the guest cannot see of its machine (the emulator, its clock, the host's CPU, the kernel's
+    # source): the guest's runs record it from here (bench.measure.environment.guest), never from a tag.
+    facts = {"accelerator": accel, "timing": args.timing, "qemu": qemu_version(), "host_cpu_model": cpu_model(),
+             "host_kernel": platform.release(), "kernel_key": kb.cache_key, "kernel_source": kb.source or "",
+             "vcpu_host_cpus": ",".join(map(str, getattr(args, "host_cpus", None) or ()))}
+    (output_dir / GUEST_FACTS).write_text(json.dumps(facts))
     return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
                         kernel_args=kernel.boot_args(getattr(args, "kernel_variant", "bench"), accel),
                         cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
@@ -42,7 +47,7 @@ def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun
                         echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None))
 
 
-def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
+def _guest_bench(args, subcommand: str, prefix: str) -> int:
     """`python -m bench SUBCOMMAND --output ... ARGS` in the guest; its results file lands in --output-dir."""
     if hidden_in_guest(Path(sys.executable)):
         raise UsageError(f"{sys.executable} is under /run, which the guest replaces "
@@ -52,16 +57,7 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
     name = final.name
     with outputs.scratch("vm") as share:
         guest_result = Path(share) / name
-        # What the guest cannot see of its machine: the emulator, the host's CPU, the kernel's source.
-        tags += [f"accelerator={accel}", f"timing={args.timing}", f"guest_kernel={kb.release}",
-                 f"qemu={qemu_version()}", f"host_cpu_model={cpu_model()}",
-                 f"host_kernel={platform.release()}", f"kernel_key={kb.cache_key}"]
-        if kb.source:
-            tags.append(f"kernel_source={kb.source}")
-        if getattr(args, "host_cpus", None):    # vCPU i on host CPU host_cpus[i] (run_in_guest checks it)
-            tags.append("vcpu_host_cpus=" + ",".join(map(str, args.host_cpus)))
-        command = [sys.executable, "-m", "bench", subcommand, "--output", str(guest_result),
-                   *(a for t in tags for a in ("--tag", t)), *args.command]
+        command = [sys.executable, "-m", "bench", subcommand, "--output", str(guest_result), *args.command]
         run = _run(args, command, kb, accel, Path(share))
         if not guest_result.exists():
             raise BenchError(f"the guest run wrote no {name}; console tail: {console_tail(run.console)}")
@@ -75,11 +71,11 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
 
 
 def _cmd_run(args) -> int:
-    return _guest_bench(args, "run", "vm", ["vm=1"])
+    return _guest_bench(args, "run", "vm")
 
 
 def _cmd_rfc(args) -> int:
-    return _guest_bench(args, "rfc", "rfc-vm", [])
+    return _guest_bench(args, "rfc", "rfc-vm")
 
 
 def _cmd_shell(args) -> int:
@@ -105,11 +101,11 @@ def register_cli(subparsers) -> None:
     r = sub.add_parser("run", help="`bench run ARGS` inside the guest; results land in --output-dir")
     add_vm_options(r)
     _output_dir(r)
-    r.set_defaults(func=_cmd_run)
+    r.set_defaults(func=_cmd_run, nested=lambda a: [["run", *strip_dashes(a.command)]])
     f = sub.add_parser("rfc", help="`bench rfc ARGS` inside the guest; results land in --output-dir")
     add_vm_options(f)
     _output_dir(f)
-    f.set_defaults(func=_cmd_rfc)
+    f.set_defaults(func=_cmd_rfc, nested=lambda a: [["rfc", *strip_dashes(a.command)]])
     s = sub.add_parser("shell", help="run any command inside the guest (exit status: the command's)")
     add_vm_options(s)
     s.set_defaults(func=_cmd_shell)

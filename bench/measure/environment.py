@@ -49,12 +49,39 @@ def mitigations() -> dict[str, str]:
     return {p.name: _read(p) for p in sorted(VULNERABILITIES.iterdir())}
 
 
-def accelerator() -> str:
-    """How this kernel's CPU is provided: bare metal, or which hypervisor.
+#: The file `bench vm` leaves in the guest's writable share (the kernel command line's vmexec_out) with
+#: what only the host knows: how it started the guest.  Read from the guest's own boot, never from an
+#: option: no label can make a run claim a guest.
+GUEST_FACTS = ".vmexec-guest.json"
+#: The guest's kernel command line arguments (bench.measure.vm.qemu_command) that say it is ours: its share and its nonce.
+GUEST_CMDLINE = ("vmexec_out=", "vmexec_nonce=")
+#: Those facts, and the value each has where a run finds none.
+GUEST_KEYS = {"accelerator": "", "timing": "wall", "qemu": "", "host_cpu_model": "", "host_kernel": "",
+              "kernel_key": "", "kernel_source": "", "vcpu_host_cpus": ""}
 
-    Inside our own QEMU guest `bench vm run` tags the run with the exact
-    accelerator; this is the best a process can tell from the inside.
+
+def guest() -> dict[str, str] | None:
+    """How `bench vm` started the QEMU guest this runs in (GUEST_KEYS), or None outside the project's
+    guest (no vmexec_nonce on the kernel command line)."""
+    words = _read("/proc/cmdline").split()
+    out, nonce = (next((w.removeprefix(arg) for w in words if w.startswith(arg)), "") for arg in GUEST_CMDLINE)
+    if not out or not nonce:
+        return None
+    try:
+        given = json.loads(pathlib.Path(out, GUEST_FACTS).read_text())
+    except (OSError, ValueError):
+        given = {}
+    given = given if isinstance(given, dict) else {}
+    return {k: str(given.get(k) or default) for k, default in GUEST_KEYS.items()}
+
+
+def accelerator() -> str:
+    """How this kernel's CPU is provided: bare metal, or which hypervisor; in the project's guest, the
+    accelerator `bench vm` started it with (kvm or tcg).
     """
+    started = guest()
+    if started and started["accelerator"]:
+        return started["accelerator"]
     model = cpu_model()
     if "QEMU TCG" in model or "TCG" in _read("/sys/firmware/qemu_fw_cfg/rev"):
         return "tcg"
@@ -95,6 +122,19 @@ def usable_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
+def clocksource() -> str:
+    return _read("/sys/devices/system/clocksource/clocksource0/current_clocksource") or "unknown"
+
+
+def where_facts() -> dict[str, str]:
+    """vmexec_vm and the guest's facts (bench.results.METADATA), detected: written by the harness alone."""
+    started = guest()
+    if started is None:
+        return {"vmexec_vm": "0", "vmexec_timing": "wall"}
+    # pyperf refuses an empty value: a fact the host did not give (no --pin-vcpus) is left out.
+    return {"vmexec_vm": "1", **{f"vmexec_{k}": v for k, v in started.items() if k != "accelerator" and v}}
+
+
 def run_metadata() -> dict[str, str | int]:
     """Run-wide metadata (pyperf adds python, platform, hostname, cpu_count ...)."""
     uname = os.uname()
@@ -107,4 +147,6 @@ def run_metadata() -> dict[str, str | int]:
         "vmexec_mitigations": json.dumps(mitigations(), sort_keys=True),
         "vmexec_commit": git_commit(),
         "vmexec_compiler": compiler(),
+        "vmexec_clocksource": clocksource(),
+        **where_facts(),
     }

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.measure import guardian
 from bench.measure.environment import asset
-from bench.errors import BenchError
+from bench.errors import BenchError, UsageError
 
 KERNEL_DIR = asset("kernel")
 SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
@@ -417,6 +417,40 @@ def _build_into(work: Path, log: _Log, say, variant: str) -> str:
                           capture_output=True, check=True).stdout.strip()
 
 
+def bzimage_release(path: Path) -> str:
+    """The release a bzImage names in its own header (x86 boot protocol: "HdrS" at 0x202, the version
+    string at 0x200 plus the pointer at 0x20E); "" for a file that is no bzImage."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return ""
+    if head[0x202:0x206] != b"HdrS":
+        return ""
+    at = 0x200 + int.from_bytes(head[0x20E:0x210], "little")
+    return head[at:at + 256].split(b"\0")[0].decode(errors="replace").split(" ")[0]
+
+
+def cached_build(home: Path, variant: str) -> tuple[dict | None, str]:
+    """(build.json's record, "") when home holds a complete build of variant: a record naming a release
+    of the variant, and a bzImage whose own header names that release; else (None, what is wrong, or
+    "" when nothing was ever built there)."""
+    meta_path, bzimage = home / "build.json", home / "bzImage"
+    if not meta_path.exists():
+        return None, ""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as e:
+        return None, f"build.json unreadable: {e}"
+    release = meta.get("release") if isinstance(meta, dict) else None
+    if not isinstance(release, str) or not release.endswith(get_variant(variant).localversion):
+        return None, f"build.json names release {release!r}, not one of variant {variant}"
+    found = bzimage_release(bzimage)
+    if found != release:
+        return None, f"bzImage is {'not a kernel image' if not found else f'release {found}'}, not {release}"
+    return meta, ""
+
+
 def build(force: bool = False, log=print, variant: str = "bench") -> KernelBuild:
     """The patched kernel's bzImage, built once per set of inputs.
 
@@ -427,14 +461,20 @@ def build(force: bool = False, log=print, variant: str = "bench") -> KernelBuild
     _check_prerequisites()
     key = cache_key(variant)
     home = cache_root() / "kernel" / key
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"the kernel cache {cache_root()} cannot be made or written ({e.strerror}): "
+                         "set XDG_CACHE_HOME to a writable directory") from None
     meta_path, bzimage = home / "build.json", home / "bzImage"
     with (home / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)    # one build per key at a time
-        if not force and meta_path.exists() and bzimage.exists():
-            meta = json.loads(meta_path.read_text())
+        meta, corrupt = cached_build(home, variant)
+        if not force and meta:
             return KernelBuild(bzimage, meta["release"], key, time.monotonic() - start, True,
                                meta.get("source", ""), meta.get("compiler", ""), meta.get("config_sha256", ""))
+        if corrupt:
+            log(f"the cached build in {home} is unusable ({corrupt}): building it again")
 
         meta_path.unlink(missing_ok=True)
         work = home / "work"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import socket
@@ -170,3 +171,24 @@ def check_switches(record: dict) -> None:
         got = float(statistics.median(sw))
         if lab in want and abs(got - want[lab]) > 0.05:
             raise BenchError(f"the {lab} part switched {got:.3f} times per iteration on the host, not {want[lab]}")
+
+
+def load_record(path: Path) -> dict:
+    """A prices record (measure_host's), or a one-line UsageError: read as results files are, with every
+    part's times a non-empty list of finite positive numbers and its switch counts finite and >= 0."""
+    from bench.results import read_json
+
+    record = read_json(path)
+    for key, low, above in (("ns_per_iteration", 0, True), ("switches_per_iteration", 0, False)):
+        parts = record.get(key, {} if key == "switches_per_iteration" else None)    # counted since 2026-12
+        if not isinstance(parts, dict) or not parts and key == "ns_per_iteration":
+            raise UsageError(f"{path}: not a prices record (no {key} by part)")
+        for part, values in parts.items():
+            if not isinstance(values, list) or not values or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    and (v > low if above else v >= low) for v in values):
+                raise UsageError(f"{path}: {key} of part {part} is not a list of finite numbers "
+                                 f"{'>' if above else '>='} {low}: {values!r:.60}")
+    return record
+
+

@@ -67,9 +67,10 @@ def run(seconds: float = 5.0) -> list[dict]:
 
 def write(programs: list[dict], output: Path, tags: dict[str, str], started: str, exists: str = "fail") -> Path:
     """The replica's record, published atomically (the schema bench.stats.load_rfc reads)."""
+    where = environment.where_facts()       # measured or detected; the tags are labels beside them
     record = {"kind": results.RFC_KIND, "started": started, "kernel": os.uname().release,
-              "accelerator": tags.get("accelerator", environment.accelerator()),
-              "timing": tags.get("timing", "wall"), "commit": environment.git_commit(),
+              "accelerator": environment.accelerator(), "timing": where["vmexec_timing"],
+              "vm": where["vmexec_vm"], "commit": environment.git_commit(), "tags": tags,
               "programs": programs}
     return results.publish(output, lambda staged: staged.write_text(json.dumps(record, indent=1) + "\n"),
                            exists=exists)

@@ -92,7 +92,7 @@ def register(runner: pyperf.Runner, cases: list[plan.Case], on_failure=None, bef
 @dataclasses.dataclass
 class RunOptions:
     backends: list[str] | None
-    pins: list[str]
+    pins: list[str] | None          # None: DEFAULT_PINS, as many as the CPUs allow
     pages: list[int]
     parallel: list[int]
     cpus: tuple[int, int] | None
@@ -119,6 +119,21 @@ def choose_cpus(requested: tuple[int, int] | None) -> tuple[int, int]:
     for cpu in requested:
         if cpu not in usable:
             raise UsageError(f"CPU {cpu} does not exist or is not usable here (usable: {usable})")
+    return requested
+
+
+#: The pinnings a run measures unless told: the RFC's (same CPU) and the other CPU's.
+DEFAULT_PINS = ("same", "cross")
+
+
+def pins_for(requested: list[str] | None, cpus: tuple[int, int]) -> list[str]:
+    """The pinnings to measure: those asked for, which the CPUs must honour (cross needs two: a "cross"
+    case on one CPU would be recorded as what it is not), else DEFAULT_PINS as far as they can."""
+    if requested is None:
+        return [p for p in DEFAULT_PINS if p != "cross" or cpus[0] != cpus[1]]
+    if "cross" in requested and cpus[0] == cpus[1]:
+        raise UsageError(f"--pin cross needs two different CPUs, and this run has only CPU {cpus[0]} "
+                         "(give --cpus TRACER,TRACEE with two, or --pin same|none)")
     return requested
 
 
@@ -234,7 +249,7 @@ def run(opts: RunOptions, log=_say) -> RunOutcome:
     final = output_path(opts.output)
     writable_directory(pathlib.Path(tempfile.gettempdir()))     # where pyperf writes the suite first
     opts = dataclasses.replace(opts, timeout=opts.timeout or tracers.driver.constants()["default_timeout_s"])
-    cases = plan.build_plan(backends, opts.pins, opts.pages, opts.parallel, cpus, opts.timeout)
+    cases = plan.build_plan(backends, pins_for(opts.pins, cpus), opts.pages, opts.parallel, cpus, opts.timeout)
 
     with _Interrupt() as interrupt:
         return _run(opts, cases, cpus, final, log, interrupt)
@@ -254,8 +269,8 @@ def _partial(opts: RunOptions, cases: list[plan.Case], final: pathlib.Path, comm
 
 def _run(opts: RunOptions, cases: list[plan.Case], cpus: tuple[int, int], final: pathlib.Path,
          log, interrupt: _Interrupt) -> RunOutcome:
-    unmeasurable = {c.name: ICOUNT_SERIAL for c in cases
-                    if c.parallel > 1 and opts.tags.get("timing") == "icount"}
+    icount = environment.where_facts()["vmexec_timing"] == "icount"     # the guest's clock, never a tag
+    unmeasurable = {c.name: ICOUNT_SERIAL for c in cases if c.parallel > 1 and icount}
     for name, why in unmeasurable.items():
         log(f"  {name}: unavailable: {why}")
     log(f"checking {len(cases) - len(unmeasurable)} cases ({PREFLIGHT_SYSCALLS} syscalls each) ...")

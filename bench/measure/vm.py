@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench import outputs
+from bench.argtypes import number
 from bench.measure import accelerators
 from bench.measure import kernel
 from bench.measure.environment import REPO, asset, dies_with_this_process
@@ -370,17 +371,30 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
                     cmdline, text, pins)
 
 
+#: Bounds of the guest's options: QEMU's x86 machines take at most 255 vCPUs without an IOMMU; a
+#: kernel and a Python need some 64 MiB; a week is longer than any run, and no timer takes infinity.
+MAX_VCPUS = 255
+MIN_MEMORY_MB = 64
+MAX_TIMEOUT_S = 7 * 86400
+
+
+def _host_memory_mb() -> int:
+    return max(MIN_MEMORY_MB, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20)
+
+
 def add_vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timing", choices=accelerators.TIMINGS, default="wall",
                    help="wall: real time; icount: 1 guest ns per instruction, deterministic (TCG)")
     p.add_argument("--accel", choices=("auto", *accelerators.ACCELERATORS), default="auto",
                    help="auto: the first of " + ", ".join(map(accelerators.label, accelerators.ACCELERATORS))
                         + " that offers the timing and boots here")
-    p.add_argument("--vcpus", dest="cpus", type=int, default=2, metavar="N",
+    p.add_argument("--vcpus", dest="cpus", type=number(int, 1, MAX_VCPUS), default=2, metavar="N",
                    help="how many CPUs the guest has (default 2; `bench run --cpus` names host CPU ids)")
     # The former spelling, hidden: recorded commands (a baseline's rerun) still parse.
-    p.add_argument("--cpus", dest="cpus", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("--memory", type=int, default=2048, help="guest memory in MiB (default 2048)")
+    p.add_argument("--cpus", dest="cpus", type=number(int, 1, MAX_VCPUS), default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+    p.add_argument("--memory", type=number(int, MIN_MEMORY_MB, _host_memory_mb()), default=2048,
+                   help="guest memory in MiB (default 2048; at most the host's)")
     p.add_argument("--kernel-variant", default="bench", choices=sorted(kernel.VARIANTS),
                    help="which cached kernel build to boot (bench/measure/kernel.py VARIANTS; default bench; "
                         "safe: process_vm_exec isolates FPU/PKRU/FS-GS; unpatched: no process_vm_exec; "
@@ -390,8 +404,8 @@ def add_vm_options(p: argparse.ArgumentParser) -> None:
                    help="pin each vCPU's host thread to its own host CPU (the first --vcpus this process may "
                         "use), so that --pin same|cross in the guest means the same on the host (KVM, or "
                         "TCG wall time; not icount, whose vCPUs share one thread)")
-    p.add_argument("--boot-timeout", type=float, default=120, metavar="S")
-    p.add_argument("--run-timeout", type=float, default=3600, metavar="S")
+    p.add_argument("--boot-timeout", type=number(float, 0, MAX_TIMEOUT_S, above=True), default=120, metavar="S")
+    p.add_argument("--run-timeout", type=number(float, 0, MAX_TIMEOUT_S, above=True), default=3600, metavar="S")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the arguments")
 
 

@@ -10,6 +10,7 @@ import json
 import pathlib
 
 import pandas as pd
+import pyperf
 
 from bench import results
 from bench.anatomy.counts import MODEL_VARIANT, variant_directory
@@ -57,9 +58,10 @@ def of_result(path: pathlib.Path) -> Input:
         config = f"config sha256 {m['vmexec_kernel_config']}" if m.get("vmexec_kernel_config") else NOT_RECORDED
         return Input(path, f"host run{where}", _or(m.get("vmexec_kernel")), config, cpu,
                      f"{cpu}, kernel {_or(m.get('vmexec_kernel'))} (itself)")
-    host = f"{_or(m.get('vmexec_tag_host_cpu_model'))}, kernel {_or(m.get('vmexec_tag_host_kernel'))}"
-    clock = f"{_or(m.get('vmexec_tag_accelerator'))}/{_or(m.get('vmexec_tag_timing'))}"
-    key = (m.get("vmexec_tag_kernel_key")
+    where = results.facts(m)        # measured or detected, never a tag
+    host = f"{_or(where['host_cpu_model'])}, kernel {_or(where['host_kernel'])}"
+    clock = f"{_or(where['accelerator'])}/{_or(where['timing'])}"
+    key = (where["kernel_key"]
            or (f"config sha256 {m['vmexec_kernel_config']}" if m.get("vmexec_kernel_config") else ""))
     return Input(path, f"guest run ({clock})", _or(m.get("vmexec_kernel")), _or(key),
                  cpu, host)
@@ -67,7 +69,7 @@ def of_result(path: pathlib.Path) -> Input:
 
 def of_anatomy(path: pathlib.Path) -> Input:
     """The Input of an instruction anatomy (anatomy.json: counted in a guest, on the kernel its meta names)."""
-    meta = json.loads(path.read_text()).get("meta", {})
+    meta = results.read_json(path).get("meta", {})     # one line for a file that is no JSON object
     variant = f" (variant {meta['kernel_variant']})" if meta.get("kernel_variant") else ""
     return Input(path, "anatomy", _or(meta.get("guest_kernel")) + variant, _or(meta.get("kernel_key")),
                  "the guest's (TCG)", f"{_or(meta.get('host_cpu_model'))}, kernel {_or(meta.get('host_kernel'))}, "
@@ -167,10 +169,12 @@ def stability_checks(path: pathlib.Path) -> dict[str, list[str]]:
     out = subprocess.run([sys.executable, "-m", "pyperf", "check", str(path)], capture_output=True,
                          text=True, timeout=300).stdout.splitlines()
     checks: dict[str, list[str]] = {}
+    case = None     # a suite of one case: pyperf prints no title, and its warnings are that case's
     for i, line in enumerate(out):
         if i + 1 < len(out) and out[i + 1] and set(out[i + 1]) == {"-"} and len(out[i + 1]) == len(line):
             case = line
         elif line.startswith("* "):
+            case = case or pyperf.BenchmarkSuite.load(str(path)).get_benchmark_names()[0]
             checks.setdefault(case, []).append(line[2:])
     return checks
 

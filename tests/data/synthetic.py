@@ -40,16 +40,14 @@ def write_suite(path: pathlib.Path, medians_ns: dict[str, float], *, vm: bool = 
         "perf_version": pyperf.__version__, "python_version": "3.11.7 (64-bit)",
         "unit": "second", "vmexec_kernel": kernel if vm else "6.1.0-host",
         "vmexec_kernel_version": "#1 SMP", "vmexec_cpu_model": "Synthetic CPU @ 3.0GHz", "vmexec_cpus": 2,
-        "vmexec_accelerator": "tcg" if vm else "bare-metal",
+        "vmexec_accelerator": accelerator if vm else "bare-metal", "vmexec_clocksource": "tsc",
+        "vmexec_vm": "1" if vm else "0", "vmexec_timing": timing if vm else "wall",
         "vmexec_mitigations": json.dumps(MITIGATIONS), "vmexec_commit": "abc123def456",
         "vmexec_command": "python -m bench run --fast", "vmexec_cpus_used": "0,1",
         "vmexec_unavailable": json.dumps(unavailable or {}), "vmexec_failed": json.dumps(failed or {}),
     }
     if started:
         run_meta.update({"date": started, "duration": 1.0})
-    if vm:
-        run_meta.update({"vmexec_tag_vm": "1", "vmexec_tag_accelerator": accelerator,
-                         "vmexec_tag_timing": timing, "vmexec_tag_guest_kernel": kernel})
     benchmarks = []
     for name, median in medians_ns.items():
         meta = {**run_meta, **case_metadata(name), "name": name, "loops": 1000}
