@@ -83,6 +83,11 @@ VARIANTS = {v.name: v for v in (
     Variant("mitigations", ("config.fragment", "config.mitigations.fragment"), LOCALVERSION + "-mitigations",
             "the benchmark kernel with the development host's speculation mitigations (kernel/mitigations.json)",
             mitigations="mitigations.json"),
+    Variant("kvm", ("config.fragment", "config.mitigations.fragment", "config.kvm.fragment"),
+            LOCALVERSION + "-kvm",
+            "the mitigations kernel that is also a KVM guest (kvm-clock: it keeps the TSC) and a KVM host "
+            "(AMD SVM): the main job's KVM steps boot it, and it is the nested KVM test machine under TCG",
+            mitigations="mitigations.json"),
     Variant("twin", ("config.twin.fragment",), LOCALVERSION + "-twin",
             "a twin of the running host's kernel: its own configuration (/proc/config.gz) with the series, "
             "so path lengths are counted on the kernel whose times the host measures",
