@@ -420,6 +420,16 @@ def _build_into(work: Path, log: _Log, say, variant: str) -> str:
                           capture_output=True, check=True).stdout.strip()
 
 
+def _complete(home: Path, key: str, start: float) -> KernelBuild | None:
+    """The cached build under home if it is complete (build.json and bzImage), else None."""
+    meta_path, bzimage = home / "build.json", home / "bzImage"
+    if not (meta_path.exists() and bzimage.exists()):
+        return None
+    meta = json.loads(meta_path.read_text())
+    return KernelBuild(bzimage, meta["release"], key, time.monotonic() - start, True,
+                       meta.get("source", ""), meta.get("compiler", ""), meta.get("config_sha256", ""))
+
+
 def build(force: bool = False, log=print, variant: str = "bench") -> KernelBuild:
     """The patched kernel's bzImage, built once per set of inputs.
 
@@ -430,14 +440,24 @@ def build(force: bool = False, log=print, variant: str = "bench") -> KernelBuild
     _check_prerequisites()
     key = cache_key(variant)
     home = cache_root() / "kernel" / key
-    home.mkdir(parents=True, exist_ok=True)
     meta_path, bzimage = home / "build.json", home / "bzImage"
-    with (home / ".lock").open("w") as lock:
+    # A complete build (build.json is written last) is used as it is, without the lock: a read-only
+    # cache (a guest's 9p root) works.
+    done = None if force else _complete(home, key, start)
+    if done:
+        return done
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        lock = (home / ".lock").open("w")
+    except OSError as e:
+        raise BenchError(f"kernel cache {home}: no complete build of {variant!r} there and it cannot be "
+                         f"written ({e.strerror}): build it where the cache is writable "
+                         "(XDG_CACHE_HOME)") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)    # one build per key at a time
-        if not force and meta_path.exists() and bzimage.exists():
-            meta = json.loads(meta_path.read_text())
-            return KernelBuild(bzimage, meta["release"], key, time.monotonic() - start, True,
-                               meta.get("source", ""), meta.get("compiler", ""), meta.get("config_sha256", ""))
+        done = None if force else _complete(home, key, start)    # built meanwhile by another process
+        if done:
+            return done
 
         meta_path.unlink(missing_ok=True)
         work = home / "work"

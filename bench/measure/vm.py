@@ -181,8 +181,11 @@ def hidden_in_guest(path: Path) -> bool:
 def _write_command(output_dir: Path, nonce: str, command: list[str], cwd: Path) -> Path:
     from tracers.driver import TEST_KNOBS
 
+    # XDG_CACHE_HOME: `bench` in the guest finds the caller's kernel builds (read-only: built ones only),
+    # not the guest's empty HOME.
     env = {"PATH": GUEST_PATH, "HOME": "/run/tmp", "TMPDIR": "/run/tmp", "PYTHONDONTWRITEBYTECODE": "1",
-           "LANG": "C.UTF-8", "TERM": "dumb", **{k: os.environ[k] for k in TEST_KNOBS if k in os.environ}}
+           "LANG": "C.UTF-8", "TERM": "dumb", "XDG_CACHE_HOME": str(kernel.cache_root().parent),
+           **{k: os.environ[k] for k in TEST_KNOBS if k in os.environ}}
     script = output_dir / f".vmexec-command-{nonce}.sh"
     script.write_text(
         f"cd {shlex.quote(str(cwd))} || exit 125\n"
