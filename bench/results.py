@@ -74,6 +74,10 @@ METADATA = {
     "vmexec_tag_host_cpu_model": "the host's CPU model under the guest",
     "vmexec_tag_kernel_source": "the Debian package the guest kernel was built from, and its version",
     "vmexec_tag_vcpu_host_cpus": "with --pin-vcpus: the host CPU each vCPU's thread was pinned to, in vCPU order",
+    "vmexec_tag_kernel_variant": "the guest kernel's build variant (bench.measure.kernel.VARIANTS)",
+    "vmexec_tag_qemu_cpu": "QEMU's -cpu model the guest ran on (under KVM: host, or the fallback model that booted)",
+    "vmexec_tag_clocksource": "the guest's clock source when the command started (current_clocksource), "
+                              "read by the harness; a wall-clock run takes only tsc or kvm-clock",
     # set by `bench check --against` on the comparison commit's run
     "vmexec_tag_revision": "the git commit whose tree made the run (bench check --against)",
     # a baseline (bench.regression)

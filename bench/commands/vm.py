@@ -1,6 +1,8 @@
 """`bench vm run|rfc|shell`: a command in a QEMU guest on the patched kernel (bench.measure.vm)."""
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sys
 import tempfile
@@ -9,7 +11,7 @@ from pathlib import Path
 from bench import results
 from bench.commands.options import alias
 from bench.errors import BenchError, UsageError
-from bench.measure import accelerators, kernel
+from bench.measure import accelerators, kernel, kvmprobe
 from bench.measure.environment import cpu_model
 from bench.measure.vm import (GuestRun, add_vm_options, choose_accel, console_tail, echo_with_host_clock,
                               hidden_in_guest, host_cpus_for, qemu_version, run_in_guest)
@@ -27,19 +29,39 @@ def _prepare(args) -> tuple[kernel.KernelBuild, str]:
         if args.timing == "icount":
             raise UsageError("--pin-vcpus: under icount one host thread runs every vCPU; nothing to pin")
         args.host_cpus = host_cpus_for(args.cpus)
-    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr),
-                      variant=getattr(args, "kernel_variant", "bench"))
-    accel, why = choose_accel(args.accel, args.timing, kb.bzimage)
+    if getattr(args, "probe_timeout", None) is not None:
+        if not 0 < args.probe_timeout < float("inf"):
+            raise UsageError(f"--probe-timeout must be a positive number of seconds, not {args.probe_timeout:g}")
+        os.environ[kvmprobe.PROBE_TIMEOUT_ENV] = str(args.probe_timeout)
+    variant = getattr(args, "kernel_variant", "bench")
+    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr), variant=variant)
+    # The probe boots what the run boots: this kernel, its command line under KVM, these vCPUs and memory.
+    accel, why = choose_accel(args.accel, args.timing, kb.bzimage, cpus=args.cpus, memory_mb=args.memory,
+                              kernel_args=kernel.boot_args(variant, "kvm"))
     print(f"vm: {why}", file=sys.stderr)
     return kb, accel
 
 
-def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun:
+def _run(args, command: list[str], kb, accel: str, output_dir: Path, measures: bool = False) -> GuestRun:
     return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
                         kernel_args=kernel.boot_args(getattr(args, "kernel_variant", "bench"), accel),
                         cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
                         boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
-                        echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None))
+                        echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None), measures=measures)
+
+
+def _record_machine(path: Path, fields: dict[str, str]) -> None:
+    """Adds what only the harness saw of the guest's machine (its clock source) to a result file: a pyperf
+    suite's common metadata (vmexec_tag_KEY), an RFC record's top level."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise BenchError(f"the guest run's {path.name} cannot be read ({e})") from None
+    if "benchmarks" in data:
+        data.setdefault("metadata", {}).update({f"vmexec_tag_{k}": v for k, v in fields.items()})
+    else:
+        data.update(fields)
+    path.write_text(json.dumps(data))
 
 
 def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
@@ -53,22 +75,27 @@ def _guest_bench(args, subcommand: str, prefix: str, tags: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="vmexec-vm-") as share:
         guest_result = Path(share) / name
         # What the guest cannot see of its machine: the emulator, the host's CPU, the kernel's source.
+        variant = getattr(args, "kernel_variant", "bench")
+        qemu_cpu = kvmprobe.cpu_model_for(kb.bzimage, accel, args.cpus, args.memory, kernel.boot_args(variant, accel))
         tags += [f"accelerator={accel}", f"timing={args.timing}", f"guest_kernel={kb.release}",
-                 f"qemu={qemu_version()}", f"host_cpu_model={cpu_model()}"]
+                 f"qemu={qemu_version()}", f"host_cpu_model={cpu_model()}", f"kernel_variant={variant}",
+                 f"qemu_cpu={qemu_cpu}"]
         if kb.source:
             tags.append(f"kernel_source={kb.source}")
         if getattr(args, "host_cpus", None):    # vCPU i on host CPU host_cpus[i] (run_in_guest checks it)
             tags.append("vcpu_host_cpus=" + ",".join(map(str, args.host_cpus)))
         command = [sys.executable, "-m", "bench", subcommand, "--output", str(guest_result),
                    *(a for t in tags for a in ("--tag", t)), *args.command]
-        run = _run(args, command, kb, accel, Path(share))
+        run = _run(args, command, kb, accel, Path(share), measures=True)
         if not guest_result.exists():
             raise BenchError(f"the guest run wrote no {name}; console tail: {console_tail(run.console)}")
+        _record_machine(guest_result, {"clocksource": run.clocksource})
         # A name the harness chose: a concurrent run's file there makes this one NAME-2.json.
         final = results.publish(final, lambda staged: shutil.move(guest_result, staged), exists="rename")
         # kept even if some case failed: its metadata says which
     pinned = "".join(f", vCPU {i} on host CPU {cpu} (thread {tid})" for i, (tid, cpu) in sorted(run.vcpu_pins.items()))
-    print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s{pinned}; results: {final}")
+    print(f"vm: {accel}/{args.timing} (-cpu {run.cpu_model}, clock source {run.clocksource}), booted in "
+          f"{run.boot_seconds:.1f} s{pinned}; results: {final}")
     run.check()
     return 0
 
