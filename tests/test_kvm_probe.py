@@ -173,3 +173,13 @@ def test_tcg_needs_no_probe_and_an_unusable_dev_kvm_no_boot(fake_kvm, monkeypatc
     assert kvmprobe.probe(image, "tcg") == kvmprobe.Probe(None, "max", 0.0)
     monkeypatch.setattr(vm, "_kvm_usable", lambda: "/dev/kvm: Permission denied")
     assert kvmprobe.probe(image, "kvm").why_not == "/dev/kvm: Permission denied" and not tried
+
+
+def test_probe_timeout_option_sets_the_variable_the_steps_inherit(monkeypatch):
+    from tests.conftest import run_bench
+
+    monkeypatch.setenv(kvmprobe.PROBE_TIMEOUT_ENV, "5")     # put back after the test
+    kvmprobe.set_probe_timeout(90.0)
+    assert kvmprobe.probe_timeout(2, 2048) == 90
+    proc = run_bench("main", "--dry-run", "--clock", "icount", "--probe-timeout", "-1")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--probe-timeout must be" in proc.stderr

@@ -261,6 +261,8 @@ def mmap_min_addr_zero(path: str = MMAP_MIN_ADDR):
 
 def _cmd_main(args) -> int:
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    from bench.measure import kvmprobe
+    kvmprobe.set_probe_timeout(args.probe_timeout)      # the steps' own `vm` commands inherit it
     decision = decide(args.clock, args.kvm_variant)
     print(decision.line, flush=True)
     steps = plan(decision, run_args)
@@ -284,6 +286,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--kvm-variant", choices=sorted(kernel.VARIANTS),
                    default=os.environ.get("VMEXEC_KVM_VARIANT", KVM_VARIANT),
                    help=f"the kernel variant a KVM guest boots (default {KVM_VARIANT}, or $VMEXEC_KVM_VARIANT)")
+    p.add_argument("--probe-timeout", type=float, default=None, metavar="S",
+                   help="how long the KVM probe boot may take to boot, and to run its command (default: grows "
+                        "with vCPUs, memory and nesting; or $VMEXEC_PROBE_TIMEOUT)")
     p.add_argument("--dry-run", action="store_true", help="decide the clock, print the steps, run nothing")
     p.add_argument("run_args", nargs="...", help="-- then options for the full host run (bench run --scaling ...)")
     p.set_defaults(func=_cmd_main)

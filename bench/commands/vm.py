@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -29,10 +28,7 @@ def _prepare(args) -> tuple[kernel.KernelBuild, str]:
         if args.timing == "icount":
             raise UsageError("--pin-vcpus: under icount one host thread runs every vCPU; nothing to pin")
         args.host_cpus = host_cpus_for(args.cpus)
-    if getattr(args, "probe_timeout", None) is not None:
-        if not 0 < args.probe_timeout < float("inf"):
-            raise UsageError(f"--probe-timeout must be a positive number of seconds, not {args.probe_timeout:g}")
-        os.environ[kvmprobe.PROBE_TIMEOUT_ENV] = str(args.probe_timeout)
+    kvmprobe.set_probe_timeout(getattr(args, "probe_timeout", None))
     variant = getattr(args, "kernel_variant", "bench")
     kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr), variant=variant)
     # The probe boots what the run boots: this kernel, its command line under KVM, these vCPUs and memory.

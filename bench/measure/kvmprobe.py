@@ -66,6 +66,15 @@ def probe_timeout(cpus: int, memory_mb: int, is_nested: bool | None = None) -> f
     return round(base * (3 if (nested() if is_nested is None else is_nested) else 1))
 
 
+def set_probe_timeout(seconds: float | None) -> None:
+    """--probe-timeout S: VMEXEC_PROBE_TIMEOUT for this process and the commands it starts."""
+    if seconds is None:
+        return
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"--probe-timeout must be a positive number of seconds, not {seconds:g}")
+    os.environ[PROBE_TIMEOUT_ENV] = str(seconds)
+
+
 def _vendor() -> str:
     try:
         with open("/proc/cpuinfo") as f:
