@@ -101,7 +101,7 @@ def test_a_failed_probe_says_whether_the_kernel_started():
 @pytest.fixture
 def fake_kvm(tmp_path, monkeypatch):
     """A machine whose /dev/kvm opens and whose probe boots are recorded, not made: `boots` says which
-    -cpu models boot."""
+    -cpu models boot, `hangs` which hang."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv(kvmprobe.PROBE_TTL_ENV, raising=False)
     monkeypatch.setattr(vm, "_kvm_usable", lambda: None)
@@ -109,21 +109,23 @@ def fake_kvm(tmp_path, monkeypatch):
     monkeypatch.setattr(kvmprobe, "_known_models", lambda: ("EPYC", "Opteron_G3", "qemu64"))
     monkeypatch.setattr(kvmprobe, "nested", lambda: False)
     monkeypatch.setattr(kvmprobe, "_answers", {})
-    boots, tried = set(), []
+    boots, hangs, tried = set(), set(), []
 
     def run_in_guest(command, *, cpu_model, loglevel, measures, **kw):
         tried.append((cpu_model, loglevel, measures, kw["cpus"], kw["memory_mb"], kw["kernel_args"]))
+        if cpu_model in hangs:
+            raise vm.GuestFailure("the guest did not start the command within 50 s (boot hang?)", "", hung=True)
         if cpu_model not in boots:
             raise vm.GuestFailure("QEMU exited (status 1) before the guest started the command", "")
         return vm.GuestRun(0, "", "kvm", "wall", 1.0, [], "", {}, "kvm-clock", cpu_model)
     monkeypatch.setattr(vm, "run_in_guest", run_in_guest)
     image = tmp_path / "bzImage"
     image.write_bytes(b"kernel")
-    return image, boots, tried
+    return image, boots, tried, hangs
 
 
 def test_the_probe_falls_back_to_a_named_model_of_the_hosts_vendor(fake_kvm):
-    image, boots, tried = fake_kvm
+    image, boots, tried, _ = fake_kvm
     boots.add("Opteron_G3")
     answer = kvmprobe.probe(image, "kvm", cpus=1, memory_mb=512, kernel_args=("quiet",))
     assert answer.why_not is None and answer.cpu_model == "Opteron_G3"
@@ -137,7 +139,7 @@ def test_the_probe_falls_back_to_a_named_model_of_the_hosts_vendor(fake_kvm):
 
 
 def test_a_probe_that_no_model_boots_says_each_and_how_long_it_waited(fake_kvm):
-    image, _, tried = fake_kvm
+    image, _, tried, _ = fake_kvm
     answer = kvmprobe.probe(image, "kvm")
     assert [t[0] for t in tried] == ["host", "EPYC", "Opteron_G3"]
     assert answer.why_not.startswith("a probe boot failed (2 vCPUs, 2048 MiB, timeouts 50 s")
@@ -148,7 +150,7 @@ def test_a_probe_that_no_model_boots_says_each_and_how_long_it_waited(fake_kvm):
 
 
 def test_the_probe_is_remembered_for_the_machine_until_its_ttl(fake_kvm, monkeypatch):
-    image, boots, tried = fake_kvm
+    image, boots, tried, _ = fake_kvm
     boots.add("host")
     first = kvmprobe.probe(image, "kvm")
     assert first.why_not is None and not first.cached and len(tried) == 1
@@ -168,8 +170,17 @@ def test_the_probe_is_remembered_for_the_machine_until_its_ttl(fake_kvm, monkeyp
     assert len(tried) == 3
 
 
+def test_a_hang_ends_the_search_for_a_model_that_boots(fake_kvm):
+    """A hung boot is not a refused model (PVM hangs on every one, 150 s each): no other is tried."""
+    image, boots, tried, hangs = fake_kvm
+    boots.add("EPYC")
+    hangs.add("host")
+    answer = kvmprobe.probe(image, "kvm")
+    assert [t[0] for t in tried] == ["host"] and "boot hang?" in answer.why_not
+
+
 def test_tcg_needs_no_probe_and_an_unusable_dev_kvm_no_boot(fake_kvm, monkeypatch):
-    image, _, tried = fake_kvm
+    image, _, tried, _ = fake_kvm
     assert kvmprobe.probe(image, "tcg") == kvmprobe.Probe(None, "max", 0.0)
     monkeypatch.setattr(vm, "_kvm_usable", lambda: "/dev/kvm: Permission denied")
     assert kvmprobe.probe(image, "kvm").why_not == "/dev/kvm: Permission denied" and not tried

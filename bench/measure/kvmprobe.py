@@ -195,27 +195,36 @@ def probe(bzimage: Path, accel: str = "kvm", *, cpus: int = 2, memory_mb: int = 
 
 
 def _probe_now(bzimage, accel, cpus, memory_mb, kernel_args, key) -> Probe:
+    """Boots each model in turn until one runs `true`; a hang ends the search (see _boots)."""
     start = time.monotonic()
     timeout = probe_timeout(cpus, memory_mb)
-    failures = []
+    failures, answer = [], None
     for model in accelerators.cpu_models(accel, _vendor(), _known_models()):
-        with tempfile.TemporaryDirectory(prefix=f"vmexec-{accel}-probe-") as out:
-            try:
-                vm.run_in_guest(["true"], kernel=bzimage, accel=accel, output_dir=Path(out), cpus=cpus,
-                                memory_mb=memory_mb, kernel_args=kernel_args, boot_timeout=timeout,
-                                run_timeout=timeout, measures=True, cpu_model=model,
-                                loglevel=PROBE_LOGLEVEL).check()
-            except (BenchError, UsageError) as e:
-                failures.append(f"-cpu {model}: {failure(e)}")
-                continue
-        answer = Probe(None, model, round(time.monotonic() - start, 1))
-        break
-    else:
+        why_not, hung = _boots(bzimage, accel, model, cpus, memory_mb, kernel_args, timeout)
+        if why_not is None:
+            answer = Probe(None, model, round(time.monotonic() - start, 1))
+            break
+        failures.append(f"-cpu {model}: {why_not}")
+        if hung:    # a hang is not a refused model: another costs one more timeout (PVM: every model hangs)
+            break
+    if answer is None:
         answer = Probe(f"a probe boot failed ({cpus} vCPUs, {memory_mb} MiB, timeouts {timeout:g} s; "
                        f"{PROBE_TIMEOUT_ENV} sets them): " + "; ".join(failures),
                        accelerators.ACCELERATORS[accel].cpu, round(time.monotonic() - start, 1))
     _remember(key, answer)
     return answer
+
+
+def _boots(bzimage, accel, model, cpus, memory_mb, kernel_args, timeout) -> tuple[str | None, bool]:
+    """(None, False) if the guest ran `true` with -cpu model, else (why not, whether it hung)."""
+    with tempfile.TemporaryDirectory(prefix=f"vmexec-{accel}-probe-") as out:
+        try:
+            vm.run_in_guest(["true"], kernel=bzimage, accel=accel, output_dir=Path(out), cpus=cpus,
+                            memory_mb=memory_mb, kernel_args=kernel_args, boot_timeout=timeout,
+                            run_timeout=timeout, measures=True, cpu_model=model, loglevel=PROBE_LOGLEVEL).check()
+        except (BenchError, UsageError) as e:
+            return failure(e), getattr(e, "hung", False)
+    return None, False
 
 
 def cpu_model_for(bzimage: Path, accel: str, cpus: int = 2, memory_mb: int = 2048,

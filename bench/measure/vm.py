@@ -100,11 +100,12 @@ def _kvm_usable() -> str | None:
 
 
 class GuestFailure(BenchError):
-    """A guest that did not boot, hung or died; .console is its whole console log."""
+    """A guest that did not boot, hung or died; .console is its whole console log, .hung whether QEMU
+    was still running when it was given up (a timeout), not gone by itself."""
 
-    def __init__(self, message: str, console: str):
+    def __init__(self, message: str, console: str, hung: bool = False):
         super().__init__(message)
-        self.console = console
+        self.console, self.hung = console, hung
 
 
 def probe(kernel: Path, accel: str, **geometry) -> str | None:
@@ -373,7 +374,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     # die with this process however this one ends, SIGKILL included: no guest outlives its command.
     proc = subprocess.Popen([*dies_with_this_process("KILL"), *cmdline], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_no_core_dump)
-    pins = {}
+    pins, hung = {}, False
     try:
         console = _Console(proc.stdout, nonce, echo)
         failure = None
@@ -390,6 +391,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
             except subprocess.TimeoutExpired:
                 pass
     finally:
+        hung = proc.poll() is None
         _kill(proc)
         script.unlink(missing_ok=True)
         if qmp_dir:
@@ -399,7 +401,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     if failure:
         if "Kernel panic" in text:
             failure += " (the guest kernel panicked)"
-        raise GuestFailure(f"{failure} [{accel} -cpu {cpu_model}]; console tail: {console_tail(text)}", text)
+        raise GuestFailure(f"{failure} [{accel} -cpu {cpu_model}]; console tail: {console_tail(text)}", text, hung)
     refusal = clocksource_refusal(console.clocksource, timing) if refuse_clock else None
     if refusal:
         raise UsageError(refusal)
