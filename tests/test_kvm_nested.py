@@ -34,11 +34,14 @@ def inner_script(share: Path) -> str:
     return "\n".join([
         "set -u",
         f"cd {shlex.quote(str(REPO))}",
+        "t=$(date +%s)",
         f"{py} -m bench main --dry-run --kvm-variant {VARIANT} > {share}/main.txt 2>&1; echo main=$?",
+        'echo "main seconds=$(( $(date +%s) - t ))"; t=$(date +%s)',
         f"{py} -m bench vm run --accel kvm --timing wall --kernel-variant {VARIANT} --pin-vcpus "
         f"--vcpus {INNER_CPUS} --memory {INNER_MB} --output-dir {share}/results --run-timeout 2400 "
         f"-- --backends {BACKENDS} --pin same --processes 1 --values 1 --min-time 0.01 -q "
         f"> {share}/run.txt 2>&1; echo run=$?",
+        'echo "run seconds=$(( $(date +%s) - t ))"',
     ]) + "\n"
 
 
@@ -70,6 +73,7 @@ def test_the_main_jobs_kvm_steps_run_in_a_nested_svm_guest(tmp_path):
     assert meta["vmexec_tag_clocksource"] in vm.WALL_CLOCKSOURCES
     measured = {b["metadata"]["name"].split(":")[0] for b in data["benchmarks"]}
     assert measured == set(BACKENDS.split(",")), context
+    print(f"outer boot {run.boot_seconds} s; {run.output}")
     print(f"{decision}\ninner machine: accelerator={meta['vmexec_tag_accelerator']} "
           f"clocksource={meta['vmexec_tag_clocksource']} variant={meta['vmexec_tag_kernel_variant']} "
           f"qemu_cpu={meta['vmexec_tag_qemu_cpu']} vcpu_host_cpus={meta['vmexec_tag_vcpu_host_cpus']}")

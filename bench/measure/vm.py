@@ -380,7 +380,9 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
         failure = None
         try:
             if qmp_dir:
-                pins = pin_vcpu_threads(_qmp_vcpu_threads(qmp_dir / "qmp.sock", proc), tuple(pin_vcpus))
+                # A slow (nested, emulated) QEMU answers late: the boot's timeout bounds it too.
+                threads = _qmp_vcpu_threads(qmp_dir / "qmp.sock", proc, max(QMP_TIMEOUT, boot_timeout / 4))
+                pins = pin_vcpu_threads(threads, tuple(pin_vcpus))
         except BenchError as e:
             failure = f"vCPU pinning failed: {e}"
         else:
