@@ -43,3 +43,11 @@ def test_qemu_arguments_come_from_the_table():
 def test_clocks_rank_hardware_first(accel, timing, vm, expected):
     assert X.clock(accel, timing, vm) == expected
     assert X.CLOCKS.index("hardware") < X.CLOCKS.index("kvm") < X.CLOCKS.index("icount")
+
+
+def test_kvm_tries_the_host_cpu_then_named_models_of_the_hosts_vendor_that_qemu_knows():
+    assert X.qemu_args("kvm", "wall", "EPYC") == ["-accel", "kvm", "-cpu", "EPYC"]
+    assert X.cpu_models("kvm", "GenuineIntel") == ("host", *X.FALLBACK_CPUS["GenuineIntel"])
+    assert X.cpu_models("kvm", "AuthenticAMD", known=("EPYC",)) == ("host", "EPYC")
+    assert X.cpu_models("kvm", "SomeOtherVendor") == ("host",)
+    assert X.cpu_models("tcg", "GenuineIntel") == ("max",)      # TCG needs no probe and no fallback

@@ -30,9 +30,9 @@ def parsed(step):
     return cli.build_parser().parse_args(list(step.argv))
 
 
-def test_a_probe_that_boots_takes_kvm_wall_clock_on_the_mitigations_kernel_with_pinned_vcpus():
+def test_a_probe_that_boots_takes_kvm_wall_clock_on_the_kvm_kernel_with_pinned_vcpus():
     d = mainjob.decide(probe=lambda: None)
-    assert (d.clock, d.kvm_variant) == ("kvm", "mitigations")
+    assert (d.clock, d.kvm_variant) == ("kvm", "kvm")
     assert "\n" not in d.line and d.line.startswith("main job: clock: KVM wall clock")
     steps = mainjob.plan(d, ["--fast"])
     kvm = [s for s in guest_steps(steps) if parsed(s).accel == "kvm"]
@@ -40,7 +40,7 @@ def test_a_probe_that_boots_takes_kvm_wall_clock_on_the_mitigations_kernel_with_
     assert [s.what for s in kvm] == ["first answer: KVM guest", "KVM guest: every backend", "RFC's programs"]
     for step in kvm:
         args = parsed(step)
-        assert (args.timing, args.kernel_variant, args.pin_vcpus) == ("wall", "mitigations", True)
+        assert (args.timing, args.kernel_variant, args.pin_vcpus) == ("wall", "kvm", True)
     first = parsed(kvm[0])
     assert first.command[first.command.index("--backends") + 1] == mainjob.first_answer_backends()
     assert kvm[0].results_dir == mainjob.FIRST_ANSWER_DIR
@@ -101,14 +101,14 @@ def test_the_first_answer_calibrates_on_every_c_mechanism_at_the_same_pinning(pr
 
 
 def test_the_main_command_prints_the_decision_first(monkeypatch, capsys):
-    monkeypatch.setattr(mainjob, "probe_kvm", lambda: None)
+    monkeypatch.setattr(mainjob, "probe_kvm", lambda *_: None)
     assert cli.main(["main", "--dry-run", "--", "--fast"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("main job: clock: KVM wall clock")
-    assert any("vm run --accel kvm --timing wall --kernel-variant mitigations --pin-vcpus" in line for line in out)
+    assert any("vm run --accel kvm --timing wall --kernel-variant kvm --pin-vcpus" in line for line in out)
     assert any("vm run --accel tcg --timing icount" in line for line in out)
     assert "python -m bench run --scaling --resume --fast" in out
-    monkeypatch.setattr(mainjob, "probe_kvm", lambda: PVM_WHY)
+    monkeypatch.setattr(mainjob, "probe_kvm", lambda *_: PVM_WHY)
     assert cli.main(["main", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("main job: clock: TCG with icount") and "MSR 0x10a" in out[0]
@@ -116,9 +116,9 @@ def test_the_main_command_prints_the_decision_first(monkeypatch, capsys):
 
 
 def test_clock_asked_for(monkeypatch, capsys):
-    monkeypatch.setattr(mainjob, "probe_kvm", lambda: pytest.fail("--clock icount must not probe"))
+    monkeypatch.setattr(mainjob, "probe_kvm", lambda *_: pytest.fail("--clock icount must not probe"))
     assert mainjob.decide("icount").clock == "icount"
-    monkeypatch.setattr(mainjob, "probe_kvm", lambda: PVM_WHY)
+    monkeypatch.setattr(mainjob, "probe_kvm", lambda *_: PVM_WHY)
     assert cli.main(["main", "--dry-run", "--clock", "kvm"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--clock kvm: KVM cannot boot a guest here" in err

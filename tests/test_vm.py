@@ -207,13 +207,16 @@ def test_vcpu_threads_are_pinned_to_their_own_host_cpus(bzimage, share):
     assert not qemu_processes(share)
 
 
-def test_kvm_probe_is_bounded_and_leaves_no_qemu(bzimage):
+def test_kvm_probe_is_bounded_and_leaves_no_qemu(bzimage, monkeypatch):
     """Where KVM boots the probe passes; here (/dev/kvm is PVM) it fails with one line, and either way
     no QEMU is left behind (the main job falls back to TCG+icount on that line)."""
+    from bench.measure import kvmprobe
+
     why = vm._kvm_usable()
     if why:
         pytest.skip(why)
-    vm._probe_cache.clear()
-    why = vm.probe(bzimage, "kvm")
+    monkeypatch.setattr(kvmprobe, "_answers", {})
+    monkeypatch.setenv(kvmprobe.PROBE_TTL_ENV, "0")      # probe now, not a remembered answer
+    why = kvmprobe.probe(bzimage, "kvm").why_not
     assert why is None or (why.startswith("a probe boot failed") and "\n" not in why)
     assert not [p for p in qemu_processes("vmexec-kvm-probe-") if "kvm" in p]

@@ -4,11 +4,12 @@ The job is a first answer (every C backend, same CPU, host then guest, and a rep
 in results/first-answer/), then the full run (every backend on the host, the guest, the RFC's
 programs) and the report.  Which clock the guest runs take is decided here, once, in Python:
 
-* KVM wall clock, when a probe boot under KVM runs a command (bench.measure.vm.probe: bounded, no QEMU left
-  behind).  The guest then boots the `mitigations` kernel variant with the CPU's own defaults (no
-  forced mitigation options: under `-cpu host` the guest sees the host CPU's bugs and picks what
-  it needs), and each vCPU thread is pinned to its own host CPU, so that --pin same|cross in the
-  guest means the same on the host.  The icount run of the full job is still made: the anatomy and
+* KVM wall clock, when a probe boot under KVM of the kernel the KVM steps boot runs a command
+  (bench.measure.kvmprobe: bounded, no QEMU left behind, remembered for the machine).  The guest then
+  boots the `kvm` kernel variant (the mitigations kernel, which keeps the TSC as a KVM guest) with the
+  CPU's own defaults (no forced mitigation options: under `-cpu host` the guest sees the host CPU's
+  bugs and picks what it needs), and each vCPU thread is pinned to its own host CPU, so that
+  --pin same|cross in the guest means the same on the host.  The icount run of the full job is still made: the anatomy and
   the regression check are built on it.
 * TCG with icount otherwise, with the probe's reason.
 
@@ -41,7 +42,7 @@ def first_answer_backends() -> str:
 
 FIRST_ANSWER_DIR = "results/first-answer"
 #: The kernel a KVM guest boots, unless asked otherwise (--kvm-variant).
-KVM_VARIANT = "mitigations"
+KVM_VARIANT = "kvm"
 CLOCK_CHOICES = ("auto", "kvm", "icount")
 #: Seconds from the job's interruption to the step's SIGINT (the step leads a process group of its own,
 #: which a terminal's Ctrl-C does not reach), and then to the SIGKILL of its group (a guest run kills its
@@ -57,10 +58,11 @@ class Decision:
     clock: str                  # "kvm" (KVM wall clock) or "icount" (TCG with icount)
     reason: str                 # why, one line
     kvm_variant: str | None     # the kernel variant the KVM guest boots
+    cpu_model: str = "host"     # QEMU's -cpu under KVM (a fallback model if -cpu host did not boot)
 
     @property
     def line(self) -> str:
-        what = (f"KVM wall clock (kernel variant {self.kvm_variant}, -cpu host, vCPUs pinned)"
+        what = (f"KVM wall clock (kernel variant {self.kvm_variant}, -cpu {self.cpu_model}, vCPUs pinned)"
                 if self.clock == "kvm" else "TCG with icount (a path-length clock)")
         return f"main job: clock: {what}: {self.reason}"
 
@@ -77,19 +79,20 @@ class Step:
         return results.directory(Path(self.results_dir) if self.results_dir else None)
 
 
-def probe_kvm() -> str | None:
-    """None if a probe boot under KVM runs a command here, else why not.
+def probe_kvm(kvm_variant: str = KVM_VARIANT):
+    """Whether a probe boot under KVM runs a command here (a bench.measure.kvmprobe.Probe), or why not.
 
-    It boots the benchmark kernel, which the icount run needs anyway (built and cached on first
-    use); vm.probe bounds it (PROBE_TIMEOUT) and kills QEMU's whole session whatever happens.
+    It boots what the KVM steps boot: the kernel variant, its command line under KVM and the guest's
+    default vCPUs and memory (built and cached on first use); kvmprobe bounds it, tries fallback CPU
+    models, kills QEMU's whole session whatever happens and remembers the answer for the machine.
     """
-    from bench.measure import vm
+    from bench.measure import kvmprobe, vm
 
     why_not = vm._kvm_usable()      # no /dev/kvm: no kernel build just to find out
     if why_not:
         return why_not
-    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr, flush=True))
-    return vm.probe(kb.bzimage, "kvm")
+    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr, flush=True), variant=kvm_variant)
+    return kvmprobe.probe(kb.bzimage, "kvm", kernel_args=kernel.boot_args(kvm_variant, "kvm"))
 
 
 def decide(requested: str = "auto", kvm_variant: str = KVM_VARIANT, probe=None) -> Decision:
@@ -100,10 +103,12 @@ def decide(requested: str = "auto", kvm_variant: str = KVM_VARIANT, probe=None) 
         raise UsageError(f"--kvm-variant must be one of {', '.join(sorted(kernel.VARIANTS))}, not {kvm_variant!r}")
     if requested == "icount":
         return Decision("icount", "asked for (--clock icount)", None)
-    why_not = (probe or probe_kvm)()
+    answer = probe() if probe else probe_kvm(kvm_variant)
+    why_not, cpu_model = getattr(answer, "why_not", answer), getattr(answer, "cpu_model", "host")
     if why_not is None:
-        return Decision("kvm", "a probe boot under KVM ran a command" + (" (--clock kvm)" if requested == "kvm" else ""),
-                        kvm_variant)
+        when = f", remembered from {answer.cached}" if getattr(answer, "cached", "") else ""
+        return Decision("kvm", "a probe boot under KVM ran a command" + (" (--clock kvm)" if requested == "kvm" else "")
+                        + when, kvm_variant, cpu_model)
     why_not = " ".join(str(why_not).split())       # one line, whatever the console said
     if requested == "kvm":
         raise BenchError(f"--clock kvm: KVM cannot boot a guest here: {why_not}")
@@ -323,6 +328,8 @@ def _put_back(file: Path, state: Path, old: str) -> None:
 
 def _cmd_main(args) -> int:
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    from bench.measure import kvmprobe
+    kvmprobe.set_probe_timeout(args.probe_timeout)      # the steps' own `vm` commands inherit it
     decision = decide(args.clock, args.kvm_variant)
     print(decision.line, flush=True)
     steps = plan(decision, run_args)
@@ -350,6 +357,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--kvm-variant", choices=sorted(kernel.VARIANTS),
                    default=os.environ.get("VMEXEC_KVM_VARIANT", KVM_VARIANT),
                    help=f"the kernel variant a KVM guest boots (default {KVM_VARIANT}, or $VMEXEC_KVM_VARIANT)")
+    p.add_argument("--probe-timeout", type=float, default=None, metavar="S",
+                   help="how long the KVM probe boot may take to boot, and to run its command (default: grows "
+                        "with vCPUs, memory and nesting; or $VMEXEC_PROBE_TIMEOUT)")
     p.add_argument("--dry-run", action="store_true", help="decide the clock, print the steps, run nothing")
     p.add_argument("--restart", action="store_true",
                    help="redo every step, even those an interrupted or failed run of the same job completed "

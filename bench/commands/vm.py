@@ -10,7 +10,7 @@ from pathlib import Path
 from bench import outputs, results
 from bench.commands.options import alias, strip_dashes
 from bench.errors import BenchError, UsageError
-from bench.measure import accelerators, kernel
+from bench.measure import accelerators, kernel, kvmprobe
 from bench.measure.environment import GUEST_FACTS, cpu_model
 from bench.measure.vm import (GuestRun, add_vm_options, choose_accel, console_tail, echo_with_host_clock,
                               hidden_in_guest, host_cpus_for, qemu_version, run_in_guest)
@@ -26,25 +26,32 @@ def _prepare(args) -> tuple[kernel.KernelBuild, str]:
         if args.timing == "icount":
             raise UsageError("--pin-vcpus: under icount one host thread runs every vCPU; nothing to pin")
         args.host_cpus = host_cpus_for(args.cpus)
-    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr),
-                      variant=getattr(args, "kernel_variant", "bench"))
-    accel, why = choose_accel(args.accel, args.timing, kb.bzimage)
+    kvmprobe.set_probe_timeout(getattr(args, "probe_timeout", None))
+    variant = getattr(args, "kernel_variant", "bench")
+    kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr), variant=variant)
+    # The probe boots what the run boots: this kernel, its command line under KVM, these vCPUs and memory.
+    accel, why = choose_accel(args.accel, args.timing, kb.bzimage, cpus=args.cpus, memory_mb=args.memory,
+                              kernel_args=kernel.boot_args(variant, "kvm"))
     print(f"vm: {why}", file=sys.stderr)
     return kb, accel
 
 
-def _run(args, command: list[str], kb, accel: str, output_dir: Path) -> GuestRun:
+def _run(args, command: list[str], kb, accel: str, output_dir: Path, measures: bool = False) -> GuestRun:
     # What the guest cannot see of its machine (the emulator, its clock, the host's CPU, the kernel's
-    # source): the guest's runs record it from here (bench.measure.environment.guest), never from a tag.
+    # source and variant, QEMU's CPU model): the guest's runs record it from here
+    # (bench.measure.environment.guest), never from a tag.
+    variant = getattr(args, "kernel_variant", "bench")
+    qemu_cpu = kvmprobe.cpu_model_for(kb.bzimage, accel, args.cpus, args.memory, kernel.boot_args(variant, accel))
     facts = {"accelerator": accel, "timing": args.timing, "qemu": qemu_version(), "host_cpu_model": cpu_model(),
              "host_kernel": platform.release(), "kernel_key": kb.cache_key, "kernel_source": kb.source or "",
-             "vcpu_host_cpus": ",".join(map(str, getattr(args, "host_cpus", None) or ()))}
+             "vcpu_host_cpus": ",".join(map(str, getattr(args, "host_cpus", None) or ())),
+             "kernel_variant": variant, "kernel_config": kb.config_sha256[:16], "qemu_cpu": qemu_cpu}
     (output_dir / GUEST_FACTS).write_text(json.dumps(facts))
     return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
                         kernel_args=kernel.boot_args(getattr(args, "kernel_variant", "bench"), accel),
                         cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
                         boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
-                        echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None))
+                        echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None), measures=measures)
 
 
 def _guest_bench(args, subcommand: str, prefix: str) -> int:
@@ -58,14 +65,15 @@ def _guest_bench(args, subcommand: str, prefix: str) -> int:
     with outputs.scratch("vm") as share:
         guest_result = Path(share) / name
         command = [sys.executable, "-m", "bench", subcommand, "--output", str(guest_result), *args.command]
-        run = _run(args, command, kb, accel, Path(share))
+        run = _run(args, command, kb, accel, Path(share), measures=True)
         if not guest_result.exists():
             raise BenchError(f"the guest run wrote no {name}; console tail: {console_tail(run.console)}")
         # A name the harness chose: a concurrent run's file there makes this one NAME-2.json.
         final = results.publish(final, lambda staged: shutil.move(guest_result, staged), exists="rename")
         # kept even if some case failed: its metadata says which
     pinned = "".join(f", vCPU {i} on host CPU {cpu} (thread {tid})" for i, (tid, cpu) in sorted(run.vcpu_pins.items()))
-    print(f"vm: {accel}/{args.timing}, booted in {run.boot_seconds:.1f} s{pinned}; results: {final}")
+    print(f"vm: {accel}/{args.timing} (-cpu {run.cpu_model}, clock source {run.clocksource}), booted in "
+          f"{run.boot_seconds:.1f} s{pinned}; results: {final}")
     run.check()
     return 0
 

@@ -28,24 +28,40 @@ class Accelerator:
     name: str                   # as recorded in results (the tag accelerator=)
     label: str                  # as written in sentences
     qemu: tuple[str, ...]       # QEMU arguments that select it
+    cpu: str                    # QEMU's -cpu model
     timings: dict[str, Timing]
     needs_probe: bool           # usable only where a probe boot works (checked before "auto" takes it)
 
 
 #: In order of preference: "auto" takes the first that offers the timing asked for and is usable.
 ACCELERATORS = {a.name: a for a in (
-    Accelerator("kvm", "KVM", ("-accel", "kvm", "-cpu", "host"), {"wall": Timing((), "kvm")}, needs_probe=True),
+    Accelerator("kvm", "KVM", ("-accel", "kvm"), "host", {"wall": Timing((), "kvm")}, needs_probe=True),
     # icount: one instruction = 2^0 ns of virtual time, so guest timings are deterministic.
-    Accelerator("tcg", "TCG", ("-accel", "tcg", "-cpu", "max"),
+    Accelerator("tcg", "TCG", ("-accel", "tcg"), "max",
                 {"wall": Timing((), "emulator"), "icount": Timing(("-icount", "shift=0"), "icount")},
                 needs_probe=False),
 )}
 TIMINGS = tuple(dict.fromkeys(t for a in ACCELERATORS.values() for t in a.timings))
 
 
-def qemu_args(name: str, timing: str) -> list[str]:
+#: Named QEMU models tried under KVM, by the host's CPU vendor, when `-cpu host` does not boot (a
+#: hypervisor that refuses some of the host's MSRs or features): newest first, then an older one.
+FALLBACK_CPUS = {"GenuineIntel": ("Skylake-Server", "Nehalem"), "AuthenticAMD": ("EPYC", "Opteron_G3")}
+
+
+def qemu_args(name: str, timing: str, cpu: str | None = None) -> list[str]:
+    """QEMU's arguments for the accelerator and timing, with -cpu cpu (default: the accelerator's)."""
     accel = ACCELERATORS[name]
-    return [*accel.qemu, *accel.timings[timing].qemu]
+    return [*accel.qemu, "-cpu", cpu or accel.cpu, *accel.timings[timing].qemu]
+
+
+def cpu_models(name: str, vendor: str, known: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The -cpu models to try under accelerator `name`, in order: its own, then (KVM) the named models of
+    the host's vendor (FALLBACK_CPUS) that QEMU knows (known: `-cpu help`'s names; None: all)."""
+    accel = ACCELERATORS[name]
+    if not accel.needs_probe:
+        return (accel.cpu,)
+    return (accel.cpu, *(m for m in FALLBACK_CPUS.get(vendor, ()) if known is None or m in known))
 
 
 def label(name: str) -> str:

@@ -38,10 +38,13 @@ GUEST_INIT = asset("kernel/guest-init.sh")
 QEMU = "qemu-system-x86_64"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAIL_LINES = 25
-#: How long a probe boot may take before its accelerator counts as unusable.
-PROBE_TIMEOUT = 20.0
 #: How long QEMU may take to answer on its QMP socket (vCPU pinning).
 QMP_TIMEOUT = 10.0
+#: The guest's clock source, which the command script reads before the command (GuestRun.clocksource).
+CLOCKSOURCE_FILE = "/sys/devices/system/clocksource/clocksource0/current_clocksource"
+#: The clock sources a wall-clock run may measure on: the TSC, read without leaving the guest (kvm-clock
+#: reads it too, scaled by what KVM publishes).  On hpet or acpi_pm every clock read is an exit.
+WALL_CLOCKSOURCES = ("tsc", "kvm-clock")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,8 @@ class GuestRun:
     qemu_cmdline: list[str]
     console: str            # the whole console log, for diagnosis
     vcpu_pins: dict = dataclasses.field(default_factory=dict)   # vCPU index -> (host thread id, host CPU)
+    clocksource: str = ""   # the guest's current_clocksource when the command started ("" if not read)
+    cpu_model: str = ""     # QEMU's -cpu
 
     def check(self) -> GuestRun:
         """This run, or BenchError with the console's tail if the command failed."""
@@ -61,6 +66,15 @@ class GuestRun:
             raise BenchError(f"the guest command exited with status {self.exit_status}; "
                              f"console tail: {console_tail(self.console)}")
         return self
+
+
+def clocksource_refusal(clocksource: str, timing: str) -> str | None:
+    """Why a run measuring `timing` cannot be measured on the guest's `clocksource`, or None."""
+    if timing != "wall" or clocksource in WALL_CLOCKSOURCES:
+        return None
+    return (f"refused before measuring: the guest's clock source is {clocksource or 'unknown'}, not "
+            f"{' or '.join(WALL_CLOCKSOURCES)} (every clock read would be an exit to the hypervisor); "
+            "under KVM boot a kernel variant with KVM_GUEST (--kernel-variant kvm)")
 
 
 def console_tail(console: str) -> str:
@@ -86,34 +100,33 @@ def _kvm_usable() -> str | None:
     return None
 
 
-_probe_cache: dict[tuple[Path, str], str | None] = {}
+class GuestFailure(BenchError):
+    """A guest that did not boot, hung or died; .console is its whole console log, .hung whether QEMU
+    was still running when it was given up (a timeout), not gone by itself."""
+
+    def __init__(self, message: str, console: str, hung: bool = False):
+        super().__init__(message)
+        self.console, self.hung = console, hung
 
 
-def probe(kernel: Path, accel: str) -> str | None:
-    """None if a probe boot of kernel under accel really runs a command, else why not (cached)."""
-    if (kernel, accel) not in _probe_cache:
-        why_not = _kvm_usable() if accel == "kvm" else None
-        if why_not is None:
-            with outputs.scratch(f"{accel}-probe") as out:
-                try:
-                    run_in_guest(["true"], kernel=kernel, accel=accel, output_dir=Path(out),
-                                 boot_timeout=PROBE_TIMEOUT, run_timeout=PROBE_TIMEOUT).check()
-                except BenchError as e:
-                    why_not = f"a probe boot failed ({str(e)[:300]})"
-        _probe_cache[kernel, accel] = why_not
-    return _probe_cache[kernel, accel]
+def probe(kernel: Path, accel: str, **geometry) -> str | None:
+    """None if a probe boot of kernel under accel really runs a command, else why not
+    (bench.measure.kvmprobe.probe, which says with which -cpu and remembers the answer)."""
+    from bench.measure import kvmprobe
+    return kvmprobe.probe(kernel, accel, **geometry).why_not
 
 
-def choose_accel(requested: str, timing: str, kernel: Path) -> tuple[str, str]:
-    """(accelerator, why), by the one rule for "auto" (bench.measure.accelerators.choose)."""
-    return accelerators.choose(requested, timing, lambda accel: probe(kernel, accel))
+def choose_accel(requested: str, timing: str, kernel: Path, **geometry) -> tuple[str, str]:
+    """(accelerator, why), by the one rule for "auto" (bench.measure.kvmprobe.choose_accel)."""
+    from bench.measure import kvmprobe
+    return kvmprobe.choose_accel(requested, timing, kernel, **geometry)
 
 
 def qemu_command(kernel: Path, output_dir: Path, nonce: str, accel: str, timing: str,
                  cpus: int, memory_mb: int, extra_args: tuple[str, ...] = (),
-                 kernel_args: tuple[str, ...] = ()) -> list[str]:
+                 kernel_args: tuple[str, ...] = (), cpu_model: str | None = None, loglevel: int = 4) -> list[str]:
     append = " ".join([*kernel_args,
-        "console=ttyS0", "panic=-1", "loglevel=4", "ro",
+        "console=ttyS0", "panic=-1", f"loglevel={loglevel}", "ro",
         # TCG's TSC is not flagged invariant, so the kernel would fall back to
         # HPET, whose reads are syscalls (no vDSO): in-process backends would
         # then intercept their own clock.  QEMU's TSC is steady (icount: exact).
@@ -125,7 +138,7 @@ def qemu_command(kernel: Path, output_dir: Path, nonce: str, accel: str, timing:
     return [
         QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-serial", "stdio", "-monitor", "none",
-        *accelerators.qemu_args(accel, timing),
+        *accelerators.qemu_args(accel, timing, cpu_model),
         # Tinyconfig has no ACPI: only sockets make QEMU list every CPU in the MP table.
         "-smp", f"{cpus},sockets={cpus}", "-m", str(memory_mb),
         "-kernel", str(kernel), "-append", append,
@@ -144,6 +157,7 @@ class _Console:
         self.lines: list[str] = []
         self.begin_line: int | None = None
         self.status: int | None = None
+        self.clocksource = ""
         self.boot_seconds = 0.0     # QEMU start to the command's start
         self.begun = threading.Event()
         self.ended = threading.Event()
@@ -160,6 +174,9 @@ class _Console:
             elif line.startswith(f"VMEXEC-END {self._nonce} status="):
                 self.status = int(line.rpartition("=")[2])
                 self.ended.set()
+            elif line.startswith(f"VMEXEC-CLOCKSOURCE {self._nonce} "):
+                self.clocksource = line.split()[-1]
+                continue        # the harness's, not the command's output
             elif self.begun.is_set() and not self.ended.is_set() and self._echo:
                 self._echo(line)
             self.lines.append(line)
@@ -179,15 +196,24 @@ def hidden_in_guest(path: Path) -> bool:
     return Path(os.path.abspath(path)).is_relative_to("/run")
 
 
-def _write_command(output_dir: Path, nonce: str, command: list[str], cwd: Path) -> Path:
+def _write_command(output_dir: Path, nonce: str, command: list[str], cwd: Path, *, refuse_clock: bool = False,
+                   clocksource_file: str = CLOCKSOURCE_FILE) -> Path:
+    """The guest's command script: it prints the clock source (VMEXEC-CLOCKSOURCE), and with refuse_clock
+    exits 2 before the command on any but WALL_CLOCKSOURCES (the host then says why: clocksource_refusal)."""
     from tracers.driver import TEST_KNOBS
 
+    # XDG_CACHE_HOME: `bench` in the guest finds the caller's kernel builds (read-only: built ones only),
+    # not the guest's empty HOME.
     env = {"PATH": GUEST_PATH, "HOME": "/run/tmp", "TMPDIR": "/run/tmp", "PYTHONDONTWRITEBYTECODE": "1",
-           "LANG": "C.UTF-8", "TERM": "dumb", **{k: os.environ[k] for k in TEST_KNOBS if k in os.environ}}
+           "LANG": "C.UTF-8", "TERM": "dumb", "XDG_CACHE_HOME": str(kernel.cache_root().parent),
+           **{k: os.environ[k] for k in TEST_KNOBS if k in os.environ}}
     script = output_dir / f".vmexec-command-{nonce}.sh"
     script.write_text(
         f"cd {shlex.quote(str(cwd))} || exit 125\n"
         + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+        + f"clocksource=$(cat {shlex.quote(clocksource_file)} 2>/dev/null)\n"
+        + f'echo "VMEXEC-CLOCKSOURCE {nonce} ${{clocksource:-unknown}}"\n'
+        + (f'case "$clocksource" in {"|".join(WALL_CLOCKSOURCES)}) ;; *) exit 2 ;; esac\n' if refuse_clock else "")
         + "exec " + shlex.join(command) + "\n")
     return script
 
@@ -303,7 +329,8 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
                  run_timeout: float = 3600, cwd: Path = REPO,
                  echo: Callable[[str], None] | None = None,
                  extra_qemu_args: tuple[str, ...] = (), kernel_args: tuple[str, ...] = (),
-                 pin_vcpus: tuple[int, ...] | None = None) -> GuestRun:
+                 pin_vcpus: tuple[int, ...] | None = None, measures: bool = False,
+                 cpu_model: str | None = None, loglevel: int = 4) -> GuestRun:
     """Boot `kernel`, run `command` as root in the guest, and return its status and output.
 
     Raises BenchError (with the console's tail) if the guest does not boot, panics, hangs
@@ -312,13 +339,20 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     (bench.measure.kernel.boot_args has those a build variant needs).  pin_vcpus: host CPUs, one per vCPU:
     vCPU i's thread (QMP query-cpus-fast) is pinned to pin_vcpus[i] as soon as QEMU answers, before
     the guest has booted, so that guest CPUs stand for distinct host CPUs (GuestRun.vcpu_pins).
+    measures: the command measures, so a wall-clock run on any clock source but WALL_CLOCKSOURCES is
+    refused (UsageError) before it starts.  cpu_model: QEMU's -cpu (default: the accelerator's, or under
+    KVM the model the probe found to boot).
     """
     if not command:
         raise UsageError("no command to run in the guest")
     why_not = accelerators.check(accel, timing)
     if why_not:
         raise UsageError(why_not)
-    accel = choose_accel(accel, timing, Path(kernel))[0]
+    geometry = {"cpus": cpus, "memory_mb": memory_mb, "kernel_args": tuple(kernel_args)}
+    accel = choose_accel(accel, timing, Path(kernel), **geometry)[0]
+    if cpu_model is None:
+        from bench.measure import kvmprobe
+        cpu_model = kvmprobe.cpu_model_for(Path(kernel), accel, **geometry)
     for needed in (GUEST_INIT, Path(cwd)):
         if hidden_in_guest(needed):
             raise UsageError(f"{needed} is under /run, which the guest replaces with tmpfs")
@@ -329,24 +363,27 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
         raise UsageError(f"the output directory's path may not contain blanks or commas: {output_dir}")
     output_dir.mkdir(parents=True, exist_ok=True)
     nonce = secrets.token_hex(8)
-    script = _write_command(output_dir, nonce, command, cwd)
+    refuse_clock = measures and timing == "wall"
+    script = _write_command(output_dir, nonce, command, cwd, refuse_clock=refuse_clock)
     qmp_dir = outputs.make_scratch("qmp") if pin_vcpus else None
     qmp = ("-qmp", f"unix:{qmp_dir / 'qmp.sock'},server=on,wait=off") if qmp_dir else ()
     cmdline = qemu_command(Path(kernel), output_dir, nonce, accel, timing, cpus, memory_mb,
-                           (*qmp, *extra_qemu_args), tuple(kernel_args))
+                           (*qmp, *extra_qemu_args), tuple(kernel_args), cpu_model, loglevel)
 
     start = time.monotonic()
     # QEMU leads a session of its own (a terminal's Ctrl-C is ours to handle), and setpriv makes it
     # die with this process however this one ends, SIGKILL included: no guest outlives its command.
     proc = subprocess.Popen([*dies_with_this_process("KILL"), *cmdline], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_no_core_dump)
-    pins = {}
+    pins, hung = {}, False
     try:
         console = _Console(proc.stdout, nonce, echo)
         failure = None
         try:
             if qmp_dir:
-                pins = pin_vcpu_threads(_qmp_vcpu_threads(qmp_dir / "qmp.sock", proc), tuple(pin_vcpus))
+                # A slow (nested, emulated) QEMU answers late: the boot's timeout bounds it too.
+                threads = _qmp_vcpu_threads(qmp_dir / "qmp.sock", proc, max(QMP_TIMEOUT, boot_timeout / 4))
+                pins = pin_vcpu_threads(threads, tuple(pin_vcpus))
         except BenchError as e:
             failure = f"vCPU pinning failed: {e}"
         else:
@@ -357,6 +394,7 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
             except subprocess.TimeoutExpired:
                 pass
     finally:
+        hung = proc.poll() is None
         _kill(proc)
         script.unlink(missing_ok=True)
         if qmp_dir:
@@ -366,9 +404,12 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     if failure:
         if "Kernel panic" in text:
             failure += " (the guest kernel panicked)"
-        raise BenchError(f"{failure} [{accel}]; console tail: {console_tail(text)}")
+        raise GuestFailure(f"{failure} [{accel} -cpu {cpu_model}]; console tail: {console_tail(text)}", text, hung)
+    refusal = clocksource_refusal(console.clocksource, timing) if refuse_clock else None
+    if refusal:
+        raise UsageError(refusal)
     return GuestRun(console.status, console.output(), accel, timing, round(console.boot_seconds, 2),
-                    cmdline, text, pins)
+                    cmdline, text, pins, console.clocksource, cpu_model)
 
 
 #: Bounds of the guest's options: QEMU's x86 machines take at most 255 vCPUs without an IOMMU; a
@@ -405,6 +446,9 @@ def add_vm_options(p: argparse.ArgumentParser) -> None:
                         "use), so that --pin same|cross in the guest means the same on the host (KVM, or "
                         "TCG wall time; not icount, whose vCPUs share one thread)")
     p.add_argument("--boot-timeout", type=number(float, 0, MAX_TIMEOUT_S, above=True), default=120, metavar="S")
+    p.add_argument("--probe-timeout", type=number(float, 0, MAX_TIMEOUT_S, above=True), default=None, metavar="S",
+                   help="how long a KVM probe boot may take to boot, and to run its command (default: grows "
+                        "with vCPUs, memory and nesting; or $VMEXEC_PROBE_TIMEOUT)")
     p.add_argument("--run-timeout", type=number(float, 0, MAX_TIMEOUT_S, above=True), default=3600, metavar="S")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the arguments")
 
