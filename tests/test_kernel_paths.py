@@ -64,3 +64,22 @@ def test_an_unknown_kernel_is_one_line_and_exit_2(arg):
     assert "patch series directory" in proc.stderr
     with pytest.raises(BenchError):
         kernel.get_variant(arg)
+
+
+def test_the_build_says_how_far_it_got(tmp_path, monkeypatch):
+    """A kernel build prints objects built of the total the last such build made, and the time left,
+    instead of minutes of silence (issue 29)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(kernel, "KERNEL_DIR", tmp_path / "no-committed-sizes")
+    log = tmp_path / "build.log"
+    log.write_text("=== configure\n")
+    lines = []
+    progress = kernel._Progress(log, "bench", lines.append)
+    assert "no total known yet" in progress.line(0, 10)
+    with log.open("a") as f:
+        f.write("  CC      kernel/fork.o\n  AR      kernel/built-in.a\nwarning: not an object\n  LD      vmlinux\n")
+    with progress:
+        pass
+    assert kernel._expected_objects("bench") == 3      # remembered for the next build of this kind
+    line = kernel._Progress(log, "bench", lines.append).line(1, 120)
+    assert "1 of about 3 objects (33%)" in line and "4 min left" in line

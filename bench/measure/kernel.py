@@ -14,9 +14,11 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -410,6 +412,90 @@ def _check_config(config: Path, log: _Log, variant: str) -> None:
         log.fail("the final .config lacks requested options (unmet dependencies?): " + ", ".join(wrong))
 
 
+#: A line of `make`'s output that stands for one object built (CC, AS, LD, AR and the like).
+_BUILT = re.compile(r"^\s{2}(CC|AS|LD|AR|HOSTCC|HOSTLD|GEN|OBJCOPY|CPP|VDSO\w*)\s")
+#: How often the build says how far it got.
+PROGRESS_SECONDS = 30.0
+
+
+def _built_so_far(log_path: Path, offset: int) -> int:
+    with log_path.open("rb") as f:
+        f.seek(offset)
+        return sum(1 for line in f if _BUILT.match(line.decode(errors="replace")))
+
+
+def _size_key(variant: str) -> str:
+    v = get_variant(variant)
+    return f"{v.base}/{Path(v.fragments[-1]).name}"
+
+
+def _expected_objects(variant: str) -> int | None:
+    """How many objects the last build of this kind of configuration made here, else on the machine
+    kernel/build-sizes.json was measured on (None: neither knows)."""
+    for path in (cache_root() / "build-sizes.json", KERNEL_DIR / "build-sizes.json"):
+        try:
+            count = json.loads(path.read_text())[_size_key(variant)]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(count, int) and count > 0:
+            return count
+    return None
+
+
+def _remember_objects(variant: str, count: int) -> None:
+    path = cache_root() / "build-sizes.json"
+    try:
+        sizes = json.loads(path.read_text())
+        sizes = sizes if isinstance(sizes, dict) else {}
+    except (OSError, ValueError):
+        sizes = {}
+    sizes[_size_key(variant)] = count
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:        # only a better estimate next time: a build never fails for it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(sizes, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+class _Progress:
+    """Says every PROGRESS_SECONDS how many objects the build has made (of how many the last build of
+    this kind of configuration made, and the time left at the rate so far), instead of minutes of silence."""
+
+    def __init__(self, log_path: Path, variant: str, say):
+        self.log_path, self.variant, self.say = log_path, variant, say
+        self.offset = log_path.stat().st_size
+        self.expected = _expected_objects(variant)
+        self.done = threading.Event()
+
+    def __enter__(self):
+        self.start = time.monotonic()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self.done.wait(PROGRESS_SECONDS):
+            self.say(self.line(_built_so_far(self.log_path, self.offset), time.monotonic() - self.start))
+
+    def line(self, built: int, elapsed: float) -> str:
+        so_far = f"{built} objects built in {elapsed / 60:.0f} min {elapsed % 60:02.0f} s"
+        if not self.expected:
+            return f"building: {so_far} (first build of this configuration here: no total known yet)"
+        share = min(built / self.expected, 0.99)
+        left = elapsed * (1 - share) / share if share > 0 else None
+        rest = f", about {left / 60:.0f} min left" if left is not None else ""
+        return f"building: {built} of about {self.expected} objects ({share:.0%}) in {elapsed / 60:.0f} min{rest}"
+
+    def __exit__(self, kind, value, tb):
+        self.done.set()
+        self.thread.join()
+        if kind is None:
+            _remember_objects(self.variant, _built_so_far(self.log_path, self.offset))
+        return False
+
+
 def _configure(work: Path, log: _Log, say, variant: str) -> list[str]:
     """Unpack, patch and configure in `work` (work/obj/.config); returns the make command line.
     A twin (base "host") starts from the host's configuration and writes what did not carry over
@@ -477,7 +563,8 @@ def _build_into(work: Path, log: _Log, say, variant: str) -> str:
     make = _configure(work, log, say, variant)
     jobs = len(os.sched_getaffinity(0))
     say(f"building bzImage with {jobs} jobs (log: {log.path})")
-    log.run("make bzImage", make + [f"-j{jobs}", "bzImage"], src)
+    with _Progress(log.path, variant, say):
+        log.run("make bzImage", make + [f"-j{jobs}", "bzImage"], src)
     return subprocess.run(make + ["-s", "kernelrelease"], cwd=src, env=log.env, text=True,
                           capture_output=True, check=True).stdout.strip()
 
