@@ -82,4 +82,4 @@ def test_the_build_says_how_far_it_got(tmp_path, monkeypatch):
         pass
     assert kernel._expected_objects("bench") == 3      # remembered for the next build of this kind
     line = kernel._Progress(log, "bench", lines.append).line(1, 120)
-    assert "1 of about 3 objects (33%)" in line and "4 min left" in line
+    assert "1 of about 3 objects (33%) in 2 min 00 s" in line and "about 4 min left" in line

@@ -13,6 +13,7 @@ import functools
 import gzip
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -480,13 +481,13 @@ class _Progress:
             self.say(self.line(_built_so_far(self.log_path, self.offset), time.monotonic() - self.start))
 
     def line(self, built: int, elapsed: float) -> str:
-        so_far = f"{built} objects built in {elapsed / 60:.0f} min {elapsed % 60:02.0f} s"
+        minutes, seconds = divmod(int(elapsed), 60)
         if not self.expected:
-            return f"building: {so_far} (first build of this configuration here: no total known yet)"
+            return (f"building: {built} objects built in {minutes} min {seconds:02d} s "
+                    "(first build of this configuration here: no total known yet)")
         share = min(built / self.expected, 0.99)
-        left = elapsed * (1 - share) / share if share > 0 else None
-        rest = f", about {left / 60:.0f} min left" if left is not None else ""
-        return f"building: {built} of about {self.expected} objects ({share:.0%}) in {elapsed / 60:.0f} min{rest}"
+        rest = f", about {math.ceil(elapsed * (1 - share) / share / 60)} min left" if share > 0 else ""
+        return f"building: {built} of about {self.expected} objects ({share:.0%}) in {minutes} min {seconds:02d} s{rest}"
 
     def __exit__(self, kind, value, tb):
         self.done.set()
