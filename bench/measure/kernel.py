@@ -13,7 +13,6 @@ import functools
 import gzip
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -486,7 +485,7 @@ class _Progress:
             return (f"building: {built} objects built in {minutes} min {seconds:02d} s "
                     "(first build of this configuration here: no total known yet)")
         share = min(built / self.expected, 0.99)
-        rest = f", about {math.ceil(elapsed * (1 - share) / share / 60)} min left" if share > 0 else ""
+        rest = f", about {max(1, round(elapsed * (1 - share) / share / 60))} min left" if share > 0 else ""
         return f"building: {built} of about {self.expected} objects ({share:.0%}) in {minutes} min {seconds:02d} s{rest}"
 
     def __exit__(self, kind, value, tb):
