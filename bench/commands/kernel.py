@@ -56,11 +56,12 @@ def register_cli(subparsers) -> None:
     sub = p.add_subparsers(dest="kernel_command", required=True, parser_class=type(p))
     b = sub.add_parser("build", help="build (or find in the cache) the patched bzImage")
     b.add_argument("--force", action="store_true", help="rebuild even if a cached build exists")
-    b.add_argument("--kernel-variant", choices=sorted(kernel.VARIANTS), default="bench",
-                   help="which build (default bench); ""'debug': the attack suite's kernel (BUG, lockdep, KASAN, MEMCG; own cache key); "
+    b.add_argument("--kernel-variant", type=kernel.variant_arg, default="bench", metavar="VARIANT|PATH",
+                   help=f"which build: {', '.join(sorted(kernel.VARIANTS))}, or as a path {kernel.KERNEL_PATHS} "
+                        "(default bench); 'debug': the attack suite's kernel (BUG, lockdep, KASAN, MEMCG; own cache key); "
                         "'mitigations': the host's speculation mitigations forced on; "
                         "'twin': this host's own configuration (/proc/config.gz; VMEXEC_TWIN_CONFIG=FILE)")
-    alias(b, "--variant", "--kernel-variant", "kernel_variant", choices=sorted(kernel.VARIANTS))
+    alias(b, "--variant", "--kernel-variant", "kernel_variant", type=kernel.variant_arg)
     b.add_argument("--configure-only", action="store_true",
                    help="unpack, patch and configure (about a minute), write the final config (and a twin's "
                         "carry-over-twin.json: the host's options it does not carry over, and why) to --output-dir")

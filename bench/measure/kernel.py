@@ -14,9 +14,11 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,6 +62,8 @@ class Variant:
     boot_args: tuple[str, ...] = ()     # the guest's kernel command line it needs
     mitigations: str | None = None      # kernel/ file of a host's mitigation arguments (load_mitigations), added
     base: str = "tinyconfig"            # what the fragments go on: "tinyconfig", or "host" (host_config())
+    patch_dir: Path | None = None       # a series of one's own (its `series` file) instead of kernel/patches
+    source_dir: Path | None = None      # a kernel source tree of one's own instead of linux-source-6.12 + series
 
     def boot_args_for(self, accel: str) -> tuple[str, ...]:
         if self.mitigations is None:
@@ -117,10 +121,49 @@ LOCALVERSIONS = {v.name: v.localversion for v in VARIANTS.values()}
 BOOT_ARGS = _TcgBootArgs()
 
 
+#: What a kernel given by path (variant_from_path) may be, for messages.
+KERNEL_PATHS = "a patch series directory (with a `series` file), a kernel source tree, or a config fragment file"
+
+
 def get_variant(name: str) -> Variant:
-    if name not in VARIANTS:
-        raise BenchError(f"unknown kernel variant {name!r} (known: {', '.join(VARIANTS)})")
-    return VARIANTS[name]
+    """A row of VARIANTS, or a kernel given by path (variant_from_path)."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    if os.sep in name:
+        return variant_from_path(name)
+    raise BenchError(f"unknown kernel variant {name!r} (known: {', '.join(VARIANTS)}; or, as a path, {KERNEL_PATHS})")
+
+
+@functools.cache
+def variant_from_path(spec: str) -> Variant:
+    """The benchmark kernel changed the way a kernel developer changes it (issue 29, two kernels):
+    DIR/series: that patch series instead of kernel/patches; a source tree (Makefile, Kconfig): that
+    tree instead of linux-source-6.12 and the series (process_vm_exec is asked for only if its
+    arch/x86/Kconfig has it); a file: a config fragment on top of the benchmark's."""
+    path = Path(spec).resolve()
+    if (path / "series").is_file():
+        return Variant(str(path), ("config.fragment",), LOCALVERSION + "-series",
+                       f"the benchmark kernel with the patch series {path}", patch_dir=path)
+    if (path / "Makefile").is_file() and (path / "Kconfig").is_file():
+        kconfig = path / "arch" / "x86" / "Kconfig"
+        has_series = kconfig.is_file() and "PROCESS_VM_EXEC" in kconfig.read_text(errors="replace")
+        return Variant(str(path), ("config.fragment",), LOCALVERSION + "-tree",
+                       f"the kernel source tree {path} with the benchmark's config", patched=has_series,
+                       source_dir=path)
+    if path.is_file():
+        return Variant(str(path), ("config.fragment", str(path)), LOCALVERSION + "-config",
+                       f"the benchmark kernel with the config fragment {path}")
+    raise BenchError(f"kernel {spec}: not a kernel variant nor {KERNEL_PATHS}")
+
+
+def variant_arg(text: str) -> str:
+    """argparse type of --kernel-variant: a variant's name, or a kernel given by path (absolute, so a
+    child process reads the same)."""
+    import argparse
+    try:
+        return get_variant(text).name
+    except BenchError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def boot_args(name: str, accel: str) -> tuple[str, ...]:
@@ -241,10 +284,12 @@ def cache_root() -> Path:
 
 
 def patches(variant: str = "bench") -> list[Path]:
-    """The patches named in kernel/patches/series, in order (none for an unpatched variant)."""
-    if not get_variant(variant).patched:
+    """The patches named in kernel/patches/series (or the variant's own series), in order (none for an
+    unpatched variant or a source tree of one's own)."""
+    v = get_variant(variant)
+    if not v.patched or v.source_dir is not None:
         return []
-    series = KERNEL_DIR / "patches" / "series"
+    series = (v.patch_dir or KERNEL_DIR / "patches") / "series"
     names = [line.strip() for line in series.read_text().splitlines()]
     return [series.parent / n for n in names if n and not n.startswith("#")]
 
@@ -306,9 +351,27 @@ def cache_key(variant: str = "bench") -> str:
             h.update(f"patch {p.name}\n".encode() + p.read_bytes())
     if get_variant(variant).base == "host":
         h.update(f"host config {host_config().sha256}\n{HOST_CONFIG_CHANGES!r}\n".encode())
+    if get_variant(variant).source_dir is not None:
+        h.update(f"source tree {tree_identity(get_variant(variant).source_dir)}\n".encode())
     for i, f in enumerate(fragments(variant)):
         # The benchmark kernel's key is unchanged by the variants' existence.
         h.update((b"fragment\n" if i == 0 else f"fragment {f.name}\n".encode()) + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def tree_identity(tree: Path) -> str:
+    """A hash of a source tree's files (paths, sizes, modification times; .git left out): a changed
+    file in a developer's tree is a new build."""
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(tree):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in sorted(files):
+            p = os.path.join(root, name)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            h.update(f"{os.path.relpath(p, tree)} {st.st_size} {st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -356,6 +419,90 @@ def _check_config(config: Path, log: _Log, variant: str) -> None:
         log.fail("the final .config lacks requested options (unmet dependencies?): " + ", ".join(wrong))
 
 
+#: A line of `make`'s output that stands for one object built (CC, AS, LD, AR and the like).
+_BUILT = re.compile(r"^\s{2}(CC|AS|LD|AR|HOSTCC|HOSTLD|GEN|OBJCOPY|CPP|VDSO\w*)\s")
+#: How often the build says how far it got.
+PROGRESS_SECONDS = 30.0
+
+
+def _built_so_far(log_path: Path, offset: int) -> int:
+    with log_path.open("rb") as f:
+        f.seek(offset)
+        return sum(1 for line in f if _BUILT.match(line.decode(errors="replace")))
+
+
+def _size_key(variant: str) -> str:
+    v = get_variant(variant)
+    return f"{v.base}/{Path(v.fragments[-1]).name}"
+
+
+def _expected_objects(variant: str) -> int | None:
+    """How many objects the last build of this kind of configuration made here, else on the machine
+    kernel/build-sizes.json was measured on (None: neither knows)."""
+    for path in (cache_root() / "build-sizes.json", KERNEL_DIR / "build-sizes.json"):
+        try:
+            count = json.loads(path.read_text())[_size_key(variant)]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(count, int) and count > 0:
+            return count
+    return None
+
+
+def _remember_objects(variant: str, count: int) -> None:
+    path = cache_root() / "build-sizes.json"
+    try:
+        sizes = json.loads(path.read_text())
+        sizes = sizes if isinstance(sizes, dict) else {}
+    except (OSError, ValueError):
+        sizes = {}
+    sizes[_size_key(variant)] = count
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:        # only a better estimate next time: a build never fails for it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(sizes, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+class _Progress:
+    """Says every PROGRESS_SECONDS how many objects the build has made (of how many the last build of
+    this kind of configuration made, and the time left at the rate so far), instead of minutes of silence."""
+
+    def __init__(self, log_path: Path, variant: str, say):
+        self.log_path, self.variant, self.say = log_path, variant, say
+        self.offset = log_path.stat().st_size
+        self.expected = _expected_objects(variant)
+        self.done = threading.Event()
+
+    def __enter__(self):
+        self.start = time.monotonic()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self.done.wait(PROGRESS_SECONDS):
+            self.say(self.line(_built_so_far(self.log_path, self.offset), time.monotonic() - self.start))
+
+    def line(self, built: int, elapsed: float) -> str:
+        minutes, seconds = divmod(int(elapsed), 60)
+        if not self.expected:
+            return (f"building: {built} objects built in {minutes} min {seconds:02d} s "
+                    "(first build of this configuration here: no total known yet)")
+        share = min(built / self.expected, 0.99)
+        rest = f", about {max(1, round(elapsed * (1 - share) / share / 60))} min left" if share > 0 else ""
+        return f"building: {built} of about {self.expected} objects ({share:.0%}) in {minutes} min {seconds:02d} s{rest}"
+
+    def __exit__(self, kind, value, tb):
+        self.done.set()
+        self.thread.join()
+        if kind is None:
+            _remember_objects(self.variant, _built_so_far(self.log_path, self.offset))
+        return False
+
+
 def _configure(work: Path, log: _Log, say, variant: str) -> list[str]:
     """Unpack, patch and configure in `work` (work/obj/.config); returns the make command line.
     A twin (base "host") starts from the host's configuration and writes what did not carry over
@@ -363,8 +510,14 @@ def _configure(work: Path, log: _Log, say, variant: str) -> list[str]:
     src, obj = work / "src", work / "obj"
     src.mkdir(parents=True)
     obj.mkdir()
-    say(f"unpacking {SOURCE_TARBALL.name}")
-    log.run("unpack", ["tar", "-xf", str(SOURCE_TARBALL), "--strip-components=1", "-C", str(src)], work)
+    tree = get_variant(variant).source_dir
+    if tree is None:
+        say(f"unpacking {SOURCE_TARBALL.name}")
+        log.run("unpack", ["tar", "-xf", str(SOURCE_TARBALL), "--strip-components=1", "-C", str(src)], work)
+    else:
+        say(f"copying the source tree {tree}")
+        log.run("copy", ["cp", "-a", f"{tree}/.", str(src)], work)
+        shutil.rmtree(src / ".git", ignore_errors=True)
     for p in patches(variant):
         say(f"applying {p.name}")
         log.run(f"patch {p.name}", ["patch", "-p1", "--forward", "--batch", "-i", str(p)], src)
@@ -417,7 +570,8 @@ def _build_into(work: Path, log: _Log, say, variant: str) -> str:
     make = _configure(work, log, say, variant)
     jobs = len(os.sched_getaffinity(0))
     say(f"building bzImage with {jobs} jobs (log: {log.path})")
-    log.run("make bzImage", make + [f"-j{jobs}", "bzImage"], src)
+    with _Progress(log.path, variant, say):
+        log.run("make bzImage", make + [f"-j{jobs}", "bzImage"], src)
     return subprocess.run(make + ["-s", "kernelrelease"], cwd=src, env=log.env, text=True,
                           capture_output=True, check=True).stdout.strip()
 

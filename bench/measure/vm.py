@@ -436,8 +436,9 @@ def add_vm_options(p: argparse.ArgumentParser) -> None:
                    help=argparse.SUPPRESS)
     p.add_argument("--memory", type=number(int, MIN_MEMORY_MB, _host_memory_mb()), default=2048,
                    help="guest memory in MiB (default 2048; at most the host's)")
-    p.add_argument("--kernel-variant", default="bench", choices=sorted(kernel.VARIANTS),
-                   help="which cached kernel build to boot (bench/measure/kernel.py VARIANTS; default bench; "
+    p.add_argument("--kernel-variant", default="bench", type=kernel.variant_arg, metavar="VARIANT|PATH",
+                   help="which cached kernel build to boot (bench/measure/kernel.py VARIANTS: "
+                        + ", ".join(sorted(kernel.VARIANTS)) + f"; or, as a path, {kernel.KERNEL_PATHS}; default bench; "
                         "safe: process_vm_exec isolates FPU/PKRU/FS-GS; unpatched: no process_vm_exec; "
                         "mitigations: the host's speculation mitigations, forced on under TCG, the CPU's own "
                         "defaults under KVM)")
