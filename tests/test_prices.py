@@ -13,32 +13,37 @@ from bench.errors import BenchError, UsageError
 from conftest import run_bench, run_vmexec
 from test_analysis import MORE_PROBES
 
-TRUE = {"insn": 0.2, "entry": 40.0, "round_trip": 900.0, "cr3_write": 150.0}
+TRUE = {"insn": 0.2, "entry": 40.0, "round_trip": 900.0, "sleep": 300.0, "cr3_write": 150.0}
+#: Instructions of the sleep counter's function (PRICE_ROWS "sleep": a fixed path) per task put to sleep.
+SLEEP_INSNS = 6
 
 
-def path(insns, entries, cr3_writes, switch_insns):
-    """A path per iteration: instructions, kernel entries, CR3 writes, instructions in __switch_to_asm."""
-    return P.Path_(insns, {"syscall": entries, "exc_irq": 0.0, "cr3_write": cr3_writes},
-                   {P.SWITCH_FUNCTION: switch_insns} if switch_insns else {})
+def path(insns, entries, cr3_writes, switch_insns, sleeps=0.0):
+    """A path per iteration: instructions, kernel entries, CR3 writes, instructions in __switch_to_asm,
+    tasks put to sleep."""
+    functions = {P.SWITCH_FUNCTION: switch_insns} if switch_insns else {}
+    if sleeps:
+        functions["enqueue_task"] = SLEEP_INSNS * sleeps
+    return P.Path_(insns, {"syscall": entries, "exc_irq": 0.0, "cr3_write": cr3_writes}, functions)
 
 
 #: Parts: threads makes one round trip = two switches of 99 instructions.  More parts than prices.
-PARTS = {"entry": path(300, 1, 0, 0), "signal": path(3000, 2, 0, 0), "threads": path(2500, 4, 0, 198),
-         "processes": path(2700, 4, 2, 198),
-         "threads-k16": path(2580, 4, 0, 198), "processes-k16": path(2780, 4, 2, 198),
-         "threads-k256": path(9000, 4, 0, 198), "processes-k256": path(9200, 4, 2, 198)}
-MECHANISMS = {"native": path(233, 1, 0, 0), "ptrace-sysemu": path(12800, 5, 2, 198),
-              "ptrace-syscall": path(25100, 9, 4, 396), "seccomp-trap": path(5000, 2, 0, 0.1),
-              "seccomp-unotify": path(6800, 3, 2, 198), "seccomp-trace": path(13100, 5, 2, 198),
+PARTS = {"entry": path(300, 1, 0, 0), "signal": path(3000, 2, 0, 0), "threads": path(2500, 4, 0, 198, 1.2),
+         "processes": path(2700, 4, 2, 198, 1.17),
+         "stop-wait": path(8000, 3, 2, 198, 2), "stop-yield": path(7250, 4, 2, 198, 1),
+         "threads-k16": path(2580, 4, 0, 198, 1.2), "processes-k16": path(2780, 4, 2, 198, 1.17),
+         "threads-k256": path(9000, 4, 0, 198, 1.2), "processes-k256": path(9200, 4, 2, 198, 1.17)}
+MECHANISMS = {"native": path(233, 1, 0, 0), "ptrace-sysemu": path(12800, 5, 2, 198, 2),
+              "ptrace-syscall": path(25100, 9, 4, 396, 4), "seccomp-trap": path(5000, 2, 0, 0.1),
+              "seccomp-unotify": path(6800, 3, 2, 198, 1), "seccomp-trace": path(13100, 5, 2, 198, 2),
               "process-vm-exec": path(1800, 2, 2, 0.07)}
 #: Relative timing noise small enough to leave every figure where the exact one is, large enough to give
 #: every price a CI of some width (a zero-width CI is refused).
 TINY = 1e-4
 
 
-def truth(p: P.Path_, trips: float = None) -> float:
-    trips = p.functions.get(P.SWITCH_FUNCTION, 0.0) / 198 if trips is None else trips
-    return float(np.dot([p.insns, p.totals["syscall"], trips, p.totals["cr3_write"]], list(TRUE.values())))
+def truth(p: P.Path_) -> float:
+    return float(np.dot(P.counts(p, PARTS), list(TRUE.values())))
 
 
 def host_values(premium_k256=150.0, noise=TINY, runs=12, seed=1, true=TRUE):
@@ -90,7 +95,7 @@ def test_non_finite_or_zero_width_prices_are_refused(spoil, words):
 
 
 def test_too_few_parts_or_unequal_rounds_are_refused():
-    four = {k: v for k, v in PARTS.items() if "-k" not in k}
+    four = {k: v for k, v in PARTS.items() if "-k" not in k and not k.startswith("stop")}
     with pytest.raises(UsageError, match="more measurements than unknowns"):
         P.composition(four, host_values(), MECHANISMS, measured(), bootstrap=20)
     values = host_values()

@@ -340,12 +340,24 @@ def _record_for(machine: dict, directories, records) -> tuple[Path | None, str]:
                   f"{machine['cpu_model']} / {machine['kernel']}: not the same machine")
 
 
+#: The kernel whose anatomy the composition counts on when it was counted: the twin of the host's own
+#: kernel (issue 26), whose paths are those the host's times take; else the mitigation-matched benchmark kernel.
+TWIN_VARIANT = "twin"
+
+
+def anatomy_variant(anatomy_directory: Path) -> str:
+    """TWIN_VARIANT where its mechanisms' and parts' anatomies were both counted, else MODEL_VARIANT."""
+    twin = variant_directory(Path(anatomy_directory), TWIN_VARIANT)
+    return TWIN_VARIANT if (twin / "anatomy.json").exists() and (twin / "parts" / "anatomy.json").exists() \
+        else MODEL_VARIANT
+
+
 def composed_model(host_paths, anatomy_directory: Path, records=()) -> tuple[Composition | None, str]:
     """(the composition, "") for the host runs among host_paths (one machine's), with the parts anatomy and the
     mechanisms' mitigation-matched anatomy under anatomy_directory, and the newest prices record measured on
     the same machine (records, or prices/ in the results directory and in anatomy_directory); or (None, why
     not): a busy host or prices that are not admissible are refused, never composed."""
-    mech_dir = variant_directory(Path(anatomy_directory), MODEL_VARIANT)
+    mech_dir = variant_directory(Path(anatomy_directory), anatomy_variant(anatomy_directory))
     parts_dir = mech_dir / "parts"
     if not (parts_dir / "anatomy.json").exists():
         return None, f"no parts anatomy ({parts_dir}: `python -m bench prices-anatomy`)"

@@ -111,6 +111,7 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant:
                 with (share / name).open("rb") as src, gzip.open(raw / f"{name}.gz", "wb") as dst:
                     shutil.copyfileobj(src, dst)
     (raw / "guest.json").write_text(json.dumps({"guest_kernel": kb.release, "kernel_variant": variant,
+                                                "config_sha256": kb.config_sha256,
                                                 "kernel_args": list(kernel_args), "syscalls": syscalls,
                                                 "backends": backends, "pin": f"same CPU ({PIN_CPU})",
                                                 "qemu": installed_qemu_source_version(),

@@ -45,6 +45,13 @@ PART_ROWS = (
      "fit": True},
     {"label": "processes", "part": "processes", "switches": 1, "host_iterations": 10000,
      "guest_iterations": 5000, "fit": True},
+    # A ptrace stop's own loop (`vmexec stop`, tracers/stops.c; issue 26): the tracer sleeps in waitpid() at
+    # every stop, where the futex parts' waiter is mostly preempted instead (bench events: 2.00 wake-ups
+    # per stop against 1.2 a round trip).  "yield": the tracer never sleeps, only the tracee does.
+    {"label": "stop-wait", "command": "stop", "part": "wait", "switches": 1, "host_iterations": 10000,
+     "guest_iterations": 5000, "fit": True},
+    {"label": "stop-yield", "command": "stop", "part": "yield", "switches": 1, "host_iterations": 10000,
+     "guest_iterations": 5000, "fit": True},
 )
 #: The pages sweep (bench run --scaling's sizes): threads and processes with the passive side writing
 #: that many pages per iteration.  The address-space switch premium is reported at each size; the prices
@@ -69,6 +76,9 @@ PRICE_ROWS = (
      "meaning": "ns per kernel entry and exit beyond its instructions"},
     {"name": "round_trip", "function": "__switch_to_asm", "unit_part": "threads",
      "meaning": "ns per scheduler round trip (two context switches on one CPU) beyond its instructions"},
+    {"name": "sleep", "function": "enqueue_task", "unit_part": "stop-yield",
+     "meaning": "ns per task put to sleep and woken again (enqueued on its wake-up) beyond its instructions: "
+                "a ptrace stop's tracer sleeps where a futex or unotify waiter is preempted"},
     {"name": "cr3_write", "totals": ("cr3_write",),
      "meaning": "ns per CR3 write beyond its instructions: the address-space switch premium "
                 "(two processes against two threads, per CR3 write)"},
@@ -102,7 +112,7 @@ def fitted_parts() -> tuple[str, ...]:
 def commands(vmexec: str, guest: bool, cpu: int = 0, pages=SWEEP_PAGES) -> list[tuple[str, list[str]]]:
     """(label, argv) of every micro-benchmark run: the parts, then the pages sweep's."""
     key = "guest_iterations" if guest else "host_iterations"
-    return [(r["label"], [vmexec, "price", r["part"], "-n", str(r[key]), *(["-k", str(r["pages"])] if r.get("pages")
+    return [(r["label"], [vmexec, r.get("command", "price"), r["part"], "-n", str(r[key]), *(["-k", str(r["pages"])] if r.get("pages")
                                                                            else []), "-c", str(cpu)])
             for r in part_rows(pages)]
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pyperf
 
 from bench import results
+from bench.anatomy.composed import anatomy_variant
 from bench.anatomy.counts import MODEL_VARIANT, variant_directory
 from bench.errors import BenchError
 
@@ -153,7 +154,7 @@ def sources(paths: list[pathlib.Path], where: pathlib.Path, model, composed) -> 
     if model is not None:
         used.append(variant_directory(where, MODEL_VARIANT) / "anatomy.json")
     if composed is not None:
-        mech = variant_directory(where, MODEL_VARIANT)
+        mech = variant_directory(where, anatomy_variant(where))
         used += [mech / "anatomy.json", mech / "parts" / "anatomy.json"]
     out += [of_anatomy(p) for p in dict.fromkeys(used) if p.is_file()]
     if composed is not None and composed.record:      # the prices record the composition used
