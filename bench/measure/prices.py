@@ -76,9 +76,12 @@ PRICE_ROWS = (
      "meaning": "ns per kernel entry and exit beyond its instructions"},
     {"name": "round_trip", "function": "__switch_to_asm", "unit_part": "threads",
      "meaning": "ns per scheduler round trip (two context switches on one CPU) beyond its instructions"},
-    {"name": "sleep", "function": "enqueue_task", "unit_part": "stop-yield",
-     "meaning": "ns per task put to sleep and woken again (enqueued on its wake-up) beyond its instructions: "
-                "a ptrace stop's tracer sleeps where a futex or unotify waiter is preempted"},
+    {"name": "ptrace_stop", "function": "ptrace_stop", "unit_part": "stop-wait",
+     "meaning": "ns per ptrace stop beyond its instructions (the tracer's sleep in waitpid, its wake-up, the "
+                "SIGCHLD; issue 26): priced by the stop loops of `vmexec stop`, one stop per iteration"},
+    {"name": "fpu", "totals": ("xsave", "xrstor"),
+     "meaning": "ns per XSAVE or XRSTOR beyond its instruction: the FPU state saved and restored at a switch "
+                "or a signal (the whole AVX-512/AMX state on a Xeon)"},
     {"name": "cr3_write", "totals": ("cr3_write",),
      "meaning": "ns per CR3 write beyond its instructions: the address-space switch premium "
                 "(two processes against two threads, per CR3 write)"},
