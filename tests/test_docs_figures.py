@@ -288,7 +288,8 @@ def _recorded_machine(path: pathlib.Path) -> tuple[str | None, str | None]:
     if "benchmarks" in data:
         meta = {**data["benchmarks"][0].get("metadata", {}), **data.get("metadata", {})}
         return meta.get("vmexec_cpu_model"), meta.get("vmexec_kernel")
-    return data.get("cpu_model"), data.get("kernel")
+    machine = data.get("machine") if isinstance(data.get("machine"), dict) else data   # events/stops files nest it
+    return machine.get("cpu_model"), machine.get("kernel")
 
 
 def _is_run(path: pathlib.Path) -> bool:

@@ -326,14 +326,35 @@ def _put_back(file: Path, state: Path, old: str) -> None:
     state.unlink(missing_ok=True)
 
 
+def _first_answer(steps: list[Step]) -> list[Step]:
+    return [s for s in steps if s.results_dir == FIRST_ANSWER_DIR]
+
+
+def first_decision(requested: str, kvm_variant: str, probe=None) -> Decision:
+    """The first answer's clock: the smallest kernel it needs (TCG with icount on the benchmark kernel),
+    decided before the KVM probe, which on a fresh machine builds a kernel of its own first (issue 29: the
+    first line came 18 min 55 s in); KVM only when asked for (--clock kvm)."""
+    if requested == "kvm":
+        return decide(requested, kvm_variant, probe)
+    return Decision("icount", "the first answer takes the smallest kernel; the KVM probe comes after it", None)
+
+
+def job(first: Decision, decision: Decision, run_args) -> list[Step]:
+    """The job's steps: the first answer's on its own clock, then the rest of plan() on the decided one."""
+    rest = plan(decision, run_args)
+    return [*_first_answer(plan(first, run_args)), *(s for s in rest if s not in _first_answer(rest))]
+
+
 def _cmd_main(args) -> int:
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
     from bench.measure import kvmprobe
     kvmprobe.set_probe_timeout(args.probe_timeout)      # the steps' own `vm` commands inherit it
+    first = first_decision(args.clock, args.kvm_variant)
     if args.dry_run:
-        decision = decide(args.clock, args.kvm_variant)
+        decision = decide(args.clock, args.kvm_variant) if first.clock != "kvm" else first
         print(decision.line, flush=True)
-        for step in plan(decision, run_args):
+        print(first.line.replace("main job: clock:", "main job: first answer's clock:"), flush=True)
+        for step in job(first, decision, run_args):
             where = f"VMEXEC_RESULTS={step.results_dir} " if step.results_dir else ""
             own = " (the result files the steps above wrote)" if step.own_results else ""
             print(f"{where}python -m bench {' '.join(step.argv)}{own}")
@@ -343,16 +364,12 @@ def _cmd_main(args) -> int:
 
     # The job as asked (its clock option, not the decision a probe makes later) is what a rerun resumes.
     state = JobState.open(results.directory(), identity(args.clock, args.kvm_variant, run_args), args.restart)
-    # The host part of the first answer first: it needs no kernel and takes about a minute, where the
-    # guest kernel's build and the KVM probe take many on a fresh machine (issue 29: the first line came
-    # 18 min 55 s in).  plan()'s first step is the same for every clock, so the full plan skips it.
-    print("main job: first answer: the host run first (no kernel needed); then the guest kernel, the clock "
-          "decision and the guest runs", flush=True)
-    first = plan(Decision("icount", "", None), run_args)[:1]
-    execute(first, state=state)
-    decision = decide(args.clock, args.kvm_variant)
+    print(first.line.replace("main job: clock:", "main job: first answer's clock:"), flush=True)
+    steps = _first_answer(plan(first, run_args))
+    execute(steps, state=state)
+    decision = decide(args.clock, args.kvm_variant) if first.clock != "kvm" else first
     print(decision.line, flush=True)
-    execute(plan(decision, run_args), state=state)     # each host run with vm.mmap_min_addr=0 (run_step), only it
+    execute(job(first, decision, run_args)[len(steps):], state=state)   # each host run with page 0 open, only it
     state.finish()
     return 0
 
