@@ -199,7 +199,7 @@ def pin_order(pin: str) -> int:
 
 RATIO_COLUMNS = ["run_id", "started", "pin", "numerator_pin", "denominator_pin", "numerator", "denominator", "ratio", "ratio_low", "ratio_high",
                  "speedup", "speedup_low", "speedup_high", "n_numerator", "n_denominator",
-                 "kernel", "accelerator", "timing", "vm", "host"]
+                 "kernel", "accelerator", "timing", "vm", "host", "vmexec_kernel_config"]
 
 
 def ratios(df: pd.DataFrame, numerator: str, denominator: str = SYSEMU, *,
@@ -223,7 +223,8 @@ def ratios(df: pd.DataFrame, numerator: str, denominator: str = SYSEMU, *,
                     "ratio": p.ratio, "ratio_low": low, "ratio_high": high,
                     "speedup": 1 / p.ratio, "speedup_low": 1 / high, "speedup_high": 1 / low,
                     "n_numerator": p.n_numerator, "n_denominator": p.n_denominator,
-                    **{k: first[k] for k in ("kernel", "accelerator", "timing", "vm", "host")}})
+                    **{k: first[k] for k in ("kernel", "accelerator", "timing", "vm", "host")},
+                    "vmexec_kernel_config": str(first.get("vmexec_kernel_config", "") or "")})
     return pd.DataFrame(out, columns=RATIO_COLUMNS)
 
 

@@ -427,6 +427,8 @@ def machine_line(key: tuple[str, str], h: Headline, config: str = "") -> str:
     """One machine's answer in one line, for the first screen: the machine (CPU model, host kernel, the guest's
     kernel and its configuration hash), the interval judged and which estimate judged it."""
     cpu, kernel = key
+    recorded = str(h.row.get("vmexec_kernel_config") or "") if h.row is not None else ""
+    config = recorded if recorded and recorded != "nan" else config    # the guest run's own record first
     guest = (f"guest Linux {h.row['kernel']} (config sha256 {config[:12]})" if config else
              f"guest Linux {h.row['kernel']} (config hash not recorded)") if h.row is not None else "no guest run"
     a = h.assessment
