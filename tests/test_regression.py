@@ -631,3 +631,25 @@ def test_each_kernel_goes_before_the_guest_runs_dashes():
     assert continuous.with_vm_options(run, ("--kernel-variant", "/s")) == \
         ["vm", "run", "--timing", "icount", "--kernel-variant", "/s", "--", "--backends", "native"]
     assert continuous.with_vm_options(["vm", "run"], ("--kernel-variant", "x")) == ["vm", "run", "--kernel-variant", "x"]
+
+
+def test_a_kernel_with_a_named_variants_inputs_is_that_variant_and_not_built_again(tmp_path):
+    """A copy of kernel/patches has the benchmark kernel's cache key: the check uses that build (built again
+    as a series, it would replace the shared build under the same key with another release name)."""
+    from bench.commands.regression import _named_if_the_same
+    from bench.measure import kernel
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for patch in kernel.patches("bench"):
+        (copy / patch.name).write_bytes(patch.read_bytes())
+    (copy / "series").write_text("".join(f"{p.name}\n" for p in kernel.patches("bench")))
+    assert _named_if_the_same(kernel.variant_arg(str(copy)), "b") == "bench"
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    for patch in [*kernel.patches("bench"), kernel.KERNEL_DIR.parent / "tests" / "data" / "plant-syscall-entry.patch"]:
+        (planted / patch.name).write_bytes(patch.read_bytes())
+    (planted / "series").write_text("".join(f"{p.name}\n" for p in kernel.patches(str(copy)))
+                                    + "plant-syscall-entry.patch\n")
+    assert _named_if_the_same(str(planted), "b") == str(planted)
+    assert _named_if_the_same("bench", "a") == "bench"

@@ -156,23 +156,39 @@ def _kernels(args, tmp: pathlib.Path):
     command = list(args.command or DEFAULT_RUN)
     repeat = args.repeat or continuous.default_repeat(command)
     where = args.results or tmp
+    kernels = {"a": _named_if_the_same(args.kernel_a, "a"), "b": _named_if_the_same(args.kernel_b, "b")}
     with _kept_results(args.results):
-        for side, variant in (("a", args.kernel_a), ("b", args.kernel_b)):
+        for side, variant in kernels.items():
             print(f"check: building kernel {side}, {kernel.get_variant(variant).description} (or finding it "
                   "in the cache)", file=sys.stderr, flush=True)
             built = kernel.build(log=lambda msg, side=side: print(f"check: kernel {side}: {msg}", file=sys.stderr,
                                                                   flush=True), variant=variant)
             print(f"check: kernel {side}: {built.release}, {built.bzimage}", file=sys.stderr, flush=True)
         sides = tuple(continuous.Side(f"kernel {side}", where / f"kernel-{side}", vm_options=("--kernel-variant", v))
-                      for side, v in (("a", args.kernel_a), ("b", args.kernel_b)))
+                      for side, v in kernels.items())
         (reference, current), seconds = continuous.interleaved(sides, command, repeat)
     print(f"check: the {f'{repeat} pairs' if repeat > 1 else 'pair'} of runs took {sum(seconds):.0f} s "
           f"(kernel a: {seconds[0]:.0f} s; kernel b: {seconds[1]:.0f} s)"
           + (f"; all kept in {where}" if args.results else ""), file=sys.stderr)
-    baseline = R.from_runs(reference, continuous.with_vm_options(command, ("--kernel-variant", args.kernel_a)),
+    baseline = R.from_runs(reference, continuous.with_vm_options(command, ("--kernel-variant", kernels["a"])),
                            f"kernel a ({args.kernel_a}) measured now"
                            + (f", {repeat} runs interleaved with kernel b's" if repeat > 1 else ""))
     return baseline, reference, current
+
+
+def _named_if_the_same(variant: str, side: str) -> str:
+    """The named variant whose inputs (cache key) a kernel given by path has, else the path: a copy of
+    kernel/patches is the benchmark kernel, and its build is used, not redone under the same key with
+    another release name (the cache's key leaves the release's suffix out)."""
+    from bench.measure import kernel
+
+    key = kernel.cache_key(variant)
+    same = next((name for name in kernel.VARIANTS if name != variant and kernel.cache_key(name) == key), None)
+    if same is None:
+        return variant
+    print(f"check: kernel {side}: {variant} has the inputs of variant {same!r}: its build is used",
+          file=sys.stderr, flush=True)
+    return same
 
 
 def _naming_kernels(rendered: str, args) -> str:
