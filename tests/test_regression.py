@@ -602,3 +602,54 @@ def test_a_planted_29_percent_slowdown_on_this_host_is_caught_or_refused_up_fron
     else:
         assert cannot, said
         assert sysemu["verdict"] != "unchanged" or f"{SYSEMU_NATIVE.label} (" in said, (sysemu, said)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "--kernel-a", "nope", "--kernel-b", "bench"], "unknown kernel variant 'nope'"),
+    (["check", "--kernel-a", "bench", "--kernel-b", "/no/such/series"], "patch series directory"),
+    (["check", "--kernel-a", "bench"], "--kernel-a and --kernel-b go together"),
+    (["check", "--kernel-a", "bench", "--kernel-b", "debug", "--against", "HEAD"], "not allowed with"),
+    (["check", "--kernel-a", "bench", "--kernel-b", "debug", "--baseline", "b.json"], "not allowed with"),
+    (["check", "--kernel-a", "bench", "--kernel-b", "debug", "--current", "x.json"], "take no --current"),
+    (["check", "--kernel-a", "bench", "--kernel-b", "debug", "--", "run", "--fast"], "measure a guest run"),
+    (["check", "--kernel-a", "bench", "--kernel-b", "debug", "--", "vm", "run", "--kernel-variant", "kvm"],
+     "chooses no kernel"),
+    (["check", "--baseline", "b.json", "--kernel-b", "debug"], "go together"),
+])
+def test_bad_kernel_input_is_one_line_and_exit_2_before_anything_builds(args, message, tmp_path, monkeypatch):
+    # An empty kernel cache: a check that got as far as building would show it in the cache or time out.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    proc = run_bench(*args, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "vmexec-bench").exists()
+
+
+def test_each_kernel_goes_before_the_guest_runs_dashes():
+    from bench.measure import continuous
+
+    run = ["vm", "run", "--timing", "icount", "--", "--backends", "native"]
+    assert continuous.with_vm_options(run, ("--kernel-variant", "/s")) == \
+        ["vm", "run", "--timing", "icount", "--kernel-variant", "/s", "--", "--backends", "native"]
+    assert continuous.with_vm_options(["vm", "run"], ("--kernel-variant", "x")) == ["vm", "run", "--kernel-variant", "x"]
+
+
+def test_a_kernel_with_a_named_variants_inputs_is_that_variant_and_not_built_again(tmp_path):
+    """A copy of kernel/patches has the benchmark kernel's cache key: the check uses that build (built again
+    as a series, it would replace the shared build under the same key with another release name)."""
+    from bench.commands.regression import _named_if_the_same
+    from bench.measure import kernel
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for patch in kernel.patches("bench"):
+        (copy / patch.name).write_bytes(patch.read_bytes())
+    (copy / "series").write_text("".join(f"{p.name}\n" for p in kernel.patches("bench")))
+    assert _named_if_the_same(kernel.variant_arg(str(copy)), "b") == "bench"
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    for patch in [*kernel.patches("bench"), kernel.KERNEL_DIR.parent / "tests" / "data" / "plant-syscall-entry.patch"]:
+        (planted / patch.name).write_bytes(patch.read_bytes())
+    (planted / "series").write_text("".join(f"{p.name}\n" for p in kernel.patches(str(copy)))
+                                    + "plant-syscall-entry.patch\n")
+    assert _named_if_the_same(str(planted), "b") == str(planted)
+    assert _named_if_the_same("bench", "a") == "bench"

@@ -14,6 +14,7 @@ import sys
 from bench import outputs
 from bench.commands.options import strip_dashes
 from bench.errors import BenchError, UsageError, writable_directory
+from bench.measure import kernel
 from bench.measure.continuous import DEFAULT_RUN, REPEAT_TIMED
 from bench.results import warn_if_busy
 
@@ -35,18 +36,26 @@ def _refuse_before_importing(args, forced: bool) -> None:
 
 
 def _cmd_check(args) -> int:
+    measured_now = args.against is not None or args.kernel_a is not None
     if args.baseline_window is not None and args.current is None:
         raise UsageError("--baseline-window needs --current: the runs before it form the baseline")
-    if args.command and args.against is None:
-        raise UsageError("a command after -- is what --against measures; with a baseline its own run is repeated")
-    if args.results is not None and args.against is None:
-        raise UsageError("--results keeps the two runs of --against")
-    if args.repeat is not None and args.against is None:
-        raise UsageError("--repeat says how many runs of each tree --against makes")
+    if (args.kernel_a is None) != (args.kernel_b is None):
+        raise UsageError("--kernel-a and --kernel-b go together: the baseline kernel and the one judged against it")
+    if args.command and not measured_now:
+        raise UsageError("a command after -- is what --against measures (or --kernel-a/-b); with a baseline its "
+                         "own run is repeated")
+    if args.results is not None and not measured_now:
+        raise UsageError("--results keeps the two runs of --against or --kernel-a/-b")
+    if args.repeat is not None and not measured_now:
+        raise UsageError("--repeat says how many runs of each tree --against makes (of each kernel, --kernel-a/-b)")
     if args.against is not None and args.current is not None:
         raise UsageError("--against measures both trees now: it takes no --current")
+    if args.kernel_a is not None and args.current is not None:
+        raise UsageError("--kernel-a/-b measure both kernels now: they take no --current")
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
+    if args.kernel_a is not None:
+        _guest_command_for_kernels(args.command or list(DEFAULT_RUN))
     forced = args.force or args.warn_only
     if args.baseline is not None and args.current is None:
         _refuse_before_importing(args, forced)
@@ -56,7 +65,9 @@ def _cmd_check(args) -> int:
     from bench.render.regression import render, stated_power
 
     with outputs.scratch("check") as tmp:       # a killed check's tree goes at the next command's start
-        if args.against is not None:
+        if args.kernel_a is not None:
+            baseline, references, currents = _kernels(args, pathlib.Path(tmp))
+        elif args.against is not None:
             baseline, references, currents = _against(args, pathlib.Path(tmp))
         else:
             references = []
@@ -72,14 +83,18 @@ def _cmd_check(args) -> int:
             currents = [current]
         df = R.merged(currents)
         busy = warn_if_busy([*references, *currents])
-        elsewhere = R.differences(R.machine(baseline.values), R.machine(df))
-        table = R.check(baseline, df, force=forced or args.against is not None, fixed=args.threshold,
+        a, b = R.machine(baseline.values), R.machine(df)
+        if args.kernel_a is not None:       # two kernels: their releases differ by design, nothing else may
+            a, b = ({k: v for k, v in m.items() if k != "kernel"} for m in (a, b))
+        elsewhere = R.differences(a, b)
+        table = R.check(baseline, df, force=forced or measured_now, fixed=args.threshold,
                         # Interleaved runs share the load, and still a busy host's timed move is held back;
                         # against a stored baseline the load is this run's alone: said, and the power says the rest.
-                        busy=bool(busy) and args.against is not None, current_runs=len(currents))
-    print(render(table, baseline, args.format, fixed=args.threshold, busy=busy, elsewhere=elsewhere))
-    if elsewhere and args.against is not None:
-        print(f"check: note: the two trees' runs differ in {elsewhere}", file=sys.stderr)
+                        busy=bool(busy) and measured_now, current_runs=len(currents))
+    rendered = render(table, baseline, args.format, fixed=args.threshold, busy=busy, elsewhere=elsewhere)
+    print(_naming_kernels(rendered, args) if args.kernel_a is not None else rendered)
+    if elsewhere and measured_now:
+        print(f"check: note: the two sides' runs differ in {elsewhere}", file=sys.stderr)
     named, absent = R.regressed_backends(table), R.missing_backends(table)
     found = "; ".join([*([f"regression in {', '.join(named)}"] if named else []),
                        *([f"missing: {', '.join(absent)} (not measured by this run)"] if absent else [])])
@@ -121,6 +136,71 @@ def _against(args, tmp: pathlib.Path):
     baseline = R.from_runs(reference, command, f"{revision.asked} ({revision.short}) measured now"
                            + (f", {repeat} runs interleaved with this tree's" if repeat > 1 else ""))
     return baseline, reference, current
+
+
+def _guest_command_for_kernels(command: list[str]) -> None:
+    """--kernel-a/-b boot each kernel in the guest: the run must be a `vm run` that chooses no kernel itself."""
+    if command[:2] != ["vm", "run"]:
+        raise UsageError(f"--kernel-a/-b measure a guest run (`vm run ...`), not `{' '.join(command[:2])}`")
+    own = command[:command.index("--")] if "--" in command else command
+    if any(a == "--kernel-variant" or a.startswith("--kernel-variant=") for a in own):
+        raise UsageError("the run after -- chooses no kernel: --kernel-a and --kernel-b do")
+
+
+def _kernels(args, tmp: pathlib.Path):
+    """(a baseline of kernel a's runs, their files, kernel b's runs): the same guest run booting each, this
+    tree, this QEMU, measured now, interleaved; both kernels built (or found in the cache) first."""
+    from bench.measure import continuous, kernel
+    from bench import regression as R
+
+    command = list(args.command or DEFAULT_RUN)
+    repeat = args.repeat or continuous.default_repeat(command)
+    where = args.results or tmp
+    kernels = {"a": _named_if_the_same(args.kernel_a, "a"), "b": _named_if_the_same(args.kernel_b, "b")}
+    with _kept_results(args.results):
+        for side, variant in kernels.items():
+            print(f"check: building kernel {side}, {kernel.get_variant(variant).description} (or finding it "
+                  "in the cache)", file=sys.stderr, flush=True)
+            built = kernel.build(log=lambda msg, side=side: print(f"check: kernel {side}: {msg}", file=sys.stderr,
+                                                                  flush=True), variant=variant)
+            print(f"check: kernel {side}: {built.release}, {built.bzimage}", file=sys.stderr, flush=True)
+        sides = tuple(continuous.Side(f"kernel {side}", where / f"kernel-{side}", vm_options=("--kernel-variant", v))
+                      for side, v in kernels.items())
+        (reference, current), seconds = continuous.interleaved(sides, command, repeat)
+    print(f"check: the {f'{repeat} pairs' if repeat > 1 else 'pair'} of runs took {sum(seconds):.0f} s "
+          f"(kernel a: {seconds[0]:.0f} s; kernel b: {seconds[1]:.0f} s)"
+          + (f"; all kept in {where}" if args.results else ""), file=sys.stderr)
+    baseline = R.from_runs(reference, continuous.with_vm_options(command, ("--kernel-variant", kernels["a"])),
+                           f"kernel a ({args.kernel_a}) measured now"
+                           + (f", {repeat} runs interleaved with kernel b's" if repeat > 1 else ""))
+    return baseline, reference, current
+
+
+def _named_if_the_same(variant: str, side: str) -> str:
+    """The named variant whose inputs (cache key) a kernel given by path has, else the path: a copy of
+    kernel/patches is the benchmark kernel, and its build is used, not redone under the same key with
+    another release name (the cache's key leaves the release's suffix out)."""
+    from bench.measure import kernel
+
+    key = kernel.cache_key(variant)
+    same = next((name for name in kernel.VARIANTS if name != variant and kernel.cache_key(name) == key), None)
+    if same is None:
+        return variant
+    print(f"check: kernel {side}: {variant} has the inputs of variant {same!r}: its build is used",
+          file=sys.stderr, flush=True)
+    return same
+
+
+def _naming_kernels(rendered: str, args) -> str:
+    """The check's output, its first line naming the two kernels (in json: a "kernels" entry, first)."""
+    import json
+
+    if args.format == "json":
+        return json.dumps({"kernels": {"a": args.kernel_a, "b": args.kernel_b}, **json.loads(rendered)},
+                          indent=1, ensure_ascii=False)
+    line = f"kernel b ({args.kernel_b}) judged against kernel a ({args.kernel_a}), the baseline"
+    return "\n".join([f"**{line}**" if args.format == "markdown" else line, *([""] if args.format == "markdown" else []),
+                      rendered])
 
 
 def _doubts(paths: list[pathlib.Path]) -> list[str]:
@@ -248,18 +328,25 @@ def register_cli(subparsers) -> None:
                         help="a git commit (e.g. HEAD^, origin/main): its tree and this one make the same run now, "
                              "here, and this one is judged against it; the run after -- (default: "
                              f"the icount guest, `{' '.join(DEFAULT_RUN)}`, about 7 minutes for the pair)")
+    source.add_argument("--kernel-a", type=kernel.variant_arg, metavar="VARIANT|PATH",
+                        help="with --kernel-b: two kernels compared as --against compares two trees: the same guest "
+                             "run (after --, default as for --against) boots kernel a (the baseline) and kernel b, "
+                             "interleaved, this tree and QEMU; each a variant name, a patch series directory (its "
+                             "`series` file), a kernel source tree, or a config fragment file; both built first")
+    k.add_argument("--kernel-b", type=kernel.variant_arg, metavar="VARIANT|PATH",
+                   help="the kernel judged against --kernel-a")
     k.add_argument("--threshold", type=_percent, metavar="PCT",
                    help="judge every ratio against this fixed change in percent (as asv's --factor) instead of "
                         "thresholds from the baseline's measured noise; the check names the ratios whose noise "
                         "is too large to catch it")
     k.add_argument("--repeat", type=_count, metavar="K",
-                   help="with --against: K runs of each tree, interleaved (base, head, base, head ...) so that "
+                   help="with --against or --kernel-a/-b: K runs of each side, interleaved (base, head, base, head ...) so that "
                         "the host's drift falls on both and their spread is measured (default: 1 for an icount "
                         f"guest run, deterministic; {REPEAT_TIMED} for a timed run)")
     k.add_argument("--output-dir", "--results", dest="results", type=pathlib.Path, metavar="DIR",
-                   help="with --against: keep both runs' results files here (default: removed)")
+                   help="with --against or --kernel-a/-b: keep both sides' results files here (default: removed)")
     k.add_argument("command", nargs=argparse.REMAINDER,
-                   help="with --against: -- then the `python -m bench` command both trees run (run ... or vm run ...)")
+                   help="with --against or --kernel-a/-b: -- then the `python -m bench` command both sides run (run ... or vm run ...)")
     k.add_argument("--current", type=pathlib.Path, metavar="FILE",
                    help="the run to judge (default: run now, with the baseline's options)")
     k.add_argument("--format", choices=FORMATS, default="text",

@@ -47,11 +47,16 @@ def _is_guest_run(command: list[str]) -> bool:
     return command[:2] == ["vm", "run"]
 
 
+def with_vm_options(command: list[str], options: tuple[str, ...] | list[str]) -> list[str]:
+    """A `vm run` command with options of its own (not the guest's) inserted before its `--`."""
+    split = command.index("--") if "--" in command else len(command)
+    return [*command[:split], *options, *command[split:]]
+
+
 def _with_output(command: list[str], directory: pathlib.Path) -> list[str]:
     """command with its results placed in directory (`run --output`, `vm run --output-dir`)."""
     if _is_guest_run(command):
-        split = command.index("--") if "--" in command else len(command)
-        return [*command[:split], "--output-dir", str(directory), *command[split:]]
+        return with_vm_options(command, ("--output-dir", str(directory)))
     if command[:1] == ["run"]:
         return [*command, "--output", str(directory / "run.json")]
     raise UsageError(f"the check measures with `run` or `vm run`, not `{' '.join(command[:2])}`")
@@ -176,6 +181,7 @@ class Side:
     cwd: pathlib.Path = REPO
     env: dict[str, str] | None = None
     extra: tuple[str, ...] = ()     # appended to the command (its revision tag)
+    vm_options: tuple[str, ...] = ()    # a guest run's own options, before its -- (its kernel)
 
 
 def interleaved(sides: tuple[Side, Side], command: list[str], repeat: int) -> tuple[list[list[pathlib.Path]], list[float]]:
@@ -187,8 +193,8 @@ def interleaved(sides: tuple[Side, Side], command: list[str], repeat: int) -> tu
         for k, side in enumerate(sides):
             started = time.monotonic()
             of = f", {i} of {repeat}" if repeat > 1 else ""
-            files[k].append(run_bench([*command, *side.extra], side.results / str(i), cwd=side.cwd, env=side.env,
-                                      what=f" from {side.label}{of}"))
+            files[k].append(run_bench([*with_vm_options(command, side.vm_options), *side.extra], side.results / str(i),
+                                      cwd=side.cwd, env=side.env, what=f" from {side.label}{of}"))
             seconds[k] += time.monotonic() - started
     return files, seconds
 
