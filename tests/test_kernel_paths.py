@@ -23,9 +23,12 @@ def _series(tmp_path, *extra):
     return d
 
 
-def test_a_copy_of_the_series_is_the_benchmark_kernel_and_a_planted_patch_is_not(tmp_path):
+def test_a_kernel_given_by_path_never_shares_a_named_variants_cache_entry(tmp_path):
+    """Its release differs (-vmexec-series): sharing the key made a build of one replace the other's."""
     same = _series(tmp_path)
-    assert kernel.cache_key(str(same)) == kernel.cache_key("bench")
+    assert kernel.cache_key(str(same)) != kernel.cache_key("bench")
+    (tmp_path / "again").mkdir()
+    assert kernel.cache_key(str(same)) == kernel.cache_key(str(_series(tmp_path / "again")))
     plant = kernel.KERNEL_DIR.parent / "tests" / "data" / "plant-syscall-entry.patch"
     (tmp_path / "b").mkdir()
     planted = _series(tmp_path / "b", plant)

@@ -351,6 +351,8 @@ def cache_key(variant: str = "bench") -> str:
             h.update(f"patch {p.name}\n".encode() + p.read_bytes())
     if get_variant(variant).base == "host":
         h.update(f"host config {host_config().sha256}\n{HOST_CONFIG_CHANGES!r}\n".encode())
+    if variant not in VARIANTS:     # a kernel given by path: never the cache entry of a named variant, whose
+        h.update(f"given {get_variant(variant).localversion}\n".encode())     # release differs (-series ...)
     if get_variant(variant).source_dir is not None:
         h.update(f"source tree {tree_identity(get_variant(variant).source_dir)}\n".encode())
     for i, f in enumerate(fragments(variant)):
