@@ -179,10 +179,10 @@ def _kernels(args, tmp: pathlib.Path):
 def _named_if_the_same(variant: str, side: str) -> str:
     """The named variant whose inputs (cache key) a kernel given by path has, else the path: a copy of
     kernel/patches is the benchmark kernel, and its build is used, not redone under the same key with
-    another release name (the cache's key leaves the release's suffix out)."""
+    another release name)."""
     from bench.measure import kernel
 
-    key = kernel.cache_key(variant)
+    key = kernel.cache_key(variant, own_entry=False)
     same = next((name for name in kernel.VARIANTS if name != variant and kernel.cache_key(name) == key), None)
     if same is None:
         return variant

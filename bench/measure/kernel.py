@@ -340,7 +340,9 @@ def compiler_version() -> str:
     return out.splitlines()[0].strip() if out.strip() else "unknown"
 
 
-def cache_key(variant: str = "bench") -> str:
+def cache_key(variant: str = "bench", own_entry: bool = True) -> str:
+    """The hash of a build's inputs, its cache entry's name.  own_entry=False: the inputs alone, so a kernel
+    given by path can be found to be a named variant's (bench.commands.regression)."""
     h = hashlib.sha256()
     h.update(f"script {BUILD_SCRIPT_VERSION}\nsource {_source_version()}\n"
              f"compiler {compiler_version()}\n".encode())
@@ -351,7 +353,7 @@ def cache_key(variant: str = "bench") -> str:
             h.update(f"patch {p.name}\n".encode() + p.read_bytes())
     if get_variant(variant).base == "host":
         h.update(f"host config {host_config().sha256}\n{HOST_CONFIG_CHANGES!r}\n".encode())
-    if variant not in VARIANTS:     # a kernel given by path: never the cache entry of a named variant, whose
+    if own_entry and variant not in VARIANTS:     # a kernel given by path: never the cache entry of a named variant, whose
         h.update(f"given {get_variant(variant).localversion}\n".encode())     # release differs (-series ...)
     if get_variant(variant).source_dir is not None:
         h.update(f"source tree {tree_identity(get_variant(variant).source_dir)}\n".encode())
