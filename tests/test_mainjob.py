@@ -367,3 +367,20 @@ def test_vm_mmap_min_addr_is_put_back_after_a_failed_step_and_left_alone_when_al
     with mainjob.mmap_min_addr_zero(str(tmp_path / "absent")):     # no such sysctl: nothing to do
         pass
     assert not (tmp_path / "absent").exists()
+
+
+def test_the_first_answer_waits_for_no_kernel_build_of_the_kvm_probe(monkeypatch):
+    """Issue 29: on a fresh machine the KVM probe builds a kernel of its own first (the first line came 18 min 55 s
+    in): the first answer takes TCG+icount on the smallest kernel and the probe comes after it; where the probe's
+    kernel is built already, the probe decides the first answer's clock too."""
+    monkeypatch.setattr(mainjob, "_kvm_kernel_cached", lambda variant: False)
+    monkeypatch.setattr(mainjob, "probe_kvm", lambda *_: pytest.fail("the first answer must not wait for the probe"))
+    first, decided = mainjob.first_decision("auto", "kvm")
+    assert first.clock == "icount" and not decided
+    steps = mainjob.job(first, mainjob.Decision("kvm", "probed", "kvm"), [])
+    assert [s.what for s in steps][:3] == ["first answer: host", "first answer: icount guest", "first answer: report"]
+    assert any("--accel" in s.argv and "kvm" in s.argv for s in steps[3:])
+    monkeypatch.setattr(mainjob, "_kvm_kernel_cached", lambda variant: True)
+    monkeypatch.setattr(mainjob, "probe_kvm", lambda *_: None)
+    first, decided = mainjob.first_decision("auto", "kvm")
+    assert first.clock == "kvm" and decided

@@ -330,13 +330,27 @@ def _first_answer(steps: list[Step]) -> list[Step]:
     return [s for s in steps if s.results_dir == FIRST_ANSWER_DIR]
 
 
-def first_decision(requested: str, kvm_variant: str, probe=None) -> Decision:
+def first_decision(requested: str, kvm_variant: str, probe=None) -> tuple[Decision, bool]:
     """The first answer's clock: the smallest kernel it needs (TCG with icount on the benchmark kernel),
     decided before the KVM probe, which on a fresh machine builds a kernel of its own first (issue 29: the
-    first line came 18 min 55 s in); KVM only when asked for (--clock kvm)."""
-    if requested == "kvm":
-        return decide(requested, kvm_variant, probe)
-    return Decision("icount", "the first answer takes the smallest kernel; the KVM probe comes after it", None)
+    first line came 18 min 55 s in); KVM where asked for (--clock kvm) or where the probe's kernel is built
+    already.  Returns (the decision, whether it is the job's own: the probe made it)."""
+    if requested == "kvm" or (requested == "auto" and _kvm_kernel_cached(kvm_variant)):
+        return decide(requested, kvm_variant, probe), True     # no build to wait for: the first answer may take KVM
+    return Decision("icount", "the first answer takes the smallest kernel; the KVM probe comes after it", None), False
+
+
+def _kvm_kernel_cached(kvm_variant: str) -> bool:
+    """Whether /dev/kvm is there and the kernel the KVM probe boots is built already (a later run here)."""
+    from bench.measure import vm
+
+    try:
+        if vm._kvm_usable():
+            return False
+        return kernel.cached_build(kernel.cache_root() / "kernel" / kernel.cache_key(kvm_variant), kvm_variant)[0] \
+            is not None
+    except (OSError, BenchError):
+        return False
 
 
 def job(first: Decision, decision: Decision, run_args) -> list[Step]:
@@ -349,9 +363,9 @@ def _cmd_main(args) -> int:
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
     from bench.measure import kvmprobe
     kvmprobe.set_probe_timeout(args.probe_timeout)      # the steps' own `vm` commands inherit it
-    first = first_decision(args.clock, args.kvm_variant)
+    first, decided = first_decision(args.clock, args.kvm_variant)
     if args.dry_run:
-        decision = decide(args.clock, args.kvm_variant) if first.clock != "kvm" else first
+        decision = first if decided else decide(args.clock, args.kvm_variant)
         print(decision.line, flush=True)
         print(first.line.replace("main job: clock:", "main job: first answer's clock:"), flush=True)
         for step in job(first, decision, run_args):
@@ -367,7 +381,7 @@ def _cmd_main(args) -> int:
     print(first.line.replace("main job: clock:", "main job: first answer's clock:"), flush=True)
     steps = _first_answer(plan(first, run_args))
     execute(steps, state=state)
-    decision = decide(args.clock, args.kvm_variant) if first.clock != "kvm" else first
+    decision = first if decided else decide(args.clock, args.kvm_variant)
     print(decision.line, flush=True)
     execute(job(first, decision, run_args)[len(steps):], state=state)   # each host run with page 0 open, only it
     state.finish()
