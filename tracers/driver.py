@@ -52,15 +52,22 @@ def _run_driver(args: list[str], timeout: float) -> subprocess.CompletedProcess:
 def run_group(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
     """argv run to its end, its output captured; on a timeout or an interruption here its whole
     process group is killed first (a tracer's tracee included), so nothing is left stopped behind."""
-    # A session of its own, so the whole group can be taken down.
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # A session of its own, so the whole group can be taken down; and it dies with this process (a pyperf
+    # worker SIGKILLed by an interrupted run), not at its own timeout minutes later.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_die_with_parent)
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException:
         _kill_group(proc)
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the process that started it dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # 1: PR_SET_PDEATHSIG
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
