@@ -1,6 +1,7 @@
 """Backends implemented in C by the `vmexec` driver (one per tracers/*.c)."""
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
 import os
@@ -64,10 +65,15 @@ def run_group(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+#: libc's prctl, looked up here: a child between fork and exec must not load anything (a parent's thread
+#: may hold the loader's lock at the fork).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: SIGKILL when the process that started it dies (PR_SET_PDEATHSIG)."""
-    import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # 1: PR_SET_PDEATHSIG
+    _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
