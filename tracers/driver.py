@@ -56,7 +56,7 @@ def run_group(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
     # A session of its own, so the whole group can be taken down; and it dies with this process (a pyperf
     # worker SIGKILLed by an interrupted run), not at its own timeout minutes later.
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=_die_with_parent)
+                            start_new_session=True, preexec_fn=die_with_parent)
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException:
@@ -71,9 +71,11 @@ _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the process that started it dies (PR_SET_PDEATHSIG)."""
-    _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> bool:
+    """PR_SET_PDEATHSIG: this process gets sig when the process that started it dies (safe between fork and
+    exec).  False if parent, its parent's pid read before, is gone already (it died before the prctl)."""
+    _PRCTL(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    return parent is None or os.getppid() == parent
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

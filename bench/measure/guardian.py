@@ -17,7 +17,6 @@ stdout before we go on (so nothing is changed before the guardian knows how to u
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -25,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from tracers.driver import die_with_parent
 
 
 class Guardian:
@@ -69,16 +69,11 @@ class Guardian:
         return False
 
 
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 def _dying_with(parent: int, sig: int, then=None):
     """A preexec_fn: the child gets sig when its parent dies, and does not start at all if the parent is
     already gone (the moment between fork and prctl, before the guardian knows of the child)."""
     def preexec():
-        _libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-        if os.getppid() != parent:
+        if not die_with_parent(sig, parent):
             os._exit(128 + sig)
         if then:
             then()
