@@ -80,6 +80,34 @@ def test_vm_mmap_min_addr_comes_back_within_a_second_and_no_step_outlives_the_jo
     assert wait_until(lambda: not marked(marker), mainjob.ORPHAN_GRACE + 5), [(p, comm(p)) for p in marked(marker)]
 
 
+#: A job whose own SIGINT handler is installed (as run_step's is) and which dies in the moment between its
+#: step's fork and exec: the step's preexec_fn (`then`) kills the job and waits there for the parent-death
+#: signal.  A CI run lost that signal once (the handler inherited over fork caught it, exec forgot it)
+#: and the step ran on as an orphan no guardian knew of.
+DIES_BETWEEN_FORK_AND_EXEC = """
+import os, signal, sys, time
+from bench.measure import guardian
+signal.signal(signal.SIGINT, lambda *_: None)
+job = os.getpid()
+def then():
+    os.kill(job, signal.SIGKILL)
+    time.sleep(1.0)
+with guardian.Guardian() as guard:
+    guardian.popen_group(["sleep", "30"], guard, grace=5.0, preexec_fn=then)
+    time.sleep(30)
+"""
+
+
+def test_a_step_whose_job_dies_between_its_fork_and_exec_never_starts(tmp_path):
+    marker = f"VMEXEC_TEST_{uuid.uuid4().hex}"
+    job = start_job([sys.executable, "-c", DIES_BETWEEN_FORK_AND_EXEC], {**os.environ, marker: "1"},
+                    stderr=subprocess.DEVNULL)
+    job.wait(timeout=20)
+    assert job.returncode == -signal.SIGKILL
+    time.sleep(1.5)     # past the preexec's second: a surviving child has exec'd `sleep 30` by now
+    assert wait_until(lambda: not marked(marker), 2.0), [(p, comm(p)) for p in marked(marker)]
+
+
 def test_a_job_after_a_crash_puts_back_the_recorded_value_not_0(tmp_path):
     """A job and its guardian both SIGKILLed left 0 and the state file: the next job restores the original."""
     sysctl = tmp_path / "mmap_min_addr"

@@ -73,6 +73,10 @@ def _dying_with(parent: int, sig: int, then=None):
     """A preexec_fn: the child gets sig when its parent dies, and does not start at all if the parent is
     already gone (the moment between fork and prctl, before the guardian knows of the child)."""
     def preexec():
+        # The parent's own handler for sig (the job's SIGINT note) would catch a parent-death signal that
+        # comes before exec, and exec would then forget it: the child must die of it instead.
+        if sig != signal.SIGKILL:
+            signal.signal(sig, signal.SIG_DFL)
         if not die_with_parent(sig, parent):
             os._exit(128 + sig)
         if then:
