@@ -13,17 +13,19 @@ from bench.errors import BenchError, UsageError
 from conftest import run_bench, run_vmexec
 from test_analysis import MORE_PROBES
 
-TRUE = {"insn": 0.2, "entry": 40.0, "round_trip": 900.0, "ptrace_stop": 300.0, "fpu": 60.0, "cr3_write": 150.0}
-#: Instructions of ptrace_stop (PRICE_ROWS "ptrace_stop": a fixed path) per ptrace stop.
-STOP_INSNS = 120
+TRUE = {"insn": 0.2, "entry": 40.0, "round_trip": 900.0, "ptrace_stop": 300.0, "ptrace_request": 250.0,
+        "fpu": 60.0, "cr3_write": 150.0}
+#: Instructions of ptrace_stop and of the ptrace syscall's entry (PRICE_ROWS: fixed paths) per stop, per request.
+STOP_INSNS, REQUEST_INSNS = 120, 104
 
 
-def path(insns, entries, cr3_writes, switch_insns, stops=0.0, fpu=0.0):
+def path(insns, entries, cr3_writes, switch_insns, stops=0.0, fpu=0.0, requests=None):
     """A path per iteration: instructions, kernel entries, CR3 writes, instructions in __switch_to_asm,
-    ptrace stops, XSAVEs and XRSTORs."""
+    ptrace stops, XSAVEs and XRSTORs, ptrace requests (one per stop, its resume, unless said)."""
     functions = {P.SWITCH_FUNCTION: switch_insns} if switch_insns else {}
     if stops:
         functions["ptrace_stop"] = STOP_INSNS * stops
+        functions["__x64_sys_ptrace"] = REQUEST_INSNS * (stops if requests is None else requests)
     return P.Path_(insns, {"syscall": entries, "exc_irq": 0.0, "cr3_write": cr3_writes, "xsave": fpu / 2,
                            "xrstor": fpu / 2}, functions)
 
@@ -32,11 +34,13 @@ def path(insns, entries, cr3_writes, switch_insns, stops=0.0, fpu=0.0):
 PARTS = {"entry": path(300, 1, 0, 0), "signal": path(3000, 2, 0, 0, fpu=3), "threads": path(2500, 4, 0, 198, fpu=4),
          "processes": path(2700, 4, 2, 198, fpu=4),
          "stop-wait": path(8000, 3, 2, 198, 1, fpu=4), "stop-yield": path(7250, 4, 2, 198, 1.3, fpu=3),
+         "stop-getregs": path(8900, 4, 2, 198, 1, fpu=4, requests=2),
          "threads-k16": path(2580, 4, 0, 198, fpu=4), "processes-k16": path(2780, 4, 2, 198, fpu=4),
          "threads-k256": path(9000, 4, 0, 198, fpu=4), "processes-k256": path(9200, 4, 2, 198, fpu=4)}
-MECHANISMS = {"native": path(233, 1, 0, 0), "ptrace-sysemu": path(12800, 5, 2, 198, 1, fpu=4),
-              "ptrace-syscall": path(25100, 9, 4, 396, 2, fpu=5), "seccomp-trap": path(5000, 2, 0, 0.1, fpu=3),
-              "seccomp-unotify": path(6800, 3, 2, 198, fpu=4), "seccomp-trace": path(13100, 5, 2, 198, 1, fpu=4),
+MECHANISMS = {"native": path(233, 1, 0, 0), "ptrace-sysemu": path(12800, 5, 2, 198, 1, fpu=4, requests=3),
+              "ptrace-syscall": path(25100, 9, 4, 396, 2, fpu=5, requests=6),
+              "seccomp-trap": path(5000, 2, 0, 0.1, fpu=3), "seccomp-unotify": path(6800, 3, 2, 198, fpu=4),
+              "seccomp-trace": path(13100, 5, 2, 198, 1, fpu=4, requests=3),
               "process-vm-exec": path(1800, 2, 2, 0.07)}
 #: Relative timing noise small enough to leave every figure where the exact one is, large enough to give
 #: every price a CI of some width (a zero-width CI is refused).

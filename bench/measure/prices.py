@@ -52,6 +52,11 @@ PART_ROWS = (
      "guest_iterations": 5000, "fit": True},
     {"label": "stop-yield", "command": "stop", "part": "yield", "switches": 1, "host_iterations": 10000,
      "guest_iterations": 5000, "fit": True},
+    # "getregs": `wait` plus one PTRACE_GETREGS per stop, so that a ptrace request's price (bench stop-prices
+    # measured getregs - wait at 380 ns on the Intel Xeon VM, most of it not instructions) is fitted apart
+    # from the stop's: the backends make two to six requests per intercepted call.
+    {"label": "stop-getregs", "command": "stop", "part": "getregs", "switches": 1, "host_iterations": 10000,
+     "guest_iterations": 5000, "fit": True},
 )
 #: The pages sweep (bench run --scaling's sizes): threads and processes with the passive side writing
 #: that many pages per iteration.  The address-space switch premium is reported at each size; the prices
@@ -79,6 +84,10 @@ PRICE_ROWS = (
     {"name": "ptrace_stop", "function": "ptrace_stop", "unit_part": "stop-wait",
      "meaning": "ns per ptrace stop beyond its instructions (the tracer's sleep in waitpid, its wake-up, the "
                 "SIGCHLD; issue 26): priced by the stop loops of `vmexec stop`, one stop per iteration"},
+    {"name": "ptrace_request", "function": "__x64_sys_ptrace", "unit_part": "stop-wait",
+     "meaning": "ns per ptrace request on a stopped tracee beyond its instructions (ptrace_check_attach's "
+                "freeze and wait_task_inactive, the thaw; issue 26): counted by the ptrace syscall's fixed "
+                "entry over the stop-wait part's one request (its resume) per iteration"},
     {"name": "fpu", "totals": ("xsave", "xrstor"),
      "meaning": "ns per XSAVE or XRSTOR beyond its instruction: the FPU state saved and restored at a switch "
                 "or a signal (the whole AVX-512/AMX state on a Xeon)"},
