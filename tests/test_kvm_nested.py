@@ -28,6 +28,11 @@ OUTER_CPUS, OUTER_MB = 2, 4096
 #: stall, "timer wakeup didn't happen", no progress in 10 min), where two vCPUs finish in about 6 min.
 INNER_CPUS, INNER_MB = 2, 2048
 BACKENDS = "native,ptrace-sysemu,process-vm-exec"
+#: The inner guest reset itself (QEMU exits 0 under -no-reboot) 24 s into the command in the CI run of
+#: bc74f7a, where the CI run before it and the development runs passed: taken for the emulated SVM's
+#: doing, as the outer panic above is.  Only that failure is tried again, at most this often, and each is kept and printed.
+RESET_ATTEMPTS = 2
+INNER_RESET = "QEMU exited (status 0) before the guest command finished"
 
 
 def inner_script(share: Path) -> str:
@@ -39,10 +44,15 @@ def inner_script(share: Path) -> str:
         "t=$(date +%s)",
         f"{py} -m bench main --dry-run --kvm-variant {VARIANT} > {share}/main.txt 2>&1; echo main=$?",
         'echo "main seconds=$(( $(date +%s) - t ))"; t=$(date +%s)',
-        f"{py} -m bench vm run --accel kvm --timing wall --kernel-variant {VARIANT} --pin-vcpus "
+        f"for attempt in $(seq {RESET_ATTEMPTS}); do",
+        f"  {py} -m bench vm run --accel kvm --timing wall --kernel-variant {VARIANT} --pin-vcpus "
         f"--vcpus {INNER_CPUS} --memory {INNER_MB} --output-dir {share}/results --run-timeout 2400 "
         f"-- --backends {BACKENDS} --pin same --processes 1 --values 1 --min-time 0.01 -q "
-        f"> {share}/run.txt 2>&1; echo run=$?",
+        f"> {share}/run.txt 2>&1; status=$?",
+        f'  [ $status -eq 0 ] || ! grep -q {shlex.quote(INNER_RESET)} {share}/run.txt && break',
+        f"  cp {share}/run.txt {share}/run-reset-$attempt.txt",
+        "done",
+        'echo "run=$status attempts=$attempt"',
         'echo "run seconds=$(( $(date +%s) - t ))"',
     ]) + "\n"
 
@@ -75,6 +85,8 @@ def test_the_main_jobs_kvm_steps_run_in_a_nested_svm_guest(tmp_path):
     assert meta["vmexec_clocksource"] in vm.WALL_CLOCKSOURCES
     measured = {b["metadata"]["name"].split(":")[0] for b in data["benchmarks"]}
     assert measured == set(BACKENDS.split(",")), context
+    for reset in sorted(share.glob("run-reset-*.txt")):
+        print(f"the inner guest reset ({reset.name}): {reset.read_text()[-1000:]}")
     print(f"outer boot {run.boot_seconds} s; {run.output}")
     print(f"{decision}\ninner machine: accelerator={meta['vmexec_accelerator']} "
           f"clocksource={meta['vmexec_clocksource']} variant={meta['vmexec_kernel_variant']} "

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
-from bench import results
+from bench import outputs, results
 from bench.commands.options import list_of, number
 from bench.errors import BenchError, UsageError, writable_directory
 from bench.measure import events, kernel
@@ -72,14 +71,14 @@ def _in_guest(args) -> int:
     if args.output is not None:
         results.check_new(args.output)
     bzimage, meta = _twin_build(args.kernel_variant)
-    with tempfile.TemporaryDirectory(prefix="vmexec-events-") as share:
-        inner = Path(share) / "events.json"
+    with outputs.scratch("events") as share:    # a SIGKILLed run's tree goes at the next start
+        inner = share / "events.json"
         command = [sys.executable, "-m", "bench", "events", "--output", str(inner), "--runs", str(args.runs),
                    "--calls", ",".join(map(str, args.calls)), "--cpu", str(args.cpu),
                    *(a for c in args.case or () for a in ("--case", c))]
         print(f"events: booting the {args.kernel_variant} kernel {meta['release']} under TCG", file=sys.stderr)
         run = run_in_guest(command, kernel=bzimage, accel="tcg", timing="wall", cpus=2,
-                           kernel_args=kernel.boot_args(args.kernel_variant, "tcg"), output_dir=Path(share),
+                           kernel_args=kernel.boot_args(args.kernel_variant, "tcg"), output_dir=share,
                            run_timeout=args.run_timeout, echo=lambda line: print(f"guest: {line}", file=sys.stderr))
         if run.exit_status or not inner.exists():
             raise BenchError(f"the guest's events run failed (status {run.exit_status}); console tail: "

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import outputs
 from bench.errors import BenchError, UsageError
 from bench.measure import accelerators, kernel, vm
 
@@ -217,9 +218,9 @@ def _probe_now(bzimage, accel, cpus, memory_mb, kernel_args, key) -> Probe:
 
 def _boots(bzimage, accel, model, cpus, memory_mb, kernel_args, timeout) -> tuple[str | None, bool]:
     """(None, False) if the guest ran `true` with -cpu model, else (why not, whether it hung)."""
-    with tempfile.TemporaryDirectory(prefix=f"vmexec-{accel}-probe-") as out:
+    with outputs.scratch(f"{accel}-probe") as out:     # a SIGKILLed probe's tree goes at the next start
         try:
-            vm.run_in_guest(["true"], kernel=bzimage, accel=accel, output_dir=Path(out), cpus=cpus,
+            vm.run_in_guest(["true"], kernel=bzimage, accel=accel, output_dir=out, cpus=cpus,
                             memory_mb=memory_mb, kernel_args=kernel_args, boot_timeout=timeout,
                             run_timeout=timeout, measures=True, cpu_model=model, loglevel=PROBE_LOGLEVEL).check()
         except (BenchError, UsageError) as e:
