@@ -83,6 +83,19 @@ def test_a_price_the_parts_push_below_zero_is_at_its_bound_and_refused():
         P.composition(PARTS, values, MECHANISMS, measured(), bootstrap=50)
 
 
+def test_a_diagnosis_of_refused_prices_shows_every_error_and_no_estimate():
+    values = host_values(true={**TRUE, "round_trip": -400.0}, noise=0.01)
+    c = P.composition(PARTS, values, MECHANISMS, measured(), bootstrap=50, diagnose=True)
+    assert c.refused.startswith("the prices are not admissible: the round_trip price is at its bound")
+    text = render_prices.to_markdown(c)
+    assert text.startswith("# Why the prices were refused: a diagnosis\n\n**A diagnosis, not an estimate**")
+    assert "process_vm_exec, composed" not in text and "No estimate for process_vm_exec" in text
+    assert all(f"`{m}`" in text for m in measured())
+    # Admissible prices are unchanged by the option: an estimate, not a diagnosis.
+    ok = P.composition(PARTS, host_values(), MECHANISMS, measured(), bootstrap=50, diagnose=True)
+    assert not ok.refused and "process_vm_exec, composed for this host" in render_prices.to_markdown(ok)
+
+
 def test_prices_that_miss_their_own_parts_are_refused_with_the_residuals():
     values = host_values()
     values["processes-k16"] = [v * 1.3 for v in values["processes-k16"]]

@@ -175,6 +175,7 @@ class Composition:
     load: str = ""
     machine: str = ""                                  # the CPU model and kernel the prices were measured on
     record: str = ""                                   # the prices record composed from (its path)
+    refused: str = ""                                  # why the prices are not admissible ("": they are)
 
     @property
     def speedup(self) -> float:
@@ -206,7 +207,8 @@ def _rounds(host_values: dict[str, list[float]]) -> int:
 
 def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], mechanisms: dict[str, Path_],
                 measured: dict[str, float], baseline_ci: tuple[float, float] | None = None,
-                bootstrap: int = BOOTSTRAP, inputs: str = "", load: str = "", machine: str = "") -> Composition:
+                bootstrap: int = BOOTSTRAP, inputs: str = "", load: str = "", machine: str = "",
+                diagnose: bool = False) -> Composition:
     """Prices fitted to the parts (host_values: ns per iteration of every round of each part), every mechanism
     composed from its path, and process_vm_exec's composed host ns/syscall with its interval; a BenchError
     (one line) where the prices are not admissible.
@@ -216,7 +218,10 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
     cover the parts' timing noise.  The candidate's range spans its CI divided by 1 + the largest and 1 +
     the smallest relative error of the mechanisms measured (0 included): the composition's own error, at its
     worst, as the mechanisms show it, the largest uncertainty.  The speed-up's range also spans
-    PTRACE_SYSEMU's measured CI (baseline_ci)."""
+    PTRACE_SYSEMU's measured CI (baseline_ci).
+
+    diagnose: prices that are not admissible are composed all the same, marked `refused` with the reason:
+    a diagnosis of where the model fails, never an estimate (bench.render.prices gives it no candidate)."""
     labels = [p for p in fitted_parts() if p in parts and p in host_values]
     if len(labels) <= len(PRICES):
         raise UsageError(f"only {len(labels)} part(s) measured and counted ({', '.join(labels) or 'none'}) for "
@@ -246,7 +251,7 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
     boot = np.array(boot)
     prices_ci = {k: _ci(boot[:, i]) for i, k in enumerate(PRICES)}
     why = admissible(best, prices_ci)
-    if why:
+    if why and not diagnose:
         raise BenchError(f"the prices are not admissible: {why}")
     premium = {0: (best.prices[PREMIUM], *prices_ci[PREMIUM])}
     for k in sweep:
@@ -258,7 +263,7 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
     errors = {m: composed[m] / measured[m] - 1 for m in names}
     e_lo, e_hi = min(0.0, *errors.values()), max(0.0, *errors.values())
     c_lo, c_hi = composed_ci[stats.CANDIDATE]
-    if c_lo <= 0 or e_lo <= -1:
+    if not why and (c_lo <= 0 or e_lo <= -1):
         raise BenchError(f"the composed {stats.CANDIDATE} interval reaches zero ({c_lo:.1f} ns, worst error "
                          f"{100 * e_lo:+.1f}%): the prices do not bound it")
     base = measured[stats.SYSEMU]
@@ -267,7 +272,7 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
                        {m: round_trips(p, parts) for m, p in mechanisms.items()}, composed, composed_ci,
                        {m: measured[m] for m in names}, errors, composed[stats.CANDIDATE],
                        (c_lo / (1 + e_hi), c_hi / (1 + e_lo)), base, baseline_ci or (base, base), inputs, load,
-                       machine)
+                       machine, refused=f"the prices are not admissible: {why}" if why else "")
 
 
 # ------------------------------------------------------------------------------- from files
@@ -352,11 +357,13 @@ def anatomy_variant(anatomy_directory: Path) -> str:
         else MODEL_VARIANT
 
 
-def composed_model(host_paths, anatomy_directory: Path, records=()) -> tuple[Composition | None, str]:
+def composed_model(host_paths, anatomy_directory: Path, records=(),
+                   diagnose: bool = False) -> tuple[Composition | None, str]:
     """(the composition, "") for the host runs among host_paths (one machine's), with the parts anatomy and the
     mechanisms' mitigation-matched anatomy under anatomy_directory, and the newest prices record measured on
     the same machine (records, or prices/ in the results directory and in anatomy_directory); or (None, why
-    not): a busy host or prices that are not admissible are refused, never composed."""
+    not): a busy host or prices that are not admissible are refused, never composed (diagnose: prices that are
+    not admissible give a Composition marked `refused`, the diagnosis; a busy host is refused all the same)."""
     mech_dir = variant_directory(Path(anatomy_directory), anatomy_variant(anatomy_directory))
     parts_dir = mech_dir / "parts"
     if not (parts_dir / "anatomy.json").exists():
@@ -385,7 +392,7 @@ def composed_model(host_paths, anatomy_directory: Path, records=()) -> tuple[Com
         c = composition(paths_from_anatomy(parts_dir), record["ns_per_iteration"], paths_from_anatomy(mech_dir),
                         measured, base_ci, inputs=_inputs(host, record_path, parts_dir, mech_dir),
                         load=f"{record['load_before']} before, {record['load_after']} after",
-                        machine=f"{meta['cpu_model']}, Linux {meta['kernel']}")
+                        machine=f"{meta['cpu_model']}, Linux {meta['kernel']}", diagnose=diagnose)
         return dataclasses.replace(c, record=str(record_path)), ""
     except (UsageError, BenchError) as e:
         return None, str(e)

@@ -86,7 +86,9 @@ def _cmd_prices(args) -> int:
         print(f"prices: no host run to compose against (run `python -m bench run --fast --pin same` and give "
               f"--host): prices only in {record_path}", file=sys.stderr)
         return 0
-    c, why = composed_model(host, anatomy_directory, [record_path])
+    c, why = composed_model(host, anatomy_directory, [record_path], diagnose=args.diagnose)
+    if c is not None and c.refused:
+        print(f"prices: not composed: {c.refused}; what follows is a diagnosis, not an estimate", file=sys.stderr)
     if c is None and not args.prices:
         # The measurement stands (the report composes from it when it can): say why not here, in one line,
         # and print no estimate.
@@ -118,6 +120,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--output-dir", type=Path, help=f"where the prices record goes (default: {DIRECTORY}/ in the "
                                                    "results directory)")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the composition's Markdown here")
+    p.add_argument("--diagnose", action="store_true",
+                   help="where the prices are not admissible, compose all the same as a diagnosis (headed as "
+                        "such, every mechanism's error shown, no estimate for process_vm_exec)")
     p.set_defaults(func=_cmd_prices)
     a = subparsers.add_parser("prices-anatomy", help="count the parts' path lengths in the icount guest (plugin)")
     a.add_argument("--kernel-variant", default="mitigations", choices=sorted(kernel.VARIANTS),

@@ -22,7 +22,23 @@ def blocks(c: Composition) -> list:
             for m in sorted(c.measured)]
     worst = max(c.errors, key=lambda m: abs(c.errors[m]))
     judged = abs(c.errors[worst]) <= verdict.COMPOSED_MAX_ERROR
-    return [("p", (f"Machine: {c.machine}. " if c.machine else "")
+    if c.refused:
+        ending = (f"No estimate for process_vm_exec: {c.refused}. The tables show where the price model fails "
+                  f"(worst mechanism: {worst} {100 * c.errors[worst]:+.1f}%); no figure here is judged.")
+    else:
+        ending = (f"process_vm_exec, composed for this host: {_fmt(c.candidate_ns)} ns/syscall "
+                  f"({_fmt(c.candidate_range[0])}–{_fmt(c.candidate_range[1])}: its 95% CI widened by the worst "
+                  f"relative errors), {c.trips[stats.CANDIDATE]:.2f} round trips; a speed-up over "
+                  f"PTRACE_SYSEMU ({_fmt(c.baseline_ns)} ns measured, 95% CI {_fmt(c.baseline_ci[0])}–"
+                  f"{_fmt(c.baseline_ci[1])}) of {c.speedup:.2f}x ({c.speedup_range[0]:.2f}–"
+                  f"{c.speedup_range[1]:.2f}, which covers {c.covers}). "
+                  + (f"Every mechanism measured is composed within ±{100 * verdict.COMPOSED_MAX_ERROR:g}% (worst: "
+                     f"{worst} {100 * c.errors[worst]:+.1f}%), so the verdict judges this interval."
+                     if judged else
+                     f"Not judged: {worst}'s error ({100 * c.errors[worst]:+.1f}%) exceeds "
+                     f"±{100 * verdict.COMPOSED_MAX_ERROR:g}%, so the verdict judges the distortion bracket."))
+    return [("p", (f"**A diagnosis, not an estimate** ({c.refused}). " if c.refused else "")
+             + (f"Machine: {c.machine}. " if c.machine else "")
              + f"Prices fitted by non-negative least squares (relative residuals) to {len(c.parts)} micro-benchmarks "
                f"of their own (`vmexec price`), measured on this host in {c.rounds} interleaved rounds, each "
                "part's path length counted by the anatomy plugin in the icount guest; 95% CIs: the rounds "
@@ -39,18 +55,9 @@ def blocks(c: Composition) -> list:
                   f"scheduler round trips counted by its instructions in `{SWITCH_FUNCTION}`) with the same prices:"),
             ("table", ["mechanism", "round trips", "host ns/syscall (measured)", "composed", "composed 95% CI",
                        "error"], mech),
-            ("p", f"process_vm_exec, composed for this host: {_fmt(c.candidate_ns)} ns/syscall "
-                  f"({_fmt(c.candidate_range[0])}–{_fmt(c.candidate_range[1])}: its 95% CI widened by the worst "
-                  f"relative errors), {c.trips[stats.CANDIDATE]:.2f} round trips; a speed-up over "
-                  f"PTRACE_SYSEMU ({_fmt(c.baseline_ns)} ns measured, 95% CI {_fmt(c.baseline_ci[0])}–"
-                  f"{_fmt(c.baseline_ci[1])}) of {c.speedup:.2f}x ({c.speedup_range[0]:.2f}–"
-                  f"{c.speedup_range[1]:.2f}, which covers {c.covers}). "
-                  + (f"Every mechanism measured is composed within ±{100 * verdict.COMPOSED_MAX_ERROR:g}% (worst: "
-                     f"{worst} {100 * c.errors[worst]:+.1f}%), so the verdict judges this interval."
-                     if judged else
-                     f"Not judged: {worst}'s error ({100 * c.errors[worst]:+.1f}%) exceeds "
-                     f"±{100 * verdict.COMPOSED_MAX_ERROR:g}%, so the verdict judges the distortion bracket."))]
+            ("p", ending)]
 
 
 def to_markdown(c: Composition) -> str:
-    return "# A hardware estimate from measured parts\n\n" + document.to_markdown(blocks(c))
+    title = "Why the prices were refused: a diagnosis" if c.refused else "A hardware estimate from measured parts"
+    return f"# {title}\n\n" + document.to_markdown(blocks(c))
