@@ -259,7 +259,11 @@ def _relative(path: pathlib.Path) -> pathlib.Path:
 def _composed_blocks(i: Inputs) -> list:
     if i.composed is not None:
         return prices.blocks(i.composed)
-    return [("p", f"No estimate from measured parts: {i.no_composed}.")] if i.no_composed else []
+    if not i.no_composed:
+        return []
+    how = (" `python -m bench prices --prices RECORD --host HOST --diagnose` composes them all the same, as a "
+           "diagnosis of where the price model fails, with no estimate." if "not admissible" in i.no_composed else "")
+    return [("p", f"No estimate from measured parts: {i.no_composed}.{how}")]
 
 
 def _other_plots(i: Inputs) -> list:
