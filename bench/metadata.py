@@ -47,6 +47,8 @@ METADATA = {
     "vmexec_kernel_source": "in a guest: the Debian package its kernel was built from, and its version",
     "vmexec_kernel_variant": "in a guest: the kernel build variant it booted (bench.measure.kernel.VARIANTS, or a path)",
     "vmexec_qemu_cpu": "in a guest: QEMU's -cpu (under KVM: host, or the fallback model that booted)",
+    "vmexec_kernel_args": "in a guest: the kernel arguments `bench vm --kernel-arg` added to its variant's "
+                          "(empty: none)",
     "vmexec_vcpu_host_cpus": "in a guest started with --pin-vcpus: the host CPU each vCPU's thread was pinned "
                              "to, in vCPU order",
     # the run (bench.measure.runner)

@@ -157,9 +157,17 @@ def test_vm_shell_cli_returns_the_guest_status(bzimage):
     assert proc.returncode == 5, proc.stderr
 
 
+def test_a_kernel_arg_reaches_the_guests_command_line(bzimage):
+    proc = subprocess.run([sys.executable, "-m", "bench", "vm", "shell", "--accel", "tcg", "--kernel-arg",
+                           "vmexec_test_arg=7", "--", "sh", "-c", "grep -qw vmexec_test_arg=7 /proc/cmdline"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_vm_run_measures_both_backends_in_one_guest_run(bzimage, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "vm", "run", "--accel", "tcg", "--timing", "icount",
-                           "--results", str(tmp_path), "--", "--backends", "process-vm-exec,ptrace-sysemu",
+                           "--kernel-arg", "vmexec_test_arg=1", "--results", str(tmp_path), "--",
+                           "--backends", "process-vm-exec,ptrace-sysemu",
                            "--pin", "same", "--processes", "1", "--values", "2"],
                           cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
@@ -170,6 +178,7 @@ def test_vm_run_measures_both_backends_in_one_guest_run(bzimage, tmp_path):
     # The guest's facts, recorded by the harness (never a tag: issue 28).
     assert meta["vmexec_kernel"].endswith("-vmexec") and meta["vmexec_timing"] == "icount"
     assert meta["vmexec_vm"] == "1" and meta["vmexec_accelerator"] == "tcg"
+    assert meta["vmexec_kernel_args"] == "vmexec_test_arg=1"
     assert not [k for k in meta if k.startswith("vmexec_tag_")]
     assert json.loads(meta["vmexec_failed"]) == {}
     # What the guest cannot see of its machine, recorded by the host (a baseline is judged on it).

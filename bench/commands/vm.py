@@ -31,9 +31,14 @@ def _prepare(args) -> tuple[kernel.KernelBuild, str]:
     kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr), variant=variant)
     # The probe boots what the run boots: this kernel, its command line under KVM, these vCPUs and memory.
     accel, why = choose_accel(args.accel, args.timing, kb.bzimage, cpus=args.cpus, memory_mb=args.memory,
-                              kernel_args=kernel.boot_args(variant, "kvm"))
+                              kernel_args=_kernel_args(args, "kvm"))
     print(f"vm: {why}", file=sys.stderr)
     return kb, accel
+
+
+def _kernel_args(args, accel: str) -> tuple[str, ...]:
+    """The guest's kernel arguments: its variant's under accel, then --kernel-arg's."""
+    return (*kernel.boot_args(getattr(args, "kernel_variant", "bench"), accel), *getattr(args, "kernel_args", ()))
 
 
 def _run(args, command: list[str], kb, accel: str, output_dir: Path, measures: bool = False) -> GuestRun:
@@ -41,14 +46,15 @@ def _run(args, command: list[str], kb, accel: str, output_dir: Path, measures: b
     # source and variant, QEMU's CPU model): the guest's runs record it from here
     # (bench.measure.environment.guest), never from a tag.
     variant = getattr(args, "kernel_variant", "bench")
-    qemu_cpu = kvmprobe.cpu_model_for(kb.bzimage, accel, args.cpus, args.memory, kernel.boot_args(variant, accel))
+    qemu_cpu = kvmprobe.cpu_model_for(kb.bzimage, accel, args.cpus, args.memory, _kernel_args(args, accel))
     facts = {"accelerator": accel, "timing": args.timing, "qemu": qemu_version(), "host_cpu_model": cpu_model(),
              "host_kernel": platform.release(), "kernel_key": kb.cache_key, "kernel_source": kb.source or "",
              "vcpu_host_cpus": ",".join(map(str, getattr(args, "host_cpus", None) or ())),
-             "kernel_variant": variant, "kernel_config": kb.config_sha256[:16], "qemu_cpu": qemu_cpu}
+             "kernel_variant": variant, "kernel_config": kb.config_sha256[:16], "qemu_cpu": qemu_cpu,
+             "kernel_args": " ".join(getattr(args, "kernel_args", ()))}
     (output_dir / GUEST_FACTS).write_text(json.dumps(facts))
     return run_in_guest(command, kernel=kb.bzimage, accel=accel, timing=args.timing,
-                        kernel_args=kernel.boot_args(getattr(args, "kernel_variant", "bench"), accel),
+                        kernel_args=_kernel_args(args, accel),
                         cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
                         boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
                         echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None), measures=measures)

@@ -58,7 +58,7 @@ GUEST_CMDLINE = ("vmexec_out=", "vmexec_nonce=")
 #: Those facts, and the value each has where a run finds none.
 GUEST_KEYS = {"accelerator": "", "timing": "wall", "qemu": "", "host_cpu_model": "", "host_kernel": "",
               "kernel_key": "", "kernel_source": "", "vcpu_host_cpus": "", "kernel_variant": "",
-              "kernel_config": "", "qemu_cpu": ""}
+              "kernel_config": "", "qemu_cpu": "", "kernel_args": ""}
 
 
 def guest() -> dict[str, str] | None:

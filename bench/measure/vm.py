@@ -423,6 +423,21 @@ def _host_memory_mb() -> int:
     return max(MIN_MEMORY_MB, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20)
 
 
+#: The kernel arguments the harness sets itself (qemu_command): --kernel-arg may not give them.
+HARNESS_KERNEL_ARGS = ("console", "panic", "loglevel", "ro", "rw", "tsc", "clocksource", "root", "rootfstype",
+                       "rootflags", "init", "vmexec_out", "vmexec_nonce")
+
+
+def kernel_arg(text: str) -> str:
+    """One extra word for the guest's kernel command line (argparse type): printable, no blank or quote, and
+    none the harness sets itself."""
+    if not text or not text.isprintable() or any(c.isspace() or c in "\"'\\" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not one kernel argument (a word: no blanks or quotes)")
+    if text.split("=", 1)[0] in HARNESS_KERNEL_ARGS:
+        raise argparse.ArgumentTypeError(f"{text!r}: the harness sets {text.split('=', 1)[0]} itself")
+    return text
+
+
 def add_vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timing", choices=accelerators.TIMINGS, default="wall",
                    help="wall: real time; icount: 1 guest ns per instruction, deterministic (TCG)")
@@ -451,6 +466,9 @@ def add_vm_options(p: argparse.ArgumentParser) -> None:
                    help="how long a KVM probe boot may take to boot, and to run its command (default: grows "
                         "with vCPUs, memory and nesting; or $VMEXEC_PROBE_TIMEOUT)")
     p.add_argument("--run-timeout", type=number(float, 0, MAX_TIMEOUT_S, above=True), default=3600, metavar="S")
+    p.add_argument("--kernel-arg", dest="kernel_args", type=kernel_arg, action="append", default=[], metavar="ARG",
+                   help="one more argument for the guest's kernel command line, after the variant's own (repeat "
+                        "for more); the probe boots with it too, and the results record it (vmexec_kernel_args)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the arguments")
 
 
