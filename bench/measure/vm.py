@@ -31,7 +31,7 @@ from bench import outputs
 from bench.argtypes import number
 from bench.measure import accelerators
 from bench.measure import kernel
-from bench.measure.environment import REPO, asset, dies_with_this_process
+from bench.measure.environment import GUEST_CMDLINE, REPO, asset, dies_with_this_process
 from bench.errors import BenchError, UsageError
 
 GUEST_INIT = asset("kernel/guest-init.sh")
@@ -425,7 +425,7 @@ def _host_memory_mb() -> int:
 
 #: The kernel arguments the harness sets itself (qemu_command): --kernel-arg may not give them.
 HARNESS_KERNEL_ARGS = ("console", "panic", "loglevel", "ro", "rw", "tsc", "clocksource", "root", "rootfstype",
-                       "rootflags", "init", "vmexec_out", "vmexec_nonce")
+                       "rootflags", "init", *(arg.removesuffix("=") for arg in GUEST_CMDLINE))
 
 
 def kernel_arg(text: str) -> str:
