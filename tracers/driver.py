@@ -60,7 +60,7 @@ def run_group(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException:
-        _kill_group(proc)
+        kill_group(proc)
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
@@ -78,7 +78,8 @@ def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> boo
     return parent is None or os.getppid() == parent
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to proc's whole process group (whatever of it is left), then wait for proc."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

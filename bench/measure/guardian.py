@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from tracers.driver import die_with_parent
+from tracers.driver import die_with_parent, kill_group
 
 
 class Guardian:
@@ -92,15 +92,6 @@ def popen_group(argv: list[str], guardian: Guardian, grace: float = 0.0, preexec
     proc = subprocess.Popen(argv, process_group=0, preexec_fn=_dying_with(os.getpid(), sig, preexec_fn), **kwargs)
     guardian.end_on_death(proc.pid, grace)
     return proc
-
-
-def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    """sig to proc's whole process group (whatever of it is left), then wait for proc."""
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def run_group(argv: list[str], timeout: float | None = None, **kwargs) -> subprocess.CompletedProcess:
