@@ -555,6 +555,7 @@ def configure_only(output: Path, variant: str, say=print) -> Path:
     configure (about a minute), no build."""
     _check_prerequisites()
     output.mkdir(parents=True, exist_ok=True)
+    cache_root().mkdir(parents=True, exist_ok=True)     # a fresh machine has none yet
     with tempfile.TemporaryDirectory(prefix="vmexec-config-", dir=cache_root()) as tmp:
         work = Path(tmp)
         env = dict(os.environ, VMEXEC_CC="gcc")
