@@ -14,6 +14,13 @@
  *              per iteration, one mm
  *   processes  the same between two processes (a MAP_SHARED futex word):
  *              the same round trip with an address-space switch each way
+ *   files      eventfd2() and close(): a file made and released (slab, fd
+ *              table, anon inode, the close's task work), ordinary kernel
+ *              code with no scheduler, no FPU and no address-space switch,
+ *              so that a price per instruction is measured on a path of
+ *              thousands of them, not only inferred beside a round trip
+ *   poll       poll() of POLL_FDS entries (one eventfd, not ready), timeout
+ *              0: the same, but a short loop run many times
  *
  * -k PAGES: in threads/processes, the passive side (the tracee's role) writes
  * PAGES distinct pages of its own before handing back, as the syscall loop
@@ -31,10 +38,12 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -46,8 +55,11 @@
 
 #define ENOSYS_NR 1023		/* above every x86-64 syscall number, below the x32 bit */
 #define WARMUP 200
+#define POLL_FDS 64
 
-static const char *const parts[] = { "entry", "signal", "threads", "processes", NULL };
+static const char *const parts[] = { "entry", "signal", "threads", "processes", "files", "poll", NULL };
+enum { ENTRY, SIGNAL, THREADS, PROCESSES, FILES, POLL };
+#define PINGPONG(part) ((part) == THREADS || (part) == PROCESSES)
 
 /* The word two sides hand back and forth: 0 the timed side's turn, 1 the other's, 2 stop. */
 struct pingpong {
@@ -125,23 +137,26 @@ int price_main(int argc, char **argv)
 	struct pingpong *pp;
 	pthread_t thread;
 	pid_t child = 0, self = getpid(), tid = gettid();
+	struct pollfd fds[POLL_FDS];
 
 	while ((opt = getopt(argc, argv, "n:k:c:")) != -1) {
 		switch (opt) {
 		case 'n': n = parse_count(optarg, "-n"); break;
 		case 'k': pages = parse_count(optarg, "-k"); break;
 		case 'c': cpu = (int)parse_count(optarg, "-c"); break;
-		default: return usage_error("usage: vmexec price entry|signal|threads|processes -n N [-k PAGES] [-c CPU]");
+		default: return usage_error("usage: vmexec price entry|signal|threads|processes|files|poll -n N "
+					    "[-k PAGES] [-c CPU]");
 		}
 	}
 	for (int i = 0; optind == argc - 1 && parts[i]; i++)
 		if (!strcmp(argv[optind], parts[i]))
 			part = i;
 	if (part < 0)
-		return usage_error("vmexec price: exactly one PART is required: entry, signal, threads or processes");
+		return usage_error("vmexec price: exactly one PART is required: entry, signal, threads, processes, "
+				   "files or poll");
 	if (n < 1 || pages > (1L << 20))
 		return usage_error("vmexec price: -n must be >= 1 and -k at most 1048576 pages");
-	if (pages && part < 2)
+	if (pages && !PINGPONG(part))
 		return usage_error("vmexec price: -k applies to threads and processes only");
 	if (pin_to_cpu(cpu)) {
 		fprintf(stderr, "vmexec: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
@@ -162,15 +177,25 @@ int price_main(int argc, char **argv)
 		perror("vmexec: mmap");
 		return EXIT_FAILED;
 	}
-	if (part == 1 && signal(SIGUSR1, on_usr1) == SIG_ERR) {
+	if (part == SIGNAL && signal(SIGUSR1, on_usr1) == SIG_ERR) {
 		perror("vmexec: signal");
 		return EXIT_FAILED;
 	}
-	if (part == 2 && (errno = pthread_create(&thread, NULL, serve, pp))) {
+	if (part == POLL) {
+		int fd = eventfd(0, EFD_CLOEXEC);
+
+		if (fd < 0) {
+			perror("vmexec: eventfd");
+			return EXIT_FAILED;
+		}
+		for (int i = 0; i < POLL_FDS; i++)
+			fds[i] = (struct pollfd){ .fd = fd, .events = POLLIN };
+	}
+	if (part == THREADS && (errno = pthread_create(&thread, NULL, serve, pp))) {
 		perror("vmexec: pthread_create");
 		return EXIT_FAILED;
 	}
-	if (part == 3) {
+	if (part == PROCESSES) {
 		child = fork();
 		if (child < 0) {
 			perror("vmexec: fork");
@@ -185,7 +210,7 @@ int price_main(int argc, char **argv)
 		}
 	}
 
-	for (long w = 0; part >= 2 && w < WARMUP; w++)
+	for (long w = 0; PINGPONG(part) && w < WARMUP; w++)
 		hand_over(pp);
 	pp->served = 0;
 	handled = 0;
@@ -193,11 +218,22 @@ int price_main(int argc, char **argv)
 	t0 = now_ns();
 	LOOP_MARK_BEGIN();
 	switch (part) {
-	case 0:
+	case ENTRY:
 		for (long i = 0; i < n; i++)
 			matched += raw_syscall1(ENOSYS_NR, 0) == -ENOSYS;
 		break;
-	case 1:
+	case FILES:
+		for (long i = 0; i < n; i++) {
+			int fd = eventfd(0, EFD_CLOEXEC);
+
+			matched += fd >= 0 && close(fd) == 0;
+		}
+		break;
+	case POLL:		/* an eventfd at 0 is not readable: every entry checked, none ready */
+		for (long i = 0; i < n; i++)
+			matched += poll(fds, POLL_FDS, 0) == 0;
+		break;
+	case SIGNAL:
 		for (long i = 0; i < n; i++)
 			matched += syscall(SYS_tgkill, self, tid, SIGUSR1) == 0;
 		matched = matched == n ? handled : 0;	/* every call returned 0 and ran the handler */
@@ -211,12 +247,12 @@ int price_main(int argc, char **argv)
 	t1 = now_ns();
 	sw1 = switches(RUSAGE_THREAD);
 
-	if (part >= 2) {
+	if (PINGPONG(part)) {
 		__atomic_store_n(&pp->turn, 2, __ATOMIC_RELEASE);
 		futex(&pp->turn, FUTEX_WAKE, 1);
-		if (part == 2)
+		if (part == THREADS)
 			pthread_join(thread, NULL);
-		if (part == 3) {
+		if (part == PROCESSES) {
 			int status;
 
 			if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status))

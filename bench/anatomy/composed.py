@@ -38,7 +38,7 @@ from scipy.optimize import nnls
 
 from bench import results
 from bench import stats
-from bench.anatomy.counts import MODEL_VARIANT, variant_directory
+from bench.anatomy.counts import CLASSES, MODEL_VARIANT, variant_directory
 from bench.anatomy.model import host_ns_per_syscall
 from bench.errors import BenchError, UsageError
 from bench.measure.prices import DIRECTORY, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label, load_record
@@ -65,6 +65,7 @@ class Path_:
     insns: float            # REP string instructions counted once
     totals: dict            # the anatomy's totals (counted events) per iteration
     functions: dict         # instructions per iteration spent in each function
+    events: dict = dataclasses.field(default_factory=dict)   # function -> {counted event: per iteration}
 
 
 def paths_from_anatomy(directory: Path) -> dict[str, Path_]:
@@ -79,9 +80,12 @@ def paths_from_anatomy(directory: Path) -> dict[str, Path_]:
         csv = Path(directory) / f"functions-{b['backend']}.csv"
         if not csv.exists():
             raise UsageError(f"no {csv} beside {doc_path}")
-        f = pd.read_csv(csv).groupby("function")["insns_per_syscall"].sum()
+        frame = pd.read_csv(csv)
+        f = frame.groupby("function")["insns_per_syscall"].sum()
+        ev = frame.groupby("function")[[c for c in CLASSES if c in frame.columns]].sum()
+        events = {str(fn): {k: float(v) for k, v in row.items() if v} for fn, row in ev.iterrows() if row.any()}
         out[b["backend"]] = Path_(b["insns_per_syscall"] - t.get("rep_extra", 0.0), dict(t),
-                                  {str(k): float(v) for k, v in f.items()})
+                                  {str(k): float(v) for k, v in f.items()}, events)
     return out
 
 
@@ -91,11 +95,25 @@ def count(row: dict, path: Path_, parts: dict[str, Path_]) -> float:
         return path.insns
     if "totals" in row:
         return float(sum(path.totals.get(k, 0.0) for k in row["totals"]))
+    if "in_functions" in row:
+        return float(sum(v.get(k, 0.0) for fn, v in path.events.items() if _one_of(fn, row["in_functions"])
+                         for k in row["events"]))
     fn, unit = row["function"], row["unit_part"]
-    per_unit = parts[unit].functions.get(fn, 0.0) if unit in parts else 0.0
+
+    def spent(p: Path_) -> float:
+        if row.get("family"):
+            return sum(v for f, v in p.functions.items() if f.startswith(fn))
+        return p.functions.get(fn, 0.0)
+    per_unit = spent(parts[unit]) / row.get("unit_calls", 1) if unit in parts else 0.0
     if per_unit <= 0:
-        raise BenchError(f"the {unit} part ran no {fn} in its anatomy: cannot count {row['name']}")
-    return path.functions.get(fn, 0.0) / per_unit
+        raise BenchError(f"the {unit} part ran no {fn}{'*' if row.get('family') else ''} in its anatomy: "
+                         f"cannot count {row['name']}")
+    return spent(path) / per_unit
+
+
+def _one_of(function: str, names) -> bool:
+    """function is one of names, or a compiler's copy of one (name.constprop.0, name.isra.0)."""
+    return function.split(".")[0] in names
 
 
 def counts(path: Path_, parts: dict[str, Path_]) -> np.ndarray:
