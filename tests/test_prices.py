@@ -222,6 +222,15 @@ def test_the_premium_at_a_sweep_size_is_processes_minus_threads_per_cr3_write():
     c = P.composition(PARTS, host_values(premium_k256=400.0), MECHANISMS, measured(), bootstrap=20)
     assert c.premium[256][0] == pytest.approx(400.0, rel=1e-3)
     assert c.prices["cr3_write"] == pytest.approx(150.0, rel=1e-3)       # the composition uses the loop's own
+    assert not c.unpriced
+
+
+def test_a_negative_premium_is_shown_as_no_price_with_its_cause():
+    # the twin's processes-k4096 counted a conntrack gc_worker's 49,000 instructions per iteration (issue 26)
+    c = P.composition(PARTS, host_values(premium_k256=-300.0), MECHANISMS, measured(), bootstrap=20)
+    assert set(c.unpriced) == {256} and "+200 instructions" in c.unpriced[256]
+    row = next(line for line in render_prices.to_markdown(c).splitlines() if line.startswith("| 256 |"))
+    assert "| — | negative, not a price" in row and "-300" not in row
 
 
 def test_the_intervals_cover_the_parts_noise_and_the_worst_error():
@@ -462,3 +471,36 @@ def test_a_host_run_measured_on_a_busy_host_is_refused_in_one_line(tmp_path, mon
                      "--anatomy", str(tmp_path / "anatomy"))
     assert proc.returncode == 2 and proc.stdout == "" and "refused: the host was busy" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_prices_compose_the_host_run_measured_with_them(tmp_path, monkeypatch):
+    """measure.sh writes a host run and a prices record side by side: the report composes that pair, not its own
+    older host run (host times drift ±20% between runs here); a run beside the record but measured long before
+    it, or an explicit --prices, leaves the given host run in place."""
+    from data.synthetic import write_suite
+
+    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
+    mech_dir = tmp_path / "anatomy" / "mitigations"
+    _write_anatomy(mech_dir, MECHANISMS)
+    _write_anatomy(mech_dir / "parts", PARTS)
+    (tmp_path / "anatomy" / "anatomy.json").write_text(json.dumps({"meta": {}, "backends": []}))
+    pins = {m: f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}" for m in measured()}
+    old = write_suite(tmp_path / "old.json", {pins[m]: 1.3 * v for m, v in measured().items()}, sigma=1e-5,
+                      started="2026-12-04T09:00:00")
+    kernel, cpu = stats.load([old])[["kernel", "vmexec_cpu_model"]].iloc[0]
+    beside = tmp_path / "prices" / "machine"
+    beside.mkdir(parents=True)
+    record = {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00", "load_before": "0.1 0.1 0.1",
+              "load_after": "0.1 0.1 0.1", "ns_per_iteration": host_values()}
+    (beside / "prices-x-1.json").write_text(json.dumps(record))
+    write_suite(beside / "long-before.json", {pins[m]: 0.7 * v for m, v in measured().items()}, sigma=1e-5,
+                started="2026-12-04T17:00:00")
+    c, _ = P.composed_model([old], tmp_path / "anatomy")
+    assert "`old.json`" in c.inputs
+    assert all(e == pytest.approx(1 / 1.3 - 1, abs=1e-3) for e in c.errors.values())
+    write_suite(beside / "paired.json", {pins[m]: v for m, v in measured().items()}, sigma=1e-5,
+                         started="2026-12-04T18:14:00")
+    c, _ = P.composed_model([old], tmp_path / "anatomy")
+    assert "`paired.json`" in c.inputs and all(abs(e) < 1e-3 for e in c.errors.values())
+    c, _ = P.composed_model([old], tmp_path / "anatomy", [beside / "prices-x-1.json"])
+    assert "`old.json`" in c.inputs

@@ -27,6 +27,7 @@ process_vm_exec included, and compared with what the host measured.  COMPOSED_MA
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -180,6 +181,7 @@ class Composition:
     parts: dict[str, tuple[float, float, float]]       # fitted part -> (measured ns, fitted ns, residual)
     rounds: int                                        # the interleaved rounds the bootstrap resampled
     premium: dict[int, tuple[float, float, float]]     # pages -> (ns per CR3 write, CI low, CI high)
+    unpriced: dict[int, str]                           # pages -> why its premium is no price (negative)
     trips: dict[str, float]                            # mechanism -> round trips per syscall
     composed: dict[str, float]                         # mechanism -> composed host ns/syscall
     composed_ci: dict[str, tuple[float, float]]
@@ -272,8 +274,14 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
     if why and not diagnose:
         raise BenchError(f"the prices are not admissible: {why}")
     premium = {0: (best.prices[PREMIUM], *prices_ci[PREMIUM])}
+    unpriced = {}
     for k in sweep:
         premium[k] = (premium_at(k, parts, medians, best.prices), *_ci(boot_prem[k]))
+        if min(premium[k]) < 0:     # no price is negative: say which count could not be trusted
+            extra = parts[label("processes", k)].insns - parts[label("threads", k)].insns
+            unpriced[k] = (f"negative, not a price: in the anatomy processes ran {extra:+,.0f} instructions per "
+                           "iteration beside threads, which run the same code but for the address space, so "
+                           "work the loop did not cause was counted at this size")
     price_vector = np.array([best.prices[k] for k in PRICES])
     vectors = {m: counts(p, parts) for m, p in mechanisms.items()}
     composed = {m: float(v @ price_vector) for m, v in vectors.items()}
@@ -286,7 +294,7 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
                          f"{100 * e_lo:+.1f}%): the prices do not bound it")
     base = measured[stats.SYSEMU]
     fitted = {p: (medians[p], medians[p] * (1 + r), r) for p, r in best.residuals.items()}
-    return Composition(best.prices, prices_ci, fitted, rounds, premium,
+    return Composition(best.prices, prices_ci, fitted, rounds, premium, unpriced,
                        {m: round_trips(p, parts) for m, p in mechanisms.items()}, composed, composed_ci,
                        {m: measured[m] for m in names}, errors, composed[stats.CANDIDATE],
                        (c_lo / (1 + e_hi), c_hi / (1 + e_lo)), base, baseline_ci or (base, base), inputs, load,
@@ -375,6 +383,46 @@ def anatomy_variant(anatomy_directory: Path) -> str:
         else MODEL_VARIANT
 
 
+#: A host run beside a prices record (results/anatomy/prices/measure.sh writes both) is the record's own when it
+#: started at most this long before the record: host times drift ±20% between runs here, so the prices compose
+#: the run measured with them, not an older run of the same machine.
+PAIR_WINDOW_S = 1800
+
+
+def _when(text: str) -> datetime.datetime | None:
+    try:
+        t = datetime.datetime.fromisoformat(str(text).replace(" ", "T"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.astimezone()       # pyperf records local time without a zone
+
+
+def paired_host_run(record_path: Path, record: dict) -> Path | None:
+    """The host run measured with the prices record: in its directory, of its machine, the newest started at most
+    PAIR_WINDOW_S before it; else None."""
+    end = _when(record.get("started", ""))
+    if end is None:
+        return None
+    best = None
+    for p in sorted(Path(record_path).parent.glob("*.json")):
+        if p == Path(record_path) or p.name.startswith("prices-"):
+            continue
+        try:
+            data = results.read_json(p)
+            if results.classify(data) != "host":
+                continue
+            m = machine_of(p)
+        except (UsageError, BenchError, OSError, ValueError, KeyError):
+            continue
+        start = _when(results.recorded_start(data))
+        if (start is None or m["kernel"] != record.get("kernel") or m["cpu_model"] != record.get("cpu_model")
+                or not 0 <= (end - start).total_seconds() <= PAIR_WINDOW_S):
+            continue
+        if best is None or start > best[0]:
+            best = (start, p)
+    return best[1] if best else None
+
+
 def composed_model(host_paths, anatomy_directory: Path, records=(),
                    diagnose: bool = False) -> tuple[Composition | None, str]:
     """(the composition, "") for the host runs among host_paths (one machine's), with the parts anatomy and the
@@ -396,6 +444,10 @@ def composed_model(host_paths, anatomy_directory: Path, records=(),
         if record_path is None:
             return None, why
         record = load_record(record_path)
+        paired = None if records else paired_host_run(record_path, record)
+        if paired is not None and paired not in host_paths:
+            host_paths = [paired]
+            measured, base_ci, meta = _host_run(host_paths)
         for key, what in (("kernel", "kernel"), ("cpu_model", "CPU")):
             if meta[key] and record.get(key) != meta[key]:
                 return None, (f"the prices ({record_path.name}) were measured on {what} {record.get(key)}, "

@@ -15,7 +15,8 @@ def blocks(c: Composition) -> list:
     rows = [[k, _fmt(c.prices[k]), f"{_fmt(c.prices_ci[k][0])}–{_fmt(c.prices_ci[k][1])}", v]
             for k, v in PRICES.items()]
     parts = [[f"`{p}`", _fmt(m), _fmt(f), f"{100 * r:+.2f}%"] for p, (m, f, r) in c.parts.items()]
-    prem = [[str(k) if k else "0 (the loop's working set)", _fmt(v), f"{_fmt(lo)}–{_fmt(hi)}"]
+    prem = [[str(k) if k else "0 (the loop's working set)", *(["—", c.unpriced[k]] if k in c.unpriced
+                                                               else [_fmt(v), f"{_fmt(lo)}–{_fmt(hi)}"])]
             for k, (v, lo, hi) in sorted(c.premium.items())]
     mech = [[f"`{m}`", f"{c.trips[m]:.2f}", _fmt(c.measured[m]), _fmt(c.composed[m]),
              f"{_fmt(c.composed_ci[m][0])}–{_fmt(c.composed_ci[m][1])}", f"{100 * c.errors[m]:+.1f}%"]

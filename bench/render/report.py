@@ -212,7 +212,9 @@ def _first_screen(i: Inputs) -> list:
             *([("p", f"*Caveat:* {h.caveat}")] if h.caveat else []),
             *provenance.trust_blocks(i.health),
             ("p", verdict.VERDICT_RULE),
-            ("p", "Inputs: " + ", ".join(f"`{p.name}`" for p in i.paths))]
+            ("p", "Inputs: " + ", ".join(f"`{p.name}`" for p in i.paths)),
+            *([("p", f"The estimate from measured parts drew on: {i.composed.inputs}.")]
+              if i.composed is not None else [])]
 
 
 def opening(f: verdict.Findings, health) -> tuple[str, ...]:
