@@ -85,3 +85,23 @@ def test_the_twin_configuration_step_keeps_the_host_options_that_lengthen_the_pa
     # Everything that differs is listed, and nothing else.
     differs = {n for n, v in wanted.items() if final.get(n, "n") != v}
     assert listed == differs
+
+
+@pytest.mark.parametrize("state, args", [
+    ("Mitigation: Retpolines; STIBP: disabled; RSB filling; BHI: Retpoline", ("spectre_v2=retpoline",)),
+    ("Mitigation: Enhanced / Automatic IBRS + Retpolines; IBPB: conditional", ("spectre_v2=retpoline",)),
+    ("Mitigation: LFENCE; IBPB: conditional", ("spectre_v2=retpoline,lfence",)),
+    ("Mitigation: Enhanced / Automatic IBRS; IBPB: conditional; RSB filling", ("spectre_v2=off",)),
+    ("Vulnerable", ("spectre_v2=off",)),
+    ("", ()),
+])
+def test_the_twin_calls_through_retpolines_exactly_when_the_host_does(state, args, tmp_path, monkeypatch):
+    # TCG's CPU model advertises none of the host's bugs: left to itself the guest picks its own indirect calls
+    path = tmp_path / "spectre_v2"
+    path.write_text(state + "\n")
+    monkeypatch.setattr(kernel, "SPECTRE_V2", path)
+    assert kernel.get_variant("twin").boot_args_for("tcg") == args
+    assert kernel.get_variant("twin").boot_args_for("kvm") == ()      # under KVM the guest sees the host's CPU
+    assert kernel.get_variant("bench").boot_args_for("tcg") == ()
+    monkeypatch.setattr(kernel, "SPECTRE_V2", tmp_path / "absent")
+    assert kernel.get_variant("twin").boot_args_for("tcg") == ()

@@ -504,3 +504,32 @@ def test_the_prices_compose_the_host_run_measured_with_them(tmp_path, monkeypatc
     assert "`paired.json`" in c.inputs and all(abs(e) < 1e-3 for e in c.errors.values())
     c, _ = P.composed_model([old], tmp_path / "anatomy", [beside / "prices-x-1.json"])
     assert "`old.json`" in c.inputs
+
+
+def test_prices_are_refused_for_a_host_whose_indirect_calls_the_counted_kernel_does_not_make(tmp_path, monkeypatch):
+    """The retpoline price prices the thunks the twin counts: a host with eIBRS (no thunk) and a twin counted with
+    retpolines, or the reverse, would price what the host does not run (issue 26, the AMD day)."""
+    from data.synthetic import write_suite
+
+    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
+    mech_dir = tmp_path / "anatomy" / "mitigations"
+    _write_anatomy(mech_dir, MECHANISMS)
+    _write_anatomy(mech_dir / "parts", PARTS)
+    (tmp_path / "anatomy" / "anatomy.json").write_text(json.dumps({"meta": {}, "backends": []}))
+    pins = {m: f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}" for m in measured()}
+    host = write_suite(tmp_path / "host.json", {pins[m]: v for m, v in measured().items()}, sigma=1e-5)  # Retpolines
+    kernel, cpu = stats.load([host])[["kernel", "vmexec_cpu_model"]].iloc[0]
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(
+        {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
+         "load_after": "0.1 0.1 0.1", "ns_per_iteration": host_values()}))
+    for d, state in ((mech_dir / "parts", "Mitigation: Retpolines; STIBP: disabled"),
+                     (mech_dir, "Mitigation: Retpolines; STIBP: disabled")):
+        (d / "raw").mkdir(exist_ok=True)
+        (d / "raw" / "vulnerabilities.tsv").write_text(f"spectre_v2\t{state}\nmds\tNot affected\n")
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert why == "" and c is not None
+    (mech_dir / "raw" / "vulnerabilities.tsv").write_text("spectre_v2\tMitigation: Enhanced / Automatic IBRS\n")
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert c is None and why.startswith("the host's indirect calls (Mitigation: Retpolines) are not those of the "
+                                        "kernel counted in") and "(Mitigation: Enhanced / Automatic IBRS)" in why

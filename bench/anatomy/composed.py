@@ -383,6 +383,25 @@ def anatomy_variant(anatomy_directory: Path) -> str:
         else MODEL_VARIANT
 
 
+def _indirect_calls_differ(host_path: Path, anatomy_dirs) -> str:
+    """Why the anatomies cannot be priced for the host's indirect calls (the host calls through retpoline thunks
+    and a counted kernel does not, or the reverse: the retpoline price would not be the host's), or ""."""
+    from bench.anatomy.counts import guest_vulnerabilities
+    from bench.measure.kernel import uses_retpolines
+
+    try:
+        host = json.loads(str(stats.load([host_path]).iloc[0].get("vmexec_mitigations") or "{}")).get("spectre_v2")
+    except (ValueError, AttributeError):
+        host = None
+    for d in anatomy_dirs:
+        guest = guest_vulnerabilities(Path(d) / "raw").get("spectre_v2")
+        if host and guest and uses_retpolines(host) != uses_retpolines(guest):
+            return (f"the host's indirect calls ({host.split(';')[0]}) are not those of the kernel counted in "
+                    f"{d} ({guest.split(';')[0]}): recount it on this host (`bench anatomy` and `bench "
+                    f"prices-anatomy` with --kernel-variant twin boot it with the host's spectre_v2)")
+    return ""
+
+
 #: A host run beside a prices record (results/anatomy/prices/measure.sh writes both) is the record's own when it
 #: started at most this long before the record: host times drift ±20% between runs here, so the prices compose
 #: the run measured with them, not an older run of the same machine.
@@ -453,6 +472,9 @@ def composed_model(host_paths, anatomy_directory: Path, records=(),
                 return None, (f"the prices ({record_path.name}) were measured on {what} {record.get(key)}, "
                               f"the host run on {meta[key]}: not the same machine")
         host = [p for p in host_paths if results.classify(results.read_json(p)) == "host"]
+        why = _indirect_calls_differ(host[-1], (parts_dir, mech_dir))
+        if why:
+            return None, why
         busy = results.busy_warning(host)
         if busy:
             return None, "refused: " + busy.removeprefix("warning: ").split(": other work")[0]

@@ -66,10 +66,39 @@ class Variant:
     source_dir: Path | None = None      # a kernel source tree of one's own instead of linux-source-6.12 + series
 
     def boot_args_for(self, accel: str) -> tuple[str, ...]:
+        if self.base == "host" and accel == "tcg":
+            return (*self.boot_args, *host_indirect_branch_args())
         if self.mitigations is None:
             return self.boot_args
         m = load_mitigations(self.mitigations)
         return (*self.boot_args, *(m.kvm_args if accel == "kvm" else m.tcg_args))
+
+
+#: The running host's spectre_v2 state (empty where the kernel does not say).
+SPECTRE_V2 = Path("/sys/devices/system/cpu/vulnerabilities/spectre_v2")
+
+
+def uses_retpolines(spectre_v2: str) -> bool:
+    """Whether a spectre_v2 line says indirect calls go through a thunk ("Mitigation: Retpolines", "LFENCE")."""
+    return any(w in spectre_v2.split(";")[0].lower() for w in ("retpoline", "lfence"))
+
+
+def host_indirect_branch_args(state: str | None = None) -> tuple[str, ...]:
+    """The twin's command line under TCG for the host's indirect calls: TCG's CPU model advertises none of the
+    host's bugs, so the guest would pick retpolines or nothing by its own defaults, and the price of a retpoline
+    call (bench.measure.prices) prices the thunks the twin counts: the twin calls through them exactly when the
+    host does (issue 26)."""
+    if state is None:
+        try:
+            state = SPECTRE_V2.read_text().strip()
+        except OSError:
+            return ()
+    if not state:
+        return ()
+    if "retpoline" in state.split(";")[0].lower():
+        return ("spectre_v2=retpoline",)
+    lfence = "lfence" in state.split(";")[0].lower()     # "Mitigation: LFENCE": a thunk of lfence and the jump
+    return ("spectre_v2=retpoline,lfence",) if lfence else ("spectre_v2=off",)
 
 
 #: Every build variant, one row each.  The debug kernel (lockdep, KASAN) is so slow under TCG that
