@@ -533,3 +533,31 @@ def test_prices_are_refused_for_a_host_whose_indirect_calls_the_counted_kernel_d
     c, why = P.composed_model([host], tmp_path / "anatomy")
     assert c is None and why.startswith("the host's indirect calls (Mitigation: Retpolines) are not those of the "
                                         "kernel counted in") and "(Mitigation: Enhanced / Automatic IBRS)" in why
+
+
+
+def test_prices_are_refused_for_a_host_whose_kernel_the_counted_twin_is_not(tmp_path, monkeypatch):
+    """A twin counted on one host (Intel Xeon VM, one kernel configuration) explains no other host's times."""
+    from data.synthetic import write_suite
+
+    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
+    mech_dir = tmp_path / "anatomy" / "mitigations"
+    _write_anatomy(mech_dir, MECHANISMS)
+    _write_anatomy(mech_dir / "parts", PARTS)
+    (tmp_path / "anatomy" / "anatomy.json").write_text(json.dumps({"meta": {}, "backends": []}))
+    pins = {m: f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}" for m in measured()}
+    host = write_suite(tmp_path / "host.json", {pins[m]: v for m, v in measured().items()}, sigma=1e-5)
+    kernel, cpu, config = stats.load([host])[["kernel", "vmexec_cpu_model", "vmexec_kernel_config"]].iloc[0]
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(
+        {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
+         "load_after": "0.1 0.1 0.1", "ns_per_iteration": host_values()}))
+    for d in (mech_dir, mech_dir / "parts"):
+        (d / "raw").mkdir(exist_ok=True)
+        (d / "raw" / "guest.json").write_text(json.dumps({"host_config_sha256": config + "0" * 48}))
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert why == "" and c is not None
+    (mech_dir / "raw" / "guest.json").write_text(json.dumps({"host_config_sha256": "f" * 64}))
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert c is None and why.startswith(f"the twin counted in {mech_dir} was made from kernel configuration "
+                                        f"ffffffffffffffff, the host run's kernel has {config}")

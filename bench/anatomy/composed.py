@@ -402,6 +402,24 @@ def _indirect_calls_differ(host_path: Path, anatomy_dirs) -> str:
     return ""
 
 
+def _not_its_twin(host_path: Path, anatomy_dirs) -> str:
+    """Why an anatomy counted on a twin cannot explain this host's times (the twin was made from another kernel
+    configuration than the one the host run recorded), or "" (also where either side recorded none)."""
+    host = stats.load([host_path]).iloc[0].get("vmexec_kernel_config")
+    host = host if isinstance(host, str) else ""
+    for d in anatomy_dirs:
+        guest = Path(d) / "raw" / "guest.json"
+        try:
+            origin = str(json.loads(guest.read_text()).get("host_config_sha256", "")) if guest.exists() else ""
+        except (OSError, ValueError):
+            origin = ""
+        if host and origin and not origin.startswith(host):
+            return (f"the twin counted in {d} was made from kernel configuration {origin[:16]}, the host run's "
+                    f"kernel has {host[:16]}: count the twin of this host (`bench kernel build --kernel-variant "
+                    f"twin`, then `bench anatomy` and `bench prices-anatomy` with --kernel-variant twin)")
+    return ""
+
+
 #: A host run beside a prices record (results/anatomy/prices/measure.sh writes both) is the record's own when it
 #: started at most this long before the record: host times drift ±20% between runs here, so the prices compose
 #: the run measured with them, not an older run of the same machine.
@@ -472,7 +490,8 @@ def composed_model(host_paths, anatomy_directory: Path, records=(),
                 return None, (f"the prices ({record_path.name}) were measured on {what} {record.get(key)}, "
                               f"the host run on {meta[key]}: not the same machine")
         host = [p for p in host_paths if results.classify(results.read_json(p)) == "host"]
-        why = _indirect_calls_differ(host[-1], (parts_dir, mech_dir))
+        counted = (parts_dir, mech_dir)
+        why = _indirect_calls_differ(host[-1], counted) or _not_its_twin(host[-1], counted)
         if why:
             return None, why
         busy = results.busy_warning(host)

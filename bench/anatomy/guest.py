@@ -112,6 +112,8 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant:
                     shutil.copyfileobj(src, dst)
     (raw / "guest.json").write_text(json.dumps({"guest_kernel": kb.release, "kernel_variant": variant,
                                                 "config_sha256": kb.config_sha256,
+                                                **({"host_config_sha256": kb.host_config_sha256}
+                                                   if kb.host_config_sha256 else {}),
                                                 "kernel_args": list(kernel_args), "syscalls": syscalls,
                                                 "backends": backends, "pin": f"same CPU ({PIN_CPU})",
                                                 "qemu": installed_qemu_source_version(),

@@ -43,9 +43,7 @@ def _twin_build(variant: str) -> tuple[Path, dict]:
     if not (meta.exists() and bzimage.exists()):
         raise UsageError(f"no cached {variant} kernel for these inputs ({home}): build it first with "
                          f"`python -m bench kernel build --kernel-variant {variant}`")
-    carry = home / "carry-over.json"
-    origin = json.loads(carry.read_text()).get("host_config_sha256", "") if carry.exists() else ""
-    return bzimage, {**json.loads(meta.read_text()), "host_config_sha256": origin}
+    return bzimage, {**json.loads(meta.read_text()), "host_config_sha256": kernel.twin_origin(home)}
 
 
 def _host_config_sha256() -> str:

@@ -306,6 +306,20 @@ class KernelBuild:
     compiler: str = ""    # the compiler's first line of --version
     config_sha256: str = ""   # of the final .config (a twin's says which host configuration it copies)
 
+    @property
+    def host_config_sha256(self) -> str:
+        """A twin's: the sha256 of the host configuration it was made from (its carry-over.json); else ""."""
+        return twin_origin(self.bzimage.parent)
+
+
+def twin_origin(build_dir: Path) -> str:
+    """The host configuration's sha256 a twin build in build_dir was made from; "" for any other build."""
+    carry = Path(build_dir) / "carry-over.json"
+    try:
+        return str(json.loads(carry.read_text()).get("host_config_sha256", "")) if carry.exists() else ""
+    except (OSError, ValueError):
+        return ""
+
 
 def cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
