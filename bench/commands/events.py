@@ -87,7 +87,8 @@ def _in_guest(args) -> int:
                            "twin_config_sha256": meta.get("config_sha256", ""), "kernel_build": meta.get("release"),
                            "host_config_sha256": meta["host_config_sha256"],
                            "host_cpu_model": cpu_model(), "host_kernel": events.machine()["kernel"]})
-    path = _publish(doc, args.output, f"events-{args.kernel_variant}-{doc['machine']['hostname']}")
+    # named after the machine that ran the emulator: a guest has no hostname of its own ("(none)")
+    path = _publish(doc, args.output, f"events-{args.kernel_variant}-{events.machine()['hostname']}")
     print(f"events: {path}")
     return _failures(doc)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bench.errors import BenchError, UsageError
 from bench.measure.environment import cpu_model
+from bench.measure.prices import PART_ROWS
 
 #: column -> (tracepoint, what it counts for our processes).
 EVENTS = {
@@ -273,7 +274,7 @@ def cases(vmexec: str, cpu: int = 0) -> list[dict]:
                                         timeout=60).stdout)
     out = [{"name": b["name"], "kind": "mechanism", "available": b["available"], "reason": b["reason"],
             "argv": [vmexec, "run", b["name"], "-t", str(cpu), "-T", str(cpu), "-n"]} for b in listing]
-    for part in ("entry", "signal", "threads", "processes"):
+    for part in (r["part"] for r in PART_ROWS if r.get("command", "price") == "price"):
         out.append({"name": f"price {part}", "kind": "price part", "available": True, "reason": "",
                     "argv": [vmexec, "price", part, "-c", str(cpu), "-n"]})
     for variant in ("wait", "nocldstop", "yield", "getregs"):
