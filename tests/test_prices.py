@@ -338,22 +338,40 @@ def test_paths_are_read_from_an_anatomy_directory(tmp_path):
         P.paths_from_anatomy(tmp_path / "nowhere")
 
 
-def test_the_report_takes_the_composition_from_a_prices_record_of_the_same_kernel(tmp_path, monkeypatch):
+def _composition_setup(tmp_path, monkeypatch, scale: float = 1.0, started: str | None = None):
+    """_write_results in tmp_path, made the results directory."""
+    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
+    (tmp_path / "anatomy").mkdir()
+    (tmp_path / "anatomy" / "anatomy.json").write_text(json.dumps({"meta": {}, "backends": []}))
+    return _write_results(tmp_path, scale, started)
+
+
+def _write_results(d, scale: float = 1.0, started: str | None = None):
+    """A results directory d with a synthetic anatomy (mechanisms and parts) and a host run of the mechanisms at
+    scale times their exact times: (the anatomy's mechanisms directory, the host run, a quiet prices record of
+    the host's machine, not yet written)."""
     from data.synthetic import write_suite
 
-    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
-    mech_dir = tmp_path / "anatomy" / "mitigations"
+    mech_dir = d / "anatomy" / "mitigations"
     _write_anatomy(mech_dir, MECHANISMS)
     _write_anatomy(mech_dir / "parts", PARTS)
-    (tmp_path / "anatomy" / "anatomy.json").write_text(json.dumps({"meta": {}, "backends": []}))
-    host_ns = {f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}": v
-               for m, v in measured().items()}
-    host = write_suite(tmp_path / "host.json", host_ns, sigma=1e-5)
-    c, why = P.composed_model([host], tmp_path / "anatomy")
-    assert c is None and "no measured prices" in why
+    host = write_suite(d / "host.json", _host_ns(scale), sigma=1e-5, started=started)
     kernel, cpu = stats.load([host])[["kernel", "vmexec_cpu_model"]].iloc[0]
     record = {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
               "load_after": "0.1 0.1 0.1", "ns_per_iteration": host_values()}
+    return mech_dir, host, record
+
+
+def _host_ns(scale: float = 1.0) -> dict[str, float]:
+    """The mechanisms' host times as bench run names its cases (in-process where they run so)."""
+    return {f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}": scale * v
+            for m, v in measured().items()}
+
+
+def test_the_report_takes_the_composition_from_a_prices_record_of_the_same_kernel(tmp_path, monkeypatch):
+    mech_dir, host, record = _composition_setup(tmp_path, monkeypatch)
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert c is None and "no measured prices" in why
     (tmp_path / "prices").mkdir()
     (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps({**record, "kernel": "another"}))
     c, why = P.composed_model([host], tmp_path / "anatomy")
@@ -416,19 +434,9 @@ def test_bad_prices_input_is_one_line_and_status_2(tmp_path):
 def _results_with_prices(d):
     """A results directory d with the anatomy, the parts' anatomy, a host run and a quiet prices record of its
     machine; returns the host run."""
-    from data.synthetic import write_suite
-
-    mech_dir = d / "anatomy" / "mitigations"
-    _write_anatomy(mech_dir, MECHANISMS)
-    _write_anatomy(mech_dir / "parts", PARTS)
-    host_ns = {f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}": v
-               for m, v in measured().items()}
-    host = write_suite(d / "host.json", host_ns, sigma=1e-5)
-    kernel, cpu = stats.load([host])[["kernel", "vmexec_cpu_model"]].iloc[0]
+    _, host, record = _write_results(d)
     (d / "prices").mkdir()
-    (d / "prices" / "prices-x-1.json").write_text(json.dumps(
-        {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
-         "load_after": "0.2 0.1 0.1", "ns_per_iteration": host_values()}))
+    (d / "prices" / "prices-x-1.json").write_text(json.dumps({**record, "load_after": "0.2 0.1 0.1"}))
     return host
 
 
@@ -479,54 +487,30 @@ def test_the_prices_compose_the_host_run_measured_with_them(tmp_path, monkeypatc
     it, or an explicit --prices, leaves the given host run in place."""
     from data.synthetic import write_suite
 
-    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
-    mech_dir = tmp_path / "anatomy" / "mitigations"
-    _write_anatomy(mech_dir, MECHANISMS)
-    _write_anatomy(mech_dir / "parts", PARTS)
-    (tmp_path / "anatomy" / "anatomy.json").write_text(json.dumps({"meta": {}, "backends": []}))
-    pins = {m: f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}" for m in measured()}
-    old = write_suite(tmp_path / "old.json", {pins[m]: 1.3 * v for m, v in measured().items()}, sigma=1e-5,
-                      started="2026-12-04T09:00:00")
-    kernel, cpu = stats.load([old])[["kernel", "vmexec_cpu_model"]].iloc[0]
+    _, old, record = _composition_setup(tmp_path, monkeypatch, scale=1.3, started="2026-12-04T09:00:00")
     beside = tmp_path / "prices" / "machine"
     beside.mkdir(parents=True)
-    record = {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00", "load_before": "0.1 0.1 0.1",
-              "load_after": "0.1 0.1 0.1", "ns_per_iteration": host_values()}
-    (beside / "prices-x-1.json").write_text(json.dumps(record))
-    write_suite(beside / "long-before.json", {pins[m]: 0.7 * v for m, v in measured().items()}, sigma=1e-5,
-                started="2026-12-04T17:00:00")
+    (beside / "prices-x-1.json").write_text(json.dumps({**record, "started": "2026-12-04T18:15:00"}))
+    write_suite(beside / "long-before.json", _host_ns(0.7), sigma=1e-5, started="2026-12-04T17:00:00")
     c, _ = P.composed_model([old], tmp_path / "anatomy")
-    assert "`old.json`" in c.inputs
+    assert "`host.json`" in c.inputs
     assert all(e == pytest.approx(1 / 1.3 - 1, abs=1e-3) for e in c.errors.values())
-    write_suite(beside / "paired.json", {pins[m]: v for m, v in measured().items()}, sigma=1e-5,
-                         started="2026-12-04T18:14:00")
+    write_suite(beside / "paired.json", _host_ns(), sigma=1e-5, started="2026-12-04T18:14:00")
     c, _ = P.composed_model([old], tmp_path / "anatomy")
     assert "`paired.json`" in c.inputs and all(abs(e) < 1e-3 for e in c.errors.values())
     c, _ = P.composed_model([old], tmp_path / "anatomy", [beside / "prices-x-1.json"])
-    assert "`old.json`" in c.inputs
+    assert "`host.json`" in c.inputs
 
 
 def test_prices_are_refused_for_a_host_whose_indirect_calls_the_counted_kernel_does_not_make(tmp_path, monkeypatch):
     """The retpoline price prices the thunks the twin counts: a host with eIBRS (no thunk) and a twin counted with
     retpolines, or the reverse, would price what the host does not run (issue 26, the AMD day)."""
-    from data.synthetic import write_suite
-
-    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
-    mech_dir = tmp_path / "anatomy" / "mitigations"
-    _write_anatomy(mech_dir, MECHANISMS)
-    _write_anatomy(mech_dir / "parts", PARTS)
-    (tmp_path / "anatomy" / "anatomy.json").write_text(json.dumps({"meta": {}, "backends": []}))
-    pins = {m: f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}" for m in measured()}
-    host = write_suite(tmp_path / "host.json", {pins[m]: v for m, v in measured().items()}, sigma=1e-5)  # Retpolines
-    kernel, cpu = stats.load([host])[["kernel", "vmexec_cpu_model"]].iloc[0]
+    mech_dir, host, record = _composition_setup(tmp_path, monkeypatch)      # the host: Mitigation: Retpolines
     (tmp_path / "prices").mkdir()
-    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(
-        {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
-         "load_after": "0.1 0.1 0.1", "ns_per_iteration": host_values()}))
-    for d, state in ((mech_dir / "parts", "Mitigation: Retpolines; STIBP: disabled"),
-                     (mech_dir, "Mitigation: Retpolines; STIBP: disabled")):
+    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(record))
+    for d in (mech_dir, mech_dir / "parts"):
         (d / "raw").mkdir(exist_ok=True)
-        (d / "raw" / "vulnerabilities.tsv").write_text(f"spectre_v2\t{state}\nmds\tNot affected\n")
+        (d / "raw" / "vulnerabilities.tsv").write_text("spectre_v2\tMitigation: Retpolines; STIBP: disabled\n")
     c, why = P.composed_model([host], tmp_path / "anatomy")
     assert why == "" and c is not None
     (mech_dir / "raw" / "vulnerabilities.tsv").write_text("spectre_v2\tMitigation: Enhanced / Automatic IBRS\n")
@@ -535,23 +519,12 @@ def test_prices_are_refused_for_a_host_whose_indirect_calls_the_counted_kernel_d
                                         "kernel counted in") and "(Mitigation: Enhanced / Automatic IBRS)" in why
 
 
-
 def test_prices_are_refused_for_a_host_whose_kernel_the_counted_twin_is_not(tmp_path, monkeypatch):
     """A twin counted on one host (Intel Xeon VM, one kernel configuration) explains no other host's times."""
-    from data.synthetic import write_suite
-
-    monkeypatch.setenv("VMEXEC_RESULTS_DIR", str(tmp_path))
-    mech_dir = tmp_path / "anatomy" / "mitigations"
-    _write_anatomy(mech_dir, MECHANISMS)
-    _write_anatomy(mech_dir / "parts", PARTS)
-    (tmp_path / "anatomy" / "anatomy.json").write_text(json.dumps({"meta": {}, "backends": []}))
-    pins = {m: f"{m}:pin={'in-process' if m in ('native', 'seccomp-trap') else 'same'}" for m in measured()}
-    host = write_suite(tmp_path / "host.json", {pins[m]: v for m, v in measured().items()}, sigma=1e-5)
-    kernel, cpu, config = stats.load([host])[["kernel", "vmexec_cpu_model", "vmexec_kernel_config"]].iloc[0]
+    mech_dir, host, record = _composition_setup(tmp_path, monkeypatch)
+    config = stats.load([host])["vmexec_kernel_config"].iloc[0]
     (tmp_path / "prices").mkdir()
-    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(
-        {"kernel": kernel, "cpu_model": cpu, "started": "2026-12-04T18:15:00+00:00", "load_before": "0.1 0.1 0.1",
-         "load_after": "0.1 0.1 0.1", "ns_per_iteration": host_values()}))
+    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(record))
     for d in (mech_dir, mech_dir / "parts"):
         (d / "raw").mkdir(exist_ok=True)
         (d / "raw" / "guest.json").write_text(json.dumps({"host_config_sha256": config + "0" * 48}))
