@@ -35,7 +35,7 @@ int main(int argc, char **argv)
 	siginfo_t si;
 	char *stack;
 	int status;
-	pid_t pid;
+	pid_t pid, self;
 
 	if (process_vm_exec_present() != 1) {
 		printf("{\"program\": \"process_vm_exec\", \"available\": false, "
@@ -46,10 +46,12 @@ int main(int argc, char **argv)
 	stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (stack == MAP_FAILED)
 		err(1, "mmap");
+	self = getpid();
 	pid = fork();
 	if (pid < 0)
 		err(1, "fork");
 	if (pid == 0) {
+		die_with(self);
 		kill(getpid(), SIGSTOP);
 		for (;;)
 			pause();

@@ -29,11 +29,12 @@ int main(int argc, char **argv)
 	struct user_regs_struct regs;
 	long iterations = 0;
 	int status;
-	pid_t pid = fork();
+	pid_t self = getpid(), pid = fork();
 
 	if (pid < 0)
 		err(1, "fork");
 	if (pid == 0) {
+		die_with(self);
 		ptrace(PTRACE_TRACEME, 0, 0, 0);
 		kill(getpid(), SIGSTOP);
 		for (;;)

@@ -7,8 +7,11 @@
 #ifndef RFC_REPLICA_H
 #define RFC_REPLICA_H
 
+#include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TEST_MARKER 0x5ca1ab1eL
 
@@ -23,6 +26,19 @@ static void guest(void)
 		if (ret != TEST_RET)
 			__builtin_trap();
 	}
+}
+
+/*
+ * In the child, first thing after fork(): die with the parent.  Killed before
+ * it has made the child die with it (PTRACE_O_EXITKILL, or never: a stopped
+ * child), the parent would leave it pausing for good, its group unknown to
+ * any guardian yet (a SIGKILL of `bench rfc` just as the program started).
+ */
+static void die_with(pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)	/* the parent died before the prctl */
+		_exit(1);
 }
 
 static double now(void)
