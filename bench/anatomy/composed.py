@@ -383,14 +383,15 @@ def anatomy_variant(anatomy_directory: Path) -> str:
         else MODEL_VARIANT
 
 
-def _indirect_calls_differ(host_path: Path, anatomy_dirs) -> str:
+def _indirect_calls_differ(host_meta, anatomy_dirs) -> str:
     """Why the anatomies cannot be priced for the host's indirect calls (the host calls through retpoline thunks
-    and a counted kernel does not, or the reverse: the retpoline price would not be the host's), or ""."""
+    and a counted kernel does not, or the reverse: the retpoline price would not be the host's), or "".
+    host_meta: the host run's metadata (a stats.load() row)."""
     from bench.anatomy.counts import guest_vulnerabilities
     from bench.measure.kernel import uses_retpolines
 
     try:
-        host = json.loads(str(stats.load([host_path]).iloc[0].get("vmexec_mitigations") or "{}")).get("spectre_v2")
+        host = json.loads(str(host_meta.get("vmexec_mitigations") or "{}")).get("spectre_v2")
     except (ValueError, AttributeError):
         host = None
     for d in anatomy_dirs:
@@ -402,10 +403,11 @@ def _indirect_calls_differ(host_path: Path, anatomy_dirs) -> str:
     return ""
 
 
-def _not_its_twin(host_path: Path, anatomy_dirs) -> str:
+def _not_its_twin(host_meta, anatomy_dirs) -> str:
     """Why an anatomy counted on a twin cannot explain this host's times (the twin was made from another kernel
-    configuration than the one the host run recorded), or "" (also where either side recorded none)."""
-    host = stats.load([host_path]).iloc[0].get("vmexec_kernel_config")
+    configuration than the one the host run recorded), or "" (also where either side recorded none).
+    host_meta: the host run's metadata (a stats.load() row)."""
+    host = host_meta.get("vmexec_kernel_config")
     host = host if isinstance(host, str) else ""
     for d in anatomy_dirs:
         guest = Path(d) / "raw" / "guest.json"
@@ -490,8 +492,8 @@ def composed_model(host_paths, anatomy_directory: Path, records=(),
                 return None, (f"the prices ({record_path.name}) were measured on {what} {record.get(key)}, "
                               f"the host run on {meta[key]}: not the same machine")
         host = [p for p in host_paths if results.classify(results.read_json(p)) == "host"]
-        counted = (parts_dir, mech_dir)
-        why = _indirect_calls_differ(host[-1], counted) or _not_its_twin(host[-1], counted)
+        counted, host_meta = (parts_dir, mech_dir), stats.load([host[-1]]).iloc[0]
+        why = _indirect_calls_differ(host_meta, counted) or _not_its_twin(host_meta, counted)
         if why:
             return None, why
         busy = results.busy_warning(host)

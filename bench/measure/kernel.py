@@ -78,9 +78,15 @@ class Variant:
 SPECTRE_V2 = Path("/sys/devices/system/cpu/vulnerabilities/spectre_v2")
 
 
+def _thunk(spectre_v2: str) -> str:
+    """The thunk a spectre_v2 line's mitigation calls through: "retpoline", "lfence" (lfence and the jump) or ""."""
+    mitigation = spectre_v2.split(";")[0].lower()
+    return next((w for w in ("retpoline", "lfence") if w in mitigation), "")
+
+
 def uses_retpolines(spectre_v2: str) -> bool:
     """Whether a spectre_v2 line says indirect calls go through a thunk ("Mitigation: Retpolines", "LFENCE")."""
-    return any(w in spectre_v2.split(";")[0].lower() for w in ("retpoline", "lfence"))
+    return bool(_thunk(spectre_v2))
 
 
 def host_indirect_branch_args(state: str | None = None) -> tuple[str, ...]:
@@ -95,10 +101,8 @@ def host_indirect_branch_args(state: str | None = None) -> tuple[str, ...]:
             return ()
     if not state:
         return ()
-    if "retpoline" in state.split(";")[0].lower():
-        return ("spectre_v2=retpoline",)
-    lfence = "lfence" in state.split(";")[0].lower()     # "Mitigation: LFENCE": a thunk of lfence and the jump
-    return ("spectre_v2=retpoline,lfence",) if lfence else ("spectre_v2=off",)
+    return ({"retpoline": "spectre_v2=retpoline", "lfence": "spectre_v2=retpoline,lfence"}.get(_thunk(state),
+                                                                                         "spectre_v2=off"),)
 
 
 #: Every build variant, one row each.  The debug kernel (lockdep, KASAN) is so slow under TCG that
