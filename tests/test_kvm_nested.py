@@ -21,7 +21,8 @@ pytestmark = pytest.mark.vm
 REPO = Path(__file__).resolve().parent.parent
 VARIANT = "kvm"
 #: The outer (TCG) machine's command line: QEMU 7.2's SVM emulation takes a timer interrupt inside
-#: __svm_vcpu_run unless virtual GIF is off (issue 27: a "stack guard page was hit" panic); its
+#: __svm_vcpu_run (issue 27: a "stack guard page was hit" panic); virtual GIF off made that rarer, not gone
+#: (it panicked so in the CI check of 8237972, and under QEMU 10.0.2: results/kvm-nested/timeline.json); its
 #: mitigations only slow the emulator down (it measures nothing).
 OUTER_ARGS = ("kvm_amd.vgif=0", "mitigations=off")
 OUTER_CPUS, OUTER_MB = 2, 4096
