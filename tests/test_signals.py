@@ -108,6 +108,33 @@ def test_a_step_whose_job_dies_between_its_fork_and_exec_never_starts(tmp_path):
     assert wait_until(lambda: not marked(marker), 2.0), [(p, comm(p)) for p in marked(marker)]
 
 
+#: A guest command whose caller dies in the moment between QEMU's fork and exec: the last thing before exec
+#: (vm._no_core_dump, here also the caller's death) kills it, and QEMU (a stand-in: `sleep 30`) must never
+#: run on.  Under `setpriv --pdeathsig`, whose prctl came after that moment, it did.
+QEMU_WHOSE_CALLER_DIES_BEFORE_EXEC = """
+import os, signal, sys, time
+from bench.measure import vm
+caller = os.getpid()
+def then():
+    os.kill(caller, signal.SIGKILL)
+    time.sleep(1.0)
+vm._no_core_dump = then
+vm.qemu_command = lambda *args, **kwargs: ["sleep", "30"]
+vm.run_in_guest(["true"], kernel=sys.argv[1], accel="tcg", timing="icount", output_dir=sys.argv[2])
+"""
+
+
+def test_a_qemu_whose_caller_dies_between_its_fork_and_exec_never_runs(tmp_path):
+    marker = f"VMEXEC_TEST_{uuid.uuid4().hex}"
+    (tmp_path / "bzImage").write_bytes(b"")
+    job = start_job([sys.executable, "-c", QEMU_WHOSE_CALLER_DIES_BEFORE_EXEC, str(tmp_path / "bzImage"),
+                     str(tmp_path / "out")], {**os.environ, marker: "1"}, stderr=subprocess.DEVNULL)
+    job.wait(timeout=60)
+    assert job.returncode == -signal.SIGKILL
+    time.sleep(1.5)     # past the preexec's second: a surviving child has exec'd `sleep 30` by now
+    assert wait_until(lambda: not marked(marker), 2.0), [(p, comm(p)) for p in marked(marker)]
+
+
 def test_a_job_after_a_crash_puts_back_the_recorded_value_not_0(tmp_path):
     """A job and its guardian both SIGKILLed left 0 and the state file: the next job restores the original."""
     sysctl = tmp_path / "mmap_min_addr"

@@ -10,7 +10,7 @@ the repository changes), its C driver is built there by its own setup.py, and it
 Both use this machine's kernel cache, QEMU and compiler.  The test knobs (tracers.driver.TEST_KNOBS:
 planted faults and slowdowns) apply to the tree under test only: the reference is the commit as it is.
 
-Every run is a child process that dies with this one (setpriv --pdeathsig), and an interrupted
+Every run is a child process that dies with this one (PR_SET_PDEATHSIG), and an interrupted
 check stops its child, which stops its guest, before it exits.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import dataclasses
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ import time
 from tracers.driver import TEST_KNOBS
 
 from bench.measure import environment
+from bench.measure import guardian
 from bench.measure import kernel
 from bench.measure import vm
 from bench.measure.environment import REPO
@@ -73,8 +75,8 @@ def run_bench(command: list[str], directory: pathlib.Path, *, cwd: pathlib.Path 
     full = _with_output(command, directory)
     print(f"check: running python -m bench {' '.join(full)}{what}", file=sys.stderr, flush=True)
     # SIGTERM, not SIGKILL: a dying check gives its run the time to stop its own guest.
-    proc = subprocess.Popen([*environment.dies_with_this_process("TERM"), sys.executable, "-m", "bench", *full], cwd=cwd, env=env,
-                            stdout=sys.stderr, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *full], cwd=cwd, env=env, stdout=sys.stderr,
+                            stdin=subprocess.DEVNULL, preexec_fn=guardian.dying_with(os.getpid(), signal.SIGTERM))
     try:
         status = proc.wait()
     except BaseException:

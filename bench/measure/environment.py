@@ -5,7 +5,6 @@ import json
 import os
 import pathlib
 import platform
-import shutil
 import subprocess
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -111,12 +110,6 @@ def compiler() -> str:
     """The compiler that built the C driver, and so every timed loop (the driver's own answer)."""
     from tracers.driver import constants     # the driver is built before anything is measured
     return str(constants().get("compiler", "unknown"))
-
-
-def dies_with_this_process(signal_name: str) -> list[str]:
-    """A prefix for a child's argv that sends it signal_name (TERM, KILL) when this process dies,
-    however it dies, SIGKILL included (setpriv --pdeathsig, util-linux); [] where setpriv is missing."""
-    return ["setpriv", "--pdeathsig", signal_name, "--"] if shutil.which("setpriv") else []
 
 
 def usable_cpus() -> list[int]:

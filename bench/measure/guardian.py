@@ -69,7 +69,7 @@ class Guardian:
         return False
 
 
-def _dying_with(parent: int, sig: int, then=None):
+def dying_with(parent: int, sig: int, then=None):
     """A preexec_fn: the child gets sig when its parent dies, and does not start at all if the parent is
     already gone (the moment between fork and prctl, before the guardian knows of the child)."""
     def preexec():
@@ -89,7 +89,7 @@ def popen_group(argv: list[str], guardian: Guardian, grace: float = 0.0, preexec
     """argv started as the leader of a process group of its own, which the guardian ends if we die (and
     which dies with us even before the guardian knows of it: a parent-death signal)."""
     sig = signal.SIGINT if grace else signal.SIGKILL
-    proc = subprocess.Popen(argv, process_group=0, preexec_fn=_dying_with(os.getpid(), sig, preexec_fn), **kwargs)
+    proc = subprocess.Popen(argv, process_group=0, preexec_fn=dying_with(os.getpid(), sig, preexec_fn), **kwargs)
     guardian.end_on_death(proc.pid, grace)
     return proc
 

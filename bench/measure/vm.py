@@ -30,8 +30,9 @@ from typing import Callable
 from bench import outputs
 from bench.argtypes import number
 from bench.measure import accelerators
+from bench.measure import guardian
 from bench.measure import kernel
-from bench.measure.environment import GUEST_CMDLINE, REPO, asset, dies_with_this_process
+from bench.measure.environment import GUEST_CMDLINE, REPO, asset
 from bench.errors import BenchError, UsageError
 
 GUEST_INIT = asset("kernel/guest-init.sh")
@@ -371,10 +372,10 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
                            (*qmp, *extra_qemu_args), tuple(kernel_args), cpu_model, loglevel)
 
     start = time.monotonic()
-    # QEMU leads a session of its own (a terminal's Ctrl-C is ours to handle), and setpriv makes it
-    # die with this process however this one ends, SIGKILL included: no guest outlives its command.
-    proc = subprocess.Popen([*dies_with_this_process("KILL"), *cmdline], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_no_core_dump)
+    # QEMU leads a session of its own (a terminal's Ctrl-C is ours to handle), and dies with this
+    # process however this one ends, SIGKILL included: no guest outlives its command.
+    proc = subprocess.Popen(cmdline, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, preexec_fn=guardian.dying_with(os.getpid(), signal.SIGKILL, _no_core_dump))
     pins, hung = {}, False
     try:
         console = _Console(proc.stdout, nonce, echo)
