@@ -4,6 +4,7 @@ The guest sees the host's root, so it runs the package's own driver binary.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -195,6 +196,10 @@ def test_a_compiler_update_is_a_new_kernel_build(monkeypatch):
 
 
 def test_vm_rfc_runs_both_rfc_programs(bzimage, tmp_path):
+    """From a cache without the programs, as on a fresh machine: the guest, which sees the cache read-only,
+    could not build them (a cold ./run.sh failed so at its RFC step)."""
+    from bench.measure import rfc
+    shutil.rmtree(rfc.programs_dir(), ignore_errors=True)
     proc = subprocess.run([sys.executable, "-m", "bench", "vm", "rfc", "--accel", "tcg", "--results", str(tmp_path),
                            "--", "--seconds", "1"], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -10,7 +10,7 @@ from pathlib import Path
 from bench import outputs, results
 from bench.commands.options import alias, strip_dashes
 from bench.errors import BenchError, UsageError
-from bench.measure import accelerators, kernel, kvmprobe
+from bench.measure import accelerators, kernel, kvmprobe, rfc
 from bench.measure.environment import GUEST_FACTS, cpu_model
 from bench.measure.vm import (GuestRun, add_vm_options, choose_accel, console_tail, echo_with_host_clock,
                               hidden_in_guest, host_cpus_for, qemu_version, run_in_guest)
@@ -89,6 +89,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_rfc(args) -> int:
+    rfc.compile_programs()      # here: the guest sees the cache, where they are built, read-only
     return _guest_bench(args, "rfc", "rfc-vm")
 
 

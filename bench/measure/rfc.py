@@ -27,17 +27,26 @@ SOURCES = [*(asset(f"rfc/{p}.c") for p in PROGRAMS),
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-fno-stack-protector"]
 
 
-def compile_programs() -> dict[str, Path]:
-    """The built programs, compiled once per source content."""
+def programs_dir() -> Path:
+    """Where the programs are built: the cache, by the sources' content and the flags."""
     h = hashlib.sha256(" ".join(CFLAGS).encode())
     for src in SOURCES:
         h.update(src.read_bytes())
-    out = cache_root() / "rfc" / h.hexdigest()[:16]
-    out.mkdir(parents=True, exist_ok=True)
+    return cache_root() / "rfc" / h.hexdigest()[:16]
+
+
+def compile_programs() -> dict[str, Path]:
+    """The built programs, compiled once per source content (`bench vm rfc` compiles them on the host
+    first: a guest sees the cache read-only)."""
+    out = programs_dir()
     built = {}
     for name in PROGRAMS:
         exe = out / name
         if not exe.exists():
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise BenchError(f"cannot build rfc/{name} in {out}: {e.strerror}") from None
             tmp = out / f".{name}.{os.getpid()}"
             proc = subprocess.run(["gcc", *CFLAGS, "-o", str(tmp), str(asset(f"rfc/{name}.c"))],
                                   capture_output=True, text=True)
