@@ -374,8 +374,9 @@ def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timin
     start = time.monotonic()
     # QEMU leads a session of its own (a terminal's Ctrl-C is ours to handle), and dies with this
     # process however this one ends, SIGKILL included: no guest outlives its command.
+    dies_with_us = guardian.dying_with(os.getpid(), signal.SIGKILL, then=_no_core_dump)
     proc = subprocess.Popen(cmdline, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=guardian.dying_with(os.getpid(), signal.SIGKILL, _no_core_dump))
+                            start_new_session=True, preexec_fn=dies_with_us)
     pins, hung = {}, False
     try:
         console = _Console(proc.stdout, nonce, echo)
