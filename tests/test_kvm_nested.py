@@ -28,8 +28,8 @@ VARIANT = "kvm"
 #: timers).  Virtual GIF off made the panic rarer with two; its mitigations only slow the emulator.
 OUTER_ARGS = ("kvm_amd.vgif=0", "mitigations=off")
 OUTER_CPUS, OUTER_MB = 1, 4096
-#: The inner (KVM) guest: one vCPU, pinned to the outer machine's one CPU (the KVM steps' default of two
-#: needs two to be pinned to).  The main job's probe inside still boots the steps' default.
+#: The inner (KVM) guest: one vCPU, pinned to the outer machine's one CPU, as the main job's KVM steps and
+#: its probe boot on a one-CPU machine (two, their default, need two host CPUs to be pinned to).
 INNER_CPUS, INNER_MB = 1, 2048
 #: The emulated SVM loses the timer wake-up of a halted inner vCPU now and then (an RCU stall, "Possible
 #: timer handling issue on cpu=0", no progress): 1 of 2 runs without it on one outer vCPU, both local runs

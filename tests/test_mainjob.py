@@ -384,3 +384,23 @@ def test_the_first_answer_waits_for_no_kernel_build_of_the_kvm_probe(monkeypatch
     monkeypatch.setattr(mainjob, "probe_kvm", lambda *_: None)
     first, decided = mainjob.first_decision("auto", "kvm")
     assert first.clock == "kvm" and decided
+
+
+@pytest.mark.parametrize("usable", [{0}, {0, 1}, {0, 1, 2, 3}])
+def test_the_kvm_steps_and_their_probe_boot_as_many_vcpus_as_can_be_pinned(monkeypatch, usable):
+    """Each KVM guest vCPU is pinned to a host CPU of its own: on a machine (or a cgroup) with one CPU the KVM
+    steps boot one vCPU, and the probe boots what they boot (issue 27: the nested test's one-CPU outer machine),
+    where two vCPUs, the default, could never be pinned after the probe had chosen KVM."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(usable))
+    want = min(2, len(usable))
+    steps = mainjob.plan(mainjob.decide(probe=lambda: None))
+    kvm = [parsed(s) for s in guest_steps(steps) if parsed(s).accel == "kvm"]
+    assert len(kvm) == 3 and all(args.cpus == want and args.pin_vcpus for args in kvm)
+    assert vm.host_cpus_for(want) == tuple(sorted(usable))[:want]       # each can be pinned
+    probed = {}
+    monkeypatch.setattr(vm, "_kvm_usable", lambda: None)
+    monkeypatch.setattr(kernel, "build", lambda **kw: type("Build", (), {"bzimage": pathlib.Path("bzImage")}))
+    from bench.measure import kvmprobe
+    monkeypatch.setattr(kvmprobe, "probe", lambda bzimage, accel, **kw: probed.update(kw) or None)
+    mainjob.probe_kvm("kvm")
+    assert probed["cpus"] == want
