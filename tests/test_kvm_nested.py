@@ -23,7 +23,7 @@ VARIANT = "kvm"
 #: The outer (TCG) machine.  ONE vCPU: with two, QEMU's SVM emulation lost the guests now and then (issue 27:
 #: the outer kernel panicked, "stack guard page was hit", a timer interrupt taken inside __svm_vcpu_run; the
 #: inner guest reset itself or its timer stopped; 1 of 6 inner runs completed under QEMU 7.2, 0 of 2 under
-#: 10.0.2).  With one, 5 of 7 runs of 2026-12-06 completed, 4 of 5 with idle=poll below, and none panicked
+#: 10.0.2).  With one, 7 of 9 runs of 2026-12-06 completed, 6 of 7 with idle=poll below, and none panicked
 #: (results/kvm-nested/timeline.json): most of what is lost goes with a second outer CPU (its IPIs, its
 #: timers).  Virtual GIF off made the panic rarer with two; its mitigations only slow the emulator.
 OUTER_ARGS = ("kvm_amd.vgif=0", "mitigations=off")
@@ -38,7 +38,7 @@ INNER_KERNEL_ARGS = ("idle=poll",)
 BACKENDS = "native,ptrace-sysemu,process-vm-exec"
 #: The emulated SVM's failures, taken for its doing as the outer panic above is: the inner guest reset
 #: itself (QEMU exits 0 under -no-reboot), its boot or its command stopped making progress (an RCU stall on
-#: one outer vCPU, once in 5 runs with idle=poll).  Only these end an attempt, RESET_ATTEMPTS in all (two:
+#: one outer vCPU, once in 7 runs with idle=poll).  Only these end an attempt, RESET_ATTEMPTS in all (two:
 #: on one outer vCPU a lost run was followed by good ones, and a good attempt takes 3 to 4 min), and each is
 #: kept and printed; where every attempt ends so, the test is an expected failure (xfail) naming them, never
 #: a pass.  The probe has booted the same kernel under KVM before any attempt counts.

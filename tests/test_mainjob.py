@@ -13,7 +13,7 @@ from bench import stats, verdict
 from bench.commands import cli
 from bench.measure import kernel
 from bench.commands import mainjob
-from bench.measure import vm
+from bench.measure import kvmprobe, vm
 from bench.errors import BenchError
 from data.synthetic import GUEST, HOST, HOST_UNAVAILABLE, write_suite
 
@@ -400,7 +400,6 @@ def test_the_kvm_steps_and_their_probe_boot_as_many_vcpus_as_can_be_pinned(monke
     probed = {}
     monkeypatch.setattr(vm, "_kvm_usable", lambda: None)
     monkeypatch.setattr(kernel, "build", lambda **kw: type("Build", (), {"bzimage": pathlib.Path("bzImage")}))
-    from bench.measure import kvmprobe
     monkeypatch.setattr(kvmprobe, "probe", lambda bzimage, accel, **kw: probed.update(kw) or None)
     mainjob.probe_kvm("kvm")
     assert probed["cpus"] == want

@@ -43,9 +43,6 @@ def first_answer_backends() -> str:
 FIRST_ANSWER_DIR = "results/first-answer"
 #: The kernel a KVM guest boots, unless asked otherwise (--kvm-variant).
 KVM_VARIANT = "kvm"
-#: The KVM steps' guest vCPUs: two (a tracer and a tracee on CPUs of their own), each pinned to a host CPU
-#: of its own, so no more than this process may use (one on a one-CPU machine).
-KVM_VCPUS = 2
 CLOCK_CHOICES = ("auto", "kvm", "icount")
 #: Seconds from the job's interruption to the step's SIGINT (the step leads a process group of its own,
 #: which a terminal's Ctrl-C does not reach), and then to the SIGKILL of its group (a guest run kills its
@@ -95,13 +92,8 @@ def probe_kvm(kvm_variant: str = KVM_VARIANT):
     if why_not:
         return why_not
     kb = kernel.build(log=lambda msg: print(f"kernel: {msg}", file=sys.stderr, flush=True), variant=kvm_variant)
-    return kvmprobe.probe(kb.bzimage, "kvm", cpus=kvm_vcpus(), kernel_args=kernel.boot_args(kvm_variant, "kvm"))
-
-
-def kvm_vcpus() -> int:
-    """How many vCPUs the KVM steps' guests get: KVM_VCPUS, or fewer where fewer host CPUs may be used, since
-    each is pinned to one of its own."""
-    return min(KVM_VCPUS, len(os.sched_getaffinity(0)))
+    # what the KVM steps boot (_kvm_guest): as many vCPUs as can be pinned, one on a one-CPU machine
+    return kvmprobe.probe(kb.bzimage, "kvm", cpus=vm.pinnable_vcpus(), kernel_args=kernel.boot_args(kvm_variant, "kvm"))
 
 
 def decide(requested: str = "auto", kvm_variant: str = KVM_VARIANT, probe=None) -> Decision:
@@ -125,9 +117,12 @@ def decide(requested: str = "auto", kvm_variant: str = KVM_VARIANT, probe=None) 
 
 
 def _kvm_guest(decision: Decision, subcommand: str) -> tuple[str, ...]:
-    vcpus = kvm_vcpus()
+    from bench.measure import vm
+
+    # each vCPU is pinned to a host CPU of its own: fewer than the default where fewer may be used
+    vcpus = vm.pinnable_vcpus()
     return ("vm", subcommand, "--accel", "kvm", "--timing", "wall", "--kernel-variant", decision.kvm_variant,
-            "--pin-vcpus", *(("--vcpus", str(vcpus)) if vcpus != KVM_VCPUS else ()))
+            "--pin-vcpus", *(("--vcpus", str(vcpus)) if vcpus != vm.DEFAULT_VCPUS else ()))
 
 
 def _icount_guest(subcommand: str) -> tuple[str, ...]:

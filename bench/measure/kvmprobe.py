@@ -180,7 +180,7 @@ def failure(error: Exception) -> str:
 _answers: dict[str, Probe] = {}
 
 
-def probe(bzimage: Path, accel: str = "kvm", *, cpus: int = 2, memory_mb: int = 2048,
+def probe(bzimage: Path, accel: str = "kvm", *, cpus: int = vm.DEFAULT_VCPUS, memory_mb: int = 2048,
           kernel_args: tuple[str, ...] = ()) -> Probe:
     """Whether a guest boots under accel here (only KVM needs a probe), and with which -cpu."""
     default = accelerators.ACCELERATORS[accel].cpu
@@ -228,7 +228,7 @@ def _boots(bzimage, accel, model, cpus, memory_mb, kernel_args, timeout) -> tupl
     return None, False
 
 
-def cpu_model_for(bzimage: Path, accel: str, cpus: int = 2, memory_mb: int = 2048,
+def cpu_model_for(bzimage: Path, accel: str, cpus: int = vm.DEFAULT_VCPUS, memory_mb: int = 2048,
                   kernel_args: tuple[str, ...] = ()) -> str:
     """The -cpu a run of bzimage under accel takes: under KVM the model a probe found to boot, if one did."""
     if accelerators.ACCELERATORS[accel].needs_probe:
@@ -239,7 +239,7 @@ def cpu_model_for(bzimage: Path, accel: str, cpus: int = 2, memory_mb: int = 204
     return accelerators.ACCELERATORS[accel].cpu
 
 
-def choose_accel(requested: str, timing: str, bzimage: Path, *, cpus: int = 2, memory_mb: int = 2048,
+def choose_accel(requested: str, timing: str, bzimage: Path, *, cpus: int = vm.DEFAULT_VCPUS, memory_mb: int = 2048,
                  kernel_args: tuple[str, ...] = ()) -> tuple[str, str]:
     """(accelerator, why), by the one rule for "auto" (bench.measure.accelerators.choose)."""
     return accelerators.choose(requested, timing, lambda accel: probe(

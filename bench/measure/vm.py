@@ -35,6 +35,9 @@ from bench.measure import kernel
 from bench.measure.environment import GUEST_CMDLINE, REPO, asset
 from bench.errors import BenchError, UsageError
 
+#: A guest's vCPUs unless asked otherwise: two, so that a tracer and its tracee can run on CPUs of their own.
+DEFAULT_VCPUS = 2
+
 GUEST_INIT = asset("kernel/guest-init.sh")
 QEMU = "qemu-system-x86_64"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -292,6 +295,11 @@ def pin_vcpu_threads(threads: dict[int, int], host_cpus: tuple[int, ...]) -> dic
     return pins
 
 
+def pinnable_vcpus() -> int:
+    """The most vCPUs, up to DEFAULT_VCPUS, that host_cpus_for can pin here: one host CPU each."""
+    return min(DEFAULT_VCPUS, len(os.sched_getaffinity(0)))
+
+
 def host_cpus_for(cpus: int) -> tuple[int, ...]:
     """The first `cpus` CPUs this process may use: one host CPU per vCPU."""
     usable = sorted(os.sched_getaffinity(0))
@@ -326,7 +334,7 @@ def _wait_for(console: _Console, proc: subprocess.Popen, boot_timeout: float, ru
 
 
 def run_in_guest(command: list[str], *, kernel: Path, accel: str = "auto", timing: str = "wall",
-                 cpus: int = 2, memory_mb: int = 2048, output_dir: Path, boot_timeout: float = 120,
+                 cpus: int = DEFAULT_VCPUS, memory_mb: int = 2048, output_dir: Path, boot_timeout: float = 120,
                  run_timeout: float = 3600, cwd: Path = REPO,
                  echo: Callable[[str], None] | None = None,
                  extra_qemu_args: tuple[str, ...] = (), kernel_args: tuple[str, ...] = (),
@@ -446,7 +454,7 @@ def add_vm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accel", choices=("auto", *accelerators.ACCELERATORS), default="auto",
                    help="auto: the first of " + ", ".join(map(accelerators.label, accelerators.ACCELERATORS))
                         + " that offers the timing and boots here")
-    p.add_argument("--vcpus", dest="cpus", type=number(int, 1, MAX_VCPUS), default=2, metavar="N",
+    p.add_argument("--vcpus", dest="cpus", type=number(int, 1, MAX_VCPUS), default=DEFAULT_VCPUS, metavar="N",
                    help="how many CPUs the guest has (default 2; `bench run --cpus` names host CPU ids)")
     # The former spelling, hidden: recorded commands (a baseline's rerun) still parse.
     p.add_argument("--cpus", dest="cpus", type=number(int, 1, MAX_VCPUS), default=argparse.SUPPRESS,
