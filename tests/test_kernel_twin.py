@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bench.errors import BenchError
-from bench.measure import kernel
+from bench.measure import environment, kernel, vm
 
 HOST = "CONFIG_AUDITSYSCALL=y\nCONFIG_HZ=250\n# CONFIG_KVM_AMD is not set\nCONFIG_IA32_EMULATION=y\n"
 
@@ -97,11 +97,89 @@ def test_the_twin_configuration_step_keeps_the_host_options_that_lengthen_the_pa
 ])
 def test_the_twin_calls_through_retpolines_exactly_when_the_host_does(state, args, tmp_path, monkeypatch):
     # TCG's CPU model advertises none of the host's bugs: left to itself the guest picks its own indirect calls
-    path = tmp_path / "spectre_v2"
-    path.write_text(state + "\n")
-    monkeypatch.setattr(kernel, "SPECTRE_V2", path)
+    host = tmp_path / "vulnerabilities"
+    host.mkdir()
+    if state:
+        (host / "spectre_v2").write_text(state + "\n")
+    monkeypatch.setattr(environment, "VULNERABILITIES", host)
     assert kernel.get_variant("twin").boot_args_for("tcg") == args
     assert kernel.get_variant("twin").boot_args_for("kvm") == ()      # under KVM the guest sees the host's CPU
     assert kernel.get_variant("bench").boot_args_for("tcg") == ()
-    monkeypatch.setattr(kernel, "SPECTRE_V2", tmp_path / "absent")
+    monkeypatch.setattr(environment, "VULNERABILITIES", tmp_path / "absent")
     assert kernel.get_variant("twin").boot_args_for("tcg") == ()
+
+
+#: Two hosts these machines have been, as their kernels (6.18) report them.
+AMD_EPYC_HOST = {"spec_rstack_overflow": "Vulnerable: Safe RET, no microcode", "tsa": "Vulnerable: No microcode",
+                 "spectre_v2": "Mitigation: Retpolines; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; "
+                               "BHI: Not affected", "retbleed": "Not affected", "meltdown": "Not affected",
+                 "indirect_target_selection": "Not affected", "mds": "Not affected"}
+INTEL_XEON_HOST = {"indirect_target_selection": "Mitigation: Aligned branch/return thunks", "retbleed": "Vulnerable",
+                   "spec_rstack_overflow": "Not affected", "meltdown": "Not affected", "mds": "Not affected",
+                   "spectre_v2": "Mitigation: Retpolines; STIBP: disabled; RSB filling; PBRSB-eIBRS: Not affected; "
+                                 "BHI: Retpoline"}
+
+
+def test_the_twin_switches_off_only_what_the_host_is_not_affected_by():
+    # "Vulnerable: Safe RET, no microcode" runs the Safe RET thunk: a line that starts "Vulnerable" is no "off"
+    assert kernel.host_unaffected_args(AMD_EPYC_HOST) == ("pti=off", "mds=off", "retbleed=off",
+                                                          "indirect_target_selection=off")
+    assert kernel.host_unaffected_args(INTEL_XEON_HOST) == ("pti=off", "mds=off", "spec_rstack_overflow=off")
+    assert kernel.host_unaffected_args({}) == ()
+
+
+@pytest.mark.parametrize("cpuinfo, model", [
+    ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 167\nmodel name\t: Intel(R) Xeon(R)"
+     " Processor\nstepping\t: 1\n\nprocessor\t: 1\nvendor_id\t: AuthenticAMD\n",
+     "max,vendor=GenuineIntel,family=6,model=167,stepping=1"),
+    ("vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nstepping\t: 1\n",
+     "max,vendor=AuthenticAMD,family=25,model=1,stepping=1"),
+    ("vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n", ""),              # no stepping
+    ("vendor_id\t: Authentic,AMD\ncpu family\t: 25\nmodel\t\t: 1\nstepping\t: 1\n", ""),  # no QEMU option
+    ("", ""),
+])
+def test_the_twin_boots_with_the_hosts_cpu_identity_under_tcg_only(cpuinfo, model, monkeypatch):
+    assert kernel.host_cpu_identity(environment.cpu_identity(cpuinfo)) == model
+    monkeypatch.setattr(environment, "_read", lambda path: cpuinfo if str(path) == "/proc/cpuinfo" else "")
+    assert kernel.cpu_model("twin", "tcg") == (model or None)
+    assert kernel.cpu_model("twin", "kvm") is None and kernel.cpu_model("bench", "tcg") is None
+
+
+@pytest.mark.parametrize("lines, thunk", [
+    (AMD_EPYC_HOST, "SRSO Safe RET"),
+    (INTEL_XEON_HOST, "ITS aligned return thunk"),
+    ({"retbleed": "Mitigation: untrained return thunk; SMT disabled"}, "retbleed untrained return thunk"),
+    ({"retbleed": "Mitigation: Stuffing"}, "call depth stuffing"),
+    ({"spec_rstack_overflow": "Not affected", "retbleed": "Not affected"}, ""),
+])
+def test_the_return_thunk_is_read_from_the_vulnerability_lines(lines, thunk):
+    assert kernel.return_thunk(lines) == thunk
+
+
+AMD_EPYC_CPUINFO = "vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nstepping\t: 1\n"
+INTEL_XEON_CPUINFO = "vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 167\nstepping\t: 1\n"
+READ_VULNERABILITIES = "cd /sys/devices/system/cpu/vulnerabilities && for f in *; do echo \"VULN $f:$(cat $f)\"; done"
+
+
+def _booted_lines(cpu_model: str | None, kernel_args: tuple[str, ...], share) -> dict[str, str]:
+    # The kvm variant compiles in every mitigation of the twin's (6.18) host configuration, and CI builds it.
+    kb = kernel.build(log=lambda *_: None, variant="kvm")
+    run = vm.run_in_guest(["sh", "-c", READ_VULNERABILITIES], kernel=kb.bzimage, accel="tcg", timing="wall",
+                          cpus=1, output_dir=share, kernel_args=kernel_args, cpu_model=cpu_model,
+                          boot_timeout=300, run_timeout=120).check()
+    return dict(line.split(" ", 1)[1].split(":", 1) for line in run.output.splitlines() if line.startswith("VULN "))
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("cpuinfo, host", [(AMD_EPYC_CPUINFO, AMD_EPYC_HOST), (INTEL_XEON_CPUINFO, INTEL_XEON_HOST)],
+                         ids=["AMD EPYC", "Intel Xeon"])
+def test_a_kernel_booted_as_the_host_returns_through_the_hosts_thunk(cpuinfo, host, tmp_path):
+    """What the twin's -cpu and switches are for: under TCG's own CPU (AMD family 15, affected by nothing) a
+    kernel returns through a plain ret; booted with the host's identity and the twin's arguments for its lines,
+    it picks the host's return thunk and indirect calls, and runs no PTI."""
+    args = (*kernel.host_indirect_branch_args(host["spectre_v2"]), *kernel.host_unaffected_args(host))
+    own = _booted_lines(None, args, tmp_path)
+    assert kernel.return_thunk(own) == ""
+    twin = _booted_lines(kernel.host_cpu_identity(environment.cpu_identity(cpuinfo)), args, tmp_path)
+    assert kernel.return_thunk(twin) == kernel.return_thunk(host) != ""
+    assert kernel.uses_retpolines(twin["spectre_v2"]) and not twin["meltdown"].startswith("Mitigation")

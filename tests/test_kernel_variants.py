@@ -28,6 +28,6 @@ def test_the_mitigation_arguments_record_the_host_they_were_read_on():
     assert kernel.boot_args("mitigations", "tcg") == kernel.BOOT_ARGS["mitigations"] == m.tcg_args
     assert kernel.boot_args("mitigations", "kvm") == m.kvm_args
     # the twin's are the running host's own indirect calls (tests/test_kernel_twin.py), where it says any
-    twin = kernel.host_indirect_branch_args()
+    twin = (*kernel.host_indirect_branch_args(), *kernel.host_unaffected_args())
     assert dict(kernel.BOOT_ARGS) == {"debug": ("acpi=off",), "mitigations": m.tcg_args, "kvm": m.tcg_args,
                                       **({"twin": twin} if twin else {})}

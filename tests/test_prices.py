@@ -519,6 +519,26 @@ def test_prices_are_refused_for_a_host_whose_indirect_calls_the_counted_kernel_d
                                         "kernel counted in") and "(Mitigation: Enhanced / Automatic IBRS)" in why
 
 
+def test_prices_are_refused_for_a_host_whose_returns_the_counted_kernel_does_not_make(tmp_path, monkeypatch):
+    """SRSO's Safe RET mispredicts every return of the AMD EPYC VM's kernel on purpose, a cost no count of
+    instructions carries: a twin counted without it (TCG's own AMD family 15 is not affected) cannot be priced
+    for that host, nor one counted with ITS's thunks for a host without them."""
+    mech_dir, host, record = _composition_setup(tmp_path, monkeypatch)      # the host: no return thunk
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(record))
+    plain = "spectre_v2\tMitigation: Retpolines; STIBP: disabled\nspec_rstack_overflow\tNot affected\n"
+    for d in (mech_dir, mech_dir / "parts"):
+        (d / "raw").mkdir(exist_ok=True)
+        (d / "raw" / "vulnerabilities.tsv").write_text(plain)
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert why == "" and c is not None
+    (mech_dir / "parts" / "raw" / "vulnerabilities.tsv").write_text(
+        plain.replace("Not affected", "Vulnerable: Safe RET, no microcode"))
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert c is None and why.startswith("the host's returns go through a plain ret, those of the kernel counted in ")
+    assert why.split(" through ")[-1].startswith("SRSO Safe RET: recount it on this host")
+
+
 def test_prices_are_refused_for_a_host_whose_kernel_the_counted_twin_is_not(tmp_path, monkeypatch):
     """A twin counted on one host (Intel Xeon VM, one kernel configuration) explains no other host's times."""
     mech_dir, host, record = _composition_setup(tmp_path, monkeypatch)

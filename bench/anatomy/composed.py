@@ -383,23 +383,32 @@ def anatomy_variant(anatomy_directory: Path) -> str:
         else MODEL_VARIANT
 
 
-def _indirect_calls_differ(host_meta, anatomy_dirs) -> str:
-    """Why the anatomies cannot be priced for the host's indirect calls (the host calls through retpoline thunks
-    and a counted kernel does not, or the reverse: the retpoline price would not be the host's), or "".
-    host_meta: the host run's metadata (a stats.load() row)."""
+def _thunks_differ(host_meta, anatomy_dirs) -> str:
+    """Why the anatomies cannot be priced for the host's thunks, or "": the host calls through retpoline thunks
+    and a counted kernel does not, or the reverse (the retpoline price would not be the host's), or the host's
+    returns go through another return thunk than a counted kernel's (SRSO's Safe RET mispredicts every return
+    on purpose: a price no instruction count carries).  host_meta: the host run's metadata (a stats.load() row)."""
     from bench.anatomy.counts import guest_vulnerabilities
-    from bench.measure.kernel import uses_retpolines
+    from bench.measure.kernel import return_thunk, uses_retpolines
 
     try:
-        host = json.loads(str(host_meta.get("vmexec_mitigations") or "{}")).get("spectre_v2")
-    except (ValueError, AttributeError):
-        host = None
+        host = json.loads(str(host_meta.get("vmexec_mitigations") or "{}"))
+    except ValueError:
+        host = {}
+    host = host if isinstance(host, dict) else {}
+    recount = (f"recount it on this host (`bench anatomy` and `bench prices-anatomy` with --kernel-variant twin "
+               f"boot it with the host's CPU identity and spectre_v2)")
     for d in anatomy_dirs:
-        guest = guest_vulnerabilities(Path(d) / "raw").get("spectre_v2")
-        if host and guest and uses_retpolines(host) != uses_retpolines(guest):
-            return (f"the host's indirect calls ({host.split(';')[0]}) are not those of the kernel counted in "
-                    f"{d} ({guest.split(';')[0]}): recount it on this host (`bench anatomy` and `bench "
-                    f"prices-anatomy` with --kernel-variant twin boot it with the host's spectre_v2)")
+        guest = guest_vulnerabilities(Path(d) / "raw")
+        if not host or not guest:
+            continue
+        hv2, gv2 = host.get("spectre_v2"), guest.get("spectre_v2")
+        if hv2 and gv2 and uses_retpolines(hv2) != uses_retpolines(gv2):
+            return (f"the host's indirect calls ({hv2.split(';')[0]}) are not those of the kernel counted in "
+                    f"{d} ({gv2.split(';')[0]}): {recount}")
+        if return_thunk(host) != return_thunk(guest):
+            return (f"the host's returns go through {return_thunk(host) or 'a plain ret'}, those of the kernel "
+                    f"counted in {d} through {return_thunk(guest) or 'a plain ret'}: {recount}")
     return ""
 
 
@@ -493,7 +502,7 @@ def composed_model(host_paths, anatomy_directory: Path, records=(),
                               f"the host run on {meta[key]}: not the same machine")
         host = [p for p in host_paths if results.classify(results.read_json(p)) == "host"]
         counted, host_meta = (parts_dir, mech_dir), stats.load([host[-1]]).iloc[0]
-        why = _indirect_calls_differ(host_meta, counted) or _not_its_twin(host_meta, counted)
+        why = _thunks_differ(host_meta, counted) or _not_its_twin(host_meta, counted)
         if why:
             return None, why
         busy = results.busy_warning(host)

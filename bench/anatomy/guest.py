@@ -19,6 +19,7 @@ from bench.anatomy.counts import VULNERABILITIES
 from bench.anatomy.plugin import build_plugin, installed_qemu_source_version
 from bench.errors import BenchError, UsageError
 from bench.measure import kernel, vm
+from bench.measure.environment import mitigations
 from tracers.driver import VMEXEC, DriverBackend, driver_backends
 
 DEFAULT_SYSCALLS = 20000
@@ -100,6 +101,7 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant:
             f"backends, {syscalls} syscalls each)")
         run = vm.run_in_guest(["sh", "-c", script], kernel=kb.bzimage, accel="tcg", timing="icount",
                               output_dir=share, run_timeout=3600, kernel_args=kernel_args,
+                              cpu_model=kernel.cpu_model(variant, "tcg"),
                               extra_qemu_args=("-plugin", f"{lib},out={share / 'counts.txt'}"))
         run.check()
         for name in ("counts.txt", "kallsyms.txt", "driver.tsv", VULNERABILITIES):
@@ -115,6 +117,8 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant:
                                                 **({"host_config_sha256": kb.host_config_sha256}
                                                    if kb.host_config_sha256 else {}),
                                                 "kernel_args": list(kernel_args), "syscalls": syscalls,
+                                                # what the twin's kernel args and -cpu were taken from
+                                                "host_vulnerabilities": mitigations(),
                                                 "backends": backends, "pin": f"same CPU ({PIN_CPU})",
                                                 "qemu": installed_qemu_source_version(),
                                                 "qemu_cmdline": run.qemu_cmdline}, indent=1) + "\n")

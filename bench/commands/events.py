@@ -77,6 +77,7 @@ def _in_guest(args) -> int:
         print(f"events: booting the {args.kernel_variant} kernel {meta['release']} under TCG", file=sys.stderr)
         run = run_in_guest(command, kernel=bzimage, accel="tcg", timing="wall", cpus=2,
                            kernel_args=kernel.boot_args(args.kernel_variant, "tcg"), output_dir=share,
+                           cpu_model=kernel.cpu_model(args.kernel_variant, "tcg"),
                            run_timeout=args.run_timeout, echo=lambda line: print(f"guest: {line}", file=sys.stderr))
         if run.exit_status or not inner.exists():
             raise BenchError(f"the guest's events run failed (status {run.exit_status}); console tail: "
@@ -86,7 +87,8 @@ def _in_guest(args) -> int:
     doc["machine"].update({"role": args.kernel_variant, "accelerator": "tcg", "qemu": qemu_version(),
                            "twin_config_sha256": meta.get("config_sha256", ""), "kernel_build": meta.get("release"),
                            "host_config_sha256": meta["host_config_sha256"],
-                           "host_cpu_model": cpu_model(), "host_kernel": events.machine()["kernel"]})
+                           "host_cpu_model": cpu_model(), "host_kernel": events.machine()["kernel"],
+                           "qemu_cpu": run.qemu_cmdline[run.qemu_cmdline.index("-cpu") + 1]})
     # named after the machine that ran the emulator: a guest has no hostname of its own ("(none)")
     path = _publish(doc, args.output, f"events-{args.kernel_variant}-{events.machine()['hostname']}")
     print(f"events: {path}")

@@ -46,7 +46,8 @@ def _run(args, command: list[str], kb, accel: str, output_dir: Path, measures: b
     # source and variant, QEMU's CPU model): the guest's runs record it from here
     # (bench.measure.environment.guest), never from a tag.
     variant = getattr(args, "kernel_variant", "bench")
-    qemu_cpu = kvmprobe.cpu_model_for(kb.bzimage, accel, args.cpus, args.memory, _kernel_args(args, accel))
+    qemu_cpu = kernel.cpu_model(variant, accel) or \
+        kvmprobe.cpu_model_for(kb.bzimage, accel, args.cpus, args.memory, _kernel_args(args, accel))
     facts = {"accelerator": accel, "timing": args.timing, "qemu": qemu_version(), "host_cpu_model": cpu_model(),
              "host_kernel": platform.release(), "kernel_key": kb.cache_key, "kernel_source": kb.source or "",
              "vcpu_host_cpus": ",".join(map(str, getattr(args, "host_cpus", None) or ())),
@@ -57,7 +58,8 @@ def _run(args, command: list[str], kb, accel: str, output_dir: Path, measures: b
                         kernel_args=_kernel_args(args, accel),
                         cpus=args.cpus, memory_mb=args.memory, output_dir=output_dir,
                         boot_timeout=args.boot_timeout, run_timeout=args.run_timeout,
-                        echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None), measures=measures)
+                        echo=echo_with_host_clock(), pin_vcpus=getattr(args, "host_cpus", None), measures=measures,
+                        cpu_model=qemu_cpu)
 
 
 def _guest_bench(args, subcommand: str, prefix: str) -> int:

@@ -42,6 +42,18 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_identity(cpuinfo: str | None = None) -> dict[str, str]:
+    """The first CPU's vendor_id, cpu family, model and stepping, those /proc/cpuinfo (or cpuinfo) says."""
+    wanted, out = ("vendor_id", "cpu family", "model", "stepping"), {}
+    for line in (_read("/proc/cpuinfo") if cpuinfo is None else cpuinfo).splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if not key and out:
+            break       # the first processor's block ends
+        if key in wanted and key not in out:
+            out[key] = value
+    return out
+
+
 def mitigations() -> dict[str, str]:
     if not VULNERABILITIES.is_dir():
         return {}

@@ -67,15 +67,69 @@ class Variant:
 
     def boot_args_for(self, accel: str) -> tuple[str, ...]:
         if self.base == "host" and accel == "tcg":
-            return (*self.boot_args, *host_indirect_branch_args())
+            return (*self.boot_args, *host_indirect_branch_args(), *host_unaffected_args())
         if self.mitigations is None:
             return self.boot_args
         m = load_mitigations(self.mitigations)
         return (*self.boot_args, *(m.kvm_args if accel == "kvm" else m.tcg_args))
 
+    def cpu_model_for(self, accel: str) -> str | None:
+        """QEMU's -cpu this variant boots with under accel, or None for the accelerator's own."""
+        return (host_cpu_identity() or None) if self.base == "host" and accel == "tcg" else None
 
-#: The running host's spectre_v2 state (empty where the kernel does not say).
-SPECTRE_V2 = Path("/sys/devices/system/cpu/vulnerabilities/spectre_v2")
+
+def host_cpu_identity(identity: Mapping[str, str] | None = None) -> str:
+    """The twin's -cpu under TCG: QEMU's `max` with the host's vendor, family, model and stepping, or "" where
+    the host does not say them all.  The twin's kernel then looks its CPU up in the host's rows of the
+    vulnerability tables and picks what the host's picked where no microcode bit decides (AMD families 17h and
+    19h: SRSO's Safe RET return thunk, which TCG's own AMD family 15 never runs; Intel: ITS's aligned return
+    thunks), and runs the host's vendor's quirks (not AMD's FXSAVE-leak and SYSRET-SS fix-ups on an Intel
+    host).  identity: environment.cpu_identity()'s fields (default: this host's)."""
+    from bench.measure.environment import cpu_identity
+    identity = cpu_identity() if identity is None else identity
+    fields = [identity.get(k, "") for k in ("vendor_id", "cpu family", "model", "stepping")]
+    if not all(f.isdigit() for f in fields[1:]) or not re.fullmatch(r"[A-Za-z]{12}", fields[0]):
+        return ""
+    vendor, family, model, stepping = fields
+    return f"max,vendor={vendor},family={family},model={model},stepping={stepping}"
+
+
+#: The kernel's switch for each vulnerability's mitigation.  The twin turns off those the host is "Not affected"
+#: by: with the host's identity but no ARCH_CAPABILITIES (TCG has none), its kernel would think an Intel CPU
+#: affected by Meltdown and MDS and run PTI and VERW on paths where the host's runs neither.
+OFF_SWITCHES = {"meltdown": "pti=off", "mds": "mds=off", "mmio_stale_data": "mmio_stale_data=off",
+                "tsx_async_abort": "tsx_async_abort=off", "l1tf": "l1tf=off", "srbds": "srbds=off",
+                "gather_data_sampling": "gather_data_sampling=off",
+                "reg_file_data_sampling": "reg_file_data_sampling=off", "retbleed": "retbleed=off",
+                "spec_rstack_overflow": "spec_rstack_overflow=off", "tsa": "tsa=off",
+                "indirect_target_selection": "indirect_target_selection=off",
+                "spec_store_bypass": "spec_store_bypass_disable=off", "vmscape": "vmscape=off"}
+
+
+def host_unaffected_args(lines: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The twin's switches for what the host is not affected by (OFF_SWITCHES); lines: the host's
+    vulnerability states (default: this host's, environment.mitigations())."""
+    from bench.measure.environment import mitigations
+    lines = mitigations() if lines is None else lines
+    return tuple(arg for name, arg in OFF_SWITCHES.items() if lines.get(name, "").strip() == "Not affected")
+
+
+def return_thunk(lines: Mapping[str, str]) -> str:
+    """What a kernel's returns go through, by its vulnerability states (as arch/x86/kernel/cpu/bugs.c picks
+    x86_return_thunk, SRSO's over retbleed's over ITS's): "SRSO Safe RET" (a call and a return that is
+    mispredicted on purpose, every return), "retbleed untrained return thunk", "call depth stuffing", "ITS
+    aligned return thunk" (one aligned ret), or "" (a plain ret)."""
+    srso = lines.get("spec_rstack_overflow", "")
+    retbleed = lines.get("retbleed", "")
+    if "Safe RET" in srso:
+        return "SRSO Safe RET"
+    if "untrained return thunk" in retbleed:
+        return "retbleed untrained return thunk"
+    if "Stuffing" in retbleed:
+        return "call depth stuffing"
+    if "return thunks" in lines.get("indirect_target_selection", ""):
+        return "ITS aligned return thunk"
+    return ""
 
 
 def _thunk(spectre_v2: str) -> str:
@@ -90,15 +144,13 @@ def uses_retpolines(spectre_v2: str) -> bool:
 
 
 def host_indirect_branch_args(state: str | None = None) -> tuple[str, ...]:
-    """The twin's command line under TCG for the host's indirect calls: TCG's CPU model advertises none of the
-    host's bugs, so the guest would pick retpolines or nothing by its own defaults, and the price of a retpoline
-    call (bench.measure.prices) prices the thunks the twin counts: the twin calls through them exactly when the
-    host does (issue 26)."""
+    """The twin's command line under TCG for the host's indirect calls: TCG's CPU has none of the host's
+    IBRS features (even with the host's identity), so the guest would pick by its own defaults, and the price of
+    a retpoline call (bench.measure.prices) prices the thunks the twin counts: the twin calls through them
+    exactly when the host does (issue 26)."""
     if state is None:
-        try:
-            state = SPECTRE_V2.read_text().strip()
-        except OSError:
-            return ()
+        from bench.measure.environment import mitigations
+        state = mitigations().get("spectre_v2", "")
     if not state:
         return ()
     return ({"retpoline": "spectre_v2=retpoline", "lfence": "spectre_v2=retpoline,lfence"}.get(_thunk(state),
@@ -202,6 +254,11 @@ def variant_arg(text: str) -> str:
 def boot_args(name: str, accel: str) -> tuple[str, ...]:
     """The kernel command line variant `name` needs under accel."""
     return get_variant(name).boot_args_for(accel)
+
+
+def cpu_model(name: str, accel: str) -> str | None:
+    """QEMU's -cpu variant `name` needs under accel, or None for the accelerator's own."""
+    return get_variant(name).cpu_model_for(accel)
 
 
 #: Where the twin reads the host's configuration, in order; VMEXEC_TWIN_CONFIG=FILE comes first.

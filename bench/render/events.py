@@ -107,7 +107,8 @@ def _machine_line(role: str, doc: dict) -> str:
     if m.get("role", "host") == "host" and m.get("host_config_sha256"):
         extra = f", kernel config sha256 `{m['host_config_sha256'][:16]}`"
     if m.get("twin_config_sha256"):
-        extra = (f", twin config sha256 `{m['twin_config_sha256'][:16]}`, booted under {m.get('accelerator', '?')} on "
+        cpu = f" (`-cpu {m['qemu_cpu']}`)" if m.get("qemu_cpu") else ""
+        extra = (f", twin config sha256 `{m['twin_config_sha256'][:16]}`, booted under {m.get('accelerator', '?')}{cpu} on "
                  f"{m.get('host_cpu_model', '?')} (host kernel {m.get('host_kernel', '?')})")
     return (f"**{role}**: {m.get('cpu_model', '?')}, kernel {m.get('kernel', '?')}{extra}; N = "
             f"{doc['calls'][0]:,} and {doc['calls'][1]:,} calls, {doc['runs']} runs, load {doc['load_before']} "
