@@ -45,8 +45,16 @@ def backend_commands(backends: list[str], syscalls: int, in_process: dict[str, b
             for b in backends]
 
 
+#: Guest uptime (s) the loops wait for: the kernel's one-off work after boot is done by then, so no count
+#: carries it.  Conntrack's garbage collector first sweeps its whole (empty) table a second after its init, then
+#: once a minute (the twin has conntrack built in, as the host does): counted, it added about 100 instructions
+#: per call to one mechanism and 700 per iteration to one part.  The TSC's refined calibration also runs then.
+SETTLE_UPTIME_S = 5
+
+
 def _guest_script(share: Path, commands: list[tuple[str, list[str]]]) -> str:
     lines = ["set -u",
+             f"while [ \"$(cut -d. -f1 /proc/uptime)\" -lt {SETTLE_UPTIME_S} ]; do sleep 0.2; done",
              # The driver's load address must be the same in tracer and tracee (and stable).
              "echo 0 > /proc/sys/kernel/randomize_va_space",
              f"cat /proc/kallsyms > {shlex.quote(str(share / 'kallsyms.txt'))}",

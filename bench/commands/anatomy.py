@@ -47,10 +47,12 @@ def write_outputs(anatomies: list[BackendAnatomy], out: Path, failed: dict[str, 
 
 
 def guest_meta(raw: Path) -> dict:
-    """What anatomy.json records of the guest run in raw/: guest.json (without QEMU's command line)
+    """What anatomy.json records of the guest run in raw/: guest.json (of QEMU's command line, its -cpu)
     and the vulnerabilities the guest kernel reported."""
     meta = json.loads((raw / "guest.json").read_text()) if (raw / "guest.json").exists() else {}
-    meta.pop("qemu_cmdline", None)
+    cmdline = meta.pop("qemu_cmdline", None) or []
+    if "-cpu" in cmdline[:-1]:
+        meta["qemu_cpu"] = cmdline[cmdline.index("-cpu") + 1]
     meta["vulnerabilities"] = guest_vulnerabilities(raw)
     return meta
 

@@ -297,7 +297,8 @@ def mitigations_phrase(meta: dict) -> str:
     shown = [f"{k}: {v}" for k, v in sorted(vuln.items()) if v != "Not affected"]
     args = meta.get("kernel_args") or []
     return (f"Guest kernel build `{meta.get('kernel_variant', 'bench')}`"
-            + (f", booted with `{' '.join(args)}`" if args else "")
+            + (f", booted as `-cpu {meta['qemu_cpu']}`" if meta.get("qemu_cpu") else "")
+            + (f", with `{' '.join(args)}`" if args else "")
             + "; the guest reports " + ("; ".join(shown) or "nothing but Not affected")
             + f" ({len(vuln) - len(shown)} others Not affected).")
 
