@@ -99,6 +99,8 @@ def count(row: dict, path: Path_, parts: dict[str, Path_]) -> float:
     if "in_functions" in row:
         return float(sum(v.get(k, 0.0) for fn, v in path.events.items() if _one_of(fn, row["in_functions"])
                          for k in row["events"]))
+    if "insns_per_call" in row:
+        return sum(path.functions.get(f, 0.0) for f in row["function"]) / row["insns_per_call"]
     fn, unit = row["function"], row["unit_part"]
 
     def spent(p: Path_) -> float:
@@ -132,6 +134,7 @@ def round_trips(path: Path_, parts: dict[str, Path_]) -> float:
 class Fit:
     prices: dict[str, float]
     residuals: dict[str, float]         # fitted part -> fitted / measured - 1
+    unrun: frozenset = frozenset()      # prices no fitted part runs (0 here): no unknowns, no prices
 
 
 def fit(parts: dict[str, Path_], medians: dict[str, float], labels) -> Fit:
@@ -141,13 +144,20 @@ def fit(parts: dict[str, Path_], medians: dict[str, float], labels) -> Fit:
     y = np.array([medians[p] for p in labels])
     if not np.all(np.isfinite(y)) or np.any(y <= 0):
         raise BenchError("a part's measured time is not a positive finite number")
-    x, _ = nnls(A / y[:, None], np.ones(len(y)))
-    return Fit(dict(zip(PRICES, map(float, x))), {p: float(A[i] @ x / y[i] - 1) for i, p in enumerate(labels)})
+    # A price whose count is 0 in every part (SRSO's Safe RET where the kernel returns otherwise) is no unknown:
+    # nothing measured it.
+    run = np.any(A != 0, axis=0)
+    x = np.zeros(A.shape[1])
+    x[run] = nnls((A / y[:, None])[:, run], np.ones(len(y)))[0]
+    return Fit(dict(zip(PRICES, map(float, x))), {p: float(A[i] @ x / y[i] - 1) for i, p in enumerate(labels)},
+               frozenset(k for k, r in zip(PRICES, run) if not r))
 
 
 def admissible(f: Fit, ci: dict[str, tuple[float, float]]) -> str | None:
     """None if the prices may compose anything, else why not (one line)."""
     for k, v in f.prices.items():
+        if k in f.unrun:
+            continue
         lo, hi = ci[k]
         if not all(map(math.isfinite, (v, lo, hi))):
             return f"the {k} price is not finite ({v} ns, 95% CI {lo}–{hi})"
@@ -284,6 +294,10 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
                            "work the loop did not cause was counted at this size")
     price_vector = np.array([best.prices[k] for k in PRICES])
     vectors = {m: counts(p, parts) for m, p in mechanisms.items()}
+    for m, v in vectors.items():
+        if unpriced_run := [k for k, n in zip(PRICES, v) if k in best.unrun and n]:
+            raise BenchError(f"{m} runs {', '.join(unpriced_run)} in its anatomy and no part does: the parts and "
+                             "the mechanisms were not counted on one kernel")
     composed = {m: float(v @ price_vector) for m, v in vectors.items()}
     composed_ci = {m: _ci(boot @ v) for m, v in vectors.items()}
     errors = {m: composed[m] / measured[m] - 1 for m in names}
@@ -294,7 +308,8 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
                          f"{100 * e_lo:+.1f}%): the prices do not bound it")
     base = measured[stats.SYSEMU]
     fitted = {p: (medians[p], medians[p] * (1 + r), r) for p, r in best.residuals.items()}
-    return Composition(best.prices, prices_ci, fitted, rounds, premium, unpriced,
+    return Composition({k: v for k, v in best.prices.items() if k not in best.unrun},
+                       {k: v for k, v in prices_ci.items() if k not in best.unrun}, fitted, rounds, premium, unpriced,
                        {m: round_trips(p, parts) for m, p in mechanisms.items()}, composed, composed_ci,
                        {m: measured[m] for m in names}, errors, composed[stats.CANDIDATE],
                        (c_lo / (1 + e_hi), c_hi / (1 + e_lo)), base, baseline_ci or (base, base), inputs, load,

@@ -13,7 +13,7 @@ def _fmt(x: float) -> str:
 
 def blocks(c: Composition) -> list:
     rows = [[k, _fmt(c.prices[k]), f"{_fmt(c.prices_ci[k][0])}–{_fmt(c.prices_ci[k][1])}", v]
-            for k, v in PRICES.items()]
+            for k, v in PRICES.items() if k in c.prices]     # not a price the counted kernels never run
     parts = [[f"`{p}`", _fmt(m), _fmt(f), f"{100 * r:+.2f}%"] for p, (m, f, r) in c.parts.items()]
     prem = [[str(k) if k else "0 (the loop's working set)", *(["—", c.unpriced[k]] if k in c.unpriced
                                                                else [_fmt(v), f"{_fmt(lo)}–{_fmt(hi)}"])]
