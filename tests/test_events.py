@@ -250,3 +250,29 @@ def test_the_twin_guest_counts_the_same_way(tmp_path):
     sysemu = {k: v["median"] for k, v in doc["cases"]["ptrace-sysemu"]["per_call"].items()}
     assert abs(sysemu["signals_generated"] - 1) <= 0.15 and abs(sysemu["syscalls"] - 4) <= 0.15
     assert "per_call" in doc["cases"]["process-vm-exec"]      # the twin is patched: the candidate is counted
+
+
+def test_the_report_shows_the_host_and_twin_counts_of_the_composed_machine(tmp_path):
+    """Issue 26 item 2: the counts side by side in the report, of the machine its estimate was composed for."""
+    from types import SimpleNamespace
+
+    from bench.anatomy.composed import machine_of
+    from bench.render import document, report
+    from data.synthetic import HOST, write_suite
+
+    run = write_suite(tmp_path / "host.json", HOST)
+    machine, where = machine_of(run), tmp_path / "anatomy" / "events"
+    where.mkdir(parents=True)
+    docs = {"events-host-1.json": _doc({"native": {"syscalls": 1.0}}),
+            "events-twin-1.json": _doc({"native": {"syscalls": 1.0}}, role="twin"),
+            "events-host-other.json": _doc({"native": {"syscalls": 9.0}})}
+    docs["events-host-1.json"]["machine"].update(cpu_model=machine["cpu_model"], kernel=machine["kernel"])
+    docs["events-twin-1.json"]["machine"].update(host_cpu_model=machine["cpu_model"], host_kernel=machine["kernel"])
+    for name, doc in docs.items():      # another machine's counts are the newest: never taken for this one's
+        doc["started"] = "2026-12-07T09:00:00" if "other" in name else "2026-12-07T08:00:00"
+        (where / name).write_text(json.dumps(doc))
+    inputs = SimpleNamespace(suites=[run], paths=[run], composed=object())
+    text = document.to_markdown(report._events_blocks(inputs))
+    assert "events-host-1.json" in text and "events-twin-1.json" in text and "events-host-other" not in text
+    assert "| 1.00 / 1.00 |" in text and "9.00" not in text
+    assert report._events_blocks(SimpleNamespace(suites=[run], paths=[run], composed=None)) == []

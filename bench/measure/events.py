@@ -345,9 +345,10 @@ def measure(selected: list[dict], calls=DEFAULT_CALLS, runs: int = DEFAULT_RUNS,
             "cases": results}
 
 
-def newest(directories, role: str = "host") -> Path | None:
+def newest(directories, role: str = "host", machine: dict | None = None) -> Path | None:
     """The newest `bench events` document of role ("host", or the guest's kernel variant: "twin") among the
-    events-*.json files of directories, by its start; None if there is none."""
+    events-*.json files of directories, by its start; None if there is none.  machine ({"cpu_model", "kernel"}):
+    only documents counted on that machine (a twin's: booted there)."""
     import json
 
     found = []
@@ -356,7 +357,12 @@ def newest(directories, role: str = "host") -> Path | None:
             doc = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(doc, dict) and doc.get("kind") == "vmexec-events" and doc["machine"].get("role") == role:
+        if not (isinstance(doc, dict) and doc.get("kind") == "vmexec-events" and isinstance(doc.get("machine"), dict)
+                and doc["machine"].get("role") == role):
+            continue
+        m = doc["machine"]
+        where = (m.get("cpu_model"), m.get("kernel")) if role == "host" else (m.get("host_cpu_model"), m.get("host_kernel"))
+        if machine is None or where == (machine.get("cpu_model"), machine.get("kernel")):
             found.append((doc.get("started", ""), path))
     return max(found)[1] if found else None
 

@@ -268,6 +268,28 @@ def _composed_blocks(i: Inputs) -> list:
     return [("p", f"No estimate from measured parts: {i.no_composed}.{how}")]
 
 
+def _events_blocks(i: Inputs) -> list:
+    """Host and twin, event by event (issue 26): the newest `bench events` counts of the machine the estimate
+    was composed for, and of its twin booted there, from anatomy/events/ beside the inputs."""
+    from bench.anatomy.composed import machine_of
+    from bench.measure import events as measured
+    from bench.render import events as render_events
+
+    hosts = [p for p in i.suites if results.classify(results.read_json(p)) == "host"]
+    if i.composed is None or not hosts:
+        return []
+    where, machine = anatomy_dir(i.paths) / "events", machine_of(hosts[-1])
+    host, twin = (measured.newest([where], role, machine) for role in ("host", "twin"))
+    if host is None:
+        return []
+    docs = [json.loads(p.read_text()) for p in (host, twin) if p is not None]
+    named = " and ".join(f"`{_relative(p)}`" for p in (host, twin) if p is not None)
+    return [("p", f"Kernel events per intercepted call on the host the estimate was composed for"
+                  f"{' and in its twin' if twin else ''} (`bench events`{', `--kernel-variant twin`' if twin else ''}:"
+                  f" {named}): a mechanism whose counts differ between the two is named below the table."),
+            *render_events.blocks(*docs)]
+
+
 def _other_plots(i: Inputs) -> list:
     return [("img", stem, plots.CAPTIONS[stem]) for stem in i.plots if stem != plots.KEY_PLOT]
 
@@ -283,6 +305,7 @@ SECTIONS: list[tuple[str | None, Callable[[Inputs], list]]] = [
     ("Instruction anatomy", lambda i: anatomy.report_blocks(anatomy_dir(i.paths))),
     ("Speculation mitigations off and on", lambda i: anatomy.mitigation_blocks(anatomy_dir(i.paths))),
     ("A hardware estimate from measured parts", _composed_blocks),
+    ("Host and twin, event by event", _events_blocks),
     ("A host cost model from the anatomy",
      lambda i: anatomy.cost_model_blocks(i.model, i.no_model, anatomy_dir(i.paths))),
     ("pyperf's stability checks", lambda i: provenance.stability_blocks(i.suites, results.run_ids(i.suites), i.findings.summary)),
