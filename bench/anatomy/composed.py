@@ -411,8 +411,8 @@ def _thunks_differ(host_meta, anatomy_dirs) -> str:
     except ValueError:
         host = {}
     host = host if isinstance(host, dict) else {}
-    recount = (f"recount it on this host (`bench anatomy` and `bench prices-anatomy` with --kernel-variant twin "
-               f"boot it with the host's CPU identity and spectre_v2)")
+    recount = ("recount it on this host (`bench anatomy` and `bench prices-anatomy` with --kernel-variant twin "
+               "boot it with the host's CPU identity and spectre_v2)")
     for d in anatomy_dirs:
         guest = guest_vulnerabilities(Path(d) / "raw")
         if not host or not guest:

@@ -88,7 +88,7 @@ def _in_guest(args) -> int:
                            "twin_config_sha256": meta.get("config_sha256", ""), "kernel_build": meta.get("release"),
                            "host_config_sha256": meta["host_config_sha256"],
                            "host_cpu_model": cpu_model(), "host_kernel": events.machine()["kernel"],
-                           "qemu_cpu": run.qemu_cmdline[run.qemu_cmdline.index("-cpu") + 1]})
+                           "qemu_cpu": run.cpu_model})
     # named after the machine that ran the emulator: a guest has no hostname of its own ("(none)")
     path = _publish(doc, args.output, f"events-{args.kernel_variant}-{events.machine()['hostname']}")
     print(f"events: {path}")

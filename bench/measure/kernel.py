@@ -67,7 +67,10 @@ class Variant:
 
     def boot_args_for(self, accel: str) -> tuple[str, ...]:
         if self.base == "host" and accel == "tcg":
-            return (*self.boot_args, *host_indirect_branch_args(), *host_unaffected_args())
+            from bench.measure.environment import mitigations
+            lines = mitigations()       # the host's vulnerability lines, read once for both
+            return (*self.boot_args, *host_indirect_branch_args(lines.get("spectre_v2", "")),
+                    *host_unaffected_args(lines))
         if self.mitigations is None:
             return self.boot_args
         m = load_mitigations(self.mitigations)
