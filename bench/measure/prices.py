@@ -134,9 +134,10 @@ PRICE_ROWS = (
     # Chosen before any machine that runs it was measured (issue 26): where SRSO's Safe RET is the kernel's
     # return thunk (the AMD EPYC VM: "Vulnerable: Safe RET, no microcode"; the twin booted as that CPU runs it
     # too), every return calls the thunk, whose own return is mispredicted on purpose: a cost per return that
-    # no instruction count carries, and paths differ in returns per instruction (the twin on the Intel Xeon VM:
-    # 1.4% for ptrace-sysemu, 1.0% for the round-trip parts).  A kernel that does not run it counts none, in
-    # every part: then it is no unknown of the fit (bench.anatomy.composed.fit).
+    # no instruction count carries, and paths differ in returns per instruction (the twin booted as that CPU,
+    # results/anatomy/twin-booted-as-amd-epyc/: 2.9% for ptrace-sysemu, 2.6% for seccomp-unotify, 2.3% for the
+    # round-trip parts).  A kernel that does not run it counts none, in every part: then it is no unknown of
+    # the fit (bench.anatomy.composed.fit).
     {"name": "safe_ret", "function": ("srso_return_thunk", "srso_alias_return_thunk"), "insns_per_call": 1,
      "meaning": "ns per kernel return through SRSO's Safe RET thunk beyond its instructions (its return is "
                 "mispredicted on purpose): counted by the thunk's one call per return"},
