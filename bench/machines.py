@@ -1,8 +1,8 @@
 """Machines side by side (issue 26 item 7): the host runs among a report's inputs by the machine they
-were measured on, (CPU model, kernel), each judged with every guest run, on its own.
+were measured on, (CPU model, kernel), each judged on its own, with the guest runs made on it (else every one).
 
 Host runs of several machines (an Intel Xeon's and an AMD EPYC's, committed one file per machine) are
-given to one report; the distortion bracket pairs each guest run with one machine's host runs only, and
+given to one report; the distortion bracket pairs a machine's guest runs with its host runs only, and
 each machine's estimates (bench.estimates.per_machine) are its own.
 """
 from __future__ import annotations
@@ -18,6 +18,23 @@ def host_run_ids(df: pd.DataFrame, key: tuple[str, str]) -> set[str]:
     return {str(r["run_id"]) for _, r in host.drop_duplicates("run_id").iterrows() if machine_key(r) == key}
 
 
+def guest_run_ids(df: pd.DataFrame, key: tuple[str, str]) -> set[str]:
+    """The run ids of the guest runs made on the machine key (the host CPU model and kernel a guest run records
+    of the machine under it); where none was, every guest run's.  A twin's path lengths are its host's own (it
+    is made from that host's configuration and boots as its CPU), so a machine is judged with its own guest runs
+    first; a guest on the benchmark kernel counts the same instructions whatever machine is under it."""
+    guests = df[df["vm"].astype(bool)].drop_duplicates("run_id")
+    every = {str(r["run_id"]) for _, r in guests.iterrows()}
+    mine = {str(r["run_id"]) for _, r in guests.iterrows()
+            if (str(r.get("vmexec_host_cpu_model") or ""), str(r.get("vmexec_host_kernel") or "")) == key}
+    return mine or every
+
+
+def run_ids(df: pd.DataFrame, key: tuple[str, str]) -> set[str]:
+    """The run ids machine key is judged by: its host runs and its guest runs (guest_run_ids)."""
+    return host_run_ids(df, key) | guest_run_ids(df, key)
+
+
 def view(frame: pd.DataFrame, runs: set[str]) -> pd.DataFrame:
-    """frame's rows of guest runs and of the given host runs (a values, ratios or claim frame)."""
-    return frame[frame["vm"].astype(bool) | frame["run_id"].astype(str).isin(runs)]
+    """frame's rows of the given runs (a values, ratios or claim frame)."""
+    return frame[frame["run_id"].astype(str).isin(runs)]

@@ -19,7 +19,7 @@ import pandas as pd
 
 # The estimates and their thresholds are part of the verdict's vocabulary (verdict.ModelPrediction, ...).
 from bench.estimates import COMPOSED_MAX_ERROR, MODEL_MAX_LOO_ERROR, ComposedPrediction, ModelPrediction
-from bench.machines import host_run_ids, view
+from bench.machines import run_ids, view
 from bench.measure import accelerators
 from bench.measure.accelerators import CLOCKS, HARDWARE_CLOCKS
 from bench.stats import (CANDIDATE, IN_PROCESS, SYSEMU, all_ratios, backend_table, host_vs_guest, pin_order, ratios,
@@ -397,7 +397,7 @@ class Findings:
     #: each claim row judged on its own (assess() without the model or the composed estimate,
     #: which apply to the headline's pairing), in claim's row order
     assessments: tuple[Assessment, ...] = ()
-    #: each host machine's headline (its host runs with every guest run, its own estimates), oldest first:
+    #: each host machine's headline (its host runs with its guest runs (bench.machines.run_ids), its own estimates), oldest first:
     #: ((CPU model, kernel), Headline, kernel configuration hash or "")
     machines: tuple = ()
 
@@ -413,7 +413,7 @@ def findings(df: pd.DataFrame, model: ModelPrediction | None = None,
     hg = host_vs_guest(df, r=every)
     judged = []
     for key, est in (machines or {}).items():
-        runs = host_run_ids(df, key)
+        runs = run_ids(df, key)
         mdf, mclaim = view(df, runs), view(claim, runs)
         h = headline(mdf, mclaim, host_vs_guest(mdf, r=view(every, runs)), est.model_prediction, est.no_model,
                      est.composed_prediction, est.no_composed)

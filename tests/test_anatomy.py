@@ -378,8 +378,19 @@ def test_the_loops_are_counted_after_the_kernels_work_after_boot(tmp_path):
 UNCAUSED = ("gc_worker",)
 
 
-@pytest.mark.parametrize("directory", ["twin", "twin/parts"])
+#: Every committed twin's anatomies (one directory per host configuration), mechanisms and parts.
+TWIN_COUNTS = sorted(p.parent for p in (REPO / "results" / "anatomy" / "twin").glob("*/functions-native.csv")) + \
+    sorted(p.parent for p in (REPO / "results" / "anatomy" / "twin").glob("*/parts/functions-entry.csv"))
+
+
+def test_every_committed_twin_has_both_anatomies():
+    twins = {d.name for d in (REPO / "results" / "anatomy" / "twin").iterdir() if d.is_dir()}
+    assert twins and all(REPO / "results" / "anatomy" / "twin" / t in TWIN_COUNTS and
+                         REPO / "results" / "anatomy" / "twin" / t / "parts" in TWIN_COUNTS for t in twins)
+
+
+@pytest.mark.parametrize("directory", TWIN_COUNTS, ids=lambda d: "/".join(d.parts[-2:]))
 def test_no_committed_twin_count_carries_work_its_loop_did_not_cause(directory):
-    for csv in sorted((REPO / "results" / "anatomy" / directory).glob("functions-*.csv")):
+    for csv in sorted(directory.glob("functions-*.csv")):
         functions = {line.split(",", 1)[0] for line in csv.read_text().splitlines()[1:]}
         assert not functions & set(UNCAUSED), (csv.name, functions & set(UNCAUSED))

@@ -175,6 +175,41 @@ def test_each_machine_measured_is_one_line_judged_on_its_own_host_runs(tmp_path)
     assert paragraph.splitlines()[1:] == [first, second] and len(sentences(paragraph.splitlines()[0])) == 3
 
 
+def _made_on(path: pathlib.Path, cpu: str, kernel: str, guest_kernel: str) -> pathlib.Path:
+    """A guest run as `bench vm run` on another machine would have written it: the host CPU model and kernel
+    under the guest, and the guest's own kernel."""
+    import json
+
+    data = json.loads(path.read_text().replace("6.12.57-vmexec", guest_kernel))
+    data["metadata"].update({"vmexec_host_cpu_model": cpu, "vmexec_host_kernel": kernel})
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_each_machine_is_judged_with_the_guest_runs_made_on_it(tmp_path):
+    """A twin is made from its host's configuration: a machine's line pairs its host run with the guest run made
+    on that machine (its twin's path lengths), not with the newest guest run of another machine."""
+    from bench.estimates import Estimates
+    from test_analysis import EXACT_GUEST, EXACT_HOST
+
+    xeon = _other_machine(write_suite(tmp_path / "xeon.json", EXACT_HOST, sigma=1e-5), "Intel Xeon", "6.18-a")
+    epyc = _other_machine(write_suite(tmp_path / "epyc.json", EXACT_HOST, sigma=1e-5), "AMD EPYC", "6.18-b")
+    on_xeon = _made_on(write_suite(tmp_path / "g1.json", EXACT_GUEST, vm=True, sigma=1e-5, started="2026-12-01T00:00"),
+                       "Intel Xeon", "6.18-a", "6.12.57-twin-xeon")
+    on_epyc = _made_on(write_suite(tmp_path / "g2.json", {**EXACT_GUEST, "ptrace-sysemu:pin=same": 20_000.0},
+                                   vm=True, sigma=1e-5, started="2026-12-04T00:00"),
+                       "AMD EPYC", "6.18-b", "6.12.57-twin-epyc")
+    none = Estimates(None, "no anatomy", None, "")
+    machines = {("Intel Xeon", "6.18-a"): none, ("AMD EPYC", "6.18-b"): none}
+    f = verdict.findings(stats.load([xeon, epyc, on_xeon, on_epyc]), machines=machines)
+    first, second = (m[1] for m in f.machines)
+    assert first.row["kernel"] == "6.12.57-twin-xeon" and second.row["kernel"] == "6.12.57-twin-epyc"
+    assert first.row["speedup"] * 2 == pytest.approx(second.row["speedup"], rel=1e-3)
+    # a machine no guest run was made on is judged with every guest run (the newest first), as before
+    f = verdict.findings(stats.load([xeon, on_epyc]), machines={("Intel Xeon", "6.18-a"): none})
+    assert f.machines[0][1].row["kernel"] == "6.12.57-twin-epyc"
+
+
 def test_a_report_of_two_machines_shows_both_and_says_which_is_which(tmp_path):
     from bench.estimates import per_machine
     from test_analysis import EXACT_GUEST, EXACT_HOST

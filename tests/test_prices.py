@@ -594,3 +594,39 @@ def test_prices_are_refused_for_a_host_whose_kernel_the_counted_twin_is_not(tmp_
     c, why = P.composed_model([host], tmp_path / "anatomy")
     assert c is None and why.startswith(f"the twin counted in {mech_dir} was made from kernel configuration "
                                         f"ffffffffffffffff, the host run's kernel has {config}")
+
+
+def test_each_host_is_composed_from_the_twin_of_its_own_kernel_configuration(tmp_path, monkeypatch):
+    """Twins of two machines' kernels lie side by side, one directory per host configuration: a host run is
+    composed from the twin made from the configuration it recorded, never from the other machine's; a host whose
+    configuration has no twin counted is composed from the mitigation-matched benchmark kernel."""
+    import shutil
+
+    from bench.anatomy.counts import twin_directory
+
+    mech_dir, host, record = _composition_setup(tmp_path, monkeypatch)
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(record))
+    config = stats.load([host])["vmexec_kernel_config"].iloc[0]
+    assert P.composed_model([host], tmp_path / "anatomy")[0].counted == str(mech_dir)
+    other = twin_directory(tmp_path / "anatomy", "a" * 64)
+    shutil.copytree(mech_dir, other)
+    assert P.composed_model([host], tmp_path / "anatomy")[0].counted == str(mech_dir)
+    own = twin_directory(tmp_path / "anatomy", config)
+    assert own.parent == other.parent and own.name == config[:16]
+    shutil.copytree(mech_dir, own)
+    shutil.rmtree(own / "parts")          # a twin without its parts' anatomy is not yet counted
+    assert P.composed_model([host], tmp_path / "anatomy")[0].counted == str(mech_dir)
+    shutil.copytree(mech_dir / "parts", own / "parts")
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert why == "" and c.counted == str(own) and f"/twin/{config[:16]}`" in c.inputs
+
+
+def test_a_twin_directory_is_named_by_a_configuration_hash_only():
+    from bench.anatomy.counts import twin_directory
+    from bench.errors import UsageError
+
+    assert twin_directory(Path("a"), "0540D0AB7816D063be") == Path("a/twin/0540d0ab7816d063")
+    for bad in ("", "0540d0ab", "../../etc/passwd/xx", "nan"):
+        with pytest.raises(UsageError, match="not a kernel configuration's sha256"):
+            twin_directory(Path("a"), bad)

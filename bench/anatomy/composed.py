@@ -26,6 +26,7 @@ process_vm_exec included, and compared with what the host measured.  COMPOSED_MA
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -39,7 +40,7 @@ from scipy.optimize import nnls
 
 from bench import results
 from bench import stats
-from bench.anatomy.counts import CLASSES, MODEL_VARIANT, variant_directory
+from bench.anatomy.counts import CLASSES, MODEL_VARIANT, twin_directory, variant_directory
 from bench.anatomy.model import host_ns_per_syscall
 from bench.errors import BenchError, UsageError
 from bench.measure.prices import DIRECTORY, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label, load_record
@@ -206,6 +207,7 @@ class Composition:
     machine: str = ""                                  # the CPU model and kernel the prices were measured on
     record: str = ""                                   # the prices record composed from (its path)
     refused: str = ""                                  # why the prices are not admissible ("": they are)
+    counted: str = ""                                  # the mechanisms' anatomy directory (its parts: parts/)
 
     @property
     def speedup(self) -> float:
@@ -386,16 +388,18 @@ def _record_for(machine: dict, directories, records) -> tuple[Path | None, str]:
                   f"{machine['cpu_model']} / {machine['kernel']}: not the same machine")
 
 
-#: The kernel whose anatomy the composition counts on when it was counted: the twin of the host's own
-#: kernel (issue 26), whose paths are those the host's times take; else the mitigation-matched benchmark kernel.
-TWIN_VARIANT = "twin"
-
-
-def anatomy_variant(anatomy_directory: Path) -> str:
-    """TWIN_VARIANT where its mechanisms' and parts' anatomies were both counted, else MODEL_VARIANT."""
-    twin = variant_directory(Path(anatomy_directory), TWIN_VARIANT)
-    return TWIN_VARIANT if (twin / "anatomy.json").exists() and (twin / "parts" / "anatomy.json").exists() \
-        else MODEL_VARIANT
+def counted_directory(anatomy_directory: Path, host_config: str = "") -> Path:
+    """Where the mechanisms' anatomy the composition counts on lies (its parts in parts/ below it): the twin
+    of the host's own kernel (issue 26), made from host_config (the host run's recorded configuration hash),
+    where both of its anatomies were counted, for its paths are those the host's times take; else the
+    mitigation-matched benchmark kernel's.  Another machine's twin is never taken."""
+    anatomy_directory = Path(anatomy_directory)
+    if host_config:
+        with contextlib.suppress(UsageError):          # a hash that is none: no twin of it
+            twin = twin_directory(anatomy_directory, host_config)
+            if (twin / "anatomy.json").exists() and (twin / "parts" / "anatomy.json").exists():
+                return twin
+    return variant_directory(anatomy_directory, MODEL_VARIANT)
 
 
 def _thunks_differ(host_meta, anatomy_dirs) -> str:
@@ -493,12 +497,6 @@ def composed_model(host_paths, anatomy_directory: Path, records=(),
     the same machine (records, or prices/ in the results directory and in anatomy_directory); or (None, why
     not): a busy host or prices that are not admissible are refused, never composed (diagnose: prices that are
     not admissible give a Composition marked `refused`, the diagnosis; a busy host is refused all the same)."""
-    mech_dir = variant_directory(Path(anatomy_directory), anatomy_variant(anatomy_directory))
-    parts_dir = mech_dir / "parts"
-    if not (parts_dir / "anatomy.json").exists():
-        return None, f"no parts anatomy ({parts_dir}: `python -m bench prices-anatomy`)"
-    if not (mech_dir / "anatomy.json").exists():
-        return None, f"no mitigation-matched guest anatomy ({mech_dir})"
     try:
         host_paths = [Path(p) for p in host_paths]
         measured, base_ci, meta = _host_run(host_paths)
@@ -516,7 +514,14 @@ def composed_model(host_paths, anatomy_directory: Path, records=(),
                 return None, (f"the prices ({record_path.name}) were measured on {what} {record.get(key)}, "
                               f"the host run on {meta[key]}: not the same machine")
         host = [p for p in host_paths if results.classify(results.read_json(p)) == "host"]
-        counted, host_meta = (parts_dir, mech_dir), stats.load([host[-1]]).iloc[0]
+        host_meta = stats.load([host[-1]]).iloc[0]
+        mech_dir = counted_directory(anatomy_directory, str(host_meta.get("vmexec_kernel_config") or ""))
+        parts_dir = mech_dir / "parts"
+        if not (parts_dir / "anatomy.json").exists():
+            return None, f"no parts anatomy ({parts_dir}: `python -m bench prices-anatomy`)"
+        if not (mech_dir / "anatomy.json").exists():
+            return None, f"no mitigation-matched guest anatomy ({mech_dir})"
+        counted = (parts_dir, mech_dir)
         why = _thunks_differ(host_meta, counted) or _not_its_twin(host_meta, counted)
         if why:
             return None, why
@@ -530,7 +535,7 @@ def composed_model(host_paths, anatomy_directory: Path, records=(),
                         measured, base_ci, inputs=_inputs(host, record_path, parts_dir, mech_dir),
                         load=f"{record['load_before']} before, {record['load_after']} after",
                         machine=f"{meta['cpu_model']}, Linux {meta['kernel']}", diagnose=diagnose)
-        return dataclasses.replace(c, record=str(record_path)), ""
+        return dataclasses.replace(c, record=str(record_path), counted=str(mech_dir)), ""
     except (UsageError, BenchError) as e:
         return None, str(e)
 

@@ -40,6 +40,11 @@ AGREEMENT = 0.02
 #: The kernel build whose guest anatomy the cost model is fitted on: the host's mitigations
 #: (its anatomy lies in variant_directory(..., MODEL_VARIANT)).
 MODEL_VARIANT = "mitigations"
+#: The twin of the host's own kernel (issue 26): its anatomy explains only the times of hosts that run the
+#: configuration it was made from, so each lies in twin_directory(), one directory per host configuration.
+TWIN_VARIANT = "twin"
+#: The hex digits of the host configuration's sha256 that name a twin's directory (as host runs record it).
+TWIN_KEY_DIGITS = 16
 
 # The plugin's marker bytes (tracee/tracee.h LOOP_MARK_BEGIN): nopl 0x42584d56(%rax,%rax,1).
 MARK_BEGIN = bytes([0x0F, 0x1F, 0x84, 0x00]) + b"VMXB"
@@ -343,13 +348,28 @@ def analyse(raw: Path) -> tuple[list[BackendAnatomy], dict[str, str]]:
 
 
 def default_directory(variant: str = "bench") -> Path:
-    """anatomy/ in the results directory for the benchmark kernel, anatomy/VARIANT/ for another build."""
-    return variant_directory(results.directory() / "anatomy", variant)
+    """anatomy/ in the results directory for the benchmark kernel, anatomy/VARIANT/ for another build, and
+    anatomy/twin/<host configuration>/ for the twin of this host's kernel (twin_directory)."""
+    anatomy = results.directory() / "anatomy"
+    if variant == TWIN_VARIANT:
+        from bench.measure.kernel import host_config
+        return twin_directory(anatomy, host_config().sha256)
+    return variant_directory(anatomy, variant)
 
 
 def variant_directory(anatomy: Path, variant: str) -> Path:
     """Where a kernel variant's anatomy lies, given the benchmark kernel's anatomy directory."""
     return anatomy if variant == "bench" else anatomy / variant
+
+
+def twin_directory(anatomy: Path, host_config: str) -> Path:
+    """Where the twin made from the host configuration whose sha256 is (or begins with) host_config was
+    counted: anatomy/twin/<its first TWIN_KEY_DIGITS hex digits>/, given the benchmark kernel's anatomy
+    directory.  Two machines' twins differ as their configurations do, and neither explains the other's times."""
+    key = str(host_config)[:TWIN_KEY_DIGITS].lower()
+    if len(key) != TWIN_KEY_DIGITS or any(c not in "0123456789abcdef" for c in key):
+        raise UsageError(f"not a kernel configuration's sha256: {host_config!r}")
+    return variant_directory(anatomy, TWIN_VARIANT) / key
 
 
 def guest_vulnerabilities(raw: Path) -> dict[str, str]:

@@ -109,8 +109,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--host", type=Path, action="append",
                    help="host results file(s) of `bench run --pin same` (default: the newest host run)")
     p.add_argument("--anatomy", type=Path, help="the benchmark kernel's anatomy directory (default: anatomy/ in "
-                                                "the results directory); its mitigations/ and mitigations/parts/ "
-                                                "are used")
+                                                "the results directory); the twin of the host run's kernel "
+                                                "configuration in its twin/HASH/ and twin/HASH/parts/ is used, "
+                                                "else its mitigations/ and mitigations/parts/")
     p.add_argument("--runs", type=number(int, MIN_RUNS, 1000), default=DEFAULT_RUNS,
                    help=f"rounds of every part, interleaved (default {DEFAULT_RUNS}, at least {MIN_RUNS}: the "
                         "prices' bootstrap resamples rounds)")

@@ -13,7 +13,6 @@ import pandas as pd
 import pyperf
 
 from bench import results
-from bench.anatomy.composed import anatomy_variant
 from bench.anatomy.counts import MODEL_VARIANT, variant_directory
 from bench.errors import BenchError
 
@@ -153,8 +152,8 @@ def sources(paths: list[pathlib.Path], where: pathlib.Path, model, composed) -> 
     used = [where / "anatomy.json"]        # the Instruction anatomy section's
     if model is not None:
         used.append(variant_directory(where, MODEL_VARIANT) / "anatomy.json")
-    if composed is not None:
-        mech = variant_directory(where, anatomy_variant(where))
+    if composed is not None and composed.counted:
+        mech = pathlib.Path(composed.counted)
         used += [mech / "anatomy.json", mech / "parts" / "anatomy.json"]
     out += [of_anatomy(p) for p in dict.fromkeys(used) if p.is_file()]
     if composed is not None and composed.record:      # the prices record the composition used
