@@ -630,3 +630,24 @@ def test_a_twin_directory_is_named_by_a_configuration_hash_only():
     for bad in ("", "0540d0ab", "../../etc/passwd/xx", "nan"):
         with pytest.raises(UsageError, match="not a kernel configuration's sha256"):
             twin_directory(Path("a"), bad)
+
+
+def test_the_machines_are_shown_side_by_side_each_with_its_own_estimate(tmp_path, monkeypatch):
+    """Issue 26 item 5: each machine's prices, errors and speed-up in one table, a column per machine; a machine
+    whose prices were refused or never measured says why, and is no column."""
+    mech_dir, host, record = _composition_setup(tmp_path, monkeypatch)
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(record))
+    c, _ = P.composed_model([host], tmp_path / "anatomy")
+    slow = dataclasses.replace(c, errors={**c.errors, "ptrace-sysemu": -0.25})
+    blocks = render_prices.side_by_side([("Xeon, Linux a", c, ""), ("EPYC, Linux b", slow, ""),
+                                         ("Other, Linux c", None, "no measured prices")])
+    (_, header, rows) = next(b for b in blocks if b[0] == "table")
+    assert header == ["", "Xeon, Linux a", "EPYC, Linux b"]
+    table = {r[0]: r[1:] for r in rows}
+    assert table["speed-up over PTRACE_SYSEMU"][0].startswith(f"{c.speedup:.2f}x (")
+    judged = table["every C mechanism within ±20%?"]
+    assert judged[0].startswith("judged (worst: ") and judged[1] == "not judged (worst: ptrace-sysemu -25.0%)"
+    assert all(any(k in r for r in table) for k in c.prices)
+    assert blocks[-1] == ("p", "No estimate on Other, Linux c: no measured prices.")
+    assert render_prices.side_by_side([("Other, Linux c", None, "no measured prices")]) == []

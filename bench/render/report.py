@@ -191,6 +191,7 @@ class Inputs:
     no_model: str = ""                          # why there is none
     composed: object = None                     # bench.anatomy.composed.Composition: the estimate from measured prices
     no_composed: str = ""                       # why there is none
+    machines: tuple = ()                        # (machine, Composition or None, why none) per machine, oldest first
     health: tuple = ()                          # provenance.Health of each suite
     sources: tuple = ()                         # provenance.Input of every file the report drew on
 
@@ -305,6 +306,7 @@ SECTIONS: list[tuple[str | None, Callable[[Inputs], list]]] = [
     ("Instruction anatomy", lambda i: anatomy.report_blocks(anatomy_dir(i.paths))),
     ("Speculation mitigations off and on", lambda i: anatomy.mitigation_blocks(anatomy_dir(i.paths))),
     ("A hardware estimate from measured parts", _composed_blocks),
+    ("The machines side by side", lambda i: prices.side_by_side(list(i.machines)) if len(i.machines) > 1 else []),
     ("Host and twin, event by event", _events_blocks),
     ("A host cost model from the anatomy",
      lambda i: anatomy.cost_model_blocks(i.model, i.no_model, anatomy_dir(i.paths))),
@@ -334,10 +336,11 @@ def _findings(df: pd.DataFrame, paths: list[pathlib.Path]):
     if not machines:
         model, no_model = fitted_model(suites, anatomy_dir(paths))
         f = verdict.findings(df, verdict.ModelPrediction.of(model) if model else None, no_model)
-        return f, suites, model, no_model, None, ""
+        return f, suites, model, no_model, None, "", ()
     newest = list(machines.values())[-1]
     f = verdict.findings(df, machines=machines)
-    return f, suites, newest.model, newest.no_model, newest.composed, newest.no_composed
+    side = tuple((f"{cpu}, Linux {kernel}", e.composed, e.no_composed) for (cpu, kernel), e in machines.items())
+    return f, suites, newest.model, newest.no_model, newest.composed, newest.no_composed, side
 
 
 def answer(paths) -> tuple[str, ...]:
@@ -356,14 +359,14 @@ def write_report(paths, output: pathlib.Path) -> dict[str, pathlib.Path]:
     paths = [pathlib.Path(p) for p in paths]
     df, rfc = load_inputs(paths)
     writable_directory(output, create=True, need=REPORT_BYTES)
-    f, suites, model, no_model, composed, no_composed = _findings(df, paths)
+    f, suites, model, no_model, composed, no_composed, side = _findings(df, paths)
     written = {}
     figs = plots.figures(f)
     for stem, fig in figs.items():
         written.update({f"{stem}.{fmt}": p for fmt, p in plots.save(fig, output, stem).items()})
     table = f.table.drop(columns=["started"])
     written[CASES_CSV] = _replace(output / CASES_CSV, lambda p: table.to_csv(p, index=False, float_format="%.6g"))
-    doc = build(Inputs(f, rfc, list(figs), paths, suites, model, no_model, composed, no_composed,
+    doc = build(Inputs(f, rfc, list(figs), paths, suites, model, no_model, composed, no_composed, side,
                        tuple(healths(paths)), tuple(provenance.sources(paths, anatomy_dir(paths), model, composed))))
     written["report.md"] = _replace(output / "report.md", lambda p: p.write_text(to_markdown(doc)))
     page = to_html(doc, {s: (output / f"{s}.png").read_bytes() for s in figs})
