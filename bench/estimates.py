@@ -118,6 +118,9 @@ class Estimates:
     composed: Composition | None
     no_composed: str
     config: str = ""
+    #: where the prices were not admissible: the same composition marked refused, a diagnosis shown beside the
+    #: other machines' estimates and never judged
+    diagnosis: Composition | None = None
 
     @property
     def model_prediction(self) -> ModelPrediction | None:
@@ -151,5 +154,7 @@ def per_machine(suites, anatomy_directory: Path) -> dict[tuple[str, str], Estima
         paths = machines[key]
         model, no_model = fitted_model(paths, anatomy_directory)
         composed, no_composed = composed_model(paths, anatomy_directory) if anatomy_directory.is_dir() else (None, "")
-        out[key] = Estimates(model, no_model, composed, no_composed, config)
+        diagnosis = (composed_model(paths, anatomy_directory, diagnose=True)[0]
+                     if composed is None and "not admissible" in no_composed else None)
+        out[key] = Estimates(model, no_model, composed, no_composed, config, diagnosis)
     return out

@@ -252,8 +252,9 @@ def test_the_twin_guest_counts_the_same_way(tmp_path):
     assert "per_call" in doc["cases"]["process-vm-exec"]      # the twin is patched: the candidate is counted
 
 
-def test_the_report_shows_the_host_and_twin_counts_of_the_composed_machine(tmp_path):
-    """Issue 26 item 2: the counts side by side in the report, of the machine its estimate was composed for."""
+def test_the_report_shows_the_host_and_twin_counts_of_the_newest_machine(tmp_path):
+    """Issue 26 item 2: the counts side by side in the report, of the newest machine among its inputs (the
+    headline's), whether or not its prices composed an estimate; a report without a host run shows none."""
     from types import SimpleNamespace
 
     from bench.anatomy.composed import machine_of
@@ -275,4 +276,6 @@ def test_the_report_shows_the_host_and_twin_counts_of_the_composed_machine(tmp_p
     text = document.to_markdown(report._events_blocks(inputs))
     assert "events-host-1.json" in text and "events-twin-1.json" in text and "events-host-other" not in text
     assert "| 1.00 / 1.00 |" in text and "9.00" not in text
-    assert report._events_blocks(SimpleNamespace(suites=[run], paths=[run], composed=None)) == []
+    assert report._events_blocks(SimpleNamespace(suites=[run], paths=[run], composed=None)) != []
+    guest = write_suite(tmp_path / "guest.json", HOST, vm=True)
+    assert report._events_blocks(SimpleNamespace(suites=[guest], paths=[guest], composed=None)) == []

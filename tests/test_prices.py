@@ -640,14 +640,19 @@ def test_the_machines_are_shown_side_by_side_each_with_its_own_estimate(tmp_path
     (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(record))
     c, _ = P.composed_model([host], tmp_path / "anatomy")
     slow = dataclasses.replace(c, errors={**c.errors, "ptrace-sysemu": -0.25})
+    refused = dataclasses.replace(c, refused="the prices are not admissible: the insn price is at its bound")
     blocks = render_prices.side_by_side([("Xeon, Linux a", c, ""), ("EPYC, Linux b", slow, ""),
+                                         ("EPYC, Linux d", refused, "the prices are not admissible"),
                                          ("Other, Linux c", None, "no measured prices")])
     (_, header, rows) = next(b for b in blocks if b[0] == "table")
-    assert header == ["", "Xeon, Linux a", "EPYC, Linux b"]
+    assert header == ["", "Xeon, Linux a", "EPYC, Linux b", "EPYC, Linux d (refused, a diagnosis: the prices are "
+                      "not admissible: the insn price is at its bound)"]
     table = {r[0]: r[1:] for r in rows}
     assert table["speed-up over PTRACE_SYSEMU"][0].startswith(f"{c.speedup:.2f}x (")
+    assert table["speed-up over PTRACE_SYSEMU"][2] == table["`process-vm-exec`: composed ns"][2] == "none (a diagnosis)"
     judged = table["every C mechanism within ±20%?"]
     assert judged[0].startswith("judged (worst: ") and judged[1] == "not judged (worst: ptrace-sysemu -25.0%)"
+    assert judged[2].startswith("not judged (worst: ")
     assert all(any(k in r for r in table) for k in c.prices)
     assert blocks[-1] == ("p", "No estimate on Other, Linux c: no measured prices.")
-    assert render_prices.side_by_side([("Other, Linux c", None, "no measured prices")]) == []
+    assert render_prices.side_by_side([("Other, Linux c", None, "no measured prices"), ("EPYC", refused, "")]) == []

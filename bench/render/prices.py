@@ -63,9 +63,10 @@ def side_by_side(machines: list[tuple[str, Composition | None, str]]) -> list:
     """Each machine's estimate from measured parts in one table, machines as columns (oldest first; issue 26
     item 5): its prices with their 95% CIs, every C mechanism measured and composed with its error,
     process_vm_exec composed, the speed-up over PTRACE_SYSEMU and whether it is judged.  machines: (its name,
-    its composition or None, why there is none).  A machine with no estimate says why below the table."""
-    shown = [(name, c) for name, c, _ in machines if c is not None and not c.refused]
-    if not shown:
+    its composition, or its diagnosis where the prices were refused, or None, why there is none).  A diagnosis
+    is a column marked as one, with no figure for process_vm_exec; a machine with nothing says why below."""
+    shown = [(name, c) for name, c, _ in machines if c is not None]
+    if not any(not c.refused for _, c in shown):
         return []
     cell = lambda v, lo, hi: f"{_fmt(v)} ({_fmt(lo)}–{_fmt(hi)})"      # noqa: E731
     rows = [[f"{k} (ns)", *(cell(c.prices[k], *c.prices_ci[k]) if k in c.prices else "not run" for _, c in shown)]
@@ -74,22 +75,26 @@ def side_by_side(machines: list[tuple[str, Composition | None, str]]) -> list:
     rows += [[f"`{m}`: measured / composed ns", *(f"{_fmt(c.measured[m])} / {_fmt(c.composed[m])} "
                                                   f"({100 * c.errors[m]:+.1f}%)" if m in c.measured else "not run"
                                                   for _, c in shown)] for m in mechanisms]
-    rows += [["`process-vm-exec`: composed ns", *(cell(c.candidate_ns, *c.candidate_range) for _, c in shown)],
-             ["speed-up over PTRACE_SYSEMU", *(f"{c.speedup:.2f}x ({c.speedup_range[0]:.2f}–{c.speedup_range[1]:.2f})"
+    rows += [["`process-vm-exec`: composed ns", *("none (a diagnosis)" if c.refused else
+                                                   cell(c.candidate_ns, *c.candidate_range) for _, c in shown)],
+             ["speed-up over PTRACE_SYSEMU", *("none (a diagnosis)" if c.refused else
+                                              f"{c.speedup:.2f}x ({c.speedup_range[0]:.2f}–{c.speedup_range[1]:.2f})"
                                               for _, c in shown)]]
     judged = []
     for _, c in shown:
         worst = max(c.errors, key=lambda m: abs(c.errors[m]))
-        ok = abs(c.errors[worst]) <= verdict.COMPOSED_MAX_ERROR
+        ok = abs(c.errors[worst]) <= verdict.COMPOSED_MAX_ERROR and not c.refused
         judged.append(f"{'judged' if ok else 'not judged'} (worst: {worst} {100 * c.errors[worst]:+.1f}%)")
     rows.append([f"every C mechanism within ±{100 * verdict.COMPOSED_MAX_ERROR:g}%?", *judged])
-    missing = [f"{name}: {why or 'the prices were refused'}" for name, c, why in machines
-               if c is None or c.refused]
+    header = ["", *(f"{name} (refused, a diagnosis: {c.refused})" if c.refused else name for name, c in shown)]
+    missing = [f"{name}: {why}" for name, c, why in machines if c is None]
     return [("p", "The estimate from measured parts on every machine among the inputs, each composed from its "
                   "own host run, its own prices and the anatomy of its own twin, by the same model and rules "
                   "(prices in ns with their 95% CIs, the rounds resampled; process_vm_exec's interval also covers "
-                  "the composition's worst errors; the speed-up's, PTRACE_SYSEMU's 95% CI):"),
-            ("table", ["", *(name for name, _ in shown)], rows),
+                  "the composition's worst errors; the speed-up's, PTRACE_SYSEMU's 95% CI). Where a machine's "
+                  "prices were not admissible its column is a diagnosis, composed all the same to show where the "
+                  "price model fails there, and nothing in it is judged:"),
+            ("table", header, rows),
             *([("p", "No estimate on " + "; on ".join(missing) + ".")] if missing else [])]
 
 

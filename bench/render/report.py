@@ -270,22 +270,23 @@ def _composed_blocks(i: Inputs) -> list:
 
 
 def _events_blocks(i: Inputs) -> list:
-    """Host and twin, event by event (issue 26): the newest `bench events` counts of the machine the estimate
-    was composed for, and of its twin booted there, from anatomy/events/ beside the inputs."""
+    """Host and twin, event by event (issue 26): the newest `bench events` counts of the newest machine among
+    the inputs (the headline's), and of its twin booted there, from anatomy/events/ beside the inputs."""
     from bench.anatomy.composed import machine_of
     from bench.measure import events as measured
     from bench.render import events as render_events
 
     hosts = [p for p in i.suites if results.classify(results.read_json(p)) == "host"]
-    if i.composed is None or not hosts:
+    if not hosts:
         return []
-    where, machine = anatomy_dir(i.paths) / "events", machine_of(hosts[-1])
+    newest = max(hosts, key=lambda p: results.recorded_start(results.read_json(p)))
+    where, machine = anatomy_dir(i.paths) / "events", machine_of(newest)
     host, twin = (measured.newest([where], role, machine) for role in ("host", "twin"))
     if host is None:
         return []
     docs = [json.loads(p.read_text()) for p in (host, twin) if p is not None]
     named = " and ".join(f"`{_relative(p)}`" for p in (host, twin) if p is not None)
-    return [("p", f"Kernel events per intercepted call on the host the estimate was composed for"
+    return [("p", f"Kernel events per intercepted call on the newest machine's host"
                   f"{' and in its twin' if twin else ''} (`bench events`{', `--kernel-variant twin`' if twin else ''}:"
                   f" {named}): a mechanism whose counts differ between the two is named below the table."),
             *render_events.blocks(*docs)]
@@ -339,7 +340,8 @@ def _findings(df: pd.DataFrame, paths: list[pathlib.Path]):
         return f, suites, model, no_model, None, "", ()
     newest = list(machines.values())[-1]
     f = verdict.findings(df, machines=machines)
-    side = tuple((f"{cpu}, Linux {kernel}", e.composed, e.no_composed) for (cpu, kernel), e in machines.items())
+    side = tuple((f"{cpu}, Linux {kernel}", e.composed or e.diagnosis, e.no_composed)
+                 for (cpu, kernel), e in machines.items())
     return f, suites, newest.model, newest.no_model, newest.composed, newest.no_composed, side
 
 
