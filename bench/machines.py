@@ -18,16 +18,20 @@ def host_run_ids(df: pd.DataFrame, key: tuple[str, str]) -> set[str]:
     return {str(r["run_id"]) for _, r in host.drop_duplicates("run_id").iterrows() if machine_key(r) == key}
 
 
-def guest_run_ids(df: pd.DataFrame, key: tuple[str, str]) -> set[str]:
+def made_on(df: pd.DataFrame, key: tuple[str, str]) -> set[str]:
     """The run ids of the guest runs made on the machine key (the host CPU model and kernel a guest run records
-    of the machine under it); where none was, every guest run's.  A twin's path lengths are its host's own (it
-    is made from that host's configuration and boots as its CPU), so a machine is judged with its own guest runs
-    first; a guest on the benchmark kernel counts the same instructions whatever machine is under it."""
+    of the machine under it)."""
     guests = df[df["vm"].astype(bool)].drop_duplicates("run_id")
-    every = {str(r["run_id"]) for _, r in guests.iterrows()}
-    mine = {str(r["run_id"]) for _, r in guests.iterrows()
+    return {str(r["run_id"]) for _, r in guests.iterrows()
             if (str(r.get("vmexec_host_cpu_model") or ""), str(r.get("vmexec_host_kernel") or "")) == key}
-    return mine or every
+
+
+def guest_run_ids(df: pd.DataFrame, key: tuple[str, str]) -> set[str]:
+    """The guest runs the machine key is judged with: those made on it (made_on); where none was, every one.
+    A twin's path lengths are its host's own (it is made from that host's configuration and boots as its CPU),
+    so a machine is judged with its own guest runs first; a guest on the benchmark kernel counts the same
+    instructions whatever machine is under it."""
+    return made_on(df, key) or {str(r) for r in df[df["vm"].astype(bool)]["run_id"].unique()}
 
 
 def run_ids(df: pd.DataFrame, key: tuple[str, str]) -> set[str]:

@@ -19,7 +19,7 @@ import pandas as pd
 
 # The estimates and their thresholds are part of the verdict's vocabulary (verdict.ModelPrediction, ...).
 from bench.estimates import COMPOSED_MAX_ERROR, MODEL_MAX_LOO_ERROR, ComposedPrediction, ModelPrediction
-from bench.machines import run_ids, view
+from bench.machines import made_on, run_ids, view
 from bench.measure import accelerators
 from bench.measure.accelerators import CLOCKS, HARDWARE_CLOCKS
 from bench.stats import (CANDIDATE, IN_PROCESS, SYSEMU, all_ratios, backend_table, host_vs_guest, pin_order, ratios,
@@ -394,8 +394,9 @@ class Findings:
     claim: pd.DataFrame         # ratios(CANDIDATE): process_vm_exec against PTRACE_SYSEMU, per run and pinning
     host_guest: pd.DataFrame    # host_vs_guest()
     headline: Headline
-    #: each claim row judged on its own (assess() without the model or the composed estimate,
-    #: which apply to the headline's pairing), in claim's row order
+    #: each claim row judged on its own (assess() without the model or the composed estimate, which apply to a
+    #: headline's pairing; a guest run made on one of several machines with that machine's host runs and, for
+    #: its headline's pairing, that headline's assessment), in claim's row order
     assessments: tuple[Assessment, ...] = ()
     #: each host machine's headline (its host runs with its guest runs (bench.machines.run_ids), its own estimates), oldest first:
     #: ((CPU model, kernel), Headline, kernel configuration hash or "")
@@ -411,16 +412,26 @@ def findings(df: pd.DataFrame, model: ModelPrediction | None = None,
     on its own host runs, and the headline is the newest machine's (model and composed are then unused)."""
     summary, every, claim = summarize(df), all_ratios(df), ratios(df, CANDIDATE)
     hg = host_vs_guest(df, r=every)
-    judged = []
+    judged, own = [], {}       # own: a guest run made on one machine -> (that machine's view, host_vs_guest)
     for key, est in (machines or {}).items():
         runs = run_ids(df, key)
         mdf, mclaim = view(df, runs), view(claim, runs)
-        h = headline(mdf, mclaim, host_vs_guest(mdf, r=view(every, runs)), est.model_prediction, est.no_model,
-                     est.composed_prediction, est.no_composed)
+        mhg = host_vs_guest(mdf, r=view(every, runs))
+        h = headline(mdf, mclaim, mhg, est.model_prediction, est.no_model, est.composed_prediction, est.no_composed)
         judged.append((key, h, est.config))
+        own.update({r: (mdf, mhg, h) for r in made_on(df, key)})
     top = judged[-1][1] if judged else headline(df, claim, hg, model, no_model, composed, no_composed)
+
+    def judge_row(row) -> Assessment:
+        """A guest run made on one machine of several is judged with that machine's host runs (its own
+        headline's assessment where it is that headline's pairing); any other row with every run."""
+        mdf, mhg, h = own.get(str(row["run_id"]), (df, hg, None))
+        if h is not None and h.row is not None and h.assessment is not None and \
+                (h.row["run_id"], h.row["pin"]) == (row["run_id"], row["pin"]):
+            return h.assessment
+        return assess(mdf, row, mhg)
     return Findings(df, summary, backend_table(df, summary), every, claim, hg, top,
-                    tuple(assess(df, row, hg) for _, row in claim.iterrows()), tuple(judged))
+                    tuple(judge_row(row) for _, row in claim.iterrows()), tuple(judged))
 
 
 def machine_line(key: tuple[str, str], h: Headline, config: str = "") -> str:

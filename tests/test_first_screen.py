@@ -193,7 +193,8 @@ def test_each_machine_is_judged_with_the_guest_runs_made_on_it(tmp_path):
     from test_analysis import EXACT_GUEST, EXACT_HOST
 
     xeon = _other_machine(write_suite(tmp_path / "xeon.json", EXACT_HOST, sigma=1e-5), "Intel Xeon", "6.18-a")
-    epyc = _other_machine(write_suite(tmp_path / "epyc.json", EXACT_HOST, sigma=1e-5), "AMD EPYC", "6.18-b")
+    epyc = _other_machine(write_suite(tmp_path / "epyc.json", {**EXACT_HOST, "ptrace-sysemu:pin=same": 30_000.0},
+                                      sigma=1e-5), "AMD EPYC", "6.18-b")
     on_xeon = _made_on(write_suite(tmp_path / "g1.json", EXACT_GUEST, vm=True, sigma=1e-5, started="2026-12-01T00:00"),
                        "Intel Xeon", "6.18-a", "6.12.57-twin-xeon")
     on_epyc = _made_on(write_suite(tmp_path / "g2.json", {**EXACT_GUEST, "ptrace-sysemu:pin=same": 20_000.0},
@@ -205,6 +206,13 @@ def test_each_machine_is_judged_with_the_guest_runs_made_on_it(tmp_path):
     first, second = (m[1] for m in f.machines)
     assert first.row["kernel"] == "6.12.57-twin-xeon" and second.row["kernel"] == "6.12.57-twin-epyc"
     assert first.row["speedup"] * 2 == pytest.approx(second.row["speedup"], rel=1e-3)
+    # each guest run's own row (the run-by-run table, the key plot's bands) is judged as its machine's headline
+    rows = {row["run_id"]: a for (_, row), a in zip(f.claim.iterrows(), f.assessments)}
+    same = lambda a, b: (a.low, a.high, a.interval, a.judgement) == (b.low, b.high, b.interval, b.judgement)  # noqa: E731
+    assert same(rows[first.row["run_id"]], first.assessment) and same(rows[second.row["run_id"]], second.assessment)
+    bands = plots.judged_intervals(f)
+    assert (bands[(first.row["run_id"], "same")].low, bands[(second.row["run_id"], "same")].low) == \
+        (first.assessment.low, second.assessment.low)
     # a machine no guest run was made on is judged with every guest run (the newest first), as before
     f = verdict.findings(stats.load([xeon, on_epyc]), machines={("Intel Xeon", "6.18-a"): none})
     assert f.machines[0][1].row["kernel"] == "6.12.57-twin-epyc"
