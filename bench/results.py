@@ -279,24 +279,41 @@ def recorded_start(data: dict) -> str:
 
 
 def newest(where: pathlib.Path | None = None) -> list[pathlib.Path]:
-    """The newest host run, guest run and RFC replica in the results directory, by recorded start."""
+    """The newest host run, guest run and RFC replica in the results directory, by recorded start (the guest
+    run: the newest made on the newest host run's machine, where one was)."""
     where = directory(where)
     return newest_among(sorted(p for p in where.glob("*.json") if p.is_file()), where)
 
 
+def _machine(data: dict, keys: tuple[str, str]) -> tuple[str, str]:
+    """Two metadata values of a pyperf suite (the suite's common metadata, else its first benchmark's)."""
+    meta = {**(next(iter(_benchmarks(data)), {}) or {}).get("metadata", {}), **(data.get("metadata") or {})}
+    return str(meta.get(keys[0]) or ""), str(meta.get(keys[1]) or "")
+
+
 def newest_among(paths, where: pathlib.Path) -> list[pathlib.Path]:
-    """newest() among the given files only (where: the directory named if there are none)."""
+    """newest() among the given files only (where: the directory named if there are none).  Results of two
+    machines may lie side by side: the guest run taken is the newest made on the host run's machine (its
+    recorded host CPU model and kernel), where any was, so that the two are never of different machines."""
     found: dict[str, tuple[tuple[str, str], pathlib.Path]] = {}
+    guests = []
     for path in paths:
         try:
             data = read_json(path)
         except UsageError:
             continue        # not a result: the directory may hold other files
         kind, when = classify(data), (recorded_start(data), path.name)
+        if kind == "guest":
+            guests.append((when, path, _machine(data, ("vmexec_host_cpu_model", "vmexec_host_kernel"))))
         if kind not in found or when > found[kind][0]:
             found[kind] = (when, path)
     if not {"host", "guest"} & found.keys():
         raise UsageError(f"no results in {where}: run `python -m bench run` first, or name the files")
+    if "host" in found:
+        machine = _machine(read_json(found["host"][1]), ("vmexec_cpu_model", "vmexec_kernel"))
+        same = [(when, path) for when, path, m in guests if m == machine]
+        if same:
+            found["guest"] = max(same)
     return [found[k][1] for k in KINDS if k in found]
 
 

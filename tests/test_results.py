@@ -92,3 +92,26 @@ def test_one_variable_names_the_results_directory_or_the_files(monkeypatch, tmp_
     assert results.directory() == tmp_path / "old"
     monkeypatch.setenv("VMEXEC_RESULTS", str(tmp_path / "new"))
     assert results.directory() == tmp_path / "new"                      # the one name wins
+
+
+def test_the_newest_guest_run_taken_is_one_made_on_the_newest_host_runs_machine(tmp_path):
+    """Two machines' results side by side: newest() pairs the host run with the newest guest run made on its
+    machine (as a guest run records the host under it), never with another machine's newer one; where no guest
+    run records its host, the newest guest run, as before."""
+    import json as _json
+
+    from data.synthetic import GUEST, HOST, write_suite
+
+    def made_on(path, cpu, kernel):
+        data = _json.loads(path.read_text())
+        data["metadata"].update({"vmexec_host_cpu_model": cpu, "vmexec_host_kernel": kernel})
+        path.write_text(_json.dumps(data))
+        return path
+
+    host = write_suite(tmp_path / "host.json", HOST, started="2026-12-07T03:00:00")
+    plain = write_suite(tmp_path / "plain.json", GUEST, vm=True, started="2026-12-07T03:30:00")
+    assert results.newest(tmp_path) == [host, plain]
+    mine = made_on(write_suite(tmp_path / "mine.json", GUEST, vm=True, started="2026-12-07T03:10:00"),
+                   "Synthetic CPU @ 3.0GHz", "6.1.0-host")
+    made_on(write_suite(tmp_path / "other.json", GUEST, vm=True, started="2026-12-07T07:45:00"), "AMD EPYC", "6.18-b")
+    assert results.newest(tmp_path) == [host, mine]
