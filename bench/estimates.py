@@ -153,8 +153,11 @@ def per_machine(suites, anatomy_directory: Path) -> dict[tuple[str, str], Estima
     for key in order:
         paths = machines[key]
         model, no_model = fitted_model(paths, anatomy_directory)
-        composed, no_composed = composed_model(paths, anatomy_directory) if anatomy_directory.is_dir() else (None, "")
-        diagnosis = (composed_model(paths, anatomy_directory, diagnose=True)[0]
-                     if composed is None and "not admissible" in no_composed else None)
+        # composed once, as a diagnosis where the prices are not admissible (then no estimate, and why)
+        composed, no_composed = (composed_model(paths, anatomy_directory, diagnose=True)
+                                 if anatomy_directory.is_dir() else (None, ""))
+        diagnosis = composed if composed is not None and composed.refused else None
+        if diagnosis is not None:
+            composed, no_composed = None, diagnosis.refused
         out[key] = Estimates(model, no_model, composed, no_composed, config, diagnosis)
     return out
