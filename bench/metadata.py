@@ -33,6 +33,8 @@ METADATA = {
     "vmexec_accelerator": "bare-metal, virtualized (hypervisor) or tcg as seen from inside; in the project's "
                           "guest, the accelerator `bench vm run` started it with: kvm or tcg",
     "vmexec_clocksource": "the kernel's clock source (/sys/devices/system/clocksource)",
+    "vmexec_memory_cgroup": "the memory cgroup the run was charged to: root, child (cgroup v1) or child "
+                            "(cgroup v2); a child's kernel charges every accounted allocation (issue 26)",
     "vmexec_mitigations": "JSON: /sys/devices/system/cpu/vulnerabilities, file by file",
     "vmexec_commit": "git describe of the harness that measured",
     "vmexec_compiler": "the compiler that built the C driver (its loops and tracers)",

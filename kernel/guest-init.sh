@@ -22,6 +22,18 @@ mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mkdir -p "$vmexec_out" 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out "$vmexec_out"
 
+# A twin runs its workload in a child memory cgroup where the host runs in one (vmexec_memcg=v1|v2,
+# bench.measure.environment.memory_cgroup_arg): the kernel then charges every accounted allocation, as the
+# host's does; in the root cgroup it skips the charge.
+case "${vmexec_memcg:-}" in
+v1) mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/memory &&
+    mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory && mkdir /sys/fs/cgroup/memory/vmexec &&
+    echo $$ >/sys/fs/cgroup/memory/vmexec/cgroup.procs || echo "vmexec: no child memory cgroup (v1)" >&2 ;;
+v2) mount -t cgroup2 cgroup2 /sys/fs/cgroup && echo +memory >/sys/fs/cgroup/cgroup.subtree_control &&
+    mkdir /sys/fs/cgroup/vmexec && echo $$ >/sys/fs/cgroup/vmexec/cgroup.procs ||
+    echo "vmexec: no child memory cgroup (v2)" >&2 ;;
+esac
+
 echo "VMEXEC-BEGIN $vmexec_nonce"
 sh "$vmexec_out/.vmexec-command-$vmexec_nonce.sh" </dev/null
 status=$?

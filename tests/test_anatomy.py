@@ -394,3 +394,12 @@ def test_no_committed_twin_count_carries_work_its_loop_did_not_cause(directory):
     for csv in sorted(directory.glob("functions-*.csv")):
         functions = {line.split(",", 1)[0] for line in csv.read_text().splitlines()[1:]}
         assert not functions & set(UNCAUSED), (csv.name, functions & set(UNCAUSED))
+
+
+@pytest.mark.parametrize("directory", TWIN_COUNTS, ids=lambda d: "/".join(d.parts[-2:]))
+def test_a_committed_twin_that_says_where_its_loops_were_charged_was_charged_where_its_host_is(directory):
+    """kernel/guest-init.sh put the loops in a child memory cgroup where the host runs in one: the guest's own
+    /proc/self/cgroup says so (a twin counted before that recorded nothing, and was counted in the root)."""
+    facts = json.loads((directory / "raw" / "guest.json").read_text())
+    if "memory_cgroup" in facts:
+        assert facts["memory_cgroup"] == facts["host_memory_cgroup"] != ""

@@ -102,11 +102,11 @@ def test_the_twin_calls_through_retpolines_exactly_when_the_host_does(state, arg
     if state:
         (host / "spectre_v2").write_text(state + "\n")
     monkeypatch.setattr(environment, "VULNERABILITIES", host)
-    assert kernel.get_variant("twin").boot_args_for("tcg") == args
+    assert kernel.get_variant("twin").boot_args_for("tcg") == (*args, *environment.memory_cgroup_arg())
     assert kernel.get_variant("twin").boot_args_for("kvm") == ()      # under KVM the guest sees the host's CPU
     assert kernel.get_variant("bench").boot_args_for("tcg") == ()
     monkeypatch.setattr(environment, "VULNERABILITIES", tmp_path / "absent")
-    assert kernel.get_variant("twin").boot_args_for("tcg") == ()
+    assert kernel.get_variant("twin").boot_args_for("tcg") == environment.memory_cgroup_arg()
 
 
 #: Two hosts these machines have been, as their kernels (6.18) report them.
@@ -183,3 +183,21 @@ def test_a_kernel_booted_as_the_host_returns_through_the_hosts_thunk(cpuinfo, ho
     twin = _booted_lines(kernel.host_cpu_identity(environment.cpu_identity(cpuinfo)), args, tmp_path)
     assert kernel.return_thunk(twin) == kernel.return_thunk(host) != ""
     assert kernel.uses_retpolines(twin["spectre_v2"]) and not twin["meltdown"].startswith("Mitigation")
+
+
+@pytest.mark.parametrize("proc, controllers, placement, arg", [
+    ("4:memory:/process_api/aa1c\n3:cpuset:/\n0::/\n", "", "child (cgroup v1)", ("vmexec_memcg=v1",)),
+    ("4:memory:/\n0::/\n", "", "root", ()),
+    ("0::/user.slice/session-1.scope\n", "cpuset cpu io memory pids", "child (cgroup v2)", ("vmexec_memcg=v2",)),
+    ("0::/\n", "cpuset cpu io memory pids", "root", ()),
+    ("0::/user.slice\n", "cpu pids", "", ()),           # no memory controller: nothing is charged
+    ("", "", "", ()),                                   # a kernel without cgroups
+])
+def test_the_twin_runs_its_loops_in_the_memory_cgroup_the_host_runs_its_in(proc, controllers, placement, arg):
+    """Where the host is charged (its /proc/self/cgroup) decides where kernel/guest-init.sh puts the twin's
+    workload: a child cgroup of the same version, or the root."""
+    from bench.measure.environment import memory_cgroup, memory_cgroup_arg
+    assert memory_cgroup(proc, controllers) == placement
+    assert memory_cgroup_arg(placement) == arg
+    init = (environment.REPO / "kernel" / "guest-init.sh").read_text()
+    assert all(f"{a.split('=')[1]})" in init for a in arg)       # guest-init.sh has the case for it

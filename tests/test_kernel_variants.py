@@ -1,6 +1,6 @@
 """The kernel build variants are one table (bench.measure.kernel.VARIANTS), and the host-specific
 mitigation arguments are data that says where they came from (kernel/mitigations.json)."""
-from bench.measure import kernel
+from bench.measure import environment, kernel
 
 
 def test_every_variant_is_one_row_with_its_fragments_on_disk():
@@ -28,6 +28,6 @@ def test_the_mitigation_arguments_record_the_host_they_were_read_on():
     assert kernel.boot_args("mitigations", "tcg") == kernel.BOOT_ARGS["mitigations"] == m.tcg_args
     assert kernel.boot_args("mitigations", "kvm") == m.kvm_args
     # the twin's are the running host's own indirect calls (tests/test_kernel_twin.py), where it says any
-    twin = (*kernel.host_indirect_branch_args(), *kernel.host_unaffected_args())
+    twin = (*kernel.host_indirect_branch_args(), *kernel.host_unaffected_args(), *environment.memory_cgroup_arg())
     assert dict(kernel.BOOT_ARGS) == {"debug": ("acpi=off",), "mitigations": m.tcg_args, "kvm": m.tcg_args,
                                       **({"twin": twin} if twin else {})}

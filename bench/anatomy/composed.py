@@ -43,6 +43,7 @@ from bench import stats
 from bench.anatomy.counts import CLASSES, MODEL_VARIANT, twin_directory, variant_directory
 from bench.anatomy.model import host_ns_per_syscall
 from bench.errors import BenchError, UsageError
+from bench.measure.environment import MEMORY_CGROUP_ROOT
 from bench.measure.prices import DIRECTORY, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label, load_record
 
 #: The prices, the unknowns of the fit, with their meaning.
@@ -437,12 +438,23 @@ def _not_its_twin(host_meta, anatomy_dirs) -> str:
     host_meta: the host run's metadata (a stats.load() row)."""
     host = host_meta.get("vmexec_kernel_config")
     host = host if isinstance(host, str) else ""
+    charged = host_meta.get("vmexec_memory_cgroup")
+    charged = charged if isinstance(charged, str) else ""
     for d in anatomy_dirs:
         guest = Path(d) / "raw" / "guest.json"
         try:
-            origin = str(json.loads(guest.read_text()).get("host_config_sha256", "")) if guest.exists() else ""
+            facts = json.loads(guest.read_text()) if guest.exists() else {}
         except (OSError, ValueError):
-            origin = ""
+            facts = {}
+        facts = facts if isinstance(facts, dict) else {}
+        origin = str(facts.get("host_config_sha256", ""))
+        counted_in = str(facts.get("memory_cgroup", "")) if "memory_cgroup" in facts else None
+        # A twin counted before it recorded its memory cgroup (None) was counted in the root.
+        if host and origin and charged and charged != (counted_in or MEMORY_CGROUP_ROOT):
+            return (f"the host run was charged to a {charged} memory cgroup, the twin counted in {d} to "
+                    f"{counted_in or 'the root (it recorded none)'}: its allocations' charging is not counted as "
+                    f"the host runs it; recount the twin (`bench anatomy` and `bench prices-anatomy` with "
+                    f"--kernel-variant twin)")
         if host and origin and not origin.startswith(host):
             return (f"the twin counted in {d} was made from kernel configuration {origin[:16]}, the host run's "
                     f"kernel has {host[:16]}: count the twin of this host (`bench kernel build --kernel-variant "

@@ -19,7 +19,7 @@ from bench.anatomy.counts import VULNERABILITIES
 from bench.anatomy.plugin import build_plugin, installed_qemu_source_version
 from bench.errors import BenchError, UsageError
 from bench.measure import kernel, vm
-from bench.measure.environment import mitigations
+from bench.measure.environment import memory_cgroup, mitigations
 from tracers.driver import VMEXEC, DriverBackend, driver_backends
 
 DEFAULT_SYSCALLS = 20000
@@ -50,6 +50,8 @@ def backend_commands(backends: list[str], syscalls: int, in_process: dict[str, b
 #: once a minute (the twin has conntrack built in, as the host does): counted, it added about 100 instructions
 #: per call to one mechanism and 700 per iteration to one part.  The TSC's refined calibration also runs then.
 SETTLE_UPTIME_S = 5
+#: The guest's /proc/self/cgroup and cgroup2 root controllers, in the share: where its loops were charged.
+CGROUP, CGROUP_CONTROLLERS = "cgroup.txt", "cgroup-controllers.txt"
 
 
 def _guest_script(share: Path, commands: list[tuple[str, list[str]]]) -> str:
@@ -61,7 +63,10 @@ def _guest_script(share: Path, commands: list[tuple[str, list[str]]]) -> str:
              # The speculation mitigations this guest kernel runs, as it reports them.
              "for f in /sys/devices/system/cpu/vulnerabilities/*; do "
              "printf '%s\\t%s\\n' \"${f##*/}\" \"$(cat \"$f\")\"; done "
-             f"> {shlex.quote(str(share / VULNERABILITIES))}"]
+             f"> {shlex.quote(str(share / VULNERABILITIES))}",
+             # The memory cgroup the loops are charged to, as the guest's kernel says (memory_cgroup()).
+             f"cat /proc/self/cgroup > {shlex.quote(str(share / CGROUP))} 2>/dev/null; "
+             f"cat /sys/fs/cgroup/cgroup.controllers > {shlex.quote(str(share / CGROUP_CONTROLLERS))} 2>/dev/null"]
     for b, argv in commands:
         cmd = shlex.join(argv)
         lines.append(f"out=$({cmd}); status=$?; "
@@ -120,11 +125,15 @@ def run_guest(backends: list[str], syscalls: int, raw: Path, log=print, variant:
             else:   # kept compressed: a committed run stays small
                 with (share / name).open("rb") as src, gzip.open(raw / f"{name}.gz", "wb") as dst:
                     shutil.copyfileobj(src, dst)
+        charged = memory_cgroup(*((share / n).read_text() if (share / n).exists() else ""
+                                  for n in (CGROUP, CGROUP_CONTROLLERS)))
     (raw / "guest.json").write_text(json.dumps({"guest_kernel": kb.release, "kernel_variant": variant,
                                                 "config_sha256": kb.config_sha256,
                                                 **({"host_config_sha256": kb.host_config_sha256}
                                                    if kb.host_config_sha256 else {}),
                                                 "kernel_args": list(kernel_args), "syscalls": syscalls,
+                                                # where the loops were charged, and where the host's are
+                                                "memory_cgroup": charged, "host_memory_cgroup": memory_cgroup(),
                                                 # what the twin's kernel args and -cpu were taken from
                                                 "host_vulnerabilities": mitigations(),
                                                 "backends": backends, "pin": f"same CPU ({PIN_CPU})",

@@ -60,6 +60,41 @@ def mitigations() -> dict[str, str]:
     return {p.name: _read(p) for p in sorted(VULNERABILITIES.iterdir())}
 
 
+#: Where a process's memory is charged (memory_cgroup()): a child cgroup, whose kernel charges every
+#: accounted allocation (struct file, sigqueue, ...) to it, or the root, whose charges are skipped (issue 26:
+#: the AMD host's files part ran ~300 ns slower in its child memory cgroup than in the root).
+MEMORY_CGROUP_ROOT = "root"
+
+
+def memory_cgroup(proc_cgroup: str | None = None, v2_controllers: str | None = None) -> str:
+    """The memory cgroup this process is in: "root", "child (cgroup v1)", "child (cgroup v2)", or "" where no
+    memory controller is mounted.  proc_cgroup: /proc/self/cgroup's text; v2_controllers: the cgroup2 root's
+    cgroup.controllers (defaults: this process's)."""
+    text = _read("/proc/self/cgroup") if proc_cgroup is None else proc_cgroup
+    unified = ""
+    for line in text.splitlines():
+        ident, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if "memory" in controllers.split(","):
+            return MEMORY_CGROUP_ROOT if path.strip() == "/" else "child (cgroup v1)"
+        if ident == "0" and controllers == "":
+            unified = path.strip()
+    if unified:
+        if v2_controllers is None:
+            v2_controllers = _read("/sys/fs/cgroup/cgroup.controllers")
+        if "memory" in v2_controllers.split():
+            return MEMORY_CGROUP_ROOT if unified == "/" else "child (cgroup v2)"
+    return ""
+
+
+def memory_cgroup_arg(placement: str | None = None) -> tuple[str, ...]:
+    """The twin guest's kernel argument that has kernel/guest-init.sh run the workload where the host runs it:
+    vmexec_memcg=v1 or v2 in a child memory cgroup of that version, none in the root (placement: memory_cgroup()'s)."""
+    placement = memory_cgroup() if placement is None else placement
+    version = {"child (cgroup v1)": "v1", "child (cgroup v2)": "v2"}.get(placement)
+    return (f"vmexec_memcg={version}",) if version else ()
+
+
 #: The file `bench vm` leaves in the guest's writable share (the kernel command line's vmexec_out) with
 #: what only the host knows: how it started the guest.  Read from the guest's own boot, never from an
 #: option: no label can make a run claim a guest.
@@ -154,5 +189,6 @@ def run_metadata() -> dict[str, str | int]:
         "vmexec_commit": git_commit(),
         "vmexec_compiler": compiler(),
         "vmexec_clocksource": clocksource(),
+        **({"vmexec_memory_cgroup": memory_cgroup()} if memory_cgroup() else {}),
         **where_facts(),
     }

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from bench.errors import BenchError, UsageError
-from bench.measure.environment import cpu_model
+from bench.measure.environment import cpu_model, memory_cgroup
 from bench.measure.prices import PART_ROWS
 
 #: column -> (tracepoint, what it counts for our processes).
@@ -374,4 +374,4 @@ def _load() -> str:
 def machine(extra: dict | None = None) -> dict:
     """What the counts were taken on: recorded with them."""
     return {"hostname": socket.gethostname(), "kernel": platform.release(), "cpu_model": cpu_model(),
-            "cpus": os.cpu_count(), **(extra or {})}
+            "cpus": os.cpu_count(), "memory_cgroup": memory_cgroup(), **(extra or {})}

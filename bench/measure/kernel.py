@@ -67,10 +67,10 @@ class Variant:
 
     def boot_args_for(self, accel: str) -> tuple[str, ...]:
         if self.base == "host" and accel == "tcg":
-            from bench.measure.environment import mitigations
+            from bench.measure.environment import memory_cgroup_arg, mitigations
             lines = mitigations()       # the host's vulnerability lines, read once for both
             return (*self.boot_args, *host_indirect_branch_args(lines.get("spectre_v2", "")),
-                    *host_unaffected_args(lines))
+                    *host_unaffected_args(lines), *memory_cgroup_arg())
         if self.mitigations is None:
             return self.boot_args
         m = load_mitigations(self.mitigations)

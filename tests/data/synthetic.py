@@ -28,11 +28,11 @@ def write_suite(path: pathlib.Path, medians_ns: dict[str, float], *, vm: bool = 
                 accelerator: str = "tcg", timing: str = "icount", kernel: str = "6.12.57-vmexec",
                 sigma: float = 0.05, between: float = 0.0, workers: int = 20, values: int = 3, seed: int = 1,
                 started: str | None = None, unavailable: dict | None = None,
-                failed: dict | None = None) -> pathlib.Path:
+                failed: dict | None = None, metadata: dict | None = None) -> pathlib.Path:
     """A pyperf suite like `bench run` (or `bench vm run` with vm=True) writes, one benchmark per case.
 
     sigma is the spread of values within a worker, between the spread of the
-    workers' own medians; started (ISO 8601) is pyperf's date of every run.
+    workers' own medians; started (ISO 8601) is pyperf's date of every run; metadata: more of it (vmexec_*).
     """
     rng = np.random.default_rng(seed)
     run_meta = {
@@ -48,6 +48,7 @@ def write_suite(path: pathlib.Path, medians_ns: dict[str, float], *, vm: bool = 
     }
     if not vm:      # bench run hashes the running kernel's configuration (a twin is made from it)
         run_meta["vmexec_kernel_config"] = "5e7a11c0ffee0123"
+    run_meta.update(metadata or {})
     if started:
         run_meta.update({"date": started, "duration": 1.0})
     benchmarks = []
