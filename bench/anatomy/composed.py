@@ -137,11 +137,19 @@ class Fit:
     prices: dict[str, float]
     residuals: dict[str, float]         # fitted part -> fitted / measured - 1
     unrun: frozenset = frozenset()      # prices no fitted part runs (0 here): no unknowns, no prices
+    direct: frozenset = frozenset()     # prices measured by parts of their own (PRICE_ROWS' "direct"), not fitted
+
+
+def direct_price(row: dict, medians: dict[str, float]) -> float | None:
+    """A price measured by a part of its own less its twin (PRICE_ROWS' "direct"), or None where the record has
+    not both (it is then fitted, as before the record had them)."""
+    pair = row.get("direct")
+    return medians[pair[0]] - medians[pair[1]] if pair and all(p in medians for p in pair) else None
 
 
 def fit(parts: dict[str, Path_], medians: dict[str, float], labels) -> Fit:
     """Non-negative least squares of the parts' host ns per iteration (medians) on their counts, on relative
-    residuals (each part weighs the same)."""
+    residuals (each part weighs the same), the prices measured directly held at their measured values."""
     A = np.array([counts(parts[p], parts) for p in labels])
     y = np.array([medians[p] for p in labels])
     if not np.all(np.isfinite(y)) or np.any(y <= 0):
@@ -150,9 +158,16 @@ def fit(parts: dict[str, Path_], medians: dict[str, float], labels) -> Fit:
     # nothing measured it.
     run = np.any(A != 0, axis=0)
     x = np.zeros(A.shape[1])
-    x[run] = nnls((A / y[:, None])[:, run], np.ones(len(y)))[0]
+    known = np.zeros(A.shape[1], dtype=bool)
+    for i, row in enumerate(PRICE_ROWS):
+        measured = direct_price(row, medians) if run[i] else None
+        if measured is not None:
+            x[i], known[i] = measured, True
+    free = run & ~known
+    x[free] = nnls((A / y[:, None])[:, free], 1 - (A[:, known] @ x[known]) / y)[0]
     return Fit(dict(zip(PRICES, map(float, x))), {p: float(A[i] @ x / y[i] - 1) for i, p in enumerate(labels)},
-               frozenset(k for k, r in zip(PRICES, run) if not r))
+               frozenset(k for k, r in zip(PRICES, run) if not r),
+               frozenset(k for k, d in zip(PRICES, known) if d))
 
 
 def admissible(f: Fit, ci: dict[str, tuple[float, float]]) -> str | None:
@@ -163,6 +178,8 @@ def admissible(f: Fit, ci: dict[str, tuple[float, float]]) -> str | None:
         lo, hi = ci[k]
         if not all(map(math.isfinite, (v, lo, hi))):
             return f"the {k} price is not finite ({v} ns, 95% CI {lo}–{hi})"
+        if v <= 0 and k in f.direct:
+            return f"the {k} price was measured at {v:.3g} ns, not above 0: its part was no slower than its twin"
         if v <= 0:
             return f"the {k} price is at its bound, 0 ns: the parts ask for a negative one"
         if hi <= lo:
@@ -209,6 +226,7 @@ class Composition:
     record: str = ""                                   # the prices record composed from (its path)
     refused: str = ""                                  # why the prices are not admissible ("": they are)
     counted: str = ""                                  # the mechanisms' anatomy directory (its parts: parts/)
+    direct: tuple = ()                                 # the prices measured by parts of their own, not fitted
 
     @property
     def speedup(self) -> float:
@@ -316,7 +334,8 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
                        {m: round_trips(p, parts) for m, p in mechanisms.items()}, composed, composed_ci,
                        {m: measured[m] for m in names}, errors, composed[stats.CANDIDATE],
                        (c_lo / (1 + e_hi), c_hi / (1 + e_lo)), base, baseline_ci or (base, base), inputs, load,
-                       machine, refused=f"the prices are not admissible: {why}" if why else "")
+                       machine, refused=f"the prices are not admissible: {why}" if why else "",
+                       direct=tuple(k for k in PRICES if k in best.direct))
 
 
 # ------------------------------------------------------------------------------- from files

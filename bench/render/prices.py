@@ -43,7 +43,10 @@ def blocks(c: Composition) -> list:
              + f"Prices fitted by non-negative least squares (relative residuals) to {len(c.parts)} micro-benchmarks "
                f"of their own (`vmexec price`), measured on this host in {c.rounds} interleaved rounds, each "
                "part's path length counted by the anatomy plugin in the icount guest; 95% CIs: the rounds "
-               "resampled (timing noise only)." + (f" Inputs: {c.inputs}." if c.inputs else "")
+               "resampled (timing noise only)."
+             + (f" Measured directly, not fitted (each by a part of its own less its twin, in the same rounds; the "
+                f"fit holds it at its value): {', '.join(c.direct)}." if c.direct else "")
+             + (f" Inputs: {c.inputs}." if c.inputs else "")
              + (f" Load (1, 5, 15 min): {c.load}." if c.load else "")),
             ("table", ["price", "ns", "95% CI", "meaning"], rows),
             ("p", f"The fit's residuals: each part's median host time against what the prices give it (a fit "
