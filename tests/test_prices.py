@@ -209,7 +209,7 @@ def test_safe_ret_is_priced_per_return_where_the_kernel_returns_through_it():
     mechs = _returning(MECHANISMS, {"native": 0.021, "ptrace-sysemu": 0.014, "ptrace-syscall": 0.014,
                                     "seccomp-trace": 0.014, "seccomp-unotify": 0.011, "seccomp-trap": 0.014,
                                     "process-vm-exec": 0.017})
-    true = {**TRUE, "safe_ret": 7.0}
+    true = {**TRUE, "safe_ret": 7.0, "retpoline": 0.0}     # a retpoline returns through the thunk too
     values = {k: list(float(np.dot(P.counts(p, parts), list(true.values()))) * (1 + TINY * np.random.default_rng(5)
                                                                                 .standard_normal(12)))
               for k, p in parts.items()}
@@ -225,7 +225,7 @@ def test_safe_ret_is_measured_by_its_own_parts_where_returns_are_the_same_share_
     the thunk against the same instructions predicted), safe_ret is held at its value and the rest is fitted."""
     parts = _returning(PARTS, 0.025)
     mechs = _returning(MECHANISMS, 0.025)
-    true = {**TRUE, "safe_ret": 4.0}
+    true = {**TRUE, "safe_ret": 4.0, "retpoline": 0.0}
     exact = {k: float(np.dot(P.counts(p, parts), list(true.values()))) for k, p in parts.items()}
     rng = np.random.default_rng(7)
     values = {k: list(v * (1 + 0.002 * rng.standard_normal(12))) for k, v in exact.items()}
@@ -241,6 +241,9 @@ def test_safe_ret_is_measured_by_its_own_parts_where_returns_are_the_same_share_
     lo, hi = c.prices_ci["safe_ret"]
     assert lo < c.prices["safe_ret"] < hi and hi - lo < 0.1
     assert not c.refused and all(abs(e) < 0.02 for e in c.errors.values())
+    # a retpoline's return is a Safe RET return there: held at 0, not an unknown, whatever the parts say
+    assert c.held == ("retpoline",) and c.prices["retpoline"] == 0
+    assert "Held at 0, not fitted (priced by another: retpoline: by safe_ret)" in render_prices.to_markdown(c)
     # a copy no slower than its twin measures no price: refused, in one line that says so
     values.update({"ret-thunk": values["ret-plain"]})
     with pytest.raises(BenchError, match="the safe_ret price was measured at 0 ns, not above 0"):

@@ -138,6 +138,7 @@ class Fit:
     residuals: dict[str, float]         # fitted part -> fitted / measured - 1
     unrun: frozenset = frozenset()      # prices no fitted part runs (0 here): no unknowns, no prices
     direct: frozenset = frozenset()     # prices measured by parts of their own (PRICE_ROWS' "direct"), not fitted
+    held: frozenset = frozenset()       # prices held at 0: priced by another (PRICE_ROWS' "held_beside")
 
 
 def direct_price(row: dict, medians: dict[str, float]) -> float | None:
@@ -158,22 +159,24 @@ def fit(parts: dict[str, Path_], medians: dict[str, float], labels) -> Fit:
     # nothing measured it.
     run = np.any(A != 0, axis=0)
     x = np.zeros(A.shape[1])
-    known = np.zeros(A.shape[1], dtype=bool)
+    known, held = np.zeros(A.shape[1], dtype=bool), np.zeros(A.shape[1], dtype=bool)
     for i, row in enumerate(PRICE_ROWS):
         measured = direct_price(row, medians) if run[i] else None
         if measured is not None:
             x[i], known[i] = measured, True
-    free = run & ~known
+        if run[i] and row.get("held_beside") and run[list(PRICES).index(row["held_beside"])]:
+            held[i] = True      # x[i] stays 0
+    free = run & ~known & ~held
     x[free] = nnls((A / y[:, None])[:, free], 1 - (A[:, known] @ x[known]) / y)[0]
     return Fit(dict(zip(PRICES, map(float, x))), {p: float(A[i] @ x / y[i] - 1) for i, p in enumerate(labels)},
                frozenset(k for k, r in zip(PRICES, run) if not r),
-               frozenset(k for k, d in zip(PRICES, known) if d))
+               frozenset(k for k, d in zip(PRICES, known) if d), frozenset(k for k, h in zip(PRICES, held) if h))
 
 
 def admissible(f: Fit, ci: dict[str, tuple[float, float]]) -> str | None:
     """None if the prices may compose anything, else why not (one line)."""
     for k, v in f.prices.items():
-        if k in f.unrun:
+        if k in f.unrun or k in f.held:
             continue
         lo, hi = ci[k]
         if not all(map(math.isfinite, (v, lo, hi))):
@@ -227,6 +230,7 @@ class Composition:
     refused: str = ""                                  # why the prices are not admissible ("": they are)
     counted: str = ""                                  # the mechanisms' anatomy directory (its parts: parts/)
     direct: tuple = ()                                 # the prices measured by parts of their own, not fitted
+    held: tuple = ()                                   # the prices held at 0, priced by another
 
     @property
     def speedup(self) -> float:
@@ -335,7 +339,8 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
                        {m: measured[m] for m in names}, errors, composed[stats.CANDIDATE],
                        (c_lo / (1 + e_hi), c_hi / (1 + e_lo)), base, baseline_ci or (base, base), inputs, load,
                        machine, refused=f"the prices are not admissible: {why}" if why else "",
-                       direct=tuple(k for k in PRICES if k in best.direct))
+                       direct=tuple(k for k in PRICES if k in best.direct),
+                       held=tuple(k for k in PRICES if k in best.held))
 
 
 # ------------------------------------------------------------------------------- from files

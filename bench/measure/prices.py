@@ -104,6 +104,7 @@ SIGNAL_FPU_FUNCTIONS = ("copy_fpstate_to_sigframe", "__fpu_restore_sig", "fpu__r
 #:   function, insns_per_call  the instructions spent in these functions over their fixed instructions per call
 #: and, where the parts cannot tell a price from another, how it is measured instead of fitted:
 #:   direct                 (part, its twin): the price is part's host ns per iteration less its twin's
+#:   held_beside            a price: where the parts run that one, this price is held at 0 (priced there)
 PRICE_ROWS = (
     {"name": "insn", "insns": True,
      "meaning": "ns per instruction (REP string counted once) of kernel and user code outside the scheduler"},
@@ -127,8 +128,12 @@ PRICE_ROWS = (
     # does the twin in the guest: each indirect call (f_op->poll, a sched_class method, a wake function) jumps
     # to a 3-instruction thunk whose return is mispredicted on purpose.  The poll part makes 64 per iteration:
     # with no price of their own they sat on the price per instruction (poll -24.5%, files +18.2%, issue 26).
+    # Where the kernel returns through SRSO's Safe RET, a retpoline's return is one of those (arch/x86/lib/
+    # retpoline.S: RETPOLINE ends in RET, `jmp __x86_return_thunk` with CONFIG_MITIGATION_RETHUNK): its
+    # misprediction is the safe_ret price's, counted there, and nothing of its own is left to price
+    # ("held_beside": held at 0 where that price is run; the AMD EPYC VM's fits found 0 for it).
     {"name": "retpoline", "function": "__x86_indirect_thunk_", "family": True, "unit_part": "poll",
-     "unit_calls": POLL_ENTRIES,
+     "unit_calls": POLL_ENTRIES, "held_beside": "safe_ret",
      "meaning": "ns per indirect call through a retpoline thunk beyond its instructions (its return is "
                 "mispredicted on purpose): counted by the thunks' instructions over the poll part's, one "
                 "call per polled entry"},

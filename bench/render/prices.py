@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from bench import stats, verdict
 from bench.anatomy.composed import MAX_PART_RESIDUAL, PRICES, SWITCH_FUNCTION, Composition
+from bench.measure.prices import PRICE_ROWS
 from bench.render import document
+
+#: A price held at 0 -> the price that carries its cost (PRICE_ROWS' "held_beside").
+HELD_BESIDE = {r["name"]: r["held_beside"] for r in PRICE_ROWS if r.get("held_beside")}
 
 
 def _fmt(x: float) -> str:
@@ -46,6 +50,8 @@ def blocks(c: Composition) -> list:
                "resampled (timing noise only)."
              + (f" Measured directly, not fitted (each by a part of its own less its twin, in the same rounds; the "
                 f"fit holds it at its value): {', '.join(c.direct)}." if c.direct else "")
+             + (" Held at 0, not fitted (priced by another: "
+                + "; ".join(f"{k}: by {HELD_BESIDE[k]}" for k in c.held) + ")." if c.held else "")
              + (f" Inputs: {c.inputs}." if c.inputs else "")
              + (f" Load (1, 5, 15 min): {c.load}." if c.load else "")),
             ("table", ["price", "ns", "95% CI", "meaning"], rows),
