@@ -241,6 +241,13 @@ def test_safe_ret_is_measured_by_its_own_parts_where_returns_are_the_same_share_
     lo, hi = c.prices_ci["safe_ret"]
     assert lo < c.prices["safe_ret"] < hi and hi - lo < 0.1
     assert not c.refused and all(abs(e) < 0.02 for e in c.errors.values())
+    assert c.probes == {}       # no probe measured
+    # a probe is priced with the prices it did not help fit, its residual shown
+    probe = _returning({"dup": dataclasses.replace(PARTS["files"], insns=PARTS["files"].insns / 3)}, 0.025)["dup"]
+    priced = float(np.dot(P.counts(probe, parts), [c.prices.get(k, 0.0) for k in P.PRICES]))
+    c2 = P.composition({**parts, "dup": probe}, {**values, "dup": [priced * 1.3] * 12}, mechs, meas, bootstrap=50)
+    assert c2.prices == c.prices and c2.probes["dup"] == pytest.approx((priced * 1.3, priced, 1 / 1.3 - 1))
+    assert "| `dup` |" in render_prices.to_markdown(c2) and "-23.08%" in render_prices.to_markdown(c2)
     # a retpoline's return is a Safe RET return there: held at 0, not an unknown, whatever the parts say
     assert c.held == ("retpoline",) and c.prices["retpoline"] == 0
     assert "Held at 0, not fitted (priced by another: retpoline: by safe_ret)" in render_prices.to_markdown(c)
@@ -465,7 +472,8 @@ def test_the_report_takes_the_composition_from_a_prices_record_of_the_same_kerne
 # ----------------------------------------------------------------------------- vmexec price (C)
 
 @pytest.mark.parametrize("part, switches", [("entry", 0), ("signal", 0), ("files", 0), ("poll", 0), ("threads", 1),
-                                           ("processes", 1), ("ret-thunk", 0), ("ret-plain", 0)])
+                                           ("processes", 1), ("ret-thunk", 0), ("ret-plain", 0),
+                                           ("dup", 0)])
 def test_each_part_runs_checks_itself_and_switches_as_its_label_says(part, switches):
     proc, report = run_vmexec("price", part, "-n", "300", "-c", "0")
     assert proc.returncode == 0, proc.stderr

@@ -21,6 +21,8 @@
  *              thousands of them, not only inferred beside a round trip
  *   poll       poll() of POLL_FDS entries (one eventfd, not ready), timeout
  *              0: the same, but a short loop run many times
+ *   dup        dup() and close() of one eventfd: the file table without
+ *              making or freeing a file (a probe beside files, not fitted)
  *   ret-thunk  a call to a function that returns through a copy of SRSO's
  *              Safe RET thunk (call; lea 8(%rsp),%rsp; ret): its return is
  *              mispredicted on purpose, as every return of a kernel that
@@ -67,8 +69,8 @@
 #define POLL_FDS 64
 
 static const char *const parts[] = { "entry", "signal", "threads", "processes", "files", "poll", "ret-thunk",
-				     "ret-plain", NULL };
-enum { ENTRY, SIGNAL, THREADS, PROCESSES, FILES, POLL, RET_THUNK, RET_PLAIN };
+				     "ret-plain", "dup", NULL };
+enum { ENTRY, SIGNAL, THREADS, PROCESSES, FILES, POLL, RET_THUNK, RET_PLAIN, DUP };
 #define PINGPONG(part) ((part) == THREADS || (part) == PROCESSES)
 
 /* The word two sides hand back and forth: 0 the timed side's turn, 1 the other's, 2 stop. */
@@ -170,7 +172,7 @@ int price_main(int argc, char **argv)
 		case 'k': pages = parse_count(optarg, "-k"); break;
 		case 'c': cpu = (int)parse_count(optarg, "-c"); break;
 		default: return usage_error("usage: vmexec price entry|signal|threads|processes|files|poll|"
-					    "ret-thunk|ret-plain -n N [-k PAGES] [-c CPU]");
+					    "ret-thunk|ret-plain|dup -n N [-k PAGES] [-c CPU]");
 		}
 	}
 	for (int i = 0; optind == argc - 1 && parts[i]; i++)
@@ -178,7 +180,7 @@ int price_main(int argc, char **argv)
 			part = i;
 	if (part < 0)
 		return usage_error("vmexec price: exactly one PART is required: entry, signal, threads, processes, "
-				   "files, poll, ret-thunk or ret-plain");
+				   "files, poll, ret-thunk, ret-plain or dup");
 	if (n < 1 || pages > (1L << 20))
 		return usage_error("vmexec price: -n must be >= 1 and -k at most 1048576 pages");
 	if (pages && !PINGPONG(part))
@@ -206,7 +208,7 @@ int price_main(int argc, char **argv)
 		perror("vmexec: signal");
 		return EXIT_FAILED;
 	}
-	if (part == POLL) {
+	if (part == POLL || part == DUP) {
 		int fd = eventfd(0, EFD_CLOEXEC);
 
 		if (fd < 0) {
@@ -257,6 +259,13 @@ int price_main(int argc, char **argv)
 	case POLL:		/* an eventfd at 0 is not readable: every entry checked, none ready */
 		for (long i = 0; i < n; i++)
 			matched += poll(fds, POLL_FDS, 0) == 0;
+		break;
+	case DUP:
+		for (long i = 0; i < n; i++) {
+			int fd = dup(fds[0].fd);
+
+			matched += fd >= 0 && close(fd) == 0;
+		}
 		break;
 	case RET_THUNK:
 		for (long i = 0; i < n; i++)

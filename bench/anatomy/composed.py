@@ -44,7 +44,8 @@ from bench.anatomy.counts import CLASSES, MODEL_VARIANT, twin_directory, variant
 from bench.anatomy.model import host_ns_per_syscall
 from bench.errors import BenchError, UsageError
 from bench.measure.environment import MEMORY_CGROUP_ROOT
-from bench.measure.prices import DIRECTORY, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label, load_record
+from bench.measure.prices import (DIRECTORY, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label, load_record,
+                                  probe_parts)
 
 #: The prices, the unknowns of the fit, with their meaning.
 PRICES = {r["name"]: r["meaning"] for r in PRICE_ROWS}
@@ -231,6 +232,7 @@ class Composition:
     counted: str = ""                                  # the mechanisms' anatomy directory (its parts: parts/)
     direct: tuple = ()                                 # the prices measured by parts of their own, not fitted
     held: tuple = ()                                   # the prices held at 0, priced by another
+    probes: dict = dataclasses.field(default_factory=dict)  # probe part -> (measured ns, priced ns, residual)
 
     @property
     def speedup(self) -> float:
@@ -333,6 +335,8 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
                          f"{100 * e_lo:+.1f}%): the prices do not bound it")
     base = measured[stats.SYSEMU]
     fitted = {p: (medians[p], medians[p] * (1 + r), r) for p, r in best.residuals.items()}
+    priced = {p: float(counts(parts[p], parts) @ price_vector) for p in probe_parts() if p in parts and p in medians}
+    probes = {p: (medians[p], v, v / medians[p] - 1) for p, v in priced.items()}
     return Composition({k: v for k, v in best.prices.items() if k not in best.unrun},
                        {k: v for k, v in prices_ci.items() if k not in best.unrun}, fitted, rounds, premium, unpriced,
                        {m: round_trips(p, parts) for m, p in mechanisms.items()}, composed, composed_ci,
@@ -340,7 +344,7 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
                        (c_lo / (1 + e_hi), c_hi / (1 + e_lo)), base, baseline_ci or (base, base), inputs, load,
                        machine, refused=f"the prices are not admissible: {why}" if why else "",
                        direct=tuple(k for k in PRICES if k in best.direct),
-                       held=tuple(k for k in PRICES if k in best.held))
+                       held=tuple(k for k in PRICES if k in best.held), probes=probes)
 
 
 # ------------------------------------------------------------------------------- from files

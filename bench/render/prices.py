@@ -58,6 +58,11 @@ def blocks(c: Composition) -> list:
             ("p", f"The fit's residuals: each part's median host time against what the prices give it (a fit "
                   f"missing any by more than ±{100 * MAX_PART_RESIDUAL:g}% is refused):"),
             ("table", ["part", "measured ns", "fitted ns", "residual"], parts),
+            *([("p", "Probes, measured in the same rounds and priced with the same prices, never fitted (where a "
+                     "part the prices miss goes wrong):"),
+               ("table", ["probe", "measured ns", "priced ns", "residual"],
+                [[f"`{p}`", _fmt(m), _fmt(v), f"{100 * r:+.2f}%"] for p, (m, v, r) in c.probes.items()])]
+              if c.probes else []),
             ("p", "The address-space switch premium (ns per CR3 write) at the loop's working set and at the "
                   "pages sweep's sizes (pages the passive side writes per round trip):"),
             ("table", ["pages", "ns per CR3 write", "95% CI"], prem),
