@@ -581,6 +581,50 @@ def test_the_prices_compose_the_host_run_measured_with_them(tmp_path, monkeypatc
     assert "`host.json`" in c.inputs
 
 
+def test_mechanisms_timed_in_the_prices_rounds_are_composed_against_those_times_not_the_host_runs(tmp_path, monkeypatch):
+    """A host run made a minute before the prices drifted 16% against them on the AMD EPYC VM: a record that timed
+    the mechanisms between its parts is composed against those times, drifted as its parts are, and says so; the
+    host run is read for its machine only."""
+    from bench.measure.prices import MECHANISM
+
+    _, host, record = _composition_setup(tmp_path, monkeypatch, scale=1.16)      # the host run drifted 16%
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(record))
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert why == "" and all(e == pytest.approx(1 / 1.16 - 1, abs=1e-3) for e in c.errors.values())
+    rng = np.random.default_rng(3)
+    timed = {MECHANISM + m: list(v * (1 + 0.01 * rng.standard_normal(len(record["ns_per_iteration"]["entry"]))))
+             for m, v in measured().items()}
+    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(
+        {**record, "ns_per_iteration": {**record["ns_per_iteration"], **timed}}))
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert why == "" and all(abs(e) < 0.02 for e in c.errors.values())
+    assert "the mechanisms timed in the prices' own rounds" in c.inputs
+    lo, hi = c.baseline_ci
+    assert lo < c.baseline_ns < hi and c.baseline_ns == pytest.approx(measured()["ptrace-sysemu"], rel=0.02)
+    # a record that timed mechanisms but not the baseline cannot be composed against them
+    del timed[MECHANISM + "ptrace-sysemu"]
+    (tmp_path / "prices" / "prices-x-1.json").write_text(json.dumps(
+        {**record, "ns_per_iteration": {**record["ns_per_iteration"], **timed}}))
+    c, why = P.composed_model([host], tmp_path / "anatomy")
+    assert c is None and why == "the prices record timed mechanisms in its rounds but not ptrace-sysemu"
+
+
+def test_the_rounds_time_every_mechanism_pinned_as_the_host_run_pins_it():
+    from bench.measure.prices import MECHANISM, ROUND_MECHANISMS, mechanism_commands
+    from tracers.driver import driver_backends
+
+    cmds = dict(mechanism_commands("vmexec", cpu=1))
+    assert set(cmds) == {MECHANISM + m for m in ROUND_MECHANISMS} and "process-vm-exec" not in ROUND_MECHANISMS
+    for b in driver_backends():
+        if b.name in ROUND_MECHANISMS:
+            argv = cmds[MECHANISM + b.name]
+            assert argv[:3] == ["vmexec", "run", b.name]
+            assert argv[5:] == (["-T", "1"] if b.in_process else ["-t", "1", "-T", "1"])
+    proc, report = run_vmexec(*cmds[MECHANISM + "ptrace-sysemu"][1:3], "-n", "200", "-t", "0", "-T", "0")
+    assert proc.returncode == 0 and report["ok"] and report["calls"] == 200
+
+
 def test_prices_are_refused_for_a_host_whose_indirect_calls_the_counted_kernel_does_not_make(tmp_path, monkeypatch):
     """The retpoline price prices the thunks the twin counts: a host with eIBRS (no thunk) and a twin counted with
     retpolines, or the reverse, would price what the host does not run (issue 26, the AMD day)."""

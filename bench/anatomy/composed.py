@@ -44,8 +44,8 @@ from bench.anatomy.counts import CLASSES, MODEL_VARIANT, twin_directory, variant
 from bench.anatomy.model import host_ns_per_syscall
 from bench.errors import BenchError, UsageError
 from bench.measure.environment import MEMORY_CGROUP_ROOT
-from bench.measure.prices import (DIRECTORY, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label, load_record,
-                                  probe_parts)
+from bench.measure.prices import (DIRECTORY, MECHANISM, PRICE_ROWS, SWEEP_PAGES, fitted_parts, label,
+                                  load_record, probe_parts)
 
 #: The prices, the unknowns of the fit, with their meaning.
 PRICES = {r["name"]: r["meaning"] for r in PRICE_ROWS}
@@ -364,6 +364,22 @@ def _host_run(paths: list[Path]) -> tuple[dict[str, float], tuple[float, float],
     return measured, (float(row["ci_low"]), float(row["ci_high"])), machine_of(host[-1])
 
 
+def in_rounds(record: dict, bootstrap: int = BOOTSTRAP) -> tuple[dict[str, float], tuple[float, float]] | None:
+    """The mechanisms a prices record timed in its own rounds (bench.measure.prices.MECHANISM): their median ns per
+    call and PTRACE_SYSEMU's 95% CI (its rounds resampled); None for a record without them (older ones: the
+    host run's times are used)."""
+    times = {k.removeprefix(MECHANISM): np.asarray(v, dtype=float) for k, v in record["ns_per_iteration"].items()
+             if k.startswith(MECHANISM)}
+    if not times:
+        return None
+    if stats.SYSEMU not in times:
+        raise UsageError(f"the prices record timed mechanisms in its rounds but not {stats.SYSEMU}")
+    rng = np.random.default_rng(SEED)
+    base = times[stats.SYSEMU]
+    boot = [float(np.median(base[rng.integers(0, len(base), len(base))])) for _ in range(bootstrap)]
+    return {m: float(np.median(v)) for m, v in times.items()}, _ci(boot)
+
+
 def machine_of(path: Path) -> dict:
     """{"kernel", "cpu_model"} of a results file (the machine its host runs were measured on)."""
     first = stats.load([path]).iloc[0]
@@ -571,8 +587,14 @@ def composed_model(host_paths, anatomy_directory: Path, records=(),
         busy = busy_record(record, max((results.busy_runs(p)[3] for p in host), default=0))
         if busy:
             return None, f"refused: {busy} ({record_path.name})"
+        timed = in_rounds(record)
+        if timed is not None:       # the mechanisms' own times from the prices' rounds, not the host run's
+            measured, base_ci = timed
+        inputs = _inputs(host, record_path, parts_dir, mech_dir) + (
+            "; the mechanisms timed in the prices' own rounds, between the parts (`vmexec run`, pinned as the host "
+            "run pins them), the host run read for its machine only" if timed is not None else "")
         c = composition(paths_from_anatomy(parts_dir), record["ns_per_iteration"], paths_from_anatomy(mech_dir),
-                        measured, base_ci, inputs=_inputs(host, record_path, parts_dir, mech_dir),
+                        measured, base_ci, inputs=inputs,
                         load=f"{record['load_before']} before, {record['load_after']} after",
                         machine=f"{meta['cpu_model']}, Linux {meta['kernel']}", diagnose=diagnose)
         return dataclasses.replace(c, record=str(record_path), counted=str(mech_dir)), ""

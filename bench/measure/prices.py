@@ -164,6 +164,16 @@ PRICE_ROWS = (
                 "mispredicted on purpose): counted by the thunk's one call per return; measured by a copy of the "
                 "thunk against the same instructions returning as predicted (ret-thunk - ret-plain)"},
 )
+#: The mechanisms timed in the same rounds as the parts (`vmexec run`, pinned as the host run pins them), with their
+#: iterations per run (about 20-60 ms).  A host run made a minute before the prices drifted against them on the AMD
+#: EPYC VM (ptrace-sysemu 9,598 ns in one, 11,141 in the next, the prices alike: issue 26), a shift the composition
+#: would take for the model's error; timed between the parts, both sides drift together.  process_vm_exec is no
+#: host mechanism, and a rewriting backend enters no kernel path the prices price.
+ROUND_MECHANISMS = {"native": 200000, "ptrace-syscall": 2000, "ptrace-sysemu": 4000, "ptrace-sysemu-poke": 4000,
+                    "seccomp-trace": 4000, "seccomp-trap": 20000, "seccomp-unotify": 8000,
+                    "seccomp-unotify-sync": 8000, "syscall-user-dispatch": 20000}
+#: The label of a mechanism's times in a prices record (ns per intercepted call, beside the parts').
+MECHANISM = "mechanism:"
 #: Rounds of every part on the host: enough for a bootstrap over rounds (issue 26: 6 s of prices on a
 #: busy host gave a native composed -49% off).
 DEFAULT_RUNS = 30
@@ -203,6 +213,17 @@ def commands(vmexec: str, guest: bool, cpu: int = 0, pages=SWEEP_PAGES) -> list[
             for r in part_rows(pages)]
 
 
+def mechanism_commands(vmexec: str, cpu: int = 0) -> list[tuple[str, list[str]]]:
+    """(label, argv) of every mechanism timed in the rounds: tracer and tracee on cpu (the tracee alone where
+    the backend runs in-process), as the host run's --pin same."""
+    from tracers.driver import driver_backends
+
+    in_process = {b.name: b.in_process for b in driver_backends()}
+    return [(MECHANISM + b, [vmexec, "run", b, "-n", str(n), *([] if in_process[b] else ["-t", str(cpu)]),
+                             "-T", str(cpu)])
+            for b, n in ROUND_MECHANISMS.items() if b in in_process]
+
+
 def run_part(argv: list[str]) -> dict:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     try:
@@ -238,9 +259,9 @@ def measure_host(runs: int = DEFAULT_RUNS, cpu: int = 0, log=print) -> dict:
         raise UsageError(f"--runs must be at least {MIN_RUNS} (the prices' bootstrap resamples rounds)")
     if cpu not in os.sched_getaffinity(0):
         raise UsageError(f"--cpu {cpu}: not a CPU this process may run on ({sorted(os.sched_getaffinity(0))})")
-    cmds = commands(str(VMEXEC), guest=False, cpu=cpu)
+    cmds = commands(str(VMEXEC), guest=False, cpu=cpu) + mechanism_commands(str(VMEXEC), cpu)
     values = {lab: [] for lab, _ in cmds}
-    switches = {lab: [] for lab, _ in cmds}
+    switches = {lab: [] for lab, _ in cmds if not lab.startswith(MECHANISM)}
     loads = []
     load_before = _load_line()
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -248,7 +269,8 @@ def measure_host(runs: int = DEFAULT_RUNS, cpu: int = 0, log=print) -> dict:
         for lab, argv in cmds:
             rep = run_part(argv)
             values[lab].append(rep["elapsed_ns"] / rep["calls"])
-            switches[lab].append(rep["switches"])
+            if lab in switches:
+                switches[lab].append(rep["switches"])
         loads.append(load_sample())
         log(f"prices: round {r + 1}/{runs} done (load {_load_line()})")
     return {"host": socket.gethostname(), "kernel": platform.release(), "cpu_model": cpu_model(), "cpu": cpu,

@@ -83,8 +83,14 @@ def side_by_side(machines: list[tuple[str, Composition | None, str]]) -> list:
     if not any(not c.refused for _, c in shown):
         return []
     cell = lambda v, lo, hi: f"{_fmt(v)} ({_fmt(lo)}–{_fmt(hi)})"      # noqa: E731
-    rows = [[f"{k} (ns)", *(cell(c.prices[k], *c.prices_ci[k]) if k in c.prices else "not run" for _, c in shown)]
-            for k in PRICES if any(k in c.prices for _, c in shown)]
+
+    def price(c: Composition, k: str) -> str:
+        if k not in c.prices:
+            return "not run"
+        if k in c.held:
+            return f"held at 0 (priced by {HELD_BESIDE[k]})"
+        return cell(c.prices[k], *c.prices_ci[k]) + (", measured directly" if k in c.direct else "")
+    rows = [[f"{k} (ns)", *(price(c, k) for _, c in shown)] for k in PRICES if any(k in c.prices for _, c in shown)]
     mechanisms = sorted({m for _, c in shown for m in c.measured})
     rows += [[f"`{m}`: measured / composed ns", *(f"{_fmt(c.measured[m])} / {_fmt(c.composed[m])} "
                                                   f"({100 * c.errors[m]:+.1f}%)" if m in c.measured else "not run"
