@@ -698,6 +698,10 @@ def test_prices_are_refused_for_a_host_charged_to_a_memory_cgroup_the_twin_was_n
                 {"host_config_sha256": config + "0" * 48, **({"memory_cgroup": counted_in} if counted_in else {})}))
         c, why = P.composed_model([host], tmp_path / "anatomy")       # the host recorded none: not judged so
         assert why == "" and c is not None
+        # ... but said: a twin that recorded nothing charged the root
+        assert any("charged its loops to the root memory cgroup and the host run recorded none" in k
+                   for k in c.caveats) == (counted_in is None)
+        assert all(f"Caveat: {k}." in render_prices.to_markdown(c) for k in c.caveats)
         c, why = P.composed_model([child], tmp_path / "anatomy")
         if counted_in == "child (cgroup v1)":
             assert why == "" and c is not None

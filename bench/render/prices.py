@@ -53,6 +53,7 @@ def blocks(c: Composition) -> list:
              + (" Held at 0, not fitted (priced by another: "
                 + "; ".join(f"{k}: by {HELD_BESIDE[k]}" for k in c.held) + ")." if c.held else "")
              + (f" Inputs: {c.inputs}." if c.inputs else "")
+             + "".join(f" Caveat: {k}." for k in c.caveats)
              + (f" Load (1, 5, 15 min): {c.load}." if c.load else "")),
             ("table", ["price", "ns", "95% CI", "meaning"], rows),
             ("p", f"The fit's residuals: each part's median host time against what the prices give it (a fit "
@@ -115,7 +116,8 @@ def side_by_side(machines: list[tuple[str, Composition | None, str]]) -> list:
                   "prices were not admissible its column is a diagnosis, composed all the same to show where the "
                   "price model fails there, and nothing in it is judged:"),
             ("table", header, rows),
-            *([("p", "No estimate on " + "; on ".join(missing) + ".")] if missing else [])]
+            *([("p", "No estimate on " + "; on ".join(missing) + ".")] if missing else []),
+            *[("p", f"Caveat on {name}: {k}.") for name, c in shown for k in c.caveats]]
 
 
 def to_markdown(c: Composition) -> str:
