@@ -477,6 +477,15 @@ def _thunks_differ(host_meta, anatomy_dirs) -> str:
     return ""
 
 
+def _guest_facts(anatomy_dir) -> dict:
+    """What the guest that counted an anatomy recorded of itself (raw/guest.json), or {} where it recorded none."""
+    try:
+        facts = json.loads((Path(anatomy_dir) / "raw" / "guest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return facts if isinstance(facts, dict) else {}
+
+
 def _not_its_twin(host_meta, anatomy_dirs) -> str:
     """Why an anatomy counted on a twin cannot explain this host's times (the twin was made from another kernel
     configuration than the one the host run recorded), or "" (also where either side recorded none).
@@ -486,12 +495,7 @@ def _not_its_twin(host_meta, anatomy_dirs) -> str:
     charged = host_meta.get("vmexec_memory_cgroup")
     charged = charged if isinstance(charged, str) else ""
     for d in anatomy_dirs:
-        guest = Path(d) / "raw" / "guest.json"
-        try:
-            facts = json.loads(guest.read_text()) if guest.exists() else {}
-        except (OSError, ValueError):
-            facts = {}
-        facts = facts if isinstance(facts, dict) else {}
+        facts = _guest_facts(d)
         origin = str(facts.get("host_config_sha256", ""))
         counted_in = str(facts.get("memory_cgroup", "")) if "memory_cgroup" in facts else None
         # A twin counted before it recorded its memory cgroup (None) was counted in the root.
@@ -513,11 +517,8 @@ def _charges_unknown(host_meta, anatomy_dirs) -> str:
     if host_meta.get("vmexec_memory_cgroup"):
         return ""
     for d in anatomy_dirs:
-        try:
-            facts = json.loads((Path(d) / "raw" / "guest.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(facts, dict) and facts.get("host_config_sha256") and "memory_cgroup" not in facts:
+        facts = _guest_facts(d)
+        if facts.get("host_config_sha256") and "memory_cgroup" not in facts:
             return (f"the twin counted in `{d}` charged its loops to the root memory cgroup and the host run "
                     "recorded none: where the host ran in a child (the VMs here do), the counts miss its "
                     "allocations' charges (about 1,100 instructions per file made and freed on the AMD EPYC VM's twin)")

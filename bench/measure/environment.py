@@ -179,6 +179,7 @@ def where_facts() -> dict[str, str]:
 def run_metadata() -> dict[str, str | int]:
     """Run-wide metadata (pyperf adds python, platform, hostname, cpu_count ...)."""
     uname = os.uname()
+    charged = memory_cgroup()
     return {
         "vmexec_kernel": uname.release,
         "vmexec_kernel_version": uname.version,
@@ -189,6 +190,6 @@ def run_metadata() -> dict[str, str | int]:
         "vmexec_commit": git_commit(),
         "vmexec_compiler": compiler(),
         "vmexec_clocksource": clocksource(),
-        **({"vmexec_memory_cgroup": memory_cgroup()} if memory_cgroup() else {}),
+        **({"vmexec_memory_cgroup": charged} if charged else {}),
         **where_facts(),
     }
