@@ -621,6 +621,12 @@ def test_the_rounds_time_every_mechanism_pinned_as_the_host_run_pins_it():
             argv = cmds[MECHANISM + b.name]
             assert argv[:3] == ["vmexec", "run", b.name]
             assert argv[5:] == (["-T", "1"] if b.in_process else ["-t", "1", "-T", "1"])
+    # the anatomy guest counts each mechanism pinned the same way (one argv builder)
+    from bench.anatomy.guest import PIN_CPU, backend_commands
+    names = [b.name for b in driver_backends() if b.name in ROUND_MECHANISMS]
+    counted = dict(backend_commands(names, 7, {b.name: b.in_process for b in driver_backends()}))
+    timed = dict(mechanism_commands("vmexec", cpu=PIN_CPU))
+    assert all(counted[b][5:] == timed[MECHANISM + b][5:] and counted[b][1:3] == ["run", b] for b in names)
     proc, report = run_vmexec(*cmds[MECHANISM + "ptrace-sysemu"][1:3], "-n", "200", "-t", "0", "-T", "0")
     assert proc.returncode == 0 and report["ok"] and report["calls"] == 200
 

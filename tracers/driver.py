@@ -95,6 +95,13 @@ def constants() -> dict:
     return json.loads(_run_driver(["constants"], timeout=60).stdout)
 
 
+def same_cpu_argv(vmexec: str, backend: str, syscalls: int, cpu: int, in_process: bool) -> list[str]:
+    """`vmexec run` of backend with tracer and tracee on cpu (the tracee alone where the backend runs
+    in-process): a host run's --pin same, as the anatomy guest and the prices' rounds run it too."""
+    return [str(vmexec), "run", backend, "-n", str(syscalls), *([] if in_process else ["-t", str(cpu)]),
+            "-T", str(cpu)]
+
+
 @functools.cache
 def driver_backends() -> tuple[DriverBackend, ...]:
     """Every backend the driver was built with, in its registry's order."""

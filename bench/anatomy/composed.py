@@ -256,6 +256,13 @@ def _ci(samples) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _resampled_rounds(rounds: int, bootstrap: int):
+    """bootstrap resamples (with replacement) of the indices of rounds rounds, from the fixed SEED: every
+    figure of a prices record is resampled the same way, and reproducibly."""
+    rng = np.random.default_rng(SEED)
+    return (rng.integers(0, rounds, rounds) for _ in range(bootstrap))
+
+
 def _rounds(host_values: dict[str, list[float]]) -> int:
     lengths = {len(v) for v in host_values.values()}
     if len(lengths) != 1:
@@ -297,10 +304,8 @@ def composition(parts: dict[str, Path_], host_values: dict[str, list[float]], me
     best = fit(parts, medians, labels)
     sweep = sorted(k for k in SWEEP_PAGES if all(label(p, k) in parts and label(p, k) in medians
                                                  for p in ("threads", "processes")))
-    rng = np.random.default_rng(SEED)
     boot, boot_prem = [], {k: [] for k in sweep}
-    for _ in range(bootstrap):
-        idx = rng.integers(0, rounds, rounds)
+    for idx in _resampled_rounds(rounds, bootstrap):
         med = {k: float(np.median(v[idx])) for k, v in values.items()}
         pr = fit(parts, med, labels).prices
         boot.append([pr[k] for k in PRICES])
@@ -375,9 +380,8 @@ def in_rounds(record: dict, bootstrap: int = BOOTSTRAP) -> tuple[dict[str, float
         return None
     if stats.SYSEMU not in times:
         raise UsageError(f"the prices record timed mechanisms in its rounds but not {stats.SYSEMU}")
-    rng = np.random.default_rng(SEED)
     base = times[stats.SYSEMU]
-    boot = [float(np.median(base[rng.integers(0, len(base), len(base))])) for _ in range(bootstrap)]
+    boot = [float(np.median(base[idx])) for idx in _resampled_rounds(len(base), bootstrap)]
     return {m: float(np.median(v)) for m, v in times.items()}, _ci(boot)
 
 

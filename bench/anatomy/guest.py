@@ -20,7 +20,7 @@ from bench.anatomy.plugin import build_plugin, installed_qemu_source_version
 from bench.errors import BenchError, UsageError
 from bench.measure import kernel, vm
 from bench.measure.environment import memory_cgroup, mitigations
-from tracers.driver import VMEXEC, DriverBackend, driver_backends
+from tracers.driver import VMEXEC, DriverBackend, driver_backends, same_cpu_argv
 
 DEFAULT_SYSCALLS = 20000
 #: The pinning the anatomy uses: tracer and tracee on the guest's CPU 0 (in-process: the tracee).
@@ -40,9 +40,7 @@ def default_backends() -> list[str]:
 
 def backend_commands(backends: list[str], syscalls: int, in_process: dict[str, bool]) -> list[tuple[str, list[str]]]:
     """(label, driver argv) of each backend's run in the anatomy guest: same CPU."""
-    return [(b, [str(VMEXEC), "run", b, "-n", str(syscalls),
-                 *(["-T", str(PIN_CPU)] if in_process[b] else ["-t", str(PIN_CPU), "-T", str(PIN_CPU)])])
-            for b in backends]
+    return [(b, same_cpu_argv(VMEXEC, b, syscalls, PIN_CPU, in_process[b])) for b in backends]
 
 
 #: Guest uptime (s) the loops wait for: the kernel's one-off work after boot is done by then, so no count

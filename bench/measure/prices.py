@@ -216,11 +216,10 @@ def commands(vmexec: str, guest: bool, cpu: int = 0, pages=SWEEP_PAGES) -> list[
 def mechanism_commands(vmexec: str, cpu: int = 0) -> list[tuple[str, list[str]]]:
     """(label, argv) of every mechanism timed in the rounds: tracer and tracee on cpu (the tracee alone where
     the backend runs in-process), as the host run's --pin same."""
-    from tracers.driver import driver_backends
+    from tracers.driver import driver_backends, same_cpu_argv
 
     in_process = {b.name: b.in_process for b in driver_backends()}
-    return [(MECHANISM + b, [vmexec, "run", b, "-n", str(n), *([] if in_process[b] else ["-t", str(cpu)]),
-                             "-T", str(cpu)])
+    return [(MECHANISM + b, same_cpu_argv(vmexec, b, n, cpu, in_process[b]))
             for b, n in ROUND_MECHANISMS.items() if b in in_process]
 
 
